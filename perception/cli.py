@@ -1,0 +1,63 @@
+"""`perception` command line: a thin dispatcher over perception/commands/*.py."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from bus.logs import configure_logging
+
+# name -> (module, one-line help). Each module defines add_arguments(parser) and run(args) -> int.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "up": ("perception.commands.up", "launch and supervise the whole pipeline"),
+    "bus": ("perception.commands.bus_proxy", "run the bus proxy alone"),
+    "keys": ("perception.commands.keys", "write a CURVE key pair for tcp:// deployments"),
+    "topics": ("perception.commands.introspect", "list topics seen on the bus"),
+    "echo": ("perception.commands.introspect", "print messages on a topic"),
+    "hz": ("perception.commands.introspect", "measure the rate of a topic"),
+    "record": ("perception.commands.record", "record topics to an MCAP file"),
+    "replay": ("perception.commands.replay", "replay an MCAP file onto the bus"),
+    "info": ("perception.commands.info", "summarise an MCAP file"),
+    "skill": ("perception.commands.skill", "run a skill"),
+    "ask": ("perception.commands.ask", "ask the running pipeline a question"),
+    "train": ("perception.commands.train", "train a model preset"),
+    "eval": ("perception.commands.evaluate", "run the evaluation suite"),
+    "bench": ("perception.commands.bench", "run a benchmark"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="perception", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--config", default=None, help="YAML config (default: configs/tiny-cpu.yaml)")
+        p.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING, ERROR")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            p.set_defaults(_missing=module_name)
+            continue
+        add = getattr(module, f"add_{name}_arguments", None) or module.add_arguments
+        add(p)
+        p.set_defaults(_run=getattr(module, f"run_{name}", None) or module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(level=args.log_level)
+    if getattr(args, "_missing", None):
+        print(f"perception {args.command}: not available in this build ({args._missing})", file=sys.stderr)
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""The one YAML config every command takes, validated by pydantic at the boundary.
+
+Each section is owned by the package it configures; this module only assembles them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from bus.config import BusConfig
+from perception.model.config import ModelSection
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CONFIG_DIR = REPO_ROOT / "configs"
+DEFAULT_CONFIG = CONFIG_DIR / "tiny-cpu.yaml"
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be read or does not validate; the message lists every problem."""
+
+
+class AppConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "tiny-cpu"
+    bus: BusConfig = Field(default_factory=BusConfig)
+    model: ModelSection = Field(default_factory=ModelSection)
+
+
+def load_config(path: str | Path | None = None) -> AppConfig:
+    """Load and validate; every error is reported with its dotted path, before anything starts."""
+    path = Path(path) if path else DEFAULT_CONFIG
+    if not path.exists() and not path.is_absolute() and (CONFIG_DIR / path).exists():
+        path = CONFIG_DIR / path
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file not found: {path}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    try:
+        return AppConfig.model_validate(raw)
+    except ValidationError as exc:
+        lines = [f"config file {path} is invalid ({exc.error_count()} errors):"]
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "<root>"
+            lines.append(f"  {where}: {err['msg']}")
+        raise ConfigError("\n".join(lines)) from exc

@@ -1,0 +1,1 @@
+"""Downstream subscribers: narrator, watcher, planner, timeline, and the SDK to write your own."""
