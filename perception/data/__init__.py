@@ -1,0 +1,1 @@
+"""ShapesWorld (procedural captioned videos) and the manifest dataset for real footage."""
