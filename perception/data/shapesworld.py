@@ -84,7 +84,7 @@ class Clip:
     frames: np.ndarray = field(repr=False)  # [T, H, W, 3] uint8
 
 
-def _distinct_looks(
+def distinct_looks(
     rng: np.random.Generator, n: int, used_colours: set[str], used_shapes: set[str], split: str,
 ) -> list[tuple[str, str]]:
     """Up to n (colour, shape) pairs, all colours and shapes distinct from each other and the used ones."""
@@ -134,7 +134,7 @@ def sample_clip(seed: int, index: int, split: str = "train", max_objects: int = 
     objects: list[ObjectState] = [main]
     n_extra = int(rng.integers(max_objects))  # 0 .. max_objects-1 distractors
     used_colours = {colour} | ({new_colour} if new_colour else set())
-    for c, s in _distinct_looks(rng, n_extra, used_colours, {shape}, split):
+    for c, s in distinct_looks(rng, n_extra, used_colours, {shape}, split):
         obj = ObjectState(s, c, 0.5, 0.5, scene.start_radius(rng, "stay_still"))
         for _ in range(30):
             placed = scene.place(rng, obj, tuple(objects[1:]), tries=1)
