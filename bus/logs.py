@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 
 import structlog
 
@@ -47,3 +48,27 @@ def get_logger(name: str, **bound: object) -> structlog.stdlib.BoundLogger:
     """A logger bound with the component name (and e.g. node, camera)."""
     configure_logging()
     return structlog.get_logger().bind(component=name, **bound)
+
+
+class RateLimited:
+    """At most one log line per key per `interval_s`; the lines in between are counted, not lost.
+
+    Used for per-source warnings (bad messages, gaps) so a flood of garbage cannot flood the logs.
+    """
+
+    def __init__(self, interval_s: float = 1.0) -> None:
+        self.interval_ns = int(interval_s * 1e9)
+        self._last: dict[object, int] = {}
+        self._suppressed: dict[object, int] = {}
+
+    def should_log(self, key: object) -> int | None:
+        """None to stay quiet; otherwise how many lines were suppressed since the last one."""
+        now = time.monotonic_ns()
+        last = self._last.get(key)
+        if last is not None and now - last < self.interval_ns:
+            self._suppressed[key] = self._suppressed.get(key, 0) + 1
+            return None
+        self._last[key] = now
+        if len(self._last) > 10_000:  # bound memory against a flood of distinct keys
+            self._last.clear()
+        return self._suppressed.pop(key, 0)

@@ -1,0 +1,242 @@
+"""Wire codec: a Message <-> one ZeroMQ multipart, exactly as DESIGN.md section 2 "Wire format".
+
+    part 0   topic, UTF-8 (subscribers filter on this part only)
+    part 1   msgpack map {type, v, seq, src, t, body}; an ndarray field in body is
+             {"nd": i, "dtype": "uint8", "shape": [...]} and its bytes are part 2 + i
+    part 2+  raw C-contiguous little-endian buffers, sent without copying
+
+`decode` never trusts its input: every failure is a `DecodeError` with a short reason code that receivers
+count. Arrays come back as read-only `np.frombuffer` views over the received frames (no copy).
+Unknown body fields are dropped so that a minor (compatible) addition by a newer sender is accepted;
+a newer *major* version (`v`) is rejected.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal, Sequence
+
+import msgpack
+import numpy as np
+import zmq
+from pydantic import ValidationError
+
+from bus.message import Message, lookup
+
+Reason = Literal[
+    "bad_part_count",
+    "bad_topic",
+    "bad_header",
+    "unknown_type",
+    "newer_version",
+    "invalid_body",
+    "bad_buffer",
+    "oversize",
+]
+
+# dtypes a C or Node.js reader can map without numpy; object / string / structured dtypes never travel.
+WIRE_DTYPES = frozenset(
+    "bool int8 int16 int32 int64 uint8 uint16 uint32 uint64 float16 float32 float64 complex64 complex128".split()
+)
+_HEADER_KEYS = {"type": str, "v": int, "seq": int, "src": str, "t": int}
+
+
+class DecodeError(ValueError):
+    """A multipart that is not a valid bus message; `reason` is one of `Reason`."""
+
+    def __init__(self, reason: Reason, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason: Reason = reason
+        self.detail = detail
+
+
+class EncodeError(ValueError):
+    """A message that cannot be put on the wire (unregistered type, unsupported dtype or value)."""
+
+
+@dataclass(slots=True)
+class Header:
+    """Everything but the body: cheap to read for recorders and introspection."""
+
+    topic: str
+    type: str
+    v: int
+    seq: int
+    src: str
+    t: int  # publish time, ns since epoch
+
+
+@dataclass(slots=True)
+class Envelope:
+    topic: str
+    type: str
+    v: int
+    seq: int
+    src: str
+    t: int  # publish time, ns since epoch
+    msg: Message
+    nbytes: int  # total size on the wire
+
+    def __str__(self) -> str:
+        return f"{self.topic} #{self.seq} from {self.src}: {self.msg}"
+
+
+def _wire_array(arr: np.ndarray) -> np.ndarray:
+    """C-contiguous, native little-endian, allowed dtype. Copies only when the input is not already so."""
+    if arr.dtype.byteorder == ">" or (arr.dtype.byteorder == "=" and np.little_endian is False):
+        arr = arr.astype(arr.dtype.newbyteorder("<"))
+    if arr.dtype.name not in WIRE_DTYPES:
+        raise EncodeError(f"dtype {arr.dtype} cannot travel on the bus (allowed: {sorted(WIRE_DTYPES)})")
+    return arr if arr.flags.c_contiguous else arr.copy(order="C")
+
+
+def _msgpack_default(obj: Any) -> Any:
+    if isinstance(obj, (tuple, set, frozenset)):
+        return list(obj)
+    if isinstance(obj, np.generic):
+        return obj.item()
+    raise TypeError(f"value of type {type(obj).__name__} cannot be encoded (only top-level ndarray fields)")
+
+
+def encode(topic: str, msg: Message, *, seq: int, src: str, t_ns: int) -> list[bytes | memoryview]:
+    """One bus message as multipart parts; array parts are memoryviews over the arrays (zero copy).
+
+    The caller must not mutate those arrays until the send has completed (pyzmq `copy=False` semantics).
+    """
+    cls = type(msg)
+    if not cls.TYPE or lookup(cls.TYPE) is not cls:
+        raise EncodeError(f"{cls.__name__} is not a registered message type (use @bus.message.register)")
+    buffers: list[memoryview] = []
+    arrays: dict[str, dict[str, Any]] = {}
+    for name in cls.ARRAY_FIELDS:
+        value = getattr(msg, name)
+        if value is None:
+            continue
+        arr = _wire_array(value)
+        arrays[name] = {"nd": len(buffers), "dtype": arr.dtype.name, "shape": list(arr.shape)}
+        buffers.append(memoryview(arr.reshape(-1).view(np.uint8)))  # 1-d byte view, no copy
+    body = msg.model_dump(exclude=set(arrays)) if arrays else msg.model_dump()
+    body.update(arrays)
+    header = {"type": cls.TYPE, "v": cls.VERSION, "seq": seq, "src": src, "t": t_ns, "body": body}
+    try:
+        packed = msgpack.packb(header, use_bin_type=True, default=_msgpack_default)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise EncodeError(f"{cls.TYPE} on {topic!r}: {exc}") from exc
+    return [topic.encode(), packed, *buffers]
+
+
+def _view(part: Any) -> memoryview:
+    if isinstance(part, zmq.Frame):
+        return part.buffer
+    return memoryview(part)
+
+
+def _bytes(part: Any) -> bytes:
+    if isinstance(part, zmq.Frame):
+        return part.bytes
+    return bytes(part)
+
+
+def _check_size(parts: Sequence[Any], max_size: int | None) -> int:
+    if len(parts) < 2:
+        raise DecodeError("bad_part_count", f"{len(parts)} part(s), need topic and header")
+    total = sum(len(_view(p)) for p in parts)
+    if max_size is not None and total > max_size:
+        raise DecodeError("oversize", f"{total} bytes > limit {max_size}")
+    return total
+
+
+def _topic(part: Any) -> str:
+    try:
+        return _bytes(part).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DecodeError("bad_topic", "topic is not UTF-8") from exc
+
+
+def _check_header_fields(header: dict) -> None:
+    for key, kind in _HEADER_KEYS.items():
+        value = header.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise DecodeError("bad_header", f"header field {key!r} missing or not {kind.__name__}")
+
+
+def peek(parts: Sequence[Any], *, max_size: int | None = None) -> Header:
+    """Header without the body (the body is skipped, not parsed): for recorders and `perception topics`."""
+    _check_size(parts, max_size)
+    topic = _topic(parts[0])
+    unpacker = msgpack.Unpacker(raw=False)
+    unpacker.feed(_bytes(parts[1]))
+    fields: dict[str, Any] = {}
+    try:
+        n = unpacker.read_map_header()
+        for _ in range(n):
+            key = unpacker.unpack()
+            if key == "body":
+                unpacker.skip()
+            else:
+                fields[key] = unpacker.unpack()
+    except Exception as exc:  # msgpack raises several unrelated types on garbage
+        raise DecodeError("bad_header", f"header is not a msgpack map ({type(exc).__name__})") from exc
+    _check_header_fields(fields)
+    return Header(topic, fields["type"], fields["v"], fields["seq"], fields["src"], fields["t"])
+
+
+def _array(ref: Any, parts: Sequence[Any], used: set[int]) -> np.ndarray:
+    if not isinstance(ref, dict) or set(ref) != {"nd", "dtype", "shape"}:
+        raise DecodeError("bad_buffer", "array reference must be {nd, dtype, shape}")
+    nd, dtype, shape = ref["nd"], ref["dtype"], ref["shape"]
+    if not isinstance(nd, int) or isinstance(nd, bool) or nd < 0 or nd in used:
+        raise DecodeError("bad_buffer", f"array index {nd!r} does not name a buffer part")
+    if nd >= len(parts) - 2:
+        raise DecodeError("bad_part_count", f"array index {nd} but only {len(parts) - 2} buffer part(s)")
+    if dtype not in WIRE_DTYPES:
+        raise DecodeError("bad_buffer", f"dtype {dtype!r} not allowed")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        raise DecodeError("bad_buffer", f"shape {shape!r} must be a list of non-negative ints")
+    used.add(nd)
+    buf = _view(parts[2 + nd])
+    dt = np.dtype(dtype).newbyteorder("<")
+    expected = math.prod(shape) * dt.itemsize
+    if len(buf) != expected:
+        raise DecodeError("bad_buffer", f"buffer {nd} has {len(buf)} bytes, {dtype}{shape} needs {expected}")
+    return np.frombuffer(buf, dtype=dt).reshape(shape)
+
+
+def decode(parts: Sequence[Any], *, max_size: int | None = None) -> Envelope:
+    """Parts (bytes, memoryviews or zmq.Frames) -> validated Envelope, or DecodeError with a reason."""
+    nbytes = _check_size(parts, max_size)
+    topic = _topic(parts[0])
+    try:
+        header = msgpack.unpackb(_bytes(parts[1]), raw=False)
+    except Exception as exc:  # msgpack raises several unrelated types on garbage
+        raise DecodeError("bad_header", f"header is not msgpack ({type(exc).__name__})") from exc
+    if not isinstance(header, dict):
+        raise DecodeError("bad_header", f"header is a {type(header).__name__}, not a map")
+    _check_header_fields(header)
+    body = header.get("body")
+    if not isinstance(body, dict):
+        raise DecodeError("bad_header", "header field 'body' missing or not a map")
+    cls = lookup(header["type"])
+    if cls is None:
+        raise DecodeError("unknown_type", f"unknown message type {header['type']!r}")
+    if header["v"] > cls.VERSION:
+        raise DecodeError(
+            "newer_version", f"{cls.TYPE} v{header['v']} is newer than this reader's v{cls.VERSION}"
+        )
+    fields = {k: v for k, v in body.items() if k in cls.model_fields}  # newer minor fields are dropped
+    used: set[int] = set()
+    for name in cls.ARRAY_FIELDS:
+        if fields.get(name) is not None:
+            fields[name] = _array(fields[name], parts, used)
+    if len(used) != len(parts) - 2:
+        raise DecodeError("bad_part_count", f"{len(parts) - 2} buffer part(s), {len(used)} referenced")
+    try:
+        msg = cls.model_validate(fields)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "<body>"
+        raise DecodeError(
+            "invalid_body", f"{cls.TYPE}: {exc.error_count()} error(s), first {where}: {first['msg']}"
+        ) from exc
+    return Envelope(topic, cls.TYPE, header["v"], header["seq"], header["src"], header["t"], msg, nbytes)

@@ -1,0 +1,122 @@
+"""Synthetic traffic for `make run` / `perception up` until the real pipeline exists, and for tests.
+
+    python -m bus.demo proxy    --bus-json '{...}'             # the proxy (same as `perception bus`)
+    python -m bus.demo talker   --bus-json '{...}' [--rate HZ] [--count N]
+    python -m bus.demo listener --bus-json '{...}' [--topics T ...] [--count N] [--json]
+
+Children exit on SIGTERM and also when their parent process disappears, so nothing is left orphaned.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+
+import numpy as np
+
+from bus.config import BusConfig
+from bus.logs import configure_logging, get_logger
+from bus.message import Blob, Heartbeat, Text, summarise
+from bus.proxy import run_proxy
+from bus.pubsub import Publisher, Subscriber
+
+log = get_logger("bus.demo")
+
+
+async def talk(config: BusConfig, *, rate_hz: float, count: int | None, src: str | None, frames: bool) -> None:
+    """Publish Text on demo/text (and a small synthetic frame on frames/demo) at `rate_hz`."""
+    pub = Publisher(config, src=src or "demo-talker")
+    await pub.ready()
+    rng = np.random.default_rng(0)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    i = 0
+    try:
+        while count is None or i < count:
+            await pub.publish("demo/text", Text(text=f"hello {i}"))
+            if frames:
+                frame = rng.integers(0, 255, size=(48, 64, 3), dtype=np.uint8)
+                await pub.publish("frames/demo", Blob(label="synthetic", data=frame))
+            if i % max(1, int(rate_hz)) == 0:
+                await pub.publish("stats/demo-talker", Heartbeat(node="demo-talker", uptime_s=loop.time() - start))
+            i += 1
+            # pacing to a schedule (not a handshake): the next tick in absolute time
+            await asyncio.sleep(max(0.0, start + i / rate_hz - loop.time()))
+    finally:
+        pub.close(linger_ms=1000)
+
+
+async def listen(config: BusConfig, *, topics: list[str], count: int | None, as_json: bool) -> None:
+    """Print every message received (one line each) until `count` messages or forever."""
+    async with Subscriber(config, topics, name="demo-listener") as sub:
+        if as_json:
+            print("ready", flush=True)
+        n = 0
+        async for env in sub:
+            if as_json:
+                line = {"topic": env.topic, "type": env.type, "seq": env.seq, "src": env.src,
+                        "msg": summarise(env.msg)}
+                print(json.dumps(line, default=str), flush=True)
+            else:
+                print(str(env), flush=True)
+            n += 1
+            if count is not None and n >= count:
+                break
+
+
+async def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        await asyncio.sleep(0.5)
+    log.warning("parent process gone, exiting")
+
+
+async def _main(args: argparse.Namespace) -> None:
+    config = BusConfig.model_validate_json(args.bus_json) if args.bus_json else BusConfig()
+    if args.role == "proxy":
+        job = run_proxy(config, duration=args.duration)
+    elif args.role == "talker":
+        job = talk(config, rate_hz=args.rate, count=args.count, src=args.src, frames=not args.no_frames)
+    else:
+        job = listen(config, topics=args.topics or ["demo/", "frames/demo"], count=args.count, as_json=args.json)
+    main = asyncio.create_task(job)
+    watcher = asyncio.create_task(_watch_parent(os.getppid()))
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, main.cancel)
+    try:
+        await asyncio.wait({main, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (main, watcher):
+            task.cancel()
+        await asyncio.gather(main, watcher, return_exceptions=True)
+    if main.done() and not main.cancelled() and main.exception():
+        raise main.exception()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bus.demo", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("role", choices=["proxy", "talker", "listener"])
+    p.add_argument("--bus-json", default=None, help="BusConfig as JSON (default: the default config)")
+    p.add_argument("--rate", type=float, default=2.0, help="talker: messages per second")
+    p.add_argument("--count", type=int, default=None, help="stop after N messages")
+    p.add_argument("--src", default=None, help="talker: publisher id")
+    p.add_argument("--no-frames", action="store_true", help="talker: text only")
+    p.add_argument("--topics", nargs="*", default=None, help="listener: topic prefixes")
+    p.add_argument("--json", action="store_true", help="listener: JSON lines (and a 'ready' line)")
+    p.add_argument("--duration", type=float, default=None, help="proxy: stop after S seconds")
+    args = p.parse_args(argv)
+    configure_logging()
+    try:
+        asyncio.run(_main(args))
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,392 @@
+"""Typed publish/subscribe through the proxy, on zmq.asyncio.
+
+Delivery policies, chosen by topic prefix (`bus.latest_prefixes`, like ROS 2 QoS):
+- `latest` (frames/): small HWMs; the subscriber keeps only the newest undelivered message per topic,
+  so a slow consumer always gets the freshest frame; replaced messages are counted as `superseded`.
+- `reliable` (everything else): large HWMs; every message is queued; gaps in `seq` per (src, topic)
+  are counted as `gaps` and logged.
+Each policy has its own socket on both sides so that a frame flood cannot push events out of a queue.
+
+Slow joiner, handled without sleeps (see docs/bus.md):
+- The proxy's XSUB subscribes to everything, so a connected publisher forwards every message to the
+  proxy and the proxy alone filters. `await Publisher.ready()` returns once the proxy's catch-all
+  subscription has reached the publisher's XPUB socket: from then on nothing it publishes is lost.
+- `await Subscriber.start()` subscribes, then subscribes to a unique probe topic `_bus/ready/<nonce>`.
+  The proxy answers the probe only after its XPUB has applied the subscriber's earlier subscriptions
+  (they travel on the same pipe, in order), so once `start()` returns, every message that reaches the
+  proxy afterwards is delivered. The probe is retried with a fresh nonce until `ready_timeout_s`.
+
+Publishing never blocks: PUB/XPUB sockets drop at their HWM instead of waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import socket as _socket
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Literal
+
+import zmq
+import zmq.asyncio
+
+from bus.codec import DecodeError, Envelope, Header, decode, encode, peek
+from bus.config import BusConfig
+from bus.logs import RateLimited, get_logger
+from bus.message import Message
+from bus.security import apply_client, apply_limits
+
+Policy = Literal["latest", "reliable"]
+READY_PREFIX = "_bus/ready/"
+INTERNAL_PREFIX = b"_bus/"
+
+
+class BusNotReady(TimeoutError):
+    """The proxy did not answer the readiness handshake in time (is `perception bus` running?)."""
+
+
+def default_src() -> str:
+    return f"{_socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def _socket_pair(ctx: zmq.asyncio.Context, kind: int) -> tuple[zmq.asyncio.Socket, zmq.Socket]:
+    """An asyncio socket (for awaiting) and a sync shadow of it (for non-blocking fast paths)."""
+    asock = ctx.socket(kind)
+    return asock, zmq.Socket.shadow(asock.underlying)
+
+
+class Publisher:
+    """Publishes typed messages to `bus.pub`; one `seq` counter per topic, starting at 0."""
+
+    def __init__(
+        self,
+        config: BusConfig,
+        *,
+        src: str | None = None,
+        ctx: zmq.asyncio.Context | None = None,
+        endpoint: str | None = None,
+        linger_ms: int = 500,
+    ) -> None:
+        self.config = config
+        self.src = src or default_src()
+        self.endpoint = endpoint or config.endpoint("pub")
+        self._ctx = ctx or zmq.asyncio.Context.instance()
+        self._seq: dict[str, int] = {}
+        self._sockets: dict[Policy, tuple[zmq.asyncio.Socket, zmq.Socket]] = {}
+        self.published = 0
+        self.log = get_logger("bus.publisher", src=self.src)
+        for policy, hwm in (("latest", config.latest_hwm), ("reliable", config.reliable_hwm)):
+            asock, sync = _socket_pair(self._ctx, zmq.XPUB)
+            sync.setsockopt(zmq.SNDHWM, hwm)
+            sync.setsockopt(zmq.LINGER, linger_ms)
+            apply_limits(sync, config)
+            apply_client(sync, self.endpoint, config.curve)
+            sync.connect(self.endpoint)
+            self._sockets[policy] = (asock, sync)
+
+    async def ready(self, timeout: float | None = None) -> None:
+        """Wait until the proxy's catch-all subscription has arrived on every socket of this publisher."""
+        timeout = self.config.ready_timeout_s if timeout is None else timeout
+        try:
+            async with asyncio.timeout(timeout):
+                for asock, _ in self._sockets.values():
+                    while True:
+                        frame = await asock.recv()
+                        if frame == b"\x01":  # subscribe to "" (the proxy's catch-all)
+                            break
+        except TimeoutError as exc:
+            raise BusNotReady(f"no proxy answered on {self.endpoint} within {timeout}s") from exc
+
+    def publish_nowait(self, topic: str, msg: Message) -> int:
+        """Encode and send without waiting; returns the message's seq. Raises EncodeError on bad input."""
+        seq = self._seq.get(topic, 0)
+        parts = encode(topic, msg, seq=seq, src=self.src, t_ns=time.time_ns())
+        self._seq[topic] = seq + 1
+        self._sockets[self.config.policy(topic)][1].send_multipart(parts, copy=False)
+        self.published += 1
+        return seq
+
+    async def publish(self, topic: str, msg: Message) -> int:
+        """Same as publish_nowait (sending never blocks); async for symmetry with the rest of a node."""
+        return self.publish_nowait(topic, msg)
+
+    def publish_raw(self, parts: list[Any]) -> None:
+        """Send already-encoded parts verbatim (replay of a recording)."""
+        topic = bytes(parts[0]).decode("utf-8", "replace")
+        self._sockets[self.config.policy(topic)][1].send_multipart(parts, copy=False)
+        self.published += 1
+
+    def close(self, linger_ms: int | None = None) -> None:
+        for asock, _ in self._sockets.values():
+            asock.close(linger=linger_ms)
+        self._sockets.clear()
+
+    async def __aenter__(self) -> Publisher:
+        await self.ready()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass(slots=True)
+class RawMessage:
+    """An undecoded bus message (raw mode): checked header, original parts, local receive time."""
+
+    header: Header
+    parts: list[zmq.Frame]
+    t_recv_ns: int
+
+    @property
+    def topic(self) -> str:
+        return self.header.topic
+
+    def part_bytes(self) -> list[bytes]:
+        return [p.bytes for p in self.parts]
+
+
+@dataclass
+class SubscriberStats:
+    received: int = 0  # multiparts read from the sockets (probes excluded)
+    delivered: int = 0  # handed to the consumer
+    bad: collections.Counter = field(default_factory=collections.Counter)  # by DecodeError reason
+    gaps: int = 0  # messages missing from a (src, topic) seq stream
+    resets: int = 0  # a (src, topic) seq went backwards: publisher restarted
+    superseded: int = 0  # `latest` messages replaced by a newer one before delivery
+
+    def as_counters(self) -> dict[str, float]:
+        out = {
+            "received": self.received,
+            "delivered": self.delivered,
+            "bad": sum(self.bad.values()),
+            "gaps": self.gaps,
+            "resets": self.resets,
+            "superseded": self.superseded,
+        }
+        out.update({f"bad.{k}": v for k, v in self.bad.items()})
+        return {k: float(v) for k, v in out.items()}
+
+
+class Subscriber:
+    """Subscribes to topic prefixes on `bus.sub`; `async for env in sub` or `await sub.recv()`.
+
+    In raw mode, yields `RawMessage` (header checked, body left encoded) for recorders.
+    """
+
+    def __init__(
+        self,
+        config: BusConfig,
+        topics: Iterable[str] = ("",),
+        *,
+        raw: bool = False,
+        ctx: zmq.asyncio.Context | None = None,
+        endpoint: str | None = None,
+        name: str = "subscriber",
+    ) -> None:
+        self.config = config
+        self.topics = list(topics)
+        self.raw = raw
+        self.endpoint = endpoint or config.endpoint("sub")
+        self.stats = SubscriberStats()
+        self.log = get_logger("bus.subscriber", node=name)
+        self._ctx = ctx or zmq.asyncio.Context.instance()
+        self._sockets: list[tuple[zmq.asyncio.Socket, zmq.Socket]] = []
+        self._tasks: list[asyncio.Task] = []
+        self._order: collections.deque[Any] = collections.deque()  # items, or a topic str for `latest`
+        self._latest: dict[str, Any] = {}
+        self._arrived = asyncio.Event()
+        self._space = asyncio.Event()
+        self._space.set()
+        self._last_seq: dict[tuple[str, str], int] = {}
+        self._probes: dict[bytes, asyncio.Future] = {}
+        self._rate_limited = RateLimited(1.0)
+        self._max_pending = config.reliable_hwm
+        self._closed = False
+        self._started = False
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+
+    async def start(self, timeout: float | None = None) -> Subscriber:
+        """Connect, subscribe and complete the readiness handshake with the proxy."""
+        if self._started:
+            return self
+        self._started = True
+        by_policy: dict[Policy, list[str]] = {"latest": [], "reliable": []}
+        for prefix in self.topics:
+            # "" and prefixes shorter than a latest prefix may carry any policy: use the reliable socket
+            by_policy[self.config.policy(prefix) if prefix else "reliable"].append(prefix)
+        for policy, prefixes in by_policy.items():
+            if not prefixes:
+                continue
+            asock, sync = _socket_pair(self._ctx, zmq.SUB)
+            sync.setsockopt(zmq.RCVHWM, self.config.latest_hwm if policy == "latest" else self.config.reliable_hwm)
+            sync.setsockopt(zmq.LINGER, 0)
+            apply_limits(sync, self.config)
+            apply_client(sync, self.endpoint, self.config.curve)
+            sync.connect(self.endpoint)
+            for prefix in prefixes:
+                sync.setsockopt(zmq.SUBSCRIBE, prefix.encode())
+            self._sockets.append((asock, sync))
+            self._tasks.append(asyncio.create_task(self._reader(asock, sync), name=f"bus-sub-{policy}"))
+        timeout = self.config.ready_timeout_s if timeout is None else timeout
+        try:
+            await asyncio.gather(*(self._handshake(sync, timeout) for _, sync in self._sockets))
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    async def _handshake(self, sync: zmq.Socket, timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        wait = 0.05
+        while True:
+            probe = f"{READY_PREFIX}{uuid.uuid4().hex}".encode()
+            fut = loop.create_future()
+            self._probes[probe] = fut
+            sync.setsockopt(zmq.SUBSCRIBE, probe)
+            try:
+                await asyncio.wait_for(fut, max(0.001, min(wait, deadline - loop.time())))
+                return
+            except TimeoutError:
+                if loop.time() >= deadline:
+                    raise BusNotReady(f"no proxy answered on {self.endpoint} within {timeout}s") from None
+                wait = min(wait * 2, 0.5)
+            finally:
+                self._probes.pop(probe, None)
+                sync.setsockopt(zmq.UNSUBSCRIBE, probe)
+
+    def close(self) -> None:
+        self._closed = True
+        for task in self._tasks:
+            task.cancel()
+        self._tasks.clear()
+        for asock, _ in self._sockets:
+            asock.close(linger=0)
+        self._sockets.clear()
+        self._arrived.set()
+
+    async def __aenter__(self) -> Subscriber:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- receiving -------------------------------------------------------------------------------------
+
+    async def _reader(self, asock: zmq.asyncio.Socket, sync: zmq.Socket) -> None:
+        """Drain the socket eagerly in batches, so `latest` topics are conflated here, not in ZMQ queues."""
+        try:
+            while True:
+                if len(self._order) >= self._max_pending:  # back-pressure: let ZMQ queue / drop
+                    self._space.clear()
+                    await self._space.wait()
+                await asock.poll(flags=zmq.POLLIN)
+                for _ in range(1000):
+                    try:
+                        parts = sync.recv_multipart(zmq.NOBLOCK, copy=False)
+                    except zmq.Again:
+                        break
+                    self._ingest(parts)
+                self._arrived.set()
+                await asyncio.sleep(0)  # let consumers run between batches
+        except asyncio.CancelledError:
+            raise
+        except zmq.ZMQError as exc:
+            if not self._closed:
+                self.log.error("subscriber socket failed", error=str(exc))
+                self.close()
+
+    def _ingest(self, parts: list[zmq.Frame]) -> None:
+        topic_b = parts[0].bytes
+        if topic_b.startswith(INTERNAL_PREFIX):
+            fut = self._probes.get(topic_b)
+            if fut is not None and not fut.done():
+                fut.set_result(None)
+            return
+        self.stats.received += 1
+        try:
+            if self.raw:
+                header = peek(parts, max_size=self.config.max_msg_size)
+                item: Any = RawMessage(header, parts, time.time_ns())
+            else:
+                item = decode(parts, max_size=self.config.max_msg_size)
+                header = item
+        except DecodeError as exc:
+            self.stats.bad[exc.reason] += 1
+            source = topic_b[:80].decode("utf-8", "replace")
+            suppressed = self._rate_limited.should_log(("bad", source))
+            if suppressed is not None:
+                self.log.warning(
+                    "dropped bad message", topic=source, reason=exc.reason, detail=exc.detail,
+                    suppressed=suppressed, bad_total=sum(self.stats.bad.values()),
+                )
+            return
+        self._check_seq(header.src, header.topic, header.seq)
+        if self.config.policy(header.topic) == "latest":
+            if header.topic in self._latest:
+                self.stats.superseded += 1
+            else:
+                self._order.append(header.topic)
+            self._latest[header.topic] = item
+        else:
+            self._order.append(item)
+
+    def _check_seq(self, src: str, topic: str, seq: int) -> None:
+        key = (src, topic)
+        last = self._last_seq.get(key)
+        self._last_seq[key] = seq
+        if last is None or seq == last + 1:
+            return
+        if seq > last + 1:
+            missing = seq - last - 1
+            self.stats.gaps += missing
+            suppressed = self._rate_limited.should_log(("gap", src))
+            if suppressed is not None:
+                self.log.warning("gap in stream", src=src, topic=topic, missing=missing, gaps_total=self.stats.gaps)
+        else:
+            self.stats.resets += 1
+            suppressed = self._rate_limited.should_log(("reset", src))
+            if suppressed is not None:
+                self.log.info("publisher restarted", src=src, topic=topic, seq=seq, last_seq=last)
+
+    def recv_nowait(self) -> Envelope | RawMessage | None:
+        while self._order:
+            head = self._order.popleft()
+            if isinstance(head, str):
+                item = self._latest.pop(head, None)
+                if item is None:
+                    continue
+            else:
+                item = head
+            if not self._space.is_set() and len(self._order) < self._max_pending:
+                self._space.set()
+            self.stats.delivered += 1
+            return item
+        return None
+
+    async def recv(self, timeout: float | None = None) -> Envelope | RawMessage:
+        """Next message; TimeoutError after `timeout` seconds; EOFError once closed."""
+        if not self._started:
+            await self.start()
+        async with asyncio.timeout(timeout):
+            while True:
+                item = self.recv_nowait()
+                if item is not None:
+                    return item
+                if self._closed:
+                    raise EOFError("subscriber closed")
+                self._arrived.clear()
+                await self._arrived.wait()
+
+    def __aiter__(self) -> Subscriber:
+        return self
+
+    async def __anext__(self) -> Envelope | RawMessage:
+        try:
+            return await self.recv()
+        except EOFError:
+            raise StopAsyncIteration from None
