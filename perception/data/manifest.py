@@ -130,12 +130,19 @@ def decode_span(path: str | Path, start: float, end: float, frames: int, size: i
                 last = (t, _resize_crop(frame, size))
         except av.FFmpegError as exc:
             raise VideoDecodeError(f"cannot decode video {path}: {exc}") from exc
-        while k < frames and last is not None:  # targets after the final frame: hold the last one
+        if last is None or last[0] + _frame_seconds(stream) < start - 1e-6:
+            raise VideoDecodeError(f"video {path} has no frames in [{start}, {end}] s (it ends earlier)")
+        while k < frames:  # targets after the final frame: hold the last one
             picked[k] = last[1]
             k += 1
     if any(p is None for p in picked):
         raise VideoDecodeError(f"video {path} has no frames in [{start}, {end}] s")
     return np.stack(picked)  # [T, size, size, 3]
+
+
+def _frame_seconds(stream: av.video.stream.VideoStream) -> float:
+    rate = stream.average_rate or stream.guessed_rate
+    return float(1 / rate) if rate else 0.0
 
 
 def _resize_crop(frame: av.VideoFrame, size: int) -> np.ndarray:
