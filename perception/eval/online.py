@@ -37,7 +37,7 @@ from perception.eval.segmentation import Segment, check_stream, segments_from_bo
 
 @dataclass(frozen=True)
 class OnlineSegmenterConfig:
-    threshold: float = 8.0  # z in noise units; ~1 under no change
+    threshold: float = 5.0  # z in noise units; ~1 under no change
     window: int = 4  # look-ahead steps averaged against the segment mean
     confirm: int = 2  # consecutive steps above threshold needed to declare
     min_len: int = 2  # shortest segment, steps
