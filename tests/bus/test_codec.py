@@ -203,7 +203,7 @@ def test_random_bytes_never_raise_anything_but_decode_error(parts):
                        st.one_of(st.integers(-3, 3), st.text(max_size=5), st.none(), st.booleans(),
                                  st.sampled_from(["Blob", "Text"]),
                                  st.dictionaries(st.sampled_from(["data", "label", "text"]),
-                                                 st.one_of(st.integers(), st.text(max_size=3),
+                                                 st.one_of(st.integers(-2**63, 2**64 - 1), st.text(max_size=3),
                                                            st.fixed_dictionaries({"nd": st.integers(-1, 2), "dtype": st.sampled_from(sorted(WIRE_DTYPES) + ["x"]), "shape": st.lists(st.integers(-1, 3), max_size=3)})))),
                        max_size=7),
        st.lists(st.binary(max_size=16), max_size=2))
