@@ -101,6 +101,8 @@ class Predictor(nn.Module):
         B, N, _ = s_v.shape
         L = query_ids.shape[1]
         assert query_ids.shape == query_mask.shape == (B, L), "query ids/mask must both be [B,L] matching S_V"
+        if s_v.is_inference() and not torch.is_inference_mode_enabled():
+            s_v = s_v.clone()  # S_V cached by encode_video (inference mode) may feed a training step
         v = self.visual_proj(s_v)  # [B,N,Dp]
         q = self.query_embed(query_ids).to(v.dtype)  # [B,L,Dp]
         x = torch.cat([v, q], dim=1)  # [B,N+L,Dp] visual tokens first, then the query
