@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import sys
 
 import numpy as np
@@ -23,6 +22,7 @@ from bus.logs import configure_logging, get_logger
 from bus.message import Blob, Heartbeat, Text, summarise
 from bus.proxy import run_proxy
 from bus.pubsub import Publisher, Subscriber
+from bus.runtime import run_until_stopped
 
 log = get_logger("bus.demo")
 
@@ -82,11 +82,8 @@ async def _main(args: argparse.Namespace) -> None:
         job = talk(config, rate_hz=args.rate, count=args.count, src=args.src, frames=not args.no_frames)
     else:
         job = listen(config, topics=args.topics or ["demo/", "frames/demo"], count=args.count, as_json=args.json)
-    main = asyncio.create_task(job)
     watcher = asyncio.create_task(_watch_parent(os.getppid()))
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, main.cancel)
+    main = asyncio.ensure_future(job)
     try:
         await asyncio.wait({main, watcher}, return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -112,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     configure_logging()
     try:
-        asyncio.run(_main(args))
+        asyncio.run(run_until_stopped(lambda: _main(args)))
     except KeyboardInterrupt:
         return 130
     return 0

@@ -185,8 +185,11 @@ class Subscriber:
         ctx: zmq.asyncio.Context | None = None,
         endpoint: str | None = None,
         name: str = "subscriber",
+        policy: Policy | None = None,
     ) -> None:
+        """`policy` forces one delivery policy for every topic (introspection counts every message)."""
         self.config = config
+        self._forced_policy = policy
         self.topics = list(topics)
         self.raw = raw
         self.endpoint = endpoint or config.endpoint("sub")
@@ -326,7 +329,7 @@ class Subscriber:
                 )
             return
         self._check_seq(header.src, header.topic, header.seq)
-        if self.config.policy(header.topic) == "latest":
+        if (self._forced_policy or self.config.policy(header.topic)) == "latest":
             if header.topic in self._latest:
                 self.stats.superseded += 1
             else:
