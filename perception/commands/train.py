@@ -1,0 +1,47 @@
+"""`perception train [--preset tiny] [--config configs/train-tiny.yaml] [--out DIR] [--resume]`.
+
+Multi-process: `torchrun --nproc-per-node N -m perception.cli train ...` (gloo on CPU, nccl on GPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import yaml
+
+from perception.config import ConfigError
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", default="tiny", help="training preset (its YAML in configs/) when --config is not given")
+    p.add_argument("--out", default="runs/tiny", help="output directory (final model + last/ resumable state)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last at its saved step")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set stage1.steps=100 (VALUE is YAML)")
+
+
+def parse_overrides(items: list[str]) -> dict:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from perception.train.config import load_train_config
+    from perception.train.loop import train
+
+    try:
+        cfg = load_train_config(args.config, preset=args.preset, overrides=parse_overrides(args.overrides))
+    except ConfigError as exc:
+        print(f"perception train: {exc}", file=sys.stderr)
+        return 2
+    result = train(cfg, args.out, resume=args.resume)
+    print(json.dumps({"out": str(result.out_dir), "global_step": result.global_step,
+                      "wall_s": round(result.wall_s, 1), "last_losses": result.last_losses}))
+    return 0

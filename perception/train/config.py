@@ -1,0 +1,126 @@
+"""Every training hyper-parameter, validated at the YAML boundary (configs/train-*.yaml).
+
+The model itself is described by the same `model:` section the other commands read (preset + overrides),
+so a trained checkpoint and the service agree on the architecture by construction.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from perception.config import CONFIG_DIR, ConfigError
+from perception.model.config import ModelSection
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StageConfig(_Strict):
+    """One stage: its own step count, batch, peak LR and cosine schedule (warmup, then decay to min)."""
+
+    steps: int = Field(ge=0)
+    batch_size: int = Field(ge=2, description="per rank; InfoNCE negatives are gathered across ranks")
+    lr: float = Field(gt=0)
+    warmup_steps: int = Field(default=0, ge=0)
+    min_lr_ratio: float = Field(default=0.05, ge=0, le=1)
+
+
+class Stage1Config(StageConfig):
+    """Caption pretraining: neutral (empty) query -> caption embedding."""
+
+    neutral_query: str = ""
+
+
+class Stage2Config(StageConfig):
+    """Query-conditioned SFT: captions asked for in words, VQA, and some stage-1 rows mixed in."""
+
+    stage1_fraction: float = Field(default=0.25, ge=0, le=1)  # rows that keep the neutral query
+    vqa_fraction: float = Field(default=0.5, ge=0, le=1)  # of the remaining rows: VQA (else caption query)
+    caption_queries: list[str] = Field(default_factory=lambda: [
+        "what is happening?", "describe the scene.", "what does the shape do?"])
+
+
+class Stage3Config(StageConfig):
+    """Y-decoder: (Y-encoder embedding of a caption -> that caption), teacher forced."""
+
+    embedding_noise: float = Field(default=0.0, ge=0)  # std of gaussian noise on the unit embedding
+    predicted_fraction: float = Field(default=0.0, ge=0, le=1)  # rows fed the predictor's S^_Y instead
+
+
+class OptimConfig(_Strict):
+    weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.98)
+    grad_clip: float = Field(default=1.0, gt=0)
+
+
+class DataConfig(_Strict):
+    """ShapesWorld training clips, generated on the fly (item i is a pure function of (seed, i))."""
+
+    seed: int = 0
+    num_workers: int = Field(default=1, ge=0)
+    max_objects: int = Field(default=3, ge=1, le=3)
+
+
+class TrainConfig(_Strict):
+    name: str = "train"
+    seed: int = 0
+    model: ModelSection = Field(default_factory=ModelSection)
+    data: DataConfig = Field(default_factory=DataConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    stage1: Stage1Config
+    stage2: Stage2Config
+    stage3: Stage3Config
+    log_every: int = Field(default=10, ge=1)
+    checkpoint_every: int = Field(default=200, ge=1)
+    threads: int | None = Field(default=None, ge=1)  # torch intra-op threads per rank (None: torch default)
+
+    @model_validator(mode="after")
+    def _some_steps(self) -> TrainConfig:
+        if self.stage1.steps + self.stage2.steps + self.stage3.steps == 0:
+            raise ValueError("every stage has 0 steps: nothing to train")
+        return self
+
+    def stages(self) -> list[tuple[str, StageConfig]]:
+        return [("stage1", self.stage1), ("stage2", self.stage2), ("stage3", self.stage3)]
+
+    @property
+    def total_steps(self) -> int:
+        return sum(s.steps for _, s in self.stages())
+
+
+PRESET_FILES = {"tiny": "train-tiny.yaml"}
+
+
+def load_train_config(path: str | Path | None = None, preset: str = "tiny",
+                      overrides: dict | None = None) -> TrainConfig:
+    """Read a training YAML (default: the preset's file in configs/), apply dotted overrides, validate."""
+    if path is None:
+        if preset not in PRESET_FILES:
+            raise ConfigError(f"unknown training preset {preset!r}; valid: {sorted(PRESET_FILES)}")
+        path = CONFIG_DIR / PRESET_FILES[preset]
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError as exc:
+        raise ConfigError(f"training config not found: {path}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"training config {path} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"training config {path} must hold a mapping at the top level")
+    for dotted, value in (overrides or {}).items():
+        node = raw
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    try:
+        return TrainConfig.model_validate(raw)
+    except ValidationError as exc:
+        lines = [f"training config {path} is invalid ({exc.error_count()} errors):"]
+        for err in exc.errors():
+            lines.append(f"  {'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}")
+        raise ConfigError("\n".join(lines)) from exc

@@ -1,0 +1,253 @@
+"""The training loop shared by the three stages: one optimizer, per-stage cosine LR, resumable checkpoints.
+
+Layout of an output directory:
+    OUT/                   final model (VLJepa.save: model.safetensors + config.json) and train.yaml
+    OUT/last/              latest resumable state: model + trainer.pt (optimizer, global step, config)
+Resume (`--resume`) reloads OUT/last and continues at the saved global step with the same data order.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import yaml
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+
+from bus.logs import get_logger
+from perception.data.shapesworld import ShapesWorldClips, collate_clips
+from perception.model import VLJepa
+from perception.model.loss import info_nce
+from perception.model.vljepa import resolve_device
+from perception.train.batches import (
+    StepBatches,
+    TextRows,
+    decoder_texts,
+    keys_to_groups,
+    row_rng,
+    stage1_rows,
+    stage2_rows,
+)
+from perception.train.config import StageConfig, TrainConfig
+from perception.train.distributed import (
+    DistEnv,
+    gather_objects,
+    gather_rows,
+    init_distributed,
+    mean_over_ranks,
+    shutdown,
+)
+from perception.train.schedule import cosine_lr
+from perception.train.text_cache import PooledTextCache
+
+TRAINER_STATE = "trainer.pt"
+STAGE_OFFSET = 10**9  # clip indices of stage k start at k * STAGE_OFFSET
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    global_step: int
+    wall_s: float
+    last_losses: dict[str, float]  # stage -> mean loss over its last log window
+
+
+class StepModule(nn.Module):
+    """What DDP wraps: one forward for either objective, returning every tensor the loss needs (so every
+    trainable parameter a step uses, the temperature included, is reached from the outputs)."""
+
+    def __init__(self, model: VLJepa, text_cache: PooledTextCache | None) -> None:
+        super().__init__()
+        self.model = model
+        self._cache = [text_cache]  # not a submodule
+
+    def forward(self, kind: str, **kw):
+        m = self.model
+        if kind == "contrastive":
+            s_v = m.x_encoder(kw["clips"])  # [B,N,Dv]
+            q = m._query_batch(kw["queries"], s_v.shape[0])
+            pred = m.predictor(s_v, q.ids, q.mask).embedding  # [B,D]
+            cache = self._cache[0]
+            if cache is not None:
+                target = m.y_encoder.head(cache.pooled(kw["targets"]))  # [B,D] frozen backbone, cached
+            else:
+                target = m.y_encoder(m.tokenize_targets(kw["targets"]).to(m.device))  # [B,D]
+            return pred, target, m.temperature
+        if kind == "decoder":
+            return m.y_decoder(kw["embeddings"], m.y_decoder.tokenize(kw["texts"]).to(m.device)).loss
+        raise ValueError(f"unknown step kind {kind!r}")
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, out_dir: str | Path, resume: bool = False) -> None:
+        self.cfg, self.out = cfg, Path(out_dir)
+        device = resolve_device(cfg.model.device)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.env: DistEnv = init_distributed(device)
+        self.device = torch.device(f"cuda:{self.env.local_rank}") if device.type == "cuda" else device
+        self.log = get_logger("train", rank=self.env.rank)
+        torch.manual_seed(cfg.seed + self.env.rank)
+        state = None
+        last = self.out / "last"
+        if resume and (last / TRAINER_STATE).exists():
+            self.model = VLJepa.load(last, device=str(self.device), dtype="float32")
+            state = torch.load(last / TRAINER_STATE, map_location="cpu", weights_only=False)
+        else:
+            if resume:
+                self.log.warning("no checkpoint to resume from; starting fresh", dir=str(last))
+            torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+            mcfg = cfg.model.model_copy(update={"device": str(self.device), "dtype": "float32"})
+            self.model = VLJepa.from_config(mcfg)
+        self.model.train()
+        yc = self.model.cfg.y_encoder
+        self.text_cache = PooledTextCache(self.model) if yc.frozen else None
+        self.step_module: nn.Module = StepModule(self.model, self.text_cache)
+        if self.env.enabled:
+            self.step_module = DistributedDataParallel(
+                self.step_module, device_ids=[self.env.local_rank] if self.device.type == "cuda" else None,
+                find_unused_parameters=True)  # stages 1-2 leave the decoder unused, stage 3 the encoders
+        groups = self.model.param_groups(lr=1.0, weight_decay=cfg.optim.weight_decay)
+        for g in groups:
+            g["lr_scale"] = g["lr"]  # 1.0, or the Y-encoder multiplier
+        self.opt = torch.optim.AdamW(groups, betas=tuple(cfg.optim.betas))
+        self.global_step = 0
+        if state is not None:
+            self.opt.load_state_dict(state["optimizer"])
+            self.global_step = int(state["global_step"])
+            self.log.info("resumed", step=self.global_step, dir=str(last))
+        self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda"
+                         else torch.autocast("cpu", enabled=False))
+
+    # -------------------------------------------------------------------------------- the loop
+    def run(self) -> TrainResult:
+        t0 = time.perf_counter()
+        last_losses: dict[str, float] = {}
+        first = 0
+        for k, (name, stage) in enumerate(self.cfg.stages()):
+            start = self.global_step - first
+            if stage.steps > 0 and start < stage.steps:
+                last_losses[name] = self._run_stage(k, name, stage, max(0, start), first)
+            first += stage.steps
+        wall = time.perf_counter() - t0
+        if self.env.is_main:
+            self.model.save(self.out)
+            (self.out / "train.yaml").write_text(yaml.safe_dump(self.cfg.model_dump(mode="json"), sort_keys=False))
+            self._save_state()
+            self.log.info("training done", steps=self.global_step, wall_s=round(wall, 1), out=str(self.out))
+        shutdown(self.env)
+        return TrainResult(self.out, self.global_step, wall, last_losses)
+
+    def _batches(self, k: int, stage: StageConfig, start: int, render: bool) -> Iterator[dict]:
+        mc = self.model.cfg.x_encoder
+        data = ShapesWorldClips(STAGE_OFFSET * 4, seed=self.cfg.data.seed, split="train", frames=mc.frames,
+                                size=mc.image_size, max_objects=self.cfg.data.max_objects)
+        sampler = StepBatches(start, stage.steps, stage.batch_size, self.env.rank, self.env.world,
+                              offset=k * STAGE_OFFSET)
+        if not render:  # stage 3 needs only the captions: plan clips, skip rasterising
+            for idx in sampler:
+                yield {"captions": [list(data.spec(i).captions) for i in idx]}
+            return
+        workers = self.cfg.data.num_workers
+        yield from DataLoader(data, batch_sampler=sampler, num_workers=workers, collate_fn=collate_clips,
+                              persistent_workers=False, prefetch_factor=4 if workers else None)
+
+    def _run_stage(self, k: int, name: str, stage: StageConfig, start: int, first: int) -> float:
+        env, cfg = self.env, self.cfg
+        global_batch = stage.batch_size * env.world
+        if self.env.is_main:
+            self.log.info("stage start", stage=name, steps=stage.steps, from_step=start, lr=stage.lr,
+                          global_batch=global_batch)
+        window: list[float] = []
+        last_mean = float("nan")
+        t_last, n_last = time.perf_counter(), 0
+        t_stage = time.perf_counter()
+        for s, batch in enumerate(self._batches(k, stage, start, render=name != "stage3"), start=start):
+            lr = cosine_lr(s, stage.steps, stage.lr, stage.warmup_steps, stage.min_lr_ratio)
+            for g in self.opt.param_groups:
+                g["lr"] = lr * g["lr_scale"]
+            rng = row_rng(cfg.seed, name, s, env.rank)
+            with self.autocast:
+                if name == "stage3":
+                    loss, info = self._decoder_step(batch, stage, rng)
+                else:
+                    loss, info = self._contrastive_step(name, batch, rng)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            gnorm = torch.nn.utils.clip_grad_norm_(
+                [p for p in self.model.parameters() if p.requires_grad], cfg.optim.grad_clip)
+            self.opt.step()
+            self.global_step += 1
+            window.append(float(loss.detach()))
+            n_last += 1
+            if (s + 1) % cfg.log_every == 0 or s + 1 == stage.steps:
+                now = time.perf_counter()
+                step_s = (now - t_last) / n_last
+                remaining = self._remaining_steps(first + s + 1)
+                if env.is_main:
+                    self.log.info(
+                        "progress", stage=name, step=f"{s + 1}/{stage.steps}", global_step=self.global_step,
+                        loss=round(mean_over_ranks(float(np.mean(window)), env), 4), **info, lr=f"{lr:.2e}",
+                        grad_norm=round(float(gnorm), 3), clips_per_s=round(global_batch / step_s, 1),
+                        eta_min=round(remaining * step_s / 60, 1))
+                last_mean = float(np.mean(window))
+                window, t_last, n_last = [], now, 0
+            if self.global_step % cfg.checkpoint_every == 0 and env.is_main:
+                self._save_state()
+        if self.env.is_main:
+            self.log.info("stage done", stage=name, wall_s=round(time.perf_counter() - t_stage, 1))
+        return last_mean
+
+    def _remaining_steps(self, done_global: int) -> int:
+        return max(0, self.cfg.total_steps - done_global)
+
+    def _contrastive_step(self, name: str, batch: dict, rng: np.random.Generator):
+        rows: TextRows = (stage1_rows(batch, self.cfg.stage1, rng) if name == "stage1"
+                          else stage2_rows(batch, self.cfg.stage2, self.cfg.stage1.neutral_query, rng))
+        clips = batch["video"].to(self.device, non_blocking=True)
+        pred, target, temp = self.step_module("contrastive", clips=clips, queries=rows.queries,
+                                              targets=rows.targets)
+        pred_all = gather_rows(pred.float(), self.env)  # [world*B, D]
+        target_all = gather_rows(target.float(), self.env)  # [world*B, D]
+        groups = keys_to_groups(gather_objects(rows.keys, self.env))
+        out = info_nce(pred_all, target_all, temp, groups)
+        return out.loss, {"ln_b": round(out.baseline, 3), "temp": round(out.temperature, 4),
+                          "spread": round(out.spread, 3)}
+
+    def _decoder_step(self, batch: dict, stage, rng: np.random.Generator):
+        texts = decoder_texts(batch["captions"], rng)
+        with torch.no_grad():
+            if self.text_cache is not None:
+                emb = self.model.y_encoder.head(self.text_cache.pooled(texts))
+            else:
+                emb = self.model.y_encoder(self.model.tokenize_targets(texts).to(self.device))
+            emb = F.normalize(emb.float(), dim=-1)  # [B,D] what decode() feeds the decoder
+            if stage.embedding_noise > 0:
+                g = torch.Generator().manual_seed(int(rng.integers(2**31)))
+                noise = torch.randn(emb.shape, generator=g).to(emb.device) * stage.embedding_noise
+                emb = F.normalize(emb + noise / math.sqrt(emb.shape[-1]), dim=-1)
+        loss = self.step_module("decoder", embeddings=emb.to(self.model.dtype), texts=texts)
+        return loss, {"tokens_ppl": round(math.exp(min(20.0, float(loss.detach()))), 2)}
+
+    # -------------------------------------------------------------------------------- checkpoints
+    def _save_state(self) -> None:
+        last = self.out / "last"
+        self.model.save(last)
+        tmp = last / (TRAINER_STATE + ".tmp")
+        torch.save({"optimizer": self.opt.state_dict(), "global_step": self.global_step,
+                    "config": self.cfg.model_dump(mode="json")}, tmp)
+        tmp.replace(last / TRAINER_STATE)
+        (self.out / "last" / "progress.json").write_text(json.dumps({"global_step": self.global_step}))
+
+
+def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False) -> TrainResult:
+    return Trainer(cfg, out_dir, resume=resume).run()
