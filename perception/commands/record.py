@@ -1,0 +1,75 @@
+"""`perception record OUT.mcap [--topics PREFIX...] [--duration S]`, and `--recover BROKEN FIXED`.
+
+See docs/recording.md for the file layout and the crash-safety bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+
+from bus.mcapfile import COMPRESSIONS, RecordingError, recover
+from bus.record import Recorder
+from perception.commands._session import run_until_signal, session_metadata
+from perception.config import ConfigError, load_config
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("out", nargs="?", help="MCAP file to write")
+    p.add_argument("--topics", nargs="+", default=[""], metavar="PREFIX", help="topic prefixes (default: all)")
+    p.add_argument("--duration", type=float, default=None, help="stop after S seconds (default: until Ctrl-C)")
+    p.add_argument("--flush-interval", type=float, default=0.5,
+                   help="seconds between chunk flushes: the crash-safety bound (default 0.5)")
+    p.add_argument("--chunk-size", type=int, default=1024 * 1024, help="bytes per MCAP chunk before it is closed early")
+    p.add_argument("--compression", choices=sorted(COMPRESSIONS), default="zstd")
+    p.add_argument("--recover", nargs=2, metavar=("BROKEN", "FIXED"),
+                   help="rewrite what is readable in BROKEN (e.g. after a crash) into a complete FIXED file")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        if args.recover:
+            res = recover(*args.recover, compression=args.compression)
+            print(json.dumps({"recovered": args.recover[1], "messages": res.messages, "channels": res.channels,
+                              "input_complete": res.complete, "damage": res.damage, "gaps": res.gaps}))
+            return 0
+        if not args.out:
+            print("perception record: OUT.mcap is required (or --recover BROKEN FIXED)", file=sys.stderr)
+            return 2
+        if args.duration is not None and args.duration <= 0:
+            print(f"perception record: --duration must be > 0, got {args.duration}", file=sys.stderr)
+            return 2
+        config = load_config(args.config)
+        recorder = Recorder(
+            config.bus, args.out, topics=args.topics, session=session_metadata(config),
+            flush_interval_s=args.flush_interval, chunk_size=args.chunk_size, compression=args.compression,
+        )
+    except (ConfigError, RecordingError, ValueError, OSError) as exc:
+        print(f"perception record: {exc}", file=sys.stderr)
+        return 2
+
+    async def job() -> None:
+        task = asyncio.ensure_future(recorder.run(duration=args.duration))
+        ready = asyncio.ensure_future(recorder.ready.wait())
+        await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
+        if ready.done():
+            print(f"recording {args.out} topics={args.topics}", flush=True)
+        else:
+            ready.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            await asyncio.gather(task, return_exceptions=True)
+            raise
+
+    try:
+        asyncio.run(run_until_signal(job))
+    except Exception as exc:  # BusNotReady, writer failures: say what failed, keep the file
+        print(f"perception record: {exc}", file=sys.stderr)
+        return 1
+    s = recorder.stats
+    print(json.dumps({"file": args.out, "messages": s.messages, "bytes": s.bytes, "by_topic": s.by_topic,
+                      "gaps": s.gaps}), flush=True)
+    return 0

@@ -1,0 +1,56 @@
+"""`perception replay IN.mcap [--rate R] [--loop] [--topics PREFIX...] [--start S] [--paused]`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+
+from bus.mcapfile import RecordingError, check_complete
+from bus.replay import Replayer
+from perception.commands._session import run_until_signal
+from perception.config import ConfigError, load_config
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input", help="MCAP file written by `perception record`")
+    p.add_argument("--rate", type=float, default=1.0, help="speed factor (2 = twice as fast; 0 = as fast as possible)")
+    p.add_argument("--loop", action="store_true", help="start again at the end, until Ctrl-C")
+    p.add_argument("--topics", nargs="+", default=None, metavar="PREFIX", help="only these topic prefixes")
+    p.add_argument("--start", type=float, default=0.0, help="skip the first S seconds of the recording")
+    p.add_argument("--paused", action="store_true",
+                   help="wait for Enter (or SIGUSR1) before sending; SIGUSR1 toggles pause while running")
+    p.add_argument("--wait-for", nargs="+", default=[], metavar="PREFIX",
+                   help="wait until a message is seen on each prefix (e.g. stats/encoder) before sending")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config)
+        check_complete(args.input)
+        replayer = Replayer(config.bus, args.input, rate=args.rate, loop=args.loop, topics=args.topics,
+                            start_s=args.start, paused=args.paused, wait_for=args.wait_for)
+    except (ConfigError, RecordingError, ValueError) as exc:
+        print(f"perception replay: {exc}", file=sys.stderr)
+        return 2
+
+    async def job():
+        if args.paused:
+            print("paused: press Enter (or send SIGUSR1) to start", flush=True)
+            loop = asyncio.get_running_loop()
+            try:
+                loop.add_reader(sys.stdin.fileno(), lambda: (sys.stdin.readline(), replayer.resume()))
+            except (OSError, ValueError, NotImplementedError):
+                pass  # no usable stdin: SIGUSR1 only
+        return await replayer.run()
+
+    try:
+        stats = asyncio.run(run_until_signal(job, on_usr1=replayer.toggle))
+    except Exception as exc:  # BusNotReady, --wait-for timeout
+        print(f"perception replay: {exc}", file=sys.stderr)
+        return 1
+    stats = stats or replayer.stats
+    print(json.dumps({"messages": stats.messages, "bytes": stats.bytes, "loops": stats.loops,
+                      "wall_s": round(stats.wall_s, 4), "max_lag_ms": round(stats.max_lag_ms, 3)}), flush=True)
+    return 0
