@@ -13,6 +13,7 @@ a newer *major* version (`v`) is rejected.
 
 from __future__ import annotations
 
+import enum
 import math
 from dataclasses import dataclass
 from typing import Any, Literal, Sequence
@@ -20,7 +21,7 @@ from typing import Any, Literal, Sequence
 import msgpack
 import numpy as np
 import zmq
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from bus.message import Message, lookup
 
@@ -39,6 +40,7 @@ Reason = Literal[
 WIRE_DTYPES = frozenset(
     "bool int8 int16 int32 int64 uint8 uint16 uint32 uint64 float16 float32 float64 complex64 complex128".split()
 )
+_WIRE_DTYPE_OBJECTS = {name: np.dtype(name).newbyteorder("<") for name in WIRE_DTYPES}  # also the allow-list
 _HEADER_KEYS = {"type": str, "v": int, "seq": int, "src": str, "t": int}
 
 
@@ -92,10 +94,15 @@ def _wire_array(arr: np.ndarray) -> np.ndarray:
 
 
 def _msgpack_default(obj: Any) -> Any:
+    """Values msgpack does not know natively: nested models, tuples/sets, numpy scalars, enums."""
+    if isinstance(obj, BaseModel):
+        return obj.model_dump()
     if isinstance(obj, (tuple, set, frozenset)):
         return list(obj)
     if isinstance(obj, np.generic):
         return obj.item()
+    if isinstance(obj, enum.Enum):
+        return obj.value
     raise TypeError(f"value of type {type(obj).__name__} cannot be encoded (only top-level ndarray fields)")
 
 
@@ -107,17 +114,15 @@ def encode(topic: str, msg: Message, *, seq: int, src: str, t_ns: int) -> list[b
     cls = type(msg)
     if not cls.TYPE or lookup(cls.TYPE) is not cls:
         raise EncodeError(f"{cls.__name__} is not a registered message type (use @bus.message.register)")
+    body = dict(msg.__dict__)  # field values; nested models are dumped by _msgpack_default
     buffers: list[memoryview] = []
-    arrays: dict[str, dict[str, Any]] = {}
     for name in cls.ARRAY_FIELDS:
-        value = getattr(msg, name)
+        value = body[name]
         if value is None:
             continue
         arr = _wire_array(value)
-        arrays[name] = {"nd": len(buffers), "dtype": arr.dtype.name, "shape": list(arr.shape)}
+        body[name] = {"nd": len(buffers), "dtype": arr.dtype.name, "shape": list(arr.shape)}
         buffers.append(memoryview(arr.reshape(-1).view(np.uint8)))  # 1-d byte view, no copy
-    body = msg.model_dump(exclude=set(arrays)) if arrays else msg.model_dump()
-    body.update(arrays)
     header = {"type": cls.TYPE, "v": cls.VERSION, "seq": seq, "src": src, "t": t_ns, "body": body}
     try:
         packed = msgpack.packb(header, use_bin_type=True, default=_msgpack_default)
@@ -141,7 +146,7 @@ def _bytes(part: Any) -> bytes:
 def _check_size(parts: Sequence[Any], max_size: int | None) -> int:
     if len(parts) < 2:
         raise DecodeError("bad_part_count", f"{len(parts)} part(s), need topic and header")
-    total = sum(len(_view(p)) for p in parts)
+    total = sum(p.nbytes if isinstance(p, memoryview) else len(p) for p in parts)
     if max_size is not None and total > max_size:
         raise DecodeError("oversize", f"{total} bytes > limit {max_size}")
     return total
@@ -156,8 +161,7 @@ def _topic(part: Any) -> str:
 
 def _check_header_fields(header: dict) -> None:
     for key, kind in _HEADER_KEYS.items():
-        value = header.get(key)
-        if not isinstance(value, kind) or isinstance(value, bool):
+        if type(header.get(key)) is not kind:  # exact: bool is not an int here
             raise DecodeError("bad_header", f"header field {key!r} missing or not {kind.__name__}")
 
 
@@ -183,24 +187,25 @@ def peek(parts: Sequence[Any], *, max_size: int | None = None) -> Header:
 
 
 def _array(ref: Any, parts: Sequence[Any], used: set[int]) -> np.ndarray:
-    if not isinstance(ref, dict) or set(ref) != {"nd", "dtype", "shape"}:
+    if type(ref) is not dict or len(ref) != 3:
         raise DecodeError("bad_buffer", "array reference must be {nd, dtype, shape}")
-    nd, dtype, shape = ref["nd"], ref["dtype"], ref["shape"]
-    if not isinstance(nd, int) or isinstance(nd, bool) or nd < 0 or nd in used:
+    nd, dtype, shape = ref.get("nd"), ref.get("dtype"), ref.get("shape")
+    if type(nd) is not int or nd < 0 or nd in used:
         raise DecodeError("bad_buffer", f"array index {nd!r} does not name a buffer part")
     if nd >= len(parts) - 2:
         raise DecodeError("bad_part_count", f"array index {nd} but only {len(parts) - 2} buffer part(s)")
-    if dtype not in WIRE_DTYPES:
+    dt = _WIRE_DTYPE_OBJECTS.get(dtype) if type(dtype) is str else None
+    if dt is None:
         raise DecodeError("bad_buffer", f"dtype {dtype!r} not allowed")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+    if type(shape) is not list or not all(type(d) is int and d >= 0 for d in shape):
         raise DecodeError("bad_buffer", f"shape {shape!r} must be a list of non-negative ints")
     used.add(nd)
     buf = _view(parts[2 + nd])
-    dt = np.dtype(dtype).newbyteorder("<")
     expected = math.prod(shape) * dt.itemsize
-    if len(buf) != expected:
-        raise DecodeError("bad_buffer", f"buffer {nd} has {len(buf)} bytes, {dtype}{shape} needs {expected}")
-    return np.frombuffer(buf, dtype=dt).reshape(shape)
+    if buf.nbytes != expected:
+        raise DecodeError("bad_buffer", f"buffer {nd} has {buf.nbytes} bytes, {dtype}{shape} needs {expected}")
+    arr = np.frombuffer(buf, dtype=dt)
+    return arr if len(shape) == 1 else arr.reshape(shape)
 
 
 def decode(parts: Sequence[Any], *, max_size: int | None = None) -> Envelope:
@@ -224,7 +229,8 @@ def decode(parts: Sequence[Any], *, max_size: int | None = None) -> Envelope:
         raise DecodeError(
             "newer_version", f"{cls.TYPE} v{header['v']} is newer than this reader's v{cls.VERSION}"
         )
-    fields = {k: v for k, v in body.items() if k in cls.model_fields}  # newer minor fields are dropped
+    names = cls.FIELD_NAMES
+    fields = body if body.keys() <= names else {k: v for k, v in body.items() if k in names}  # newer minor fields dropped
     used: set[int] = set()
     for name in cls.ARRAY_FIELDS:
         if fields.get(name) is not None:

@@ -29,6 +29,7 @@ class Message(BaseModel):
     VERSION: ClassVar[int] = 1
     # names of the top-level fields annotated as np.ndarray; filled by `register`
     ARRAY_FIELDS: ClassVar[frozenset[str]] = frozenset()
+    FIELD_NAMES: ClassVar[frozenset[str]] = frozenset()  # cached: pydantic's model_fields is slow to read
 
     def __str__(self) -> str:
         parts = []
@@ -73,6 +74,7 @@ def register(cls: type[Message]) -> type[Message]:
     cls.ARRAY_FIELDS = frozenset(
         name for name, field in cls.model_fields.items() if _is_ndarray_annotation(field.annotation)
     )
+    cls.FIELD_NAMES = frozenset(cls.model_fields)
     _REGISTRY[cls.TYPE] = cls
     return cls
 

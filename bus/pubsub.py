@@ -190,6 +190,7 @@ class Subscriber:
         """`policy` forces one delivery policy for every topic (introspection counts every message)."""
         self.config = config
         self._forced_policy = policy
+        self._policies: dict[str, Policy] = {}  # per-topic cache
         self.topics = list(topics)
         self.raw = raw
         self.endpoint = endpoint or config.endpoint("sub")
@@ -329,7 +330,10 @@ class Subscriber:
                 )
             return
         self._check_seq(header.src, header.topic, header.seq)
-        if (self._forced_policy or self.config.policy(header.topic)) == "latest":
+        policy = self._policies.get(header.topic)
+        if policy is None:
+            policy = self._policies[header.topic] = self._forced_policy or self.config.policy(header.topic)
+        if policy == "latest":
             if header.topic in self._latest:
                 self.stats.superseded += 1
             else:
