@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bus.config import BusConfig
 from perception.model.config import ModelSection
+from perception.nodes.config import PipelineConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = REPO_ROOT / "configs"
@@ -28,6 +29,7 @@ class AppConfig(BaseModel):
     name: str = "tiny-cpu"
     bus: BusConfig = Field(default_factory=BusConfig)
     model: ModelSection = Field(default_factory=ModelSection)
+    pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
 
 
 def load_config(path: str | Path | None = None) -> AppConfig:

@@ -1,0 +1,132 @@
+"""Every message the perception service puts on the bus, registered with the bus codec by type name.
+
+Topics (DESIGN.md section 2): frames/<cam>, truth/<cam>, embeddings/<cam>, events/<cam>, decode/<cam>,
+captions/<cam>, stats/<node>. Times that leave a process are wall-clock ns since the epoch
+(`*_ns`); a message carries the capture time of the newest frame it depends on (`t_capture_ns`), so
+any node can report the latency from the camera to itself.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from bus.message import Message, register
+
+
+@register
+class Frame(Message):
+    """One camera image, uint8 [H, W, 3] RGB, with its capture time and index in the camera's stream."""
+
+    TYPE: ClassVar[str] = "Frame"
+    cam: str
+    index: int = Field(ge=0)  # frame number from the source's start (gaps mean frames were skipped)
+    t_capture_ns: int  # wall clock when the frame was captured (synthetic: when it was rendered)
+    stream_s: float = 0.0  # position in the source (file / synthetic stream time), seconds
+    image: np.ndarray
+
+    def __str__(self) -> str:
+        return f"Frame({self.cam} #{self.index} {self.image.shape[1]}x{self.image.shape[0]} t={self.stream_s:.2f}s)"
+
+
+@register
+class GroundTruthSegment(Message):
+    """A synthetic source's known segment, published on truth/<cam> for evaluation when it starts."""
+
+    TYPE: ClassVar[str] = "GroundTruthSegment"
+    cam: str
+    segment_id: int
+    start_s: float  # stream time
+    end_s: float
+    t0_ns: int  # wall clock of stream time 0, so stream times map onto capture times
+    text: str
+    slots: list[str]  # [colour, shape, action]
+
+
+@register
+class Embedding(Message):
+    """The predicted text embedding S^_Y (L2-normalised, float32 [D]) of one sliding window."""
+
+    TYPE: ClassVar[str] = "Embedding"
+    cam: str
+    window: int = Field(ge=0)  # window number for this camera
+    start_ns: int  # capture time of the window's first frame
+    end_ns: int  # capture time of the window's last frame (= t_capture_ns)
+    start_s: float = 0.0  # stream times of the same frames
+    end_s: float = 0.0
+    model_id: str
+    t_capture_ns: int
+    t_done_ns: int = 0  # wall clock when the model finished this window
+    embedding: np.ndarray
+
+    def __str__(self) -> str:
+        return f"Embedding({self.cam} w{self.window} {self.start_s:.2f}-{self.end_s:.2f}s D={self.embedding.shape[-1]})"
+
+
+class LabelScore(BaseModel):
+    """One open-vocabulary label and its cosine similarity (a field of Event, not a message of its own)."""
+
+    model_config = ConfigDict(extra="forbid")
+    label: str
+    score: float
+
+
+@register
+class Event(Message):
+    """A semantic event on events/<cam>: a closed segment (`segment`) or a watch label crossing (`watch`)."""
+
+    TYPE: ClassVar[str] = "Event"
+    cam: str
+    kind: Literal["segment", "watch"]
+    segment_id: int  # for `watch`: the segment the crossing happened in
+    start_ns: int  # capture-time span covered (watch: the window that crossed)
+    end_ns: int
+    start_s: float = 0.0
+    end_s: float = 0.0
+    labels: list[LabelScore] = Field(default_factory=list)  # top labels of the segment mean (segment)
+    watch: str | None = None  # the watched phrase (watch)
+    active: bool | None = None  # True: rose above `on`; False: fell below `off` (watch)
+    t_capture_ns: int = 0
+    embedding: np.ndarray | None = None  # segment-mean S^_Y (segment) or the window's S^_Y (watch)
+
+    def __str__(self) -> str:
+        if self.kind == "watch":
+            return f"Event({self.cam} watch {self.watch!r} {'on' if self.active else 'off'} @{self.end_s:.2f}s)"
+        top = self.labels[0].label if self.labels else "?"
+        return f"Event({self.cam} segment {self.segment_id} {self.start_s:.2f}-{self.end_s:.2f}s {top!r})"
+
+
+@register
+class DecodeRequest(Message):
+    """Ask the decoder for text of one segment (decode/<cam>)."""
+
+    TYPE: ClassVar[str] = "DecodeRequest"
+    cam: str
+    segment_id: int
+    start_ns: int
+    end_ns: int
+    start_s: float = 0.0
+    end_s: float = 0.0
+    t_capture_ns: int  # newest frame the segment's embedding depends on
+    embedding: np.ndarray  # float32 [D]
+
+
+@register
+class Caption(Message):
+    """Decoded text of one segment (captions/<cam>)."""
+
+    TYPE: ClassVar[str] = "Caption"
+    cam: str
+    segment_id: int
+    text: str
+    start_ns: int
+    end_ns: int
+    start_s: float = 0.0
+    end_s: float = 0.0
+    t_capture_ns: int
+    latency_ms: float  # frame capture -> caption published
+
+    def __str__(self) -> str:
+        return f"Caption({self.cam} {self.start_s:.2f}-{self.end_s:.2f}s {self.text!r})"

@@ -1,0 +1,69 @@
+"""Run one node (or the bus proxy) in this process: what the launcher starts for each child.
+
+    python -m perception.nodes NAME [--config-json FILE | --config YAML]
+
+NAME is one of perception.nodes.NODE_NAMES or `proxy`. `--config-json` holds an AppConfig already
+validated and resolved by the launcher; `--config` loads and validates a YAML file (manual runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import os
+import sys
+from pathlib import Path
+
+from bus.logs import configure_logging, get_logger
+from perception.config import AppConfig, ConfigError, load_config
+from perception.nodes import NODE_NAMES
+from perception.nodes.runtime import die_with_parent, serve
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m perception.nodes", description=__doc__)
+    parser.add_argument("name", choices=[*NODE_NAMES, "proxy"])
+    parser.add_argument("--config-json", type=Path, default=None)
+    parser.add_argument("--config", default=None)
+    parser.add_argument("--log-level", default=None)
+    args = parser.parse_args(argv)
+    configure_logging(level=args.log_level)
+    log = get_logger("node.main", node=args.name)
+    die_with_parent()
+    try:
+        if args.config_json is not None:
+            config = AppConfig.model_validate_json(args.config_json.read_text())
+        else:
+            config = load_config(args.config)
+    except (ConfigError, ValueError, OSError) as exc:
+        log.error("bad config", error=str(exc))
+        return 2
+    if args.name == "proxy":
+        from bus.proxy import Proxy
+        from perception.nodes.runtime import Node
+
+        class ProxyNode(Node):  # the proxy under the same signal handling as every node
+            name = "proxy"
+
+            async def run(self) -> None:
+                await Proxy(self.config.bus).run()
+
+        node = ProxyNode(config)
+    else:
+        module = importlib.import_module(NODE_NAMES[args.name])
+        node = module.NODE(config)
+    loop = asyncio.new_event_loop()
+    try:
+        code = loop.run_until_complete(serve(node))
+    except KeyboardInterrupt:
+        code = 0
+    # Every socket and file was closed by Node.run. Exit now instead of letting the interpreter join a
+    # worker thread that may be seconds into a forward pass (asyncio.run would wait for it).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

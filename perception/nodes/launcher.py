@@ -1,0 +1,277 @@
+"""Launch and supervise the pipeline: the proxy and every node as child processes, from one config.
+
+    launcher = Launcher(prepare_config("configs/tiny-cpu.yaml", source="synthetic"), json_lines=False)
+    exit_code = asyncio.run(launcher.run(duration=30))
+
+- `prepare_config` validates the whole config (pydantic) and checks what can be checked without starting
+  anything (video files exist, the checkpoint exists); every problem is reported with its dotted path.
+- Children run `python -m perception.nodes NAME --config-json FILE`, each in its own session (process
+  group), with PR_SET_PDEATHSIG so they die with the launcher even if it is SIGKILLed.
+- Start order: the proxy, then every node but capture (in parallel, each must publish a `ready` heartbeat
+  on stats/<node>), then capture, so no frame is captured before the encoder listens.
+- A node that exits unexpectedly is restarted after a backoff that doubles up to `backoff_max_s` (reset
+  once a node has run `stable_after_s`); the others keep running.
+- SIGINT / SIGTERM / `duration`: SIGTERM to each child's process group (capture first), SIGKILL after
+  `stop_timeout_s`, the proxy last. Nothing is left behind.
+- Captions and events are printed as they arrive (one line each, or JSON lines with `json_lines`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from bus.logs import get_logger
+from bus.message import Stats
+from bus.pubsub import BusNotReady, Subscriber
+from perception.config import AppConfig, ConfigError, load_config
+from perception.messages import Caption, Event
+from perception.nodes import NODE_NAMES
+from perception.nodes.models import ModelUnavailableError, resolve_checkpoint
+from perception.nodes.runtime import PARENT_ENV
+
+log = get_logger("launcher")
+
+
+def prepare_config(path: str | Path | None, source: str | None = None) -> AppConfig:
+    """Load + validate the config, apply `--source` to the first camera, check files; ConfigError if bad."""
+    config = load_config(path)
+    if source is not None:
+        cams = config.pipeline.cameras
+        data = config.model_dump()
+        data["pipeline"]["cameras"][0]["source"] = source
+        try:
+            config = AppConfig.model_validate(data)
+        except ValueError as exc:
+            raise ConfigError(f"--source {source!r}: {exc}") from exc
+        del cams
+    problems = []
+    for i, cam in enumerate(config.pipeline.cameras):
+        if cam.kind == "file" and "://" not in cam.source and not Path(cam.source).is_file():
+            problems.append(f"  pipeline.cameras.{i}.source: video file not found: {cam.source}")
+    try:
+        resolve_checkpoint(config.model)
+    except ModelUnavailableError as exc:
+        problems.append(f"  model.checkpoint: {exc}")
+    if problems:
+        raise ConfigError("config is invalid ({} errors):\n{}".format(len(problems), "\n".join(problems)))
+    return config
+
+
+def format_line(msg: Caption | Event) -> str:
+    """One human-readable line per caption or event."""
+    span = f"[{msg.cam} {msg.start_s:7.2f}-{msg.end_s:7.2f}s]"
+    if isinstance(msg, Caption):
+        return f"{span} caption  {msg.text!r}  ({msg.latency_ms:.0f} ms after capture)"
+    if msg.kind == "watch":
+        return f"{span} watch    {msg.watch!r} {'ON' if msg.active else 'off'}"
+    top = ", ".join(f"{x.label} ({x.score:.2f})" for x in msg.labels)
+    return f"{span} segment  #{msg.segment_id}: {top}"
+
+
+def to_json(topic: str, msg: Caption | Event) -> str:
+    body = msg.model_dump(exclude={"embedding"})
+    return json.dumps({"topic": topic, "type": msg.TYPE, **body})
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    proc: asyncio.subprocess.Process | None = None
+    started: float = 0.0
+    restarts: int = 0
+    backoff: float = 0.0
+    supervisor: asyncio.Task | None = None
+    pids: list[int] = field(default_factory=list)  # every pid this child ever had (tests check them)
+
+
+class Launcher:
+    def __init__(self, config: AppConfig, *, json_lines: bool = False, out: TextIO | None = None,
+                 log_level: str | None = None) -> None:
+        self.config = config
+        self.json_lines = json_lines
+        self.out = out or sys.stdout
+        self.log_level = log_level
+        self.sup = config.pipeline.supervisor
+        self.children: dict[str, Child] = {}
+        self.stopping = False
+        self.node_stats: dict[str, dict[str, float]] = {}
+        self.printed = 0
+        self._ready: dict[str, asyncio.Event] = {}
+        self._stop = asyncio.Event()
+        self._config_file: Path | None = None
+
+    # -- children -----------------------------------------------------------------------------------------
+
+    def _write_config(self) -> Path:
+        self.config.bus.ensure_runtime_dir()
+        path = Path(self.config.bus.runtime_dir) / f"pipeline-{os.getpid()}.json"
+        path.write_text(self.config.model_dump_json())
+        return path
+
+    async def _spawn(self, child: Child) -> None:
+        env = dict(os.environ)
+        env[PARENT_ENV] = str(os.getpid())
+        if self.log_level:
+            env["PERCEPTION_LOG_LEVEL"] = self.log_level
+        child.proc = await asyncio.create_subprocess_exec(
+            *child.argv, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=sys.stderr.fileno(),
+            start_new_session=True,
+        )
+        child.started = time.monotonic()
+        child.pids.append(child.proc.pid)
+        log.info("started", node=child.name, pid=child.proc.pid, restarts=child.restarts)
+
+    async def _supervise(self, child: Child) -> None:
+        """Keep `child` running until the launcher stops; restart with exponential backoff."""
+        child.backoff = self.sup.backoff_initial_s
+        while not self.stopping:
+            await self._spawn(child)
+            rc = await child.proc.wait()
+            if self.stopping:
+                return
+            if time.monotonic() - child.started >= self.sup.stable_after_s:
+                child.backoff = self.sup.backoff_initial_s
+            child.restarts += 1
+            log.warning("node exited, restarting", node=child.name, returncode=rc, restart_in_s=child.backoff,
+                        restarts=child.restarts)
+            try:
+                await asyncio.wait_for(self._stop.wait(), timeout=child.backoff)
+                return
+            except TimeoutError:
+                pass
+            child.backoff = min(child.backoff * 2, self.sup.backoff_max_s)
+
+    def _start(self, name: str) -> Child:
+        argv = [sys.executable, "-m", "perception.nodes", name, "--config-json", str(self._config_file)]
+        child = self.children[name] = Child(name, argv)
+        self._ready.setdefault(name, asyncio.Event())
+        child.supervisor = asyncio.create_task(self._supervise(child), name=f"supervise-{name}")
+        return child
+
+    async def _stop_child(self, child: Child) -> None:
+        proc = child.proc
+        if child.supervisor is not None and not child.supervisor.done():
+            pass  # it returns by itself once `stopping` is set and the process ends
+        if proc is None or proc.returncode is not None:
+            return
+        for sig, wait in ((signal.SIGTERM, self.sup.stop_timeout_s), (signal.SIGKILL, 5.0)):
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                return
+            try:
+                await asyncio.wait_for(proc.wait(), timeout=wait)
+                return
+            except TimeoutError:
+                log.warning("node did not stop in time", node=child.name, signal=sig.name)
+
+    async def stop(self) -> None:
+        self.stopping = True
+        self._stop.set()
+        order = [n for n in ("capture",) if n in self.children]
+        rest = [n for n in self.children if n not in order and n != "proxy"]
+        for name in order:
+            await self._stop_child(self.children[name])
+        await asyncio.gather(*(self._stop_child(self.children[n]) for n in rest))
+        if "proxy" in self.children:
+            await self._stop_child(self.children["proxy"])
+        for child in self.children.values():
+            if child.supervisor is not None:
+                child.supervisor.cancel()
+        await asyncio.gather(*(c.supervisor for c in self.children.values() if c.supervisor),
+                             return_exceptions=True)
+        if self._config_file is not None:
+            self._config_file.unlink(missing_ok=True)
+
+    # -- bus side -----------------------------------------------------------------------------------------
+
+    async def _connect(self) -> Subscriber:
+        """Subscribe to stats, captions and events once the proxy answers (retrying while it starts)."""
+        deadline = time.monotonic() + self.sup.startup_timeout_s
+        while True:
+            sub = Subscriber(self.config.bus, ["stats/", "captions/", "events/"], name="launcher")
+            try:
+                return await sub.start()
+            except BusNotReady:
+                sub.close()
+                proxy = self.children["proxy"].proc
+                if time.monotonic() > deadline:
+                    raise
+                if proxy is not None and proxy.returncode is not None and proxy.returncode != 0:
+                    log.warning("proxy exited while starting", returncode=proxy.returncode)
+
+    async def _listen(self, sub: Subscriber) -> None:
+        async for env in sub:
+            msg = env.msg
+            if isinstance(msg, Stats):
+                self.node_stats[msg.node] = msg.counters
+                if msg.counters.get("ready") and msg.node in self._ready:
+                    self._ready[msg.node].set()
+            elif isinstance(msg, (Caption, Event)):
+                line = to_json(env.topic, msg) if self.json_lines else format_line(msg)
+                print(line, file=self.out, flush=True)
+                self.printed += 1
+
+    async def _wait_ready(self, names: list[str]) -> None:
+        try:
+            await asyncio.wait_for(asyncio.gather(*(self._ready[n].wait() for n in names)),
+                                   timeout=self.sup.startup_timeout_s)
+        except TimeoutError:
+            missing = [n for n in names if not self._ready[n].is_set()]
+            raise TimeoutError(f"node(s) {missing} did not report ready within {self.sup.startup_timeout_s}s "
+                               "(see their log lines above)") from None
+
+    # -- main ---------------------------------------------------------------------------------------------
+
+    async def run(self, duration: float | None = None) -> int:
+        """Start everything, print captions and events, stop on signal or after `duration` s of running."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._stop.set)
+        self._config_file = self._write_config()
+        listener: asyncio.Task | None = None
+        code = 0
+        try:
+            self._start("proxy")
+            sub = await self._connect()
+            listener = asyncio.create_task(self._listen(sub))
+            nodes = [n for n in NODE_NAMES if n in self.config.pipeline.nodes]
+            first = [n for n in nodes if n != "capture"]
+            for name in first:
+                self._start(name)
+            stop_wait = asyncio.create_task(self._stop.wait())
+            ready = asyncio.create_task(self._wait_ready(first))
+            await asyncio.wait({ready, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+            if ready.done():
+                ready.result()
+                if "capture" in nodes and not self._stop.is_set():
+                    self._start("capture")
+                    await self._wait_ready(["capture"])
+                log.info("pipeline up", nodes=nodes, cameras=[c.name for c in self.config.pipeline.cameras])
+                try:
+                    await asyncio.wait_for(self._stop.wait(), timeout=duration)
+                except TimeoutError:
+                    pass
+            ready.cancel()
+            stop_wait.cancel()
+        except (TimeoutError, BusNotReady) as exc:
+            log.error("pipeline failed to start", error=str(exc))
+            code = 1
+        finally:
+            await self.stop()
+            if listener is not None:
+                listener.cancel()
+                await asyncio.gather(listener, return_exceptions=True)
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+        log.info("pipeline stopped", restarts={n: c.restarts for n, c in self.children.items()})
+        return code

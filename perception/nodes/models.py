@@ -1,0 +1,62 @@
+"""Which model a node runs: the configured checkpoint, else checkpoints/tiny, else the preset at random init.
+
+Every model-using node (encoder, events, decoder, world) loads through here, so they all agree on the
+weights and on the `model_id` stamped on embeddings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from bus.logs import get_logger
+from perception.config import REPO_ROOT
+from perception.model.config import ModelSection
+
+DEFAULT_CHECKPOINT = Path("checkpoints/tiny")
+log = get_logger("nodes.models")
+
+
+class ModelUnavailableError(FileNotFoundError):
+    """The configured checkpoint directory does not exist."""
+
+
+def resolve_checkpoint(section: ModelSection) -> Path | None:
+    """The checkpoint directory to load, or None to build the preset (random init, for development)."""
+    if section.checkpoint:
+        path = Path(section.checkpoint).expanduser()
+        if not path.is_absolute() and not path.exists() and (REPO_ROOT / path).exists():
+            path = REPO_ROOT / path
+        if not path.is_dir():
+            raise ModelUnavailableError(f"model.checkpoint = {section.checkpoint}: no such directory")
+        return path
+    default = REPO_ROOT / DEFAULT_CHECKPOINT
+    if section.preset == "tiny" and default.is_dir():
+        return default
+    return None
+
+
+def model_id(section: ModelSection) -> str:
+    path = resolve_checkpoint(section)
+    if path is None:
+        return f"{section.preset}@random-init"
+    digest = hashlib.sha1((path / "config.json").read_bytes()).hexdigest()[:8] if (path / "config.json").exists() else "?"
+    return f"{section.preset}@{path.name}:{digest}"
+
+
+def load_model(section: ModelSection, threads: int | None = None):
+    """(VLJepa in eval mode, model_id). Heavy: call from a thread or before the node starts serving."""
+    import torch
+
+    from perception.model import VLJepa
+
+    if threads:
+        torch.set_num_threads(threads)
+    path = resolve_checkpoint(section)
+    if path is None:
+        log.warning("no checkpoint: running the preset at random init (captions will be noise)",
+                    preset=section.preset, expected=str(REPO_ROOT / DEFAULT_CHECKPOINT))
+        model = VLJepa.from_config(section)
+    else:
+        model = VLJepa.load(path, device=section.device, dtype=section.dtype)
+    return model, model_id(section)
