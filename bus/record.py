@@ -126,7 +126,10 @@ class Recorder:
         writer.flush()
         thread = _WriterThread(writer, self.flush_interval_s, self.stats)
         thread.start()
-        sub = Subscriber(self.config, self.topics, raw=True, name="recorder")
+        # The recorder wants every message, frames included: its own subscriber treats every topic as
+        # `reliable` (large queue, no newest-wins conflation). Drops upstream still show as seq gaps.
+        keep_all = self.config.model_copy(update={"latest_prefixes": []})
+        sub = Subscriber(keep_all, self.topics, raw=True, name="recorder")
         try:
             await sub.start()
             self.ready.set()
