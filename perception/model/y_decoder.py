@@ -94,8 +94,10 @@ class YDecoder(nn.Module):
             words = self._shared[0](ids)  # [B,L,Dw] frozen
         return self.token_in(words.to(self.token_in.weight.dtype))  # [B,L,H]
 
-    def _run(self, embedding: torch.Tensor, ids: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-        """embedding [B,D], ids/keep [B,L] -> logits [B,L,V] for the token positions (next-token)."""
+    def _run(self, embedding: torch.Tensor, ids: torch.Tensor, keep: torch.Tensor,
+             last_only: bool = False) -> torch.Tensor:
+        """embedding [B,D], ids/keep [B,L] -> logits [B,L,V] for the token positions (next-token);
+        last_only: logits of the last position only, [B,1,V] (generation)."""
         B, L = ids.shape
         K = self.cfg.prefix_tokens
         tok = self._embed_tokens(ids)  # [B,L,H]
@@ -106,9 +108,11 @@ class YDecoder(nn.Module):
             logits = self.lm(inputs_embeds=x, attention_mask=full_keep.long()).logits  # [B,K+L,V]
         else:
             h = self.stack(x, causal_mask(full_keep, x.dtype))  # [B,K+L,H]
+            if last_only:
+                h = h[:, -1:]  # [B,1,H]: skip the vocabulary projection everywhere else
             table = self._shared[0].weight.to(h.dtype)  # [V,Dw]
             logits = self.token_out(h) @ table.T + self.logit_bias.to(h.dtype)  # [B,K+L,V]
-        return logits[:, K:]  # [B,L,V]: position i predicts token i+1
+        return logits[:, -1:] if last_only else logits[:, K:]  # [B,L,V]: position i predicts token i+1
 
     # ------------------------------------------------------------------------------------------ training
     def forward(self, embedding: torch.Tensor, targets: TokenBatch) -> DecoderOutput:
@@ -133,7 +137,7 @@ class YDecoder(nn.Module):
         scores[:, 1:] = float("-inf")  # all beams start identical: expand from the first only
         done = torch.zeros(B * k, dtype=torch.bool, device=dev)
         for _ in range(max_tokens - 1):
-            logp = self._run(emb, seqs, torch.ones_like(seqs))[:, -1].float().log_softmax(-1)  # [B*k,V]
+            logp = self._run(emb, seqs, torch.ones_like(seqs), last_only=True)[:, -1].float().log_softmax(-1)  # [B*k,V]
             V = logp.shape[-1]
             # a finished beam only extends with PAD at no cost
             logp = torch.where(done[:, None], torch.full_like(logp, float("-inf")), logp)

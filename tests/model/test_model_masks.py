@@ -78,3 +78,12 @@ def test_decoder_is_causal(model):
         b = model.y_decoder._run(emb, ids2, t.mask)
     torch.testing.assert_close(a[0, :-2], b[0, :-2])
     assert not torch.allclose(a[0, -2:], b[0, -2:])
+
+
+def test_generation_shortcut_matches_full_logits(model):
+    emb = model.embed_text(["a red circle"]).clone()
+    t = model.y_decoder.tokenize(["a red circle moves left"])
+    with torch.no_grad():
+        full = model.y_decoder._run(emb, t.ids, t.mask)
+        last = model.y_decoder._run(emb, t.ids, t.mask, last_only=True)
+    torch.testing.assert_close(last[:, 0], full[:, -1])

@@ -101,3 +101,21 @@ def test_forward_with_cached_visual_tokens(model, clips):
     assert model.predictor.visual_proj.weight.grad is not None
     with pytest.raises(ValueError, match="2 target texts for 3 clips"):
         model(s_v=s_v, targets=TEXTS[:2])
+
+
+def test_decoder_learns_to_reproduce_texts_from_their_embeddings(model):
+    """Greedy and beam decoding read the embedding: two texts, each decoded back from its own S_Y."""
+    texts = ["a red circle moves left", "two blue squares shrink"]
+    model.train()
+    opt = torch.optim.AdamW([p for p in model.y_decoder.parameters() if p.requires_grad], lr=1e-2)
+    for _ in range(40):
+        out = model.decoder_loss(texts)
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+        if out.loss.item() < 0.02:
+            break
+    model.eval()
+    emb = model.embed_text(texts)
+    assert model.decode(emb) == texts
+    assert model.decode(emb, beams=3) == texts
