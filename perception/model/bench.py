@@ -111,3 +111,59 @@ def run(args: argparse.Namespace) -> int:
         Path(args.json_out).write_text(json.dumps({"results": results, "ratios": ratios, "machine": machine},
                                                   indent=2))
     return 0
+
+
+def measure_windows(model: VLJepa, batches: tuple[int, ...] = (1, 8), iters: int = 20, warmup: int = 3,
+                    query_tokens: int = 16) -> list[dict]:
+    """ms per window and clips/s of encode + predict at each batch size, with random query token ids (works
+    without any tokenizer, so a preset built with random weights can be timed)."""
+    from perception.model.y_encoder import TokenBatch
+
+    cfg = model.cfg.x_encoder
+    dev = model.device
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    vocab = model.predictor.query_embed.table.num_embeddings if model.predictor.query_embed.table is not None \
+        else model.y_encoder.word_embeddings.num_embeddings
+    rows = []
+    for b in batches:
+        clips = torch.randint(0, 256, (b, cfg.frames, 3, cfg.image_size, cfg.image_size), dtype=torch.uint8,
+                              device=dev)
+        q = TokenBatch(torch.randint(0, vocab, (b, query_tokens), device=dev),
+                       torch.ones(b, query_tokens, dtype=torch.long, device=dev))
+        ms = _time(lambda: model.predict(model.encode_video(clips), q), iters, warmup, sync)
+        row = _row("window", b, ms)
+        row["ms_per_window"] = round(row["p50_ms"] / b, 3)
+        row["clips_per_s"] = row.pop("windows_per_s")
+        rows.append(row)
+    return rows
+
+
+def vitl_random(out_json: str | None = None) -> int:
+    """The prepared GPU check: vjepa2-vitl preset, random weights, bf16, batch 1 and 8.
+    Run on a GPU host: `python -m perception.model.bench --vitl-random OUT.json`."""
+    from perception.model.config import preset_config
+
+    if not torch.cuda.is_available():
+        print("vitl-random needs a CUDA GPU")
+        return 2
+    torch.manual_seed(0)
+    with torch.device("cuda"):
+        model = VLJepa(preset_config("vjepa2-vitl"), load_weights=False)
+    model.to(dtype=torch.bfloat16).eval()
+    rows = measure_windows(model, (1, 8))
+    machine = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__, "dtype": "bfloat16",
+               "preset": "vjepa2-vitl", "frames": model.cfg.x_encoder.frames,
+               "image_size": model.cfg.x_encoder.image_size, "visual_tokens": model.cfg.x_encoder.num_tokens,
+               "peak_mem_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2)}
+    print(json.dumps({"results": rows, "machine": machine}, indent=2))
+    if out_json:
+        Path(out_json).write_text(json.dumps({"results": rows, "machine": machine}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) >= 2 and sys.argv[1] == "--vitl-random":
+        raise SystemExit(vitl_random(sys.argv[2] if len(sys.argv) > 2 else None))
+    print("usage: python -m perception.model.bench --vitl-random [OUT.json]   (or: perception bench model)")
