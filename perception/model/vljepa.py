@@ -199,6 +199,8 @@ class VLJepa(nn.Module):
             targets = self.tokenize_targets(list(targets))
         target = self.y_encoder(targets.to(self.device))  # [B,D]
         loss = info_nce(pred, target, self.temperature, groups)
+        # ln(B) is chance level; spread -> 1.0 means the predictions collapsed (both already host floats)
+        log.debug("infonce", batch=B, ln_b=round(loss.baseline, 4), spread=round(loss.spread, 4))
         return VLJepaOutput(pred=pred, target=target, loss=loss, s_v=s_v)
 
     def _query_batch(self, queries: Sequence[str] | str | TokenBatch, B: int) -> TokenBatch:
