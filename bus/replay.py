@@ -144,6 +144,7 @@ class Replayer:
             while True:
                 sent = await self._one_pass(pub)
                 self.stats.loops += 1
+                await asyncio.sleep(0)  # a cancel or pause lands between passes even at --rate 0
                 if not self.loop or sent == 0:
                     break
         finally:
