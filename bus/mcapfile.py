@@ -384,6 +384,10 @@ def recover(broken: str | Path, fixed: str | Path, *, compression: str = "zstd")
             "damage": result.damage or "", "unreadable_messages": result.bad_messages,
             "gaps": seqs.gaps, "resets": seqs.resets,
         })
+    except RecordingError:
+        writer.close()
+        Path(fixed).unlink(missing_ok=True)  # no half-made output for an input that is not a recording
+        raise
     finally:
         writer.close()
     log.info("recovered recording", src=str(broken), dst=str(fixed), messages=writer.messages, damage=result.damage)
