@@ -47,8 +47,9 @@ class EncoderConfig(_Section):
     """Sliding windows per camera, batched across cameras, X-encoder + predictor."""
 
     window_frames: int | None = Field(None, ge=1)  # frames per window; None: the model's x_encoder.frames
-    frame_step: int = Field(4, ge=1)  # take every n-th camera frame into a window (8 x 4 = ~1 s at 30 fps)
-    stride_frames: int = Field(8, ge=1)  # a new window every n camera frames (~0.27 s at 30 fps)
+    # Defaults match how `perception eval` embeds streams (8 frames over 2 s, one step every 0.25 s) at 30 fps:
+    frame_step: int = Field(8, ge=1)  # take every n-th camera frame into a window (8 frames x 8 = 1.9 s)
+    stride_frames: int = Field(8, ge=1)  # a new window every n camera frames (0.27 s at 30 fps)
     max_batch: int = Field(8, ge=1)  # windows per forward pass, across cameras
     query: str = ""  # the captioning query (the neutral query of stage-1 training)
     threads: int | None = Field(None, ge=1)  # torch threads; None: torch's default

@@ -113,7 +113,11 @@ class EncoderNode(Node):
                 self.counters["windows_dropped"] += behind
             end = cam.next_end + behind * self.stride
             cam.next_end = end + self.stride
-            clip, first, last = self._clip(cam, end)
+            try:
+                clip, first, last = self._clip(cam, end)
+            except ValueError as exc:  # frames of different sizes in one window: skip it, keep going
+                self.report_error("window", exc, camera=name)
+                continue
             if clip is None:
                 self.counters["windows_incomplete"] += 1
                 continue
@@ -159,37 +163,44 @@ class EncoderNode(Node):
         while True:
             await self.work.wait()
             self.work.clear()
-            jobs = self._due_jobs()
-            if not jobs:
+            try:
+                await self._run_due()
+            except Exception as exc:  # never let one bad pass stop the encoder
+                self.report_error("worker", exc)
+
+    async def _run_due(self) -> None:
+        """Encode the due windows (grouped by frame size, one batch per group) and publish them."""
+        jobs = self._due_jobs()
+        if not jobs:
+            return
+        shapes = {j.clip.shape for j in jobs}
+        groups = [[j for j in jobs if j.clip.shape == s] for s in shapes]  # cameras of one size batch
+        for group in groups:
+            t0 = time.perf_counter_ns()
+            try:
+                s_v, s_hat = await asyncio.to_thread(self._forward, np.stack([j.clip for j in group]))
+            except Exception as exc:
+                self.report_error("forward", exc, cameras=[j.cam for j in group])
                 continue
-            shapes = {j.clip.shape for j in jobs}
-            groups = [[j for j in jobs if j.clip.shape == s] for s in shapes]  # cameras of one size batch
-            for group in groups:
-                t0 = time.perf_counter_ns()
-                try:
-                    s_v, s_hat = await asyncio.to_thread(self._forward, np.stack([j.clip for j in group]))
-                except Exception as exc:
-                    self.report_error("forward", exc, cameras=[j.cam for j in group])
-                    continue
-                self.forward_ms.add((time.perf_counter_ns() - t0) / 1e6)
-                self.counters["batches"] += 1
-                done_ns = time.time_ns()
-                for k, job in enumerate(group):
-                    cam = self.cams.get(job.cam)
-                    if cam is not None:
-                        cam.s_v = s_v[k : k + 1]
-                        cam.s_v_info = {"window": job.window, "start_s": job.first.stream_s,
-                                        "end_s": job.last.stream_s, "end_ns": job.last.t_capture_ns}
-                    self.publish(f"embeddings/{job.cam}", Embedding(
-                        cam=job.cam, window=job.window, start_ns=job.first.t_capture_ns,
-                        end_ns=job.last.t_capture_ns, start_s=job.first.stream_s, end_s=job.last.stream_s,
-                        model_id=self.model_id, t_capture_ns=job.last.t_capture_ns, t_done_ns=done_ns,
-                        embedding=s_hat[k],
-                    ))
-                    self.counters["windows"] += 1
-                    self.embed_latency.add((done_ns - job.last.t_capture_ns) / 1e6)
-            if any(c.next_end is not None and c.last_index >= c.next_end for c in self.cams.values()):
-                self.work.set()  # more became due while the model ran
+            self.forward_ms.add((time.perf_counter_ns() - t0) / 1e6)
+            self.counters["batches"] += 1
+            done_ns = time.time_ns()
+            for k, job in enumerate(group):
+                cam = self.cams.get(job.cam)
+                if cam is not None:
+                    cam.s_v = s_v[k : k + 1]
+                    cam.s_v_info = {"window": job.window, "start_s": job.first.stream_s,
+                                    "end_s": job.last.stream_s, "end_ns": job.last.t_capture_ns}
+                self.publish(f"embeddings/{job.cam}", Embedding(
+                    cam=job.cam, window=job.window, start_ns=job.first.t_capture_ns,
+                    end_ns=job.last.t_capture_ns, start_s=job.first.stream_s, end_s=job.last.stream_s,
+                    model_id=self.model_id, t_capture_ns=job.last.t_capture_ns, t_done_ns=done_ns,
+                    embedding=s_hat[k],
+                ))
+                self.counters["windows"] += 1
+                self.embed_latency.add((done_ns - job.last.t_capture_ns) / 1e6)
+        if any(c.next_end is not None and c.last_index >= c.next_end for c in self.cams.values()):
+            self.work.set()  # more became due while the model ran
 
     # -- ask ----------------------------------------------------------------------------------------------
 

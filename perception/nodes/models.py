@@ -31,7 +31,7 @@ def resolve_checkpoint(section: ModelSection) -> Path | None:
             raise ModelUnavailableError(f"model.checkpoint = {section.checkpoint}: no such directory")
         return path
     default = REPO_ROOT / DEFAULT_CHECKPOINT
-    if section.preset == "tiny" and default.is_dir():
+    if section.preset == "tiny" and (default / "config.json").is_file():
         return default
     return None
 

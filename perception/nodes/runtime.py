@@ -140,11 +140,9 @@ class Node:
 
     async def _watch_parent(self) -> None:
         """Exit when the launcher that started us is gone (backs up PR_SET_PDEATHSIG)."""
-        parent = os.environ.get(PARENT_ENV)
-        if not parent:
-            return
+        parent = int(os.environ[PARENT_ENV])
         while True:
-            if os.getppid() != int(parent):
+            if os.getppid() != parent:
                 self.log.warning("parent process gone, stopping")
                 return
             await asyncio.sleep(0.5)
@@ -162,7 +160,8 @@ class Node:
                 await self.sub.start()
             self.ready = True
             tasks.append(asyncio.create_task(self._heartbeat(), name="heartbeat"))
-            tasks.append(asyncio.create_task(self._watch_parent(), name="watch-parent"))
+            if os.environ.get(PARENT_ENV):
+                tasks.append(asyncio.create_task(self._watch_parent(), name="watch-parent"))
             if self.sub is not None:
                 tasks.append(asyncio.create_task(self._handle_messages(), name="handler"))
             for coro in self.background():

@@ -1,0 +1,116 @@
+"""Fixtures for the service tests: a tiny random checkpoint, per-test runtime dirs, configs, CLI runs.
+
+Tests that need a *trained* model use checkpoints/tiny and skip (with the reason) while it is absent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+TRAINED = REPO / "checkpoints" / "tiny"
+PERCEPTION = [sys.executable, "-m", "perception.cli"]
+
+# the tests/model small config, a little smaller: a forward pass in a few ms on one core
+SMALL_MODEL = {
+    "embed_dim": 32,
+    "x_encoder": {"image_size": 32, "patch_size": 8, "frames": 4, "tubelet": 2, "hidden": 48, "layers": 1,
+                  "heads": 2},
+    "predictor": {"hidden": 32, "layers": 1, "heads": 2, "kv_heads": 2, "intermediate": 64},
+    "y_decoder": {"hidden": 32, "layers": 1, "heads": 2, "intermediate": 64, "prefix_tokens": 2,
+                  "max_tokens": 6},
+    "device": "cpu",
+    "dtype": "float32",
+}
+
+
+def trained_available() -> bool:
+    return (TRAINED / "config.json").is_file() and (TRAINED / "model.safetensors").is_file()
+
+
+needs_trained = pytest.mark.skipif(
+    not trained_available(), reason="checkpoints/tiny (the shipped trained checkpoint) is not in the repo yet"
+)
+
+
+@pytest.fixture(scope="session")
+def random_checkpoint(tmp_path_factory) -> Path:
+    """A randomly initialised small VLJepa written with the model's own save()."""
+    import torch
+
+    from perception.model import VLJepa, preset_config
+
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("ckpt") / "small"
+    VLJepa.from_config(preset_config("tiny").with_overrides(SMALL_MODEL)).save(out)
+    return out
+
+
+def short_tmp(prefix: str) -> Path:
+    """A short directory under /tmp (ipc:// paths are limited to ~100 bytes)."""
+    return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+
+
+@pytest.fixture
+def runtime_dir():
+    path = short_tmp("nd-")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def pipeline_config(runtime_dir: Path, checkpoint: Path, **pipeline) -> dict:
+    """A config dict for the whole service on a private runtime dir."""
+    cfg = {
+        "name": "test",
+        "bus": {"runtime_dir": str(runtime_dir), "stats_interval_s": 0.5, "ready_timeout_s": 10.0},
+        "model": {"checkpoint": str(checkpoint), "device": "cpu", "dtype": "float32"},
+        "pipeline": {"supervisor": {"backoff_initial_s": 0.2, "backoff_max_s": 2.0, "stop_timeout_s": 5.0},
+                     **pipeline},
+    }
+    return cfg
+
+
+def write_config(path: Path, cfg: dict) -> Path:
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env.setdefault("PERCEPTION_LOG_LEVEL", "WARNING")
+    return env
+
+
+def perception(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([*PERCEPTION, *args], cwd=REPO, env=child_env(), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def popen_perception(*args: str, **kw) -> subprocess.Popen:
+    return subprocess.Popen([*PERCEPTION, *args], cwd=REPO, env=child_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kw)
+
+
+async def wait_for(predicate, timeout: float, interval: float = 0.1):
+    """Poll `predicate()` (sync or async) until truthy; returns its value, or fails the test on timeout."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if loop.time() > deadline:
+            pytest.fail(f"condition not met within {timeout}s")
+        await asyncio.sleep(interval)

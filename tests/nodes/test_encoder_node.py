@@ -1,0 +1,91 @@
+"""The encoder node in-process over a real bus: windows per camera, batching, stale-frame dropping, ask."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+
+from bus.rpc import RpcClient, RpcError
+from perception.messages import Embedding, Frame
+from perception.nodes.encoder import EncoderNode, encoder_endpoint
+
+from .harness import collect, node_config, running
+
+
+def frame(cam: str, i: int, size: int = 32) -> Frame:
+    rng = np.random.default_rng(i)
+    return Frame(cam=cam, index=i, t_capture_ns=time.time_ns(), stream_s=i / 30,
+                 image=rng.integers(0, 255, (size, size, 3), dtype=np.uint8))
+
+
+async def test_windows_per_camera_and_ask(runtime_dir, random_checkpoint):
+    config = node_config(runtime_dir, random_checkpoint, encoder={"frame_step": 2, "stride_frames": 4})
+    async with running(EncoderNode, config, ["embeddings/"]) as (node, pub, sub):
+        assert node.W == 4 and node.span == 7  # 4 model frames, every 2nd camera frame
+        for i in range(7):  # exactly one window per camera: frames 0..6
+            for cam in ("camA", "camB"):
+                pub.publish_nowait(f"frames/{cam}", frame(cam, i))
+            await asyncio.sleep(0.02)
+        envs = await collect(sub, "embeddings/", 2, timeout=60)
+        got = {e.msg.cam: e.msg for e in envs}
+        assert set(got) == {"camA", "camB"}
+        for cam, emb in got.items():
+            assert isinstance(emb, Embedding) and emb.window == 0
+            assert emb.embedding.shape == (32,) and emb.embedding.dtype == np.float32
+            assert np.linalg.norm(emb.embedding) == pytest.approx(1.0, abs=1e-4)
+            assert emb.start_s == pytest.approx(0.0) and emb.end_s == pytest.approx(6 / 30)
+            assert emb.model_id.startswith("tiny@small:")
+        async with RpcClient(config.bus, endpoint=encoder_endpoint(config), timeout=30, retries=0) as rpc:
+            ans = await rpc.call("ask", {"question": "what colour is the circle?", "choices": ["red", "blue"],
+                                         "camera": "camB"})
+            assert ans["camera"] == "camB" and ans["answer"] in ("red", "blue")
+            assert set(ans["scores"]) == {"red", "blue"} and ans["window"] == 0
+            assert ans["answer"] == max(ans["scores"], key=ans["scores"].get)
+            text = await rpc.call("ask", {"question": "what is happening?"})
+            assert isinstance(text["text"], str)
+            with pytest.raises(RpcError) as err:
+                await rpc.call("ask", {"question": ""})
+            assert err.value.code == "bad_request"
+            with pytest.raises(RpcError) as err:
+                await rpc.call("ask", {"question": "what?", "camera": "nope"})
+            assert err.value.code == "not_ready"
+
+
+async def test_behind_drops_stale_windows_and_stays_bounded(runtime_dir, random_checkpoint):
+    config = node_config(runtime_dir, random_checkpoint, encoder={"frame_step": 1, "stride_frames": 1})
+    async with running(EncoderNode, config, ["embeddings/"]) as (node, pub, sub):
+        # ~500 fps with a window due at every frame: far more than the model computes
+        for i in range(300):
+            pub.publish_nowait("frames/cam0", frame("cam0", i))
+            await asyncio.sleep(0.002)
+        cam = node.cams["cam0"]
+        newest = cam.last_index
+        assert newest >= 250  # most frames arrived (a few may be superseded on the `latest` topic)
+        last = None
+        async with asyncio.timeout(60):  # it catches up with the newest frame, not with a backlog
+            while last is None or last.msg.end_s < newest / 30 - 1e-6:
+                last = (await collect(sub, "embeddings/", 1, timeout=60))[0]
+        assert len(cam.frames) <= node.span + node.stride  # the ring never grows
+        due = newest - node.span + 2  # windows that became due
+        assert node.counters["windows"] < due  # not every due window was computed...
+        assert node.counters["windows_dropped"] > 0  # ...the stale ones were dropped and counted
+        assert node.counters["windows"] + node.counters["windows_dropped"] <= due
+
+
+async def test_a_bad_frame_is_counted_not_fatal(runtime_dir, random_checkpoint):
+    config = node_config(runtime_dir, random_checkpoint, encoder={"frame_step": 1, "stride_frames": 2})
+    async with running(EncoderNode, config, ["embeddings/"]) as (node, pub, sub):
+        bad = Frame(cam="cam0", index=0, t_capture_ns=1, image=np.zeros((32, 32), dtype=np.uint8))  # no channels
+        pub.publish_nowait("frames/cam0", bad)
+        for i in range(1, 4):
+            pub.publish_nowait("frames/cam0", bad.model_copy(update={"index": i}))
+        await asyncio.sleep(1.0)
+        for i in range(10, 16):
+            pub.publish_nowait("frames/cam0", frame("cam0", i))
+            await asyncio.sleep(0.02)
+        env = (await collect(sub, "embeddings/", 1, timeout=60))[0]
+        assert env.msg.cam == "cam0"
+        assert node.counters["errors"] >= 1  # the bad windows were counted and logged, then skipped
