@@ -39,10 +39,16 @@ def run(args: argparse.Namespace) -> int:
         if args.paused:
             print("paused: press Enter (or send SIGUSR1) to start", flush=True)
             loop = asyncio.get_running_loop()
+
+            def on_enter() -> None:  # one line (or EOF) resumes; the reader is removed so EOF cannot spin
+                loop.remove_reader(sys.stdin.fileno())
+                sys.stdin.readline()
+                replayer.resume()
+
             try:
-                loop.add_reader(sys.stdin.fileno(), lambda: (sys.stdin.readline(), replayer.resume()))
+                loop.add_reader(sys.stdin.fileno(), on_enter)
             except (OSError, ValueError, NotImplementedError):
-                pass  # no usable stdin: SIGUSR1 only
+                pass  # no pollable stdin (a regular file, /dev/null): SIGUSR1 only
         return await replayer.run()
 
     try:
