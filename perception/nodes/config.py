@@ -117,6 +117,7 @@ class PipelineConfig(_Section):
     world: WorldConfig = Field(default_factory=WorldConfig)
     supervisor: SupervisorConfig = Field(default_factory=SupervisorConfig)
     nodes: list[str] = Field(default_factory=lambda: ["world", "decoder", "events", "encoder", "capture"])
+    run_proxy: bool = True  # False: another host runs the proxy (see configs/two-host.yaml)
 
     @field_validator("cameras")
     @classmethod

@@ -203,11 +203,9 @@ class Launcher:
                 return await sub.start()
             except BusNotReady:
                 sub.close()
-                proxy = self.children["proxy"].proc
                 if time.monotonic() > deadline:
                     raise
-                if proxy is not None and proxy.returncode is not None and proxy.returncode != 0:
-                    log.warning("proxy exited while starting", returncode=proxy.returncode)
+                log.info("waiting for the bus proxy", sub=self.config.bus.endpoint("sub"))
 
     async def _listen(self, sub: Subscriber) -> None:
         async for env in sub:
@@ -241,7 +239,8 @@ class Launcher:
         listener: asyncio.Task | None = None
         code = 0
         try:
-            self._start("proxy")
+            if self.config.pipeline.run_proxy:
+                self._start("proxy")
             sub = await self._connect()
             listener = asyncio.create_task(self._listen(sub))
             nodes = [n for n in NODE_NAMES if n in self.config.pipeline.nodes]
