@@ -70,10 +70,12 @@ def decoder_texts(captions: list[list[str]], rng: np.random.Generator) -> list[s
 
 class StepBatches(Sampler[list[int]]):
     """Index batches for stage-local steps [start, steps) of one rank: clip indices never repeat across
-    steps, ranks or stages (offset separates the stages), and depend only on (step, rank)."""
+    steps, ranks or stages (offset separates the stages), and depend only on (step, rank). With `modulo`
+    they cycle through a fixed pool of clips instead."""
 
-    def __init__(self, start: int, steps: int, batch: int, rank: int, world: int, offset: int) -> None:
-        self.start, self.steps, self.batch = start, steps, batch
+    def __init__(self, start: int, steps: int, batch: int, rank: int, world: int, offset: int,
+                 modulo: int | None = None) -> None:
+        self.start, self.steps, self.batch, self.modulo = start, steps, batch, modulo
         self.rank, self.world, self.offset = rank, world, offset
 
     def __len__(self) -> int:
@@ -82,7 +84,8 @@ class StepBatches(Sampler[list[int]]):
     def __iter__(self):
         for step in range(self.start, self.steps):
             first = self.offset + (step * self.world + self.rank) * self.batch
-            yield list(range(first, first + self.batch))
+            idx = range(first, first + self.batch)
+            yield [i % self.modulo for i in idx] if self.modulo else list(idx)
 
 
 def keys_to_groups(keys: list[str]) -> torch.Tensor:

@@ -27,6 +27,9 @@ class StageConfig(_Strict):
     lr: float = Field(gt=0)
     warmup_steps: int = Field(default=0, ge=0)
     min_lr_ratio: float = Field(default=0.05, ge=0, le=1)
+    # Wall-clock cap: the schedule runs on progress = max(step / steps, elapsed / time_budget_s) and the
+    # stage ends at progress 1, so a busy machine shortens the stage instead of overrunning it.
+    time_budget_s: float | None = Field(default=None, gt=0)
 
 
 class Stage1Config(StageConfig):
@@ -63,6 +66,9 @@ class DataConfig(_Strict):
     seed: int = 0
     num_workers: int = Field(default=1, ge=0)
     max_objects: int = Field(default=3, ge=1, le=3)
+    # Train on clips 0..pool-1 only, cycling; with num_workers 0 each clip is rendered once and kept in
+    # memory (rendering costs about as much CPU as a tiny model's step). None: a fresh clip every time.
+    pool: int | None = Field(default=None, ge=1)
 
 
 class TrainConfig(_Strict):

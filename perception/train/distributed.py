@@ -72,3 +72,11 @@ def mean_over_ranks(value: float, env: DistEnv) -> float:
     t = torch.tensor([value], dtype=torch.float64)
     dist.all_reduce(t)
     return float(t.item()) / env.world
+
+
+def max_over_ranks(value: float, env: DistEnv) -> float:
+    if not env.enabled:
+        return value
+    t = torch.tensor([value], dtype=torch.float64)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return float(t.item())

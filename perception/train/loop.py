@@ -43,6 +43,7 @@ from perception.train.distributed import (
     gather_objects,
     gather_rows,
     init_distributed,
+    max_over_ranks,
     mean_over_ranks,
     shutdown,
 )
@@ -59,6 +60,21 @@ class TrainResult:
     global_step: int
     wall_s: float
     last_losses: dict[str, float]  # stage -> mean loss over its last log window
+
+
+class CachedClips(torch.utils.data.Dataset):
+    """Keeps every rendered item of a fixed clip pool (single-process loading only)."""
+
+    def __init__(self, data: ShapesWorldClips) -> None:
+        self.data, self.items = data, {}
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i: int) -> dict:
+        if i not in self.items:
+            self.items[i] = self.data[i]
+        return self.items[i]
 
 
 class StepModule(nn.Module):
@@ -121,6 +137,7 @@ class Trainer:
             g["lr_scale"] = g["lr"]  # 1.0, or the Y-encoder multiplier
         self.opt = torch.optim.AdamW(groups, betas=tuple(cfg.optim.betas))
         self.global_step = 0
+        self._pool_cache: dict[str, CachedClips] = {}
         if state is not None:
             self.opt.load_state_dict(state["optimizer"])
             self.global_step = int(state["global_step"])
@@ -149,15 +166,18 @@ class Trainer:
 
     def _batches(self, k: int, stage: StageConfig, start: int, render: bool) -> Iterator[dict]:
         mc = self.model.cfg.x_encoder
-        data = ShapesWorldClips(STAGE_OFFSET * 4, seed=self.cfg.data.seed, split="train", frames=mc.frames,
+        pool = self.cfg.data.pool
+        data = ShapesWorldClips(pool or STAGE_OFFSET * 4, seed=self.cfg.data.seed, split="train", frames=mc.frames,
                                 size=mc.image_size, max_objects=self.cfg.data.max_objects)
         sampler = StepBatches(start, stage.steps, stage.batch_size, self.env.rank, self.env.world,
-                              offset=k * STAGE_OFFSET)
+                              offset=0 if pool else k * STAGE_OFFSET, modulo=pool)
         if not render:  # stage 3 needs only the captions: plan clips, skip rasterising
             for idx in sampler:
                 yield {"captions": [list(data.spec(i).captions) for i in idx]}
             return
         workers = self.cfg.data.num_workers
+        if pool and workers == 0:
+            data = self._pool_cache.setdefault("clips", CachedClips(data))
         yield from DataLoader(data, batch_sampler=sampler, num_workers=workers, collate_fn=collate_clips,
                               persistent_workers=False, prefetch_factor=4 if workers else None)
 
@@ -167,12 +187,20 @@ class Trainer:
         if self.env.is_main:
             self.log.info("stage start", stage=name, steps=stage.steps, from_step=start, lr=stage.lr,
                           global_batch=global_batch)
+        taken = 0
         window: list[float] = []
         last_mean = float("nan")
         t_last, n_last = time.perf_counter(), 0
         t_stage = time.perf_counter()
         for s, batch in enumerate(self._batches(k, stage, start, render=name != "stage3"), start=start):
-            lr = cosine_lr(s, stage.steps, stage.lr, stage.warmup_steps, stage.min_lr_ratio)
+            spent = None
+            if stage.time_budget_s:  # ranks must agree on the LR and on when to stop: take the slowest clock
+                spent = max_over_ranks((time.perf_counter() - t_stage) / stage.time_budget_s, env)
+            if spent is not None and spent >= 1.0:
+                if self.env.is_main:
+                    self.log.info("stage time budget spent", stage=name, step=s, budget_s=stage.time_budget_s)
+                break
+            lr = cosine_lr(s, stage.steps, stage.lr, stage.warmup_steps, stage.min_lr_ratio, progress=spent)
             for g in self.opt.param_groups:
                 g["lr"] = lr * g["lr_scale"]
             rng = row_rng(cfg.seed, name, s, env.rank)
@@ -187,28 +215,32 @@ class Trainer:
                 [p for p in self.model.parameters() if p.requires_grad], cfg.optim.grad_clip)
             self.opt.step()
             self.global_step += 1
+            taken += 1
             window.append(float(loss.detach()))
             n_last += 1
             if (s + 1) % cfg.log_every == 0 or s + 1 == stage.steps:
                 now = time.perf_counter()
                 step_s = (now - t_last) / n_last
-                remaining = self._remaining_steps(first + s + 1)
+                eta_s = (stage.steps - s - 1) * step_s
+                if stage.time_budget_s:
+                    eta_s = min(eta_s, max(0.0, stage.time_budget_s - (now - t_stage)))
                 if env.is_main:
                     self.log.info(
                         "progress", stage=name, step=f"{s + 1}/{stage.steps}", global_step=self.global_step,
                         loss=round(mean_over_ranks(float(np.mean(window)), env), 4), **info, lr=f"{lr:.2e}",
                         grad_norm=round(float(gnorm), 3), clips_per_s=round(global_batch / step_s, 1),
-                        eta_min=round(remaining * step_s / 60, 1))
+                        stage_eta_min=round(eta_s / 60, 1))
                 last_mean = float(np.mean(window))
                 window, t_last, n_last = [], now, 0
             if self.global_step % cfg.checkpoint_every == 0 and env.is_main:
                 self._save_state()
+        if window:
+            last_mean = float(np.mean(window))
+        # the global step jumps to the stage's end: the next stage (and a resume) start where they should
+        self.global_step = first + stage.steps
         if self.env.is_main:
-            self.log.info("stage done", stage=name, wall_s=round(time.perf_counter() - t_stage, 1))
+            self.log.info("stage done", stage=name, steps_taken=taken, wall_s=round(time.perf_counter() - t_stage, 1))
         return last_mean
-
-    def _remaining_steps(self, done_global: int) -> int:
-        return max(0, self.cfg.total_steps - done_global)
 
     def _contrastive_step(self, name: str, batch: dict, rng: np.random.Generator):
         rows: TextRows = (stage1_rows(batch, self.cfg.stage1, rng) if name == "stage1"

@@ -1,0 +1,104 @@
+"""The training loop on a real (tiny) model and real ShapesWorld clips: it learns, resumes, and its
+schedule and configs behave."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from perception.config import ConfigError
+from perception.model import VLJepa
+from perception.train.batches import StepBatches, stage2_rows
+from perception.train.config import Stage2Config, load_train_config
+from perception.train.loop import TRAINER_STATE, train
+from perception.train.schedule import cosine_lr
+
+
+def test_infonce_training_on_a_small_pool_beats_ln_b(small_cfg, tmp_path):
+    # 8 fixed clips, batch 8: every step sees the same clips; a model that learns nothing stays at ln(8)
+    cfg = small_cfg(data={"pool": 8}, stage1={"steps": 40, "batch_size": 8, "lr": 3e-3, "warmup_steps": 3},
+                    stage2={"steps": 0}, stage3={"steps": 0}, log_every=5, checkpoint_every=1000)
+    result = train(cfg, tmp_path / "run")
+    assert result.global_step == 40
+    assert result.last_losses["stage1"] < 0.6 * math.log(8), result.last_losses
+    model = VLJepa.load(tmp_path / "run", device="cpu")  # the final model is a loadable checkpoint
+    assert model.cfg.x_encoder.hidden == 48
+
+
+def test_resume_continues_the_step_count_and_optimizer(small_cfg, tmp_path):
+    out = tmp_path / "run"
+    first = train(small_cfg(stage1={"steps": 3}, stage2={"steps": 0}, stage3={"steps": 0}), out)
+    assert first.global_step == 3
+    state = torch.load(out / "last" / TRAINER_STATE, weights_only=False)
+    assert state["global_step"] == 3
+    # the same run, extended: resume picks up at step 3 and runs only the missing steps
+    longer = small_cfg(stage1={"steps": 3}, stage2={"steps": 2}, stage3={"steps": 1})
+    second = train(longer, out, resume=True)
+    assert second.global_step == 6
+    assert set(second.last_losses) == {"stage2", "stage3"}  # stage 1 was already done
+    state = torch.load(out / "last" / TRAINER_STATE, weights_only=False)
+    assert state["global_step"] == 6
+    # AdamW's per-parameter step counters continued from the saved optimizer (3 + 2 for an encoder weight)
+    steps = sorted({int(s["step"]) for s in state["optimizer"]["state"].values()})
+    assert 5 in steps and 1 in steps  # encoder parts: 3 + 2 contrastive steps; decoder: 1 step
+
+
+def test_time_budget_ends_a_stage_early(small_cfg, tmp_path):
+    cfg = small_cfg(stage1={"steps": 10_000, "time_budget_s": 2.0}, stage2={"steps": 0}, stage3={"steps": 0},
+                    checkpoint_every=10_000)
+    result = train(cfg, tmp_path / "run")
+    assert result.global_step == 10_000  # the counter jumps to the stage's end (resume stays aligned)
+    assert result.wall_s < 60
+
+
+def test_cosine_schedule_warms_up_then_decays_to_the_floor():
+    lrs = [cosine_lr(s, 100, 1.0, warmup=10, min_ratio=0.1) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert lrs[10] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
+    assert lrs[-1] == pytest.approx(0.1, abs=1e-3)
+    assert cosine_lr(20, 100, 1.0, warmup=10, progress=1.0) == pytest.approx(0.05)  # budget spent: the floor
+    with pytest.raises(ValueError):
+        cosine_lr(0, 0, 1.0)
+
+
+def test_step_batches_never_repeat_across_ranks_and_steps():
+    seen = []
+    for rank in range(2):
+        seen += [i for b in StepBatches(0, 5, 4, rank, 2, offset=100) for i in b]
+    assert len(seen) == len(set(seen)) == 40 and min(seen) == 100
+    resumed = list(StepBatches(3, 5, 4, 1, 2, offset=100))
+    assert resumed == list(StepBatches(0, 5, 4, 1, 2, offset=100))[3:]
+    assert all(i < 6 for b in StepBatches(0, 5, 4, 0, 1, offset=0, modulo=6) for i in b)
+
+
+def test_stage2_rows_mix_vqa_captions_and_neutral():
+    import numpy as np
+
+    batch = {"captions": [["the red circle moves left", "a red circle slides to the left"]] * 200,
+             "qa": [[{"kind": "colour", "question": "what colour is the circle?", "answer": "red",
+                      "candidates": ["red", "blue"]}]] * 200}
+    rows = stage2_rows(batch, Stage2Config(steps=1, batch_size=2, lr=1e-3, stage1_fraction=0.25, vqa_fraction=0.5),
+                       "", np.random.default_rng(0))
+    kinds = {k: rows.kinds.count(k) / 200 for k in ("neutral", "vqa", "caption")}
+    assert 0.15 < kinds["neutral"] < 0.35 and 0.25 < kinds["vqa"] < 0.5 and 0.25 < kinds["caption"] < 0.5
+    for q, t, key, kind in zip(rows.queries, rows.targets, rows.keys, rows.kinds):
+        if kind == "vqa":
+            assert (q, t, key) == ("what colour is the circle?", "red", "answer:red")
+        else:
+            assert key == "the red circle moves left" and (q == "") == (kind == "neutral")
+
+
+def test_config_errors_name_the_field(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("stage1: {steps: -1, batch_size: 4, lr: 1}\nstage2: {steps: 1, batch_size: 4, lr: 1}\n"
+                   "stage3: {steps: 1, batch_size: 4, lr: 1}\nbogus: 1\n")
+    with pytest.raises(ConfigError) as err:
+        load_train_config(bad)
+    assert "stage1.steps" in str(err.value) and "bogus" in str(err.value)
+    with pytest.raises(ConfigError):
+        load_train_config(preset="nope")
+    cfg = load_train_config(preset="tiny", overrides={"stage1.steps": 7})
+    assert cfg.stage1.steps == 7
