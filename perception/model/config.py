@@ -29,7 +29,7 @@ class XEncoderConfig:
     image_size: int = 64  # square crop fed to the encoder (VJEPA2 `crop_size`)
     patch_size: int = 8
     frames: int = 8  # frames per window (VJEPA2 `frames_per_clip`); must be a multiple of tubelet
-    tubelet: int = 2  # frames per temporal patch
+    tubelet: int = 4  # frames per temporal patch (V-JEPA 2 uses 2; 4 halves the tiny preset's token count)
     hidden: int = 192
     layers: int = 4
     heads: int = 4  # hidden/heads should be >= 6 (VJEPA2 rotates 3 axes of the head dim)
@@ -166,7 +166,9 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 def tiny() -> VLJepaConfig:
     """CPU preset: a small V-JEPA 2 trained here, 2 Llama-style predictor layers, frozen MiniLM targets.
 
-    64 px with patch 8 gives 8x8 patches per frame (the probe found patch 16 at 64 px too coarse for shape).
+    64 px with patch 8 gives 8x8 patches per frame (a probe found patch 16 at 64 px too coarse for shape);
+    tubelet 4 keeps two temporal slices of an 8-frame window (enough to see motion, appearance and colour
+    change between halves) so N = 2 x 8 x 8 = 128 tokens, about half the training cost of tubelet 2.
     """
     return VLJepaConfig(preset="tiny")
 

@@ -196,8 +196,9 @@ class VLJepa(nn.Module):
             if len(targets) != B:
                 raise ValueError(f"got {len(targets)} target texts for {B} clips")
             groups = groups_from_texts(list(targets)) if groups is None else groups
-            targets = self.tokenize_targets(list(targets))
-        target = self.y_encoder(targets.to(self.device))  # [B,D]
+            target = self.y_encoder.embed_texts(list(targets), self.device)  # [B,D]
+        else:
+            target = self.y_encoder(targets.to(self.device))  # [B,D]
         loss = info_nce(pred, target, self.temperature, groups)
         # ln(B) is chance level; spread -> 1.0 means the predictions collapsed (both already host floats)
         log.debug("infonce", batch=B, ln_b=round(loss.baseline, 4), spread=round(loss.spread, 4))

@@ -39,6 +39,7 @@ def config_from_dict(d: dict):
 
 
 class YEncoder(nn.Module):
+    POOLED_CACHE_MAX = 200_000  # texts; ShapesWorld has a few thousand distinct captions
     def __init__(self, cfg: YEncoderConfig, embed_dim: int, load_weights: bool = True):
         super().__init__()
         try:
@@ -55,6 +56,7 @@ class YEncoder(nn.Module):
             hf = config_from_dict(cfg.hf_config) if cfg.hf_config else AutoConfig.from_pretrained(str(path))
             self.backbone = AutoModel.from_config(hf)
         self.cfg = cfg
+        self._pooled: dict[str, torch.Tensor] = {}  # text -> pooled frozen-backbone output [Dy]
         self.head = nn.Linear(self.backbone.config.hidden_size, embed_dim)  # Dy -> D
         if cfg.frozen:
             self.backbone.requires_grad_(False)
@@ -74,13 +76,37 @@ class YEncoder(nn.Module):
             raise MissingWeightsError(f"y_encoder: no tokenizer (source {self.cfg.source!r} is not on this machine)")
         return tokenize(self.tokenizer, texts, self.cfg.max_tokens)
 
-    def forward(self, tokens: TokenBatch) -> torch.Tensor:
-        """tokens [B,L] -> S_Y [B,D] (before L2 normalisation)."""
+    def pool(self, tokens: TokenBatch) -> torch.Tensor:
+        """tokens [B,L] -> pooled backbone output [B,Dy] (mean over real tokens, or the first token)."""
         out = self.backbone(input_ids=tokens.ids, attention_mask=tokens.mask)
         h = out.last_hidden_state  # [B,L,Dy]
         if self.cfg.pooling == "cls":
-            pooled = h[:, 0]  # [B,Dy]
-        else:
-            w = tokens.mask.to(h.dtype).unsqueeze(-1)  # [B,L,1]
-            pooled = (h * w).sum(1) / w.sum(1).clamp_min(1.0)  # [B,Dy]
-        return self.head(pooled)
+            return h[:, 0]  # [B,Dy]
+        w = tokens.mask.to(h.dtype).unsqueeze(-1)  # [B,L,1]
+        return (h * w).sum(1) / w.sum(1).clamp_min(1.0)  # [B,Dy]
+
+    def forward(self, tokens: TokenBatch) -> torch.Tensor:
+        """tokens [B,L] -> S_Y [B,D] (before L2 normalisation)."""
+        return self.head(self.pool(tokens))
+
+    def embed_texts(self, texts: list[str], device: torch.device) -> torch.Tensor:
+        """texts -> S_Y [B,D] for training. A frozen backbone in eval mode is a fixed function of the text,
+        so its pooled outputs are cached per text (targets repeat every epoch) and only the head runs."""
+        if not self.cfg.frozen:
+            return self(self.tokenize(texts).to(device))
+        todo = [t for t in dict.fromkeys(texts) if t not in self._pooled]
+        if todo:
+            with torch.no_grad():
+                pooled = self.pool(self.tokenize(todo).to(device))  # [U,Dy]
+            if len(self._pooled) + len(todo) > self.POOLED_CACHE_MAX:
+                self._pooled.clear()
+            self._pooled.update(zip(todo, pooled))
+        return self.head(torch.stack([self._pooled[t] for t in texts]))  # [B,D]
+
+    def _apply(self, fn, recurse: bool = True):
+        self._pooled.clear()  # device/dtype changes invalidate cached tensors
+        return super()._apply(fn, recurse)
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        self._pooled.clear()  # called for this module by any parent's load_state_dict
+        return super()._load_from_state_dict(*args, **kwargs)

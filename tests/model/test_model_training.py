@@ -119,3 +119,24 @@ def test_decoder_learns_to_reproduce_texts_from_their_embeddings(model):
     emb = model.embed_text(texts)
     assert model.decode(emb) == texts
     assert model.decode(emb, beams=3) == texts
+
+
+def test_frozen_y_encoder_caches_pooled_outputs_exactly(model):
+    texts = ["a red circle", "a blue square", "a red circle"]
+    model.train()
+    cached = model.y_encoder.embed_texts(texts, model.device)
+    assert set(model.y_encoder._pooled) == {"a red circle", "a blue square"}
+    direct = model.y_encoder(model.tokenize_targets(texts))
+    torch.testing.assert_close(cached, direct)
+    cached.sum().backward()
+    assert model.y_encoder.head.weight.grad is not None  # the head still trains through the cache
+    model.load_state_dict(model.state_dict())
+    assert model.y_encoder._pooled == {}  # new weights: cache dropped
+
+
+def test_unfrozen_y_encoder_is_never_cached(make_model):
+    model = make_model(y_encoder={"frozen": False})
+    model.train()
+    model.y_encoder.embed_texts(["a red circle"], model.device).sum().backward()
+    assert model.y_encoder._pooled == {}
+    assert model.y_encoder.backbone.encoder.layer[0].output.dense.weight.grad is not None
