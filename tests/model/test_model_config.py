@@ -29,7 +29,7 @@ def test_model_section_applies_weights_overrides_and_device():
     cfg = section.to_model_config()
     assert cfg.x_encoder.weights == "/models/vjepa2" and cfg.y_encoder.source == "/models/gemma"
     assert (cfg.x_encoder.image_size, cfg.x_encoder.patch_size, cfg.embed_dim) == (96, 16, 128)
-    assert cfg.x_encoder.num_tokens == 4 * 6 * 6
+    assert cfg.x_encoder.num_tokens == (8 // 4) * 6 * 6  # (frames / tubelet) * (96 / 16)^2
     assert (cfg.device, cfg.dtype) == ("cpu", "float32")
     with pytest.raises(ValidationError):
         ModelSection(weights={"vision": "/x"})
