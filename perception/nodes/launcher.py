@@ -174,6 +174,10 @@ class Launcher:
             except TimeoutError:
                 log.warning("node did not stop in time", node=child.name, signal=sig.name)
 
+    def request_stop(self) -> None:
+        """Ask `run` to shut everything down (what SIGINT / SIGTERM do)."""
+        self._stop.set()
+
     async def stop(self) -> None:
         self.stopping = True
         self._stop.set()
@@ -234,7 +238,7 @@ class Launcher:
         """Start everything, print captions and events, stop on signal or after `duration` s of running."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, self._stop.set)
+            loop.add_signal_handler(sig, self.request_stop)
         self._config_file = self._write_config()
         listener: asyncio.Task | None = None
         code = 0

@@ -1,0 +1,200 @@
+"""`perception bench pipeline [--config C] [--json OUT] [--quick]`: the service against the bare model loop.
+
+Three phases, side by side in one run, on the config's model (checkpoints/tiny when present):
+1. bare: encode_video + predict in a loop in this process, batch 1, synthetic windows -> windows/s
+   (the ceiling of the service).
+2. saturated: the whole service (`perception up` machinery: proxy + 5 node processes) with a 120 fps
+   synthetic camera and a window due at *every* frame (120 windows/s asked), more than the model computes;
+   windows/s is the encoder's `windows` counter over the phase. Ratio service / bare (target >= 0.9).
+3. live: the configured windows (stride) at 30 fps: capture -> embedding and capture -> caption latency
+   p50/p99 (measured here on receipt, same host clock), windows/min vs decodes/min, CPU and RSS per node.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bus.message import Stats
+from bus.pubsub import Subscriber
+from perception.config import AppConfig, load_config
+from perception.messages import Caption, Embedding
+from perception.nodes.launcher import Launcher
+
+
+SATURATE_FPS = 120.0  # a window due every frame at this rate: more than the tiny model computes on 2 cores
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    return round(float(np.percentile(values, q)), 1) if values else None
+
+
+def bare_loop(config: AppConfig, seconds: float, batch: int = 1) -> dict[str, Any]:
+    """Windows/s of encode_video + predict in one process, on real synthetic frames."""
+    import torch
+
+    from perception.data.stream import ShapesStream
+    from perception.nodes.models import load_model
+
+    enc = config.pipeline.encoder
+    model, model_id = load_model(config.model, enc.threads)
+    W = enc.window_frames or model.cfg.x_encoder.frames
+    size = config.pipeline.cameras[0].size
+    stream = ShapesStream(seed=0, duration_s=30, fps=30, size=size)
+    span = (W - 1) * enc.frame_step + 1
+    clips = [np.stack([stream.frame_at(s + k * enc.frame_step) for k in range(W)]) for s in range(0, 200, 7)]
+    x = [torch.from_numpy(np.stack([clips[(i + b) % len(clips)] for b in range(batch)])).permute(0, 1, 4, 2, 3)
+         for i in range(len(clips))]  # [B, T, 3, H, W] each
+    for i in range(3):  # warm-up
+        model.predict(model.encode_video(x[i]), enc.query)
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        model.predict(model.encode_video(x[n % len(x)]), enc.query)
+        n += 1
+    dt = time.perf_counter() - t0
+    del model
+    return {"mode": "bare", "batch": batch, "windows": n * batch, "seconds": round(dt, 2),
+            "windows_per_s": round(n * batch / dt, 2), "msgs_per_s": round(n * batch / dt, 2),
+            "model_id": model_id, "window_frames": W, "frame_span": span}
+
+
+class Probe:
+    """Collects embeddings, captions and node stats from the running service."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.embed_ms: list[float] = []
+        self.caption_ms: list[float] = []
+        self.caption_from_end_ms: list[float] = []
+        self.windows = 0
+        self.captions = 0
+        self.stats: dict[str, list[dict[str, float]]] = {}
+
+    async def listen(self, sub: Subscriber) -> None:
+        async for env in sub:
+            now = time.time_ns()
+            msg = env.msg
+            if isinstance(msg, Embedding):
+                self.windows += 1
+                self.embed_ms.append((now - msg.t_capture_ns) / 1e6)
+            elif isinstance(msg, Caption):
+                self.captions += 1
+                self.caption_ms.append((now - msg.t_capture_ns) / 1e6)
+                self.caption_from_end_ms.append((now - msg.end_ns) / 1e6)
+            elif isinstance(msg, Stats):
+                self.stats.setdefault(msg.node, []).append(msg.counters)
+
+
+async def service_phase(config: AppConfig, seconds: float, label: str) -> dict[str, Any]:
+    """Run the service for `seconds` after it is up; measure what flows out of it."""
+    launcher = Launcher(config, out=io.StringIO())
+    task = asyncio.create_task(launcher.run())
+    probe = Probe()
+    sub = None
+    try:
+        while "capture" not in launcher.node_stats:  # wait until every node is up
+            if task.done():
+                task.result()
+                raise RuntimeError("the service stopped during start-up")
+            await asyncio.sleep(0.2)
+        sub = await Subscriber(config.bus, ["embeddings/", "captions/", "stats/"], name="bench").start()
+        listener = asyncio.create_task(probe.listen(sub))
+        await asyncio.sleep(2.0)  # settle: first windows need a full window span of frames
+        start_windows = launcher.node_stats.get("encoder", {}).get("windows", 0.0)
+        probe.reset()
+        t0 = time.perf_counter()
+        await asyncio.sleep(seconds)
+        dt = time.perf_counter() - t0
+        end_windows = launcher.node_stats.get("encoder", {}).get("windows", 0.0)
+        listener.cancel()
+    finally:
+        launcher.request_stop()
+        await task
+        if sub is not None:
+            sub.close()
+    nodes = {}
+    for node, rows in probe.stats.items():
+        if node == "bus":
+            continue
+        cpu = [r.get("cpu_pct", 0.0) for r in rows[1:]] or [0.0]
+        nodes[node] = {"cpu_pct": round(float(np.mean(cpu)), 1), "rss_mb": rows[-1].get("rss_mb")}
+    enc = (probe.stats.get("encoder") or [{}])[-1]
+    return {
+        "mode": label, "seconds": round(dt, 2),
+        "windows_per_s": round((end_windows - start_windows) / dt, 2),
+        "msgs_per_s": round((end_windows - start_windows) / dt, 2),
+        "windows_per_min": round(probe.windows * 60 / dt, 1),
+        "decodes_per_min": round(probe.captions * 60 / dt, 1),
+        "embed_p50_ms": _pct(probe.embed_ms, 50), "embed_p99_ms": _pct(probe.embed_ms, 99),
+        "caption_p50_ms": _pct(probe.caption_ms, 50), "caption_p99_ms": _pct(probe.caption_ms, 99),
+        "caption_after_segment_end_p50_ms": _pct(probe.caption_from_end_ms, 50),
+        "p50_us": None if not probe.embed_ms else round(float(np.percentile(probe.embed_ms, 50)) * 1000),
+        "p99_us": None if not probe.embed_ms else round(float(np.percentile(probe.embed_ms, 99)) * 1000),
+        "windows_dropped": enc.get("windows_dropped"), "frames_superseded": enc.get("sub.superseded"),
+        "forward_p50_ms": enc.get("forward_p50_ms"), "nodes": nodes,
+    }
+
+
+def _phase_config(base: AppConfig, runtime_dir: Path, fps: float = 30.0, **encoder: Any) -> AppConfig:
+    data = base.model_dump(mode="json")
+    data["bus"]["runtime_dir"] = str(runtime_dir)
+    data["bus"]["pub"] = data["bus"]["sub"] = data["bus"]["rpc"] = ""
+    data["pipeline"]["encoder"]["rpc"] = ""
+    data["pipeline"]["cameras"] = [dict(data["pipeline"]["cameras"][0], source="synthetic", fps=fps,
+                                        realtime=True, loop=True)]
+    data["pipeline"]["encoder"].update(encoder)
+    data["pipeline"]["world"]["persist"] = None
+    return AppConfig.model_validate(data)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:  # `perception bench` owns the parser
+    pass
+
+
+def run(args: argparse.Namespace) -> int:
+    base = load_config(getattr(args, "config", None))
+    seconds = 15.0 if args.quick else 60.0
+    rdir = Path(tempfile.mkdtemp(prefix="bench-", dir="/tmp"))
+    try:
+        bare = bare_loop(base, seconds / 2)
+        print(f"bare model loop      {bare['windows_per_s']:8.2f} windows/s  ({bare['model_id']}, batch 1)")
+        sat = asyncio.run(service_phase(_phase_config(base, rdir / "s", fps=SATURATE_FPS, stride_frames=1), seconds, "service-saturated"))
+        ratio = sat["windows_per_s"] / bare["windows_per_s"] if bare["windows_per_s"] else float("nan")
+        print(f"service (saturated)  {sat['windows_per_s']:8.2f} windows/s  ratio {ratio:.2f} "
+              f"(dropped {sat['windows_dropped']:.0f} stale windows)")
+        print("  cpu %: " + ", ".join(f"{n} {v['cpu_pct']}" for n, v in sorted(sat["nodes"].items())))
+        live = asyncio.run(service_phase(_phase_config(base, rdir / "l"), seconds, "service-30fps"))
+        stride_ms = base.pipeline.encoder.stride_frames / 30 * 1000
+        print(f"service (30 fps)     {live['windows_per_s']:8.2f} windows/s  embedding p50 {live['embed_p50_ms']} ms "
+              f"p99 {live['embed_p99_ms']} ms (target p99 < {stride_ms + 50:.0f} ms)")
+        print(f"                     caption p50 {live['caption_p50_ms']} ms p99 {live['caption_p99_ms']} ms; "
+              f"{live['decodes_per_min']} decodes/min vs {live['windows_per_min']} windows/min")
+        for node, v in sorted(live["nodes"].items()):
+            print(f"  {node:9s} cpu {v['cpu_pct']:6.1f} %  rss {v['rss_mb']} MB")
+        result = {
+            "results": [bare, sat, live],
+            "ratios": {"service_vs_bare_saturated": round(ratio, 3),
+                       "decodes_per_window": round(live["decodes_per_min"] / live["windows_per_min"], 4)
+                       if live["windows_per_min"] else None},
+            "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+                        "load_avg_1m": round(os.getloadavg()[0], 2)},
+            "command": "perception bench pipeline" + (" --quick" if args.quick else ""),
+        }
+        if args.json_out:
+            Path(args.json_out).write_text(json.dumps(result, indent=2))
+        return 0
+    finally:
+        shutil.rmtree(rdir, ignore_errors=True)
