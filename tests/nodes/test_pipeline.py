@@ -177,13 +177,10 @@ async def test_caption_slots_match_ground_truth(pipeline):
     stream = ShapesStream(seed=SEED, split="heldout", duration_s=DURATION, fps=30.0, size=64)
     caps = pipeline.captions()
     assert len(caps) >= 3
-    hits = 0
-    for c in caps:
-        truth = stream.segment_at((c["start_s"] + c["end_s"]) / 2)
-        slots = parse_slots(c["text"])
-        hits += slots is not None and (slots.colour, slots.shape) == (truth.slots.colour, truth.slots.shape)
-    assert hits / len(caps) >= 0.5, [(c["text"], stream.segment_at((c["start_s"] + c["end_s"]) / 2).caption)
-                                     for c in caps]
+    # each caption against the ground-truth segment at its midpoint: (colour, shape, action) all equal
+    pairs = [(c["text"], stream.segment_at((c["start_s"] + c["end_s"]) / 2)) for c in caps]
+    hits = sum(parse_slots(text) == truth.slots for text, truth in pairs)
+    assert hits / len(pairs) > 0.5, [(text, truth.caption) for text, truth in pairs]
 
 
 async def test_a_killed_node_is_restarted_and_the_pipeline_keeps_publishing(pipeline):
