@@ -1,1 +1,10 @@
-"""Downstream subscribers: narrator, watcher, planner, timeline, and the SDK to write your own."""
+"""Downstream subscribers: narrator, watcher, planner, timeline, and the SDK to write your own.
+
+    from skills import Skill, on, run_skill
+"""
+
+from skills.messages import Alert, SkillEvent
+from skills.sdk import Skill, on, run_skill
+from skills.world import WorldClient, WorldUnavailable
+
+__all__ = ["Alert", "Skill", "SkillEvent", "WorldClient", "WorldUnavailable", "on", "run_skill"]
