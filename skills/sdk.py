@@ -214,7 +214,10 @@ class Skill:
         taken = 0
         async for env in self.sub:
             self.counters["received"] += 1
-            if await self._dispatch(env):
+            took = await self._dispatch(env)
+            if self._stop is not None and self._stop.is_set():
+                return  # stop() from a handler: no further message is handled
+            if took:
                 taken += 1
                 if max_messages is not None and taken >= max_messages:
                     return

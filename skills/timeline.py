@@ -101,7 +101,11 @@ def render(session: Session, out: str | Path, *, phrase_scores: dict[str, dict[s
     for i, cam in enumerate(cams):
         band, plot = axes[2 * i][0], axes[2 * i + 1][0]
         track = session.cameras.get(cam, CameraTrack())
-        for seg_id, start, end, label in track.segments:
+        prev_end = float("-inf")
+        for seg_id, start, end, label in sorted(track.segments):
+            # a segment spans its first window's first frame to its last window's last frame, so neighbours
+            # overlap by one window length: draw each from where the previous one ended
+            start, prev_end = max(start, min(prev_end, end)), end
             band.barh(0, max(end - start, 0.05), left=start, height=0.8, color=label_colour(label, seg_cmap),
                       edgecolor="black", linewidth=0.5)
             text = track.captions.get(seg_id, label)

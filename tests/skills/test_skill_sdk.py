@@ -1,0 +1,109 @@
+"""The SDK in-process on a real proxy: typed and generic handlers, a raising handler does not stop the skill,
+publish() reaches subscribers, world queries time out with a clear error."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+
+from bus.message import Text
+from bus.pubsub import Publisher, Subscriber
+from perception.messages import Caption, Embedding
+from skills import Skill, SkillEvent, WorldUnavailable, on
+
+
+def caption(text: str, seg: int, cam: str = "cam0") -> Caption:
+    t = time.time_ns()
+    return Caption(cam=cam, segment_id=seg, text=text, start_ns=t, end_ns=t, start_s=seg, end_s=seg + 1,
+                   t_capture_ns=t, latency_ms=1.0)
+
+
+class Flaky(Skill):
+    """Raises on every caption that says 'boom'; echoes the others on skills/echo."""
+
+    name = "flaky"
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.seen: list[str] = []
+        self.notes: list[str] = []
+
+    async def on_caption(self, c: Caption) -> None:
+        if c.text == "boom":
+            raise RuntimeError(f"planted failure in segment {c.segment_id}")
+        self.seen.append(c.text)
+        await self.publish("skills/echo", SkillEvent(skill=self.name, name="echo", text=c.text))
+
+    @on("notes/")
+    def note(self, env) -> None:  # a sync generic handler gets the Envelope
+        self.notes.append(env.msg.text)
+
+
+async def test_raising_handler_does_not_stop_the_skill(proxy, app_config):
+    skill = Flaky(app_config)
+    assert skill.topics == ["captions/", "notes/"]  # only overridden handlers are subscribed
+    echo = await Subscriber(app_config.bus, ["skills/echo"], name="t").start()
+    task = asyncio.create_task(skill.run(max_messages=7))
+    await asyncio.wait_for(skill.ready.wait(), 30)
+    async with Publisher(app_config.bus, src="t") as pub:
+        for i, text in enumerate(["a", "boom", "b", "boom", "c"]):
+            await pub.publish("captions/cam0", caption(text, i))
+        await pub.publish("notes/x", Text(text="n1"))
+        await pub.publish("embeddings/cam0", Embedding(  # not subscribed: never reaches the skill
+            cam="cam0", window=0, start_ns=0, end_ns=0, model_id="m", t_capture_ns=0,
+            embedding=np.zeros(4, np.float32)))
+        await pub.publish("notes/y", Text(text="n2"))
+        counters = await asyncio.wait_for(task, 30)
+    assert skill.seen == ["a", "b", "c"]
+    assert skill.notes == ["n1", "n2"]
+    assert counters["errors"] == 2 and counters["errors.on_caption"] == 2
+    assert counters["handled.on_caption"] == 3 and counters["handled.note"] == 2
+    echoed = [(await echo.recv(timeout=5)).msg.text for _ in range(3)]
+    assert echoed == ["a", "b", "c"]
+    echo.close()
+
+
+async def test_camera_filter_and_stop(proxy, app_config):
+    class StopOnThird(Skill):
+        name = "stopper"
+
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            self.got = []
+
+        def on_caption(self, c):
+            self.got.append((c.cam, c.text))
+            if len(self.got) == 2:
+                self.stop()
+
+    skill = StopOnThird(app_config, camera="cam1")
+    task = asyncio.create_task(skill.run())
+    await asyncio.wait_for(skill.ready.wait(), 30)
+    async with Publisher(app_config.bus, src="t") as pub:
+        for i, cam in enumerate(["cam0", "cam1", "cam0", "cam1", "cam1"]):
+            await pub.publish(f"captions/{cam}", caption(f"x{i}", i, cam))
+        await asyncio.wait_for(task, 30)
+    assert skill.got == [("cam1", "x1"), ("cam1", "x3")]
+
+
+async def test_world_query_without_world_node_times_out_clearly(proxy, app_config):
+    class Asker(Skill):
+        name = "asker"
+
+        async def main(self):
+            t0 = time.monotonic()
+            with pytest.raises(WorldUnavailable, match="no reply"):
+                await self.world.now(timeout=0.2)
+            self.elapsed = time.monotonic() - t0
+
+    skill = Asker(app_config, rpc_timeout=0.2)
+    await asyncio.wait_for(skill.run(), 30)
+    assert skill.elapsed < 3  # 2 attempts of 0.2 s, not the default timeout
+
+
+async def test_publish_before_run_is_a_clear_error(app_config):
+    with pytest.raises(RuntimeError, match="before run"):
+        await Flaky(app_config).publish("x/y", Text(text="t"))
