@@ -21,6 +21,9 @@ from perception.config import load_config
 
 
 def _bus(args: argparse.Namespace) -> BusConfig:
+    import perception.messages  # noqa: F401  register the service's and the skills' message types so that
+    import skills.messages  # noqa: F401  echo can decode captions, events and alerts (not "unknown_type")
+
     return load_config(args.config).bus
 
 
