@@ -15,6 +15,8 @@ import os
 import sys
 from pathlib import Path
 
+import zmq.asyncio
+
 from bus.logs import configure_logging, get_logger
 from perception.config import AppConfig, ConfigError, load_config
 from perception.nodes import NODE_NAMES
@@ -58,8 +60,10 @@ def main(argv: list[str] | None = None) -> int:
         code = loop.run_until_complete(serve(node))
     except KeyboardInterrupt:
         code = 0
-    # Every socket and file was closed by Node.run. Exit now instead of letting the interpreter join a
-    # worker thread that may be seconds into a forward pass (asyncio.run would wait for it).
+    # Every socket and file was closed by Node.run; let ZeroMQ send what is queued (up to the linger),
+    # then exit now instead of letting the interpreter join a worker thread that may be seconds into a
+    # forward pass (asyncio.run would wait for it).
+    zmq.asyncio.Context.instance().destroy(linger=1000)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

@@ -63,10 +63,10 @@ def bare_loop(config: AppConfig, seconds: float, batch: int = 1) -> dict[str, An
         model.predict(model.encode_video(x[n % len(x)]), enc.query)
         n += 1
     dt = time.perf_counter() - t0
-    del model
     return {"mode": "bare", "batch": batch, "windows": n * batch, "seconds": round(dt, 2),
             "windows_per_s": round(n * batch / dt, 2), "msgs_per_s": round(n * batch / dt, 2),
-            "model_id": model_id, "window_frames": W, "frame_span": span}
+            "model_id": model_id, "window_frames": W, "frame_span": span,
+            "visual_tokens": model.cfg.x_encoder.num_tokens, "tubelet": model.cfg.x_encoder.tubelet}
 
 
 class Probe:

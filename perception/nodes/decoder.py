@@ -48,34 +48,49 @@ class DecoderNode(Node):
         self.pending.append(req)
         self.work.set()
 
+    async def teardown(self) -> None:
+        """Decode what is still waiting (the events node flushes its open segments as it stops)."""
+        await asyncio.sleep(0.2)  # requests published just before we were told to stop
+        while self.sub is not None and (env := self.sub.recv_nowait()) is not None:
+            await self.process(env)
+        if self.pending:
+            self.log.info("decoding remaining requests before exit", pending=len(self.pending))
+            await self._drain()
+
     def _decode(self, embeddings: np.ndarray) -> list[str]:
         import torch
 
         return self.model.decode(torch.from_numpy(embeddings), beams=self.config.pipeline.decoder.beams)
 
     async def _worker(self) -> None:
-        max_batch = self.config.pipeline.decoder.max_batch
         while True:
             await self.work.wait()
             self.work.clear()
-            while self.pending:
-                batch = [self.pending.popleft() for _ in range(min(max_batch, len(self.pending)))]
-                try:
-                    texts = await asyncio.to_thread(self._decode, np.stack([r.embedding for r in batch]))
-                except Exception as exc:
-                    self.report_error("decode", exc, segments=[(r.cam, r.segment_id) for r in batch])
-                    continue
-                self.counters["batches"] += 1
-                now = time.time_ns()
-                for req, text in zip(batch, texts):
-                    latency_ms = (now - req.t_capture_ns) / 1e6
-                    self.publish(f"captions/{req.cam}", Caption(
-                        cam=req.cam, segment_id=req.segment_id, text=text, start_ns=req.start_ns,
-                        end_ns=req.end_ns, start_s=req.start_s, end_s=req.end_s, t_capture_ns=req.t_capture_ns,
-                        latency_ms=round(latency_ms, 2),
-                    ))
-                    self.latency.add(latency_ms)
-                    self.counters["decodes"] += 1
+            await self._drain()
+
+    async def _drain(self) -> None:
+        max_batch = self.config.pipeline.decoder.max_batch
+        while self.pending:
+            batch = [self.pending.popleft() for _ in range(min(max_batch, len(self.pending)))]
+            try:
+                texts = await asyncio.to_thread(self._decode, np.stack([r.embedding for r in batch]))
+            except asyncio.CancelledError:
+                self.pending.extendleft(reversed(batch))  # stopping: teardown decodes them again
+                raise
+            except Exception as exc:
+                self.report_error("decode", exc, segments=[(r.cam, r.segment_id) for r in batch])
+                continue
+            self.counters["batches"] += 1
+            now = time.time_ns()
+            for req, text in zip(batch, texts):
+                latency_ms = (now - req.t_capture_ns) / 1e6
+                self.publish(f"captions/{req.cam}", Caption(
+                    cam=req.cam, segment_id=req.segment_id, text=text, start_ns=req.start_ns,
+                    end_ns=req.end_ns, start_s=req.start_s, end_s=req.end_s, t_capture_ns=req.t_capture_ns,
+                    latency_ms=round(latency_ms, 2),
+                ))
+                self.latency.add(latency_ms)
+                self.counters["decodes"] += 1
 
 
 NODE = DecoderNode

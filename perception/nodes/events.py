@@ -87,21 +87,32 @@ class EventsNode(Node):
         if self.watch_emb is not None:
             self._watch(s, emb, x)
 
+    async def teardown(self) -> None:
+        """Close every open segment, so that a stopping pipeline still captions what it saw last."""
+        for s in self.streams.values():
+            if s.recent:
+                self._close_segment(s, s.recent[-1][1], s.step + 1)
+
     def _close_segment(self, s: Stream, trigger: Embedding, boundary: int) -> None:
+        """Publish the segment of the windows before step `boundary`. Its span runs from its first window's
+        centre to the next segment's first window's centre (windows overlap; centres do not), or to its
+        last window's centre when no next window exists yet (a flush at shutdown)."""
         members = [e for step, e in s.recent if step < boundary]
         while s.recent and s.recent[0][0] < boundary:
             s.recent.popleft()
         if not members:
             return
+        nxt = s.recent[0][1] if s.recent else members[-1]
         mean = np.mean([m.embedding for m in members], axis=0).astype(np.float32)
         mean /= np.linalg.norm(mean) + 1e-12
         top = self.config.pipeline.events.top_labels
         scores = self.label_emb @ mean
         best = np.argsort(-scores)[:top]
         labels = [LabelScore(label=self.labels[i], score=round(float(scores[i]), 4)) for i in best]
-        first, last = members[0], members[-1]
-        span = dict(cam=trigger.cam, segment_id=s.segment_id, start_ns=first.start_ns, end_ns=last.end_ns,
-                    start_s=first.start_s, end_s=last.end_s)
+        first = members[0]
+        span = dict(cam=trigger.cam, segment_id=s.segment_id,
+                    start_ns=(first.start_ns + first.end_ns) // 2, end_ns=(nxt.start_ns + nxt.end_ns) // 2,
+                    start_s=(first.start_s + first.end_s) / 2, end_s=(nxt.start_s + nxt.end_s) / 2)
         self.publish(f"events/{trigger.cam}", Event(kind="segment", labels=labels, t_capture_ns=trigger.t_capture_ns,
                                                     embedding=mean, **span))
         self.publish(f"decode/{trigger.cam}", DecodeRequest(t_capture_ns=trigger.t_capture_ns, embedding=mean, **span))

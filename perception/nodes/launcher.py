@@ -11,8 +11,9 @@
   on stats/<node>), then capture, so no frame is captured before the encoder listens.
 - A node that exits unexpectedly is restarted after a backoff that doubles up to `backoff_max_s` (reset
   once a node has run `stable_after_s`); the others keep running.
-- SIGINT / SIGTERM / `duration`: SIGTERM to each child's process group (capture first), SIGKILL after
-  `stop_timeout_s`, the proxy last. Nothing is left behind.
+- SIGINT / SIGTERM / `duration`: SIGTERM to each child's process group, upstream first and one at a
+  time (capture, encoder, events, decoder, world; events closes its open segments and the decoder
+  captions them as they stop), SIGKILL after `stop_timeout_s`, the proxy last. Nothing is left behind.
 - Captions and events are printed as they arrive (one line each, or JSON lines with `json_lines`).
 """
 
@@ -181,11 +182,11 @@ class Launcher:
     async def stop(self) -> None:
         self.stopping = True
         self._stop.set()
-        order = [n for n in ("capture",) if n in self.children]
-        rest = [n for n in self.children if n not in order and n != "proxy"]
-        for name in order:
-            await self._stop_child(self.children[name])
-        await asyncio.gather(*(self._stop_child(self.children[n]) for n in rest))
+        # upstream first, one at a time: events closes its open segments and the decoder captions them
+        # before it stops, while the proxy and this launcher's listener still run
+        for name in reversed(NODE_NAMES):
+            if name in self.children:
+                await self._stop_child(self.children[name])
         if "proxy" in self.children:
             await self._stop_child(self.children["proxy"])
         for child in self.children.values():

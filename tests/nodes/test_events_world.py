@@ -51,11 +51,12 @@ async def test_planted_change_gives_one_segment_and_a_decode_request(runtime_dir
         segments = [e for e in events if e.kind == "segment"]
         assert len(segments) == 1
         seg = segments[0]
-        assert seg.segment_id == 0 and seg.start_s == 0.0 and seg.end_s == pytest.approx(3.0)
+        # from the first window's centre to the centre of the next segment's first window
+        assert seg.segment_id == 0 and seg.start_s == 0.125 and seg.end_s == pytest.approx(3.125)
         assert seg.labels[0].label == "alpha" and len(seg.labels) == 2
         assert float(seg.embedding @ a) > 0.99  # the segment mean is segment 1's direction
         decode = [e.msg for e in envs if e.topic.startswith("decode/")]
-        assert len(decode) == 1 and decode[0].segment_id == 0 and decode[0].end_s == pytest.approx(3.0)
+        assert len(decode) == 1 and decode[0].segment_id == 0 and decode[0].end_s == pytest.approx(3.125)
         watches = [e for e in events if e.kind == "watch"]
         assert [w.active for w in watches] == [True, False]
         assert all(w.cam == "cam1" for w in watches)

@@ -209,3 +209,7 @@ async def test_ctrl_c_leaves_no_process_behind(pipeline):
     assert rc == 0
     alive = [p for p in pipeline.pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
     assert alive == []
+    pipeline._reader.join(10)
+    # on the way down events closed its open segment and the decoder captioned it before stopping
+    last = max(s["segment_id"] for s in pipeline.segments())
+    assert last in {c["segment_id"] for c in pipeline.captions()}
