@@ -45,3 +45,12 @@ def test_ask_without_a_pipeline_says_so(runtime_dir, random_checkpoint):
     assert out.returncode == 1 and "no answer from the pipeline" in out.stderr
     out = perception("ask", "what?", "--choices", ",,", "--config", str(path))
     assert out.returncode == 2 and "--choices needs" in out.stderr
+
+
+@pytest.mark.parametrize("name", ["tiny-cpu.yaml", "vjepa2-vitl.yaml", "two-host.yaml"])
+def test_shipped_configs_validate(name):
+    config = prepare_config(name)
+    assert config.pipeline.cameras and config.pipeline.nodes
+    if name == "two-host.yaml":
+        assert config.bus.curve.enabled and config.bus.endpoint("pub").startswith("tcp://")
+        assert "capture" not in config.pipeline.nodes  # the robot host runs capture
