@@ -65,8 +65,8 @@ class CaptureNode(Node):
         while True:
             if synthetic and cam.realtime:
                 due = int((time.monotonic() - t0_mono) * fps)  # the frame a live camera shows now
-                if due > src._next:
-                    self.counters[f"{cam.name}.frames_skipped"] += due - src._next
+                if due > src.position:
+                    self.counters[f"{cam.name}.frames_skipped"] += due - src.position
                     src.seek(due)
             item = src.read() if synthetic else await asyncio.to_thread(src.read)
             if item is None:

@@ -79,6 +79,11 @@ class SyntheticSource(Source):
         self._next = 0
         self.connected = True
 
+    @property
+    def position(self) -> int:
+        """Index of the frame the next `read` returns."""
+        return self._next
+
     def seek(self, index: int) -> None:
         self._next = max(index, 0)
 
