@@ -262,7 +262,9 @@ class VLJepa(nn.Module):
     def embed_text(self, texts: Sequence[str], cache: bool = True) -> torch.Tensor:
         """texts -> L2-normalised S_Y [B,D]. With cache=True each text is embedded once (fixed label sets);
         the cache is cleared when the model enters training mode or loads weights."""
-        texts = list(texts)
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        if not texts:
+            raise ValueError("embed_text needs at least one text")
         todo = [t for t in dict.fromkeys(texts) if not (cache and t in self._text_cache)]
         fresh: dict[str, torch.Tensor] = {}
         if todo:

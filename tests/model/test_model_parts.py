@@ -95,3 +95,9 @@ def test_token_batch_input_matches_strings(model, clips):
     s_v = model.encode_video(clips)
     q = model.tokenize_queries(["what shape?"])
     torch.testing.assert_close(model.predict(s_v, TokenBatch(q.ids, q.mask)), model.predict(s_v, "what shape?"))
+
+
+def test_empty_inputs_are_clear_errors(model):
+    with pytest.raises(ValueError, match="at least one text"):
+        model.embed_text([])
+    assert model.embed_text("a red circle").shape == (1, model.cfg.embed_dim)  # a bare string is one text
