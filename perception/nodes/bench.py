@@ -6,6 +6,8 @@ Three phases, side by side in one run, on the config's model (checkpoints/tiny w
 2. saturated: the whole service (`perception up` machinery: proxy + 5 node processes) with a 120 fps
    synthetic camera and a window due at *every* frame (120 windows/s asked), more than the model computes;
    windows/s is the encoder's `windows` counter over the phase. Ratio service / bare (target >= 0.9).
+   The same again with only capture + encoder running (no events/decoder/world beside the encoder):
+   what the plumbing costs on its own, separated from CPU taken by the sibling nodes on a small machine.
 3. live: the configured windows (stride) at 30 fps: capture -> embedding and capture -> caption latency
    p50/p99 (measured here on receipt, same host clock), windows/min vs decodes/min, CPU and RSS per node.
 """
@@ -144,7 +146,10 @@ async def service_phase(config: AppConfig, seconds: float, label: str) -> dict[s
         "p50_us": None if not probe.embed_ms else round(float(np.percentile(probe.embed_ms, 50)) * 1000),
         "p99_us": None if not probe.embed_ms else round(float(np.percentile(probe.embed_ms, 99)) * 1000),
         "windows_dropped": enc.get("windows_dropped"), "frames_superseded": enc.get("sub.superseded"),
-        "forward_p50_ms": enc.get("forward_p50_ms"), "nodes": nodes,
+        "forward_p50_ms": enc.get("forward_p50_ms"), "forward_mean_ms": enc.get("forward_mean_ms"),
+        # share of the phase the encoder spent inside forward passes (the rest: waiting, plumbing)
+        "encoder_busy": round((end_windows - start_windows) / dt * enc.get("forward_mean_ms", 0.0) / 1000, 3),
+        "nodes": nodes,
     }
 
 
@@ -174,8 +179,17 @@ def run(args: argparse.Namespace) -> int:
         sat = asyncio.run(service_phase(_phase_config(base, rdir / "s", fps=SATURATE_FPS, stride_frames=1), seconds, "service-saturated"))
         ratio = sat["windows_per_s"] / bare["windows_per_s"] if bare["windows_per_s"] else float("nan")
         print(f"service (saturated)  {sat['windows_per_s']:8.2f} windows/s  ratio {ratio:.2f} "
-              f"(dropped {sat['windows_dropped']:.0f} stale windows)")
+              f"(dropped {sat['windows_dropped']:.0f} stale windows; forward mean {sat['forward_mean_ms']} ms, "
+              f"encoder in forward {100 * sat['encoder_busy']:.0f} % of the time)")
         print("  cpu %: " + ", ".join(f"{n} {v['cpu_pct']}" for n, v in sorted(sat["nodes"].items())))
+        # the same with only capture + encoder: what the bus and the encoder's plumbing cost on their own
+        solo_cfg = _phase_config(base, rdir / "e", fps=SATURATE_FPS, stride_frames=1)
+        solo_cfg.pipeline.nodes = ["encoder", "capture"]
+        solo = asyncio.run(service_phase(solo_cfg, seconds, "service-saturated-encoder-only"))
+        solo_ratio = solo["windows_per_s"] / bare["windows_per_s"] if bare["windows_per_s"] else float("nan")
+        print(f"  encoder+capture only {solo['windows_per_s']:6.2f} windows/s  ratio {solo_ratio:.2f} "
+              f"(forward mean {solo['forward_mean_ms']} ms vs bare {1000 / bare['windows_per_s']:.1f} ms per window; "
+              f"encoder in forward {100 * solo['encoder_busy']:.0f} % of the time)")
         live = asyncio.run(service_phase(_phase_config(base, rdir / "l"), seconds, "service-30fps"))
         stride_ms = base.pipeline.encoder.stride_frames / 30 * 1000
         print(f"service (30 fps)     {live['windows_per_s']:8.2f} windows/s  embedding p50 {live['embed_p50_ms']} ms "
@@ -185,8 +199,9 @@ def run(args: argparse.Namespace) -> int:
         for node, v in sorted(live["nodes"].items()):
             print(f"  {node:9s} cpu {v['cpu_pct']:6.1f} %  rss {v['rss_mb']} MB")
         result = {
-            "results": [bare, sat, live],
+            "results": [bare, sat, solo, live],
             "ratios": {"service_vs_bare_saturated": round(ratio, 3),
+                       "encoder_only_vs_bare_saturated": round(solo_ratio, 3),
                        "decodes_per_window": round(live["decodes_per_min"] / live["windows_per_min"], 4)
                        if live["windows_per_min"] else None},
             "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),

@@ -46,7 +46,8 @@ class LatencyWindow:
             return {}
         arr = np.fromiter(self.values, dtype=np.float64)
         return {f"{prefix}_p50_ms": round(float(np.percentile(arr, 50)), 2),
-                f"{prefix}_p99_ms": round(float(np.percentile(arr, 99)), 2)}
+                f"{prefix}_p99_ms": round(float(np.percentile(arr, 99)), 2),
+                f"{prefix}_mean_ms": round(float(arr.mean()), 2)}
 
 
 class Node:
