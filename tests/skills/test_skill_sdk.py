@@ -107,3 +107,29 @@ async def test_world_query_without_world_node_times_out_clearly(proxy, app_confi
 async def test_publish_before_run_is_a_clear_error(app_config):
     with pytest.raises(RuntimeError, match="before run"):
         await Flaky(app_config).publish("x/y", Text(text="t"))
+
+
+async def test_watcher_via_events_follows_the_watch_list(proxy, app_config):
+    from bus.pubsub import Subscriber as Sub
+    from perception.messages import Event, LabelScore
+    from perception.nodes.config import WatchConfig
+    from skills.watcher import Watcher
+
+    phrase = "the red circle grows"
+    cfg = app_config.model_copy(deep=True)
+    cfg.pipeline.events.watch = [WatchConfig(label=phrase)]
+    watcher = Watcher(cfg, phrase, via="events")
+    assert watcher.topics == ["events/"]  # no embeddings, no model
+    alerts = await Sub(cfg.bus, ["alerts/"], name="t").start()
+    task = asyncio.create_task(watcher.run(max_messages=3))
+    await asyncio.wait_for(watcher.ready.wait(), 30)
+    async with Publisher(cfg.bus, src="t") as pub:
+        for label, active, score in [("something else", True, 0.9), (phrase, True, 0.7), (phrase, False, 0.2)]:
+            await pub.publish("events/cam2", Event(cam="cam2", kind="watch", segment_id=0, start_ns=1, end_ns=2,
+                                                   end_s=3.5, watch=label, active=active,
+                                                   labels=[LabelScore(label=label, score=score)]))
+        await asyncio.wait_for(task, 30)
+    got = await alerts.recv(timeout=5)
+    assert (got.topic, got.msg.phrase, got.msg.score, got.msg.via, got.msg.end_s) == ("alerts/cam2", phrase, 0.7, "events", 3.5)
+    assert watcher.counters["alerts"] == 1
+    alerts.close()
