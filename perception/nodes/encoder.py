@@ -1,8 +1,9 @@
 """Encoder node (the GPU node): sliding windows per camera -> X-encoder + predictor -> embeddings/<cam>.
 
 Frames are buffered per camera in a bounded ring; window k of a camera ends at frame
-first + (W-1)*step + k*stride and takes every `step`-th frame back from there. The model runs on a worker
-thread, so the event loop keeps ingesting frames meanwhile; each pass takes, per camera, only the newest
+first + (W-1)*step + k*stride and takes every `step`-th frame back from there. The model runs on its own
+thread, back to back while windows are due (no hand-off to the event loop between passes), so the event
+loop keeps ingesting frames meanwhile and publishes results; each pass takes, per camera, only the newest
 due window (older due windows are stale: skipped and counted as `windows_dropped`), batched across
 cameras up to `max_batch`. Nothing queues without bound: the ring holds one window span plus a stride.
 
@@ -67,7 +68,12 @@ class EncoderNode(Node):
         self.stride = enc.stride_frames
         self.span = (self.W - 1) * self.step + 1  # camera frames covered by one window
         self.cams: dict[str, CameraWindows] = {}
-        self.work = asyncio.Event()
+        self.lock = threading.Lock()  # cams: frames come in on the loop, windows go out on the model thread
+        self.due = threading.Event()  # a window is due
+        self.stopping = threading.Event()
+        for key in ("frames", "windows", "windows_dropped", "windows_incomplete", "frames_substituted",
+                    "batches", "errors", "errors.window"):
+            self.counters[key] += 0  # created here: the model thread never adds keys while stats iterate
         self.model_lock = threading.Lock()  # one forward at a time (worker and ask share the model)
         self.embed_latency = LatencyWindow()
         self.forward_ms = LatencyWindow()
@@ -90,17 +96,18 @@ class EncoderNode(Node):
         if not isinstance(frame, Frame):
             self.counters["ignored"] += 1
             return
-        cam = self.cams.get(frame.cam)
-        if cam is None or frame.index <= cam.last_index:  # new camera, or its source restarted
-            if cam is not None:
-                self.counters["camera_resets"] += 1
-            cam = self.cams[frame.cam] = CameraWindows(collections.deque(maxlen=self.span + self.stride))
-            cam.next_end = frame.index + self.span - 1
-        cam.frames.append(frame)
-        cam.last_index = frame.index
-        self.counters["frames"] += 1
-        if frame.index >= cam.next_end:
-            self.work.set()
+        with self.lock:
+            cam = self.cams.get(frame.cam)
+            if cam is None or frame.index <= cam.last_index:  # new camera, or its source restarted
+                if cam is not None:
+                    self.counters["camera_resets"] += 1
+                cam = self.cams[frame.cam] = CameraWindows(collections.deque(maxlen=self.span + self.stride))
+                cam.next_end = frame.index + self.span - 1
+            cam.frames.append(frame)
+            cam.last_index = frame.index
+            self.counters["frames"] += 1
+            if frame.index >= cam.next_end:
+                self.due.set()
 
     def _due_jobs(self) -> list[WindowJob]:
         """The newest due window of each camera (stale ones skipped), oldest camera first, up to max_batch."""
@@ -116,7 +123,9 @@ class EncoderNode(Node):
             try:
                 clip, first, last = self._clip(cam, end)
             except ValueError as exc:  # frames of different sizes in one window: skip it, keep going
-                self.report_error("window", exc, camera=name)
+                self.counters["errors"] += 1
+                self.counters["errors.window"] += 1
+                self.log.error("window failed", error=str(exc), camera=name)
                 continue
             if clip is None:
                 self.counters["windows_incomplete"] += 1
@@ -160,47 +169,56 @@ class EncoderNode(Node):
         return s_v, s_hat.float().cpu().numpy()
 
     async def _worker(self) -> None:
-        while True:
-            await self.work.wait()
-            self.work.clear()
-            try:
-                await self._run_due()
-            except Exception as exc:  # never let one bad pass stop the encoder
-                self.report_error("worker", exc)
+        """Own the model thread for the node's lifetime."""
+        loop = asyncio.get_running_loop()
+        thread = threading.Thread(target=self._model_thread, args=(loop,), name="encoder-model", daemon=True)
+        thread.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            self.stopping.set()
+            self.due.set()
 
-    async def _run_due(self) -> None:
-        """Encode the due windows (grouped by frame size, one batch per group) and publish them."""
-        jobs = self._due_jobs()
-        if not jobs:
-            return
-        shapes = {j.clip.shape for j in jobs}
-        groups = [[j for j in jobs if j.clip.shape == s] for s in shapes]  # cameras of one size batch
-        for group in groups:
-            t0 = time.perf_counter_ns()
-            try:
-                s_v, s_hat = await asyncio.to_thread(self._forward, np.stack([j.clip for j in group]))
-            except Exception as exc:
-                self.report_error("forward", exc, cameras=[j.cam for j in group])
-                continue
-            self.forward_ms.add((time.perf_counter_ns() - t0) / 1e6)
-            self.counters["batches"] += 1
-            done_ns = time.time_ns()
-            for k, job in enumerate(group):
-                cam = self.cams.get(job.cam)
-                if cam is not None:
-                    cam.s_v = s_v[k : k + 1]
-                    cam.s_v_info = {"window": job.window, "start_s": job.first.stream_s,
-                                    "end_s": job.last.stream_s, "end_ns": job.last.t_capture_ns}
-                self.publish(f"embeddings/{job.cam}", Embedding(
-                    cam=job.cam, window=job.window, start_ns=job.first.t_capture_ns,
-                    end_ns=job.last.t_capture_ns, start_s=job.first.stream_s, end_s=job.last.stream_s,
-                    model_id=self.model_id, t_capture_ns=job.last.t_capture_ns, t_done_ns=done_ns,
-                    embedding=s_hat[k],
-                ))
-                self.counters["windows"] += 1
-                self.embed_latency.add((done_ns - job.last.t_capture_ns) / 1e6)
-        if any(c.next_end is not None and c.last_index >= c.next_end for c in self.cams.values()):
-            self.work.set()  # more became due while the model ran
+    def _model_thread(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Take due windows and run the model, back to back, without a hand-off to the event loop between
+        passes (results are published from the loop via call_soon_threadsafe)."""
+        while not self.stopping.is_set():
+            self.due.wait()
+            with self.lock:
+                self.due.clear()
+                jobs = self._due_jobs()
+            shapes = {j.clip.shape for j in jobs}
+            for shape in shapes:  # cameras whose frames have one size share a batch
+                group = [j for j in jobs if j.clip.shape == shape]
+                t0 = time.perf_counter_ns()
+                try:
+                    s_v, s_hat = self._forward(np.stack([j.clip for j in group]))
+                except Exception as exc:  # never let one bad pass stop the encoder
+                    loop.call_soon_threadsafe(self.report_error, "forward", exc)
+                    continue
+                forward_ms = (time.perf_counter_ns() - t0) / 1e6
+                loop.call_soon_threadsafe(self._publish_group, group, s_v, s_hat, time.time_ns(), forward_ms)
+            with self.lock:
+                if any(c.next_end is not None and c.last_index >= c.next_end for c in self.cams.values()):
+                    self.due.set()  # more became due while the model ran
+
+    def _publish_group(self, group: list[WindowJob], s_v, s_hat: np.ndarray, done_ns: int, forward_ms: float) -> None:
+        self.forward_ms.add(forward_ms)
+        self.counters["batches"] += 1
+        for k, job in enumerate(group):
+            cam = self.cams.get(job.cam)
+            if cam is not None:
+                cam.s_v = s_v[k : k + 1]
+                cam.s_v_info = {"window": job.window, "start_s": job.first.stream_s,
+                                "end_s": job.last.stream_s, "end_ns": job.last.t_capture_ns}
+            self.publish(f"embeddings/{job.cam}", Embedding(
+                cam=job.cam, window=job.window, start_ns=job.first.t_capture_ns,
+                end_ns=job.last.t_capture_ns, start_s=job.first.stream_s, end_s=job.last.stream_s,
+                model_id=self.model_id, t_capture_ns=job.last.t_capture_ns, t_done_ns=done_ns,
+                embedding=s_hat[k],
+            ))
+            self.counters["windows"] += 1
+            self.embed_latency.add((done_ns - job.last.t_capture_ns) / 1e6)
 
     # -- ask ----------------------------------------------------------------------------------------------
 
