@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import enum
 import math
+import threading
 from dataclasses import dataclass
 from typing import Any, Literal, Sequence
 
@@ -41,6 +42,8 @@ WIRE_DTYPES = frozenset(
     "bool int8 int16 int32 int64 uint8 uint16 uint32 uint64 float16 float32 float64 complex64 complex128".split()
 )
 _WIRE_DTYPE_OBJECTS = {name: np.dtype(name).newbyteorder("<") for name in WIRE_DTYPES}  # also the allow-list
+# native little-endian wire dtypes -> name: one dict lookup on the encode fast path (dtype.name is slow)
+_WIRE_NAME_OF = {np.dtype(name).newbyteorder("<"): name for name in WIRE_DTYPES}
 _HEADER_KEYS = {"type": str, "v": int, "seq": int, "src": str, "t": int}
 
 
@@ -84,13 +87,16 @@ class Envelope:
         return f"{self.topic} #{self.seq} from {self.src}: {self.msg}"
 
 
-def _wire_array(arr: np.ndarray) -> np.ndarray:
-    """C-contiguous, native little-endian, allowed dtype. Copies only when the input is not already so."""
+def _wire_array(arr: np.ndarray) -> tuple[np.ndarray, str]:
+    """C-contiguous, little-endian, allowed dtype, and its wire name. Copies only when not already so."""
+    name = _WIRE_NAME_OF.get(arr.dtype)
+    if name is not None and arr.flags.c_contiguous:  # fast path: the common case, nothing to check
+        return arr, name
     if arr.dtype.byteorder == ">" or (arr.dtype.byteorder == "=" and np.little_endian is False):
         arr = arr.astype(arr.dtype.newbyteorder("<"))
     if arr.dtype.name not in WIRE_DTYPES:
         raise EncodeError(f"dtype {arr.dtype} cannot travel on the bus (allowed: {sorted(WIRE_DTYPES)})")
-    return arr if arr.flags.c_contiguous else arr.copy(order="C")
+    return (arr if arr.flags.c_contiguous else arr.copy(order="C")), arr.dtype.name
 
 
 def _msgpack_default(obj: Any) -> Any:
@@ -104,6 +110,17 @@ def _msgpack_default(obj: Any) -> Any:
     if isinstance(obj, enum.Enum):
         return obj.value
     raise TypeError(f"value of type {type(obj).__name__} cannot be encoded (only top-level ndarray fields)")
+
+
+_local = threading.local()
+
+
+def _packer() -> msgpack.Packer:
+    """One reusable Packer per thread (a Packer is not thread-safe; building one per message costs)."""
+    packer = getattr(_local, "packer", None)
+    if packer is None:
+        packer = _local.packer = msgpack.Packer(use_bin_type=True, default=_msgpack_default)
+    return packer
 
 
 def encode(topic: str, msg: Message, *, seq: int, src: str, t_ns: int) -> list[bytes | memoryview]:
@@ -120,12 +137,12 @@ def encode(topic: str, msg: Message, *, seq: int, src: str, t_ns: int) -> list[b
         value = body[name]
         if value is None:
             continue
-        arr = _wire_array(value)
-        body[name] = {"nd": len(buffers), "dtype": arr.dtype.name, "shape": list(arr.shape)}
+        arr, dtype_name = _wire_array(value)
+        body[name] = {"nd": len(buffers), "dtype": dtype_name, "shape": list(arr.shape)}
         buffers.append(memoryview(arr.reshape(-1).view(np.uint8)))  # 1-d byte view, no copy
     header = {"type": cls.TYPE, "v": cls.VERSION, "seq": seq, "src": src, "t": t_ns, "body": body}
     try:
-        packed = msgpack.packb(header, use_bin_type=True, default=_msgpack_default)
+        packed = _packer().pack(header)  # the Packer resets its buffer when pack raises
     except (TypeError, ValueError, OverflowError) as exc:
         raise EncodeError(f"{cls.TYPE} on {topic!r}: {exc}") from exc
     return [topic.encode(), packed, *buffers]
@@ -146,7 +163,9 @@ def _bytes(part: Any) -> bytes:
 def _check_size(parts: Sequence[Any], max_size: int | None) -> int:
     if len(parts) < 2:
         raise DecodeError("bad_part_count", f"{len(parts)} part(s), need topic and header")
-    total = sum(p.nbytes if isinstance(p, memoryview) else len(p) for p in parts)
+    total = 0
+    for p in parts:
+        total += p.nbytes if type(p) is memoryview else len(p)
     if max_size is not None and total > max_size:
         raise DecodeError("oversize", f"{total} bytes > limit {max_size}")
     return total
@@ -238,7 +257,7 @@ def decode(parts: Sequence[Any], *, max_size: int | None = None) -> Envelope:
     if len(used) != len(parts) - 2:
         raise DecodeError("bad_part_count", f"{len(parts) - 2} buffer part(s), {len(used)} referenced")
     try:
-        msg = cls.model_validate(fields)
+        msg = cls.__pydantic_validator__.validate_python(fields)  # = model_validate, one call less
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "<body>"

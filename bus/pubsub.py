@@ -76,6 +76,7 @@ class Publisher:
         self._ctx = ctx or zmq.asyncio.Context.instance()
         self._seq: dict[str, int] = {}
         self._sockets: dict[Policy, tuple[zmq.asyncio.Socket, zmq.Socket]] = {}
+        self._socket_for: dict[str, zmq.Socket] = {}  # topic -> its policy's sync socket (cache)
         self.published = 0
         self.log = get_logger("bus.publisher", src=self.src)
         for policy, hwm in (("latest", config.latest_hwm), ("reliable", config.reliable_hwm)):
@@ -105,7 +106,10 @@ class Publisher:
         seq = self._seq.get(topic, 0)
         parts = encode(topic, msg, seq=seq, src=self.src, t_ns=time.time_ns())
         self._seq[topic] = seq + 1
-        self._sockets[self.config.policy(topic)][1].send_multipart(parts, copy=False)
+        sock = self._socket_for.get(topic)
+        if sock is None:
+            sock = self._socket_for[topic] = self._sockets[self.config.policy(topic)][1]
+        sock.send_multipart(parts, copy=False)
         self.published += 1
         return seq
 
@@ -123,6 +127,7 @@ class Publisher:
         for asock, _ in self._sockets.values():
             asock.close(linger=linger_ms)
         self._sockets.clear()
+        self._socket_for.clear()
 
     async def __aenter__(self) -> Publisher:
         await self.ready()
@@ -198,12 +203,13 @@ class Subscriber:
         self.log = get_logger("bus.subscriber", node=name)
         self._ctx = ctx or zmq.asyncio.Context.instance()
         self._sockets: list[tuple[zmq.asyncio.Socket, zmq.Socket]] = []
-        self._tasks: list[asyncio.Task] = []
+        self._watched: set[zmq.Socket] = set()  # sockets whose FD the loop watches
+        self._paused: list[zmq.Socket] = []  # unwatched by back-pressure, rewatched by recv_nowait
+        self._batch = 1000  # multiparts read per wake-up before yielding to the loop
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._waiter: asyncio.Future | None = None  # the consumer blocked in recv(), if any
         self._order: collections.deque[Any] = collections.deque()  # items, or a topic str for `latest`
         self._latest: dict[str, Any] = {}
-        self._arrived = asyncio.Event()
-        self._space = asyncio.Event()
-        self._space.set()
         self._last_seq: dict[tuple[str, str], int] = {}
         self._probes: dict[bytes, asyncio.Future] = {}
         self._rate_limited = RateLimited(1.0)
@@ -218,6 +224,7 @@ class Subscriber:
         if self._started:
             return self
         self._started = True
+        self._loop = asyncio.get_running_loop()
         by_policy: dict[Policy, list[str]] = {"latest": [], "reliable": []}
         for prefix in self.topics:
             # "" and prefixes shorter than a latest prefix may carry any policy: use the reliable socket
@@ -234,7 +241,7 @@ class Subscriber:
             for prefix in prefixes:
                 sync.setsockopt(zmq.SUBSCRIBE, prefix.encode())
             self._sockets.append((asock, sync))
-            self._tasks.append(asyncio.create_task(self._reader(asock, sync), name=f"bus-sub-{policy}"))
+            self._watch(sync)
         timeout = self.config.ready_timeout_s if timeout is None else timeout
         try:
             await asyncio.gather(*(self._handshake(sync, timeout) for _, sync in self._sockets))
@@ -252,6 +259,7 @@ class Subscriber:
             fut = loop.create_future()
             self._probes[probe] = fut
             sync.setsockopt(zmq.SUBSCRIBE, probe)
+            self._loop.call_soon(self._drain, sync)  # a socket call may consume the FD's edge: re-check
             try:
                 await asyncio.wait_for(fut, max(0.001, min(wait, deadline - loop.time())))
                 return
@@ -265,13 +273,12 @@ class Subscriber:
 
     def close(self) -> None:
         self._closed = True
-        for task in self._tasks:
-            task.cancel()
-        self._tasks.clear()
-        for asock, _ in self._sockets:
+        for asock, sync in self._sockets:
+            self._unwatch(sync)
             asock.close(linger=0)
         self._sockets.clear()
-        self._arrived.set()
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)  # recv() wakes and raises EOFError
 
     async def __aenter__(self) -> Subscriber:
         return await self.start()
@@ -281,28 +288,59 @@ class Subscriber:
 
     # -- receiving -------------------------------------------------------------------------------------
 
-    async def _reader(self, asock: zmq.asyncio.Socket, sync: zmq.Socket) -> None:
-        """Drain the socket eagerly in batches, so `latest` topics are conflated here, not in ZMQ queues."""
+    def _watch(self, sync: zmq.Socket) -> None:
+        """Drain `sync` from a loop reader callback whenever its ZMQ_FD signals (no task, no future)."""
+        if sync in self._watched or self._closed:
+            return
+        self._loop.add_reader(sync.FD, self._drain, sync)
+        self._watched.add(sync)
+        self._loop.call_soon(self._drain, sync)  # messages that arrived before the reader was added
+
+    def _unwatch(self, sync: zmq.Socket) -> None:
+        if sync in self._watched:
+            self._watched.discard(sync)
+            try:
+                self._loop.remove_reader(sync.FD)
+            except (RuntimeError, ValueError, zmq.ZMQError):  # loop or socket already closed
+                pass
+
+    def _drain(self, sync: zmq.Socket) -> None:
+        """Read every queued multipart without blocking (one batch per wake-up), ingest, wake the consumer.
+
+        ZMQ_FD is edge-like: it signals once, and only reading until EAGAIN re-arms it. So a batch that
+        stops early (batch limit) reschedules itself, and back-pressure stops watching until there is room.
+        """
+        if self._closed or sync not in self._watched:
+            return
+        ingested = 0
         try:
-            while True:
-                if len(self._order) >= self._max_pending:  # back-pressure: let ZMQ queue / drop
-                    self._space.clear()
-                    await self._space.wait()
-                await asock.poll(flags=zmq.POLLIN)
-                for _ in range(1000):
-                    try:
-                        parts = sync.recv_multipart(zmq.NOBLOCK, copy=False)
-                    except zmq.Again:
-                        break
-                    self._ingest(parts)
-                self._arrived.set()
-                await asyncio.sleep(0)  # let consumers run between batches
-        except asyncio.CancelledError:
-            raise
+            for _ in range(self._batch):
+                if len(self._order) >= self._max_pending:  # back-pressure: let ZMQ queue (and drop)
+                    self._unwatch(sync)
+                    self._paused.append(sync)
+                    break
+                try:
+                    parts = sync.recv_multipart(zmq.NOBLOCK, copy=False)
+                except zmq.Again:
+                    break
+                self._ingest(parts)
+                ingested += 1
+            else:
+                self._loop.call_soon(self._drain, sync)  # more may be queued; FD will not signal again
         except zmq.ZMQError as exc:
             if not self._closed:
                 self.log.error("subscriber socket failed", error=str(exc))
                 self.close()
+            return
+        if ingested and self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def _resume(self) -> None:
+        """Room again after back-pressure: watch the paused sockets and drain what ZMQ queued meanwhile."""
+        paused, self._paused = self._paused, []
+        for sync in paused:
+            if not self._closed:
+                self._watch(sync)
 
     def _ingest(self, parts: list[zmq.Frame]) -> None:
         topic_b = parts[0].bytes
@@ -369,8 +407,8 @@ class Subscriber:
                     continue
             else:
                 item = head
-            if not self._space.is_set() and len(self._order) < self._max_pending:
-                self._space.set()
+            if self._paused and len(self._order) < self._max_pending:
+                self._resume()
             self.stats.delivered += 1
             return item
         return None
@@ -379,15 +417,21 @@ class Subscriber:
         """Next message; TimeoutError after `timeout` seconds; EOFError once closed."""
         if not self._started:
             await self.start()
+        item = self.recv_nowait()  # fast path: no timeout context, no future while messages are queued
+        if item is not None:
+            return item
         async with asyncio.timeout(timeout):
             while True:
+                if self._closed:
+                    raise EOFError("subscriber closed")
+                self._waiter = self._loop.create_future()
+                try:
+                    await self._waiter
+                finally:
+                    self._waiter = None
                 item = self.recv_nowait()
                 if item is not None:
                     return item
-                if self._closed:
-                    raise EOFError("subscriber closed")
-                self._arrived.clear()
-                await self._arrived.wait()
 
     def __aiter__(self) -> Subscriber:
         return self

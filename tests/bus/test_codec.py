@@ -212,3 +212,11 @@ def test_structured_garbage_never_raises_anything_but_decode_error(header, buffe
         decode([b"t/x", msgpack.packb(header), *buffers])
     except DecodeError:
         pass
+
+
+def test_a_failed_encode_leaves_the_reused_packer_clean():
+    """encode reuses one msgpack Packer per thread: a value it cannot pack must not corrupt the next."""
+    with pytest.raises(EncodeError):
+        encode("t", Stats.model_construct(node="n", counters={"x": object()}), seq=0, src="s", t_ns=0)
+    env = decode(encode("t", Blob(label="ok", data=np.arange(3, dtype=np.int16)), seq=1, src="s", t_ns=0))
+    assert env.msg.label == "ok" and env.msg.data.tolist() == [0, 1, 2] and env.seq == 1

@@ -7,6 +7,7 @@ import json
 
 import msgpack
 import numpy as np
+import pytest
 import zmq
 import zmq.asyncio
 
@@ -251,3 +252,29 @@ async def test_multi_process_pubsub_through_proxy_process(bus_config):
     assert [r["msg"]["text"] for r in rows] == [f"hello {i}" for i in range(30)]
     assert {r["src"] for r in rows} == {"talker-1"}
     assert [r["seq"] for r in rows] == list(range(30))
+
+
+async def test_back_pressure_pauses_and_resumes_without_loss(proxy, runtime_dir):
+    """A consumer that stops reading: the subscriber stops draining at reliable_hwm (ZMQ and the proxy
+    queue the rest) and, once the consumer reads again, drains what was queued meanwhile, in order."""
+    config = BusConfig.local(runtime_dir, stats_interval_s=0.2, ready_timeout_s=10.0, reliable_hwm=50)
+    n = 600
+    async with Subscriber(config, ["events/"]) as sub, Publisher(config) as pub:
+        for i in range(n):
+            pub.publish_nowait("events/cam0", Text(text=str(i)))
+            if i % 25 == 24:
+                await asyncio.sleep(0.005)  # paced under the publisher's own HWM of 50
+        await asyncio.sleep(0.2)  # nothing reads: the subscriber must have paused at 50 pending
+        assert sub.stats.received <= 50 + 1
+        got = [int((await sub.recv(timeout=5)).msg.text) for _ in range(n)]
+    assert got == list(range(n))
+    assert sub.stats.gaps == 0
+
+
+async def test_close_wakes_a_blocked_recv(proxy, bus_config):
+    sub = await Subscriber(bus_config, ["events/"]).start()
+    waiting = asyncio.create_task(sub.recv(timeout=5))
+    await asyncio.sleep(0.05)
+    sub.close()
+    with pytest.raises(EOFError):
+        await waiting
