@@ -224,10 +224,11 @@ class Trainer:
                 eta_s = (stage.steps - s - 1) * step_s
                 if stage.time_budget_s:
                     eta_s = min(eta_s, max(0.0, stage.time_budget_s - (now - t_stage)))
+                mean_loss = mean_over_ranks(float(np.mean(window)), env)  # a collective: every rank calls it
                 if env.is_main:
                     self.log.info(
                         "progress", stage=name, step=f"{s + 1}/{stage.steps}", global_step=self.global_step,
-                        loss=round(mean_over_ranks(float(np.mean(window)), env), 4), **info, lr=f"{lr:.2e}",
+                        loss=round(mean_loss, 4), **info, lr=f"{lr:.2e}",
                         grad_norm=round(float(gnorm), 3), clips_per_s=round(global_batch / step_s, 1),
                         stage_eta_min=round(eta_s / 60, 1))
                 last_mean = float(np.mean(window))
