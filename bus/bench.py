@@ -7,7 +7,7 @@ Transports (each run is its own sender + receiver process pair, see bus/bench_wo
   pyzmq-direct  PUB -> SUB with no proxy (one hop): what the proxy hop costs
   zenoh         eclipse-zenoh peers over tcp loopback
   cyclonedds    Cyclone DDS on loopback (ROS 2's default middleware)
-dora-rs is not run: see docs/benchmarks.md for why.
+  dora          a dora-rs dataflow of two Python nodes under `dora run` (daemon-routed, shared memory > 4 KB)
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import os
 import platform
 import random
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -47,7 +48,49 @@ def available_transports() -> list[str]:
         out.append("zenoh")
     if importlib.util.find_spec("cyclonedds"):
         out.append("cyclonedds")
+    if importlib.util.find_spec("dora") and _dora_cli():
+        out.append("dora")
     return out
+
+
+def _dora_cli() -> str | None:
+    """The `dora` binary of the dora-rs-cli wheel, next to this interpreter (or on PATH)."""
+    return shutil.which("dora", path=str(Path(sys.executable).parent)) or shutil.which("dora")
+
+
+def _run_dora(common: list[str], rdir: Path, env: dict[str, str]) -> dict:
+    """Sender and receiver as nodes of a dora dataflow; they talk to us through files in `rdir`."""
+    node_env = {"PYTHONPATH": env["PYTHONPATH"], "PERCEPTION_LOG_LEVEL": "WARNING"}
+    args = " ".join(common[2:])
+    flow = {"nodes": [
+        {"id": "sender", "path": sys.executable, "args": f"-m bus.bench_worker send {args}",
+         "outputs": ["data"], "env": node_env},
+        {"id": "receiver", "path": sys.executable, "args": f"-m bus.bench_worker recv {args}",
+         "inputs": {"data": "sender/data"}, "env": node_env},
+    ]}
+    (rdir / "flow.yml").write_text(json.dumps(flow))  # JSON is YAML
+    proc = subprocess.Popen([_dora_cli(), "run", str(rdir / "flow.yml")], cwd=rdir, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        for name, timeout in (("warm", 60), ("result", 120)):
+            deadline = time.monotonic() + timeout
+            while not (rdir / name).exists():
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"dora gave no {name!r}: {(proc.stderr.read() if proc.poll() is not None else '')[-500:]}")
+                time.sleep(0.01)
+            if name == "warm":
+                (rdir / "go").touch()
+        return json.loads((rdir / "result").read_text())
+    finally:
+        try:
+            proc.wait(timeout=15)  # the sender exits a few seconds after the end markers
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 def _free_port() -> int:
@@ -94,6 +137,11 @@ def run_pair(transport: str, size: int, mode: str, quick: bool) -> dict:
               "--hwm", str(hwm), "--runtime-dir", str(rdir), "--port", str(_free_port()),
               "--domain", str(random.randint(1, 200)), "--count", str(count), "--interval", f"{interval:.6f}",
               "--seconds", "0.5" if quick else "1.5"]
+    if transport == "dora":
+        try:
+            return _run_dora(common, rdir, env)
+        finally:
+            shutil.rmtree(rdir, ignore_errors=True)
     proxy = sender = receiver = None
     try:
         if transport in ("pyzmq-raw", "bus"):
