@@ -60,13 +60,15 @@ def bare_loop(config: AppConfig, seconds: float, batch: int = 1) -> dict[str, An
          for i in range(len(clips))]  # [B, T, 3, H, W] each
     for i in range(3):  # warm-up
         model.predict(model.encode_video(x[i]), enc.query)
-    n, t0 = 0, time.perf_counter()
+    n, t0, c0 = 0, time.perf_counter(), time.process_time()
     while time.perf_counter() - t0 < seconds:
         model.predict(model.encode_video(x[n % len(x)]), enc.query)
         n += 1
     dt = time.perf_counter() - t0
+    cpu_s = time.process_time() - c0
     return {"mode": "bare", "batch": batch, "windows": n * batch, "seconds": round(dt, 2),
             "windows_per_s": round(n * batch / dt, 2), "msgs_per_s": round(n * batch / dt, 2),
+            "windows_per_cpu_s": round(n * batch / cpu_s, 2), "cpu_pct": round(100 * cpu_s / dt, 1),
             "model_id": model_id, "window_frames": W, "frame_span": span,
             "visual_tokens": model.cfg.x_encoder.num_tokens, "tubelet": model.cfg.x_encoder.tubelet}
 
@@ -134,7 +136,7 @@ async def service_phase(config: AppConfig, seconds: float, label: str) -> dict[s
         cpu = [r.get("cpu_pct", 0.0) for r in rows[1:]] or [0.0]
         nodes[node] = {"cpu_pct": round(float(np.mean(cpu)), 1), "rss_mb": rows[-1].get("rss_mb")}
     enc = (probe.stats.get("encoder") or [{}])[-1]
-    return {
+    out = {
         "mode": label, "seconds": round(dt, 2),
         "windows_per_s": round((end_windows - start_windows) / dt, 2),
         "msgs_per_s": round((end_windows - start_windows) / dt, 2),
@@ -151,6 +153,10 @@ async def service_phase(config: AppConfig, seconds: float, label: str) -> dict[s
         "encoder_busy": round((end_windows - start_windows) / dt * enc.get("forward_mean_ms", 0.0) / 1000, 3),
         "nodes": nodes,
     }
+    enc_cpu = nodes.get("encoder", {}).get("cpu_pct") or 0.0
+    # windows per second of CPU the encoder process got: robust to other load on a shared machine
+    out["windows_per_cpu_s"] = round(out["windows_per_s"] / (enc_cpu / 100), 2) if enc_cpu else None
+    return out
 
 
 def _phase_config(base: AppConfig, runtime_dir: Path, fps: float = 30.0, **encoder: Any) -> AppConfig:
@@ -175,12 +181,15 @@ def run(args: argparse.Namespace) -> int:
     rdir = Path(tempfile.mkdtemp(prefix="bench-", dir="/tmp"))
     try:
         bare = bare_loop(base, seconds / 2)
-        print(f"bare model loop      {bare['windows_per_s']:8.2f} windows/s  ({bare['model_id']}, batch 1)")
+        print(f"bare model loop      {bare['windows_per_s']:8.2f} windows/s  ({bare['model_id']}, batch 1; "
+              f"{bare['windows_per_cpu_s']} per CPU-second at {bare['cpu_pct']} % CPU)")
         sat = asyncio.run(service_phase(_phase_config(base, rdir / "s", fps=SATURATE_FPS, stride_frames=1), seconds, "service-saturated"))
         ratio = sat["windows_per_s"] / bare["windows_per_s"] if bare["windows_per_s"] else float("nan")
         print(f"service (saturated)  {sat['windows_per_s']:8.2f} windows/s  ratio {ratio:.2f} "
               f"(dropped {sat['windows_dropped']:.0f} stale windows; forward mean {sat['forward_mean_ms']} ms, "
               f"encoder in forward {100 * sat['encoder_busy']:.0f} % of the time)")
+        cpu_ratio = (sat["windows_per_cpu_s"] or 0) / bare["windows_per_cpu_s"]
+        print(f"  per CPU-second of the encoder: {sat['windows_per_cpu_s']} windows, ratio {cpu_ratio:.2f}")
         print("  cpu %: " + ", ".join(f"{n} {v['cpu_pct']}" for n, v in sorted(sat["nodes"].items())))
         # the same with only capture + encoder: what the bus and the encoder's plumbing cost on their own
         solo_cfg = _phase_config(base, rdir / "e", fps=SATURATE_FPS, stride_frames=1)
@@ -202,6 +211,7 @@ def run(args: argparse.Namespace) -> int:
             "results": [bare, sat, solo, live],
             "ratios": {"service_vs_bare_saturated": round(ratio, 3),
                        "encoder_only_vs_bare_saturated": round(solo_ratio, 3),
+                       "service_vs_bare_per_cpu_second": round(cpu_ratio, 3),
                        "decodes_per_window": round(live["decodes_per_min"] / live["windows_per_min"], 4)
                        if live["windows_per_min"] else None},
             "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),

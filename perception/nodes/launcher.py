@@ -45,14 +45,12 @@ def prepare_config(path: str | Path | None, source: str | None = None) -> AppCon
     """Load + validate the config, apply `--source` to the first camera, check files; ConfigError if bad."""
     config = load_config(path)
     if source is not None:
-        cams = config.pipeline.cameras
         data = config.model_dump()
         data["pipeline"]["cameras"][0]["source"] = source
         try:
             config = AppConfig.model_validate(data)
         except ValueError as exc:
             raise ConfigError(f"--source {source!r}: {exc}") from exc
-        del cams
     problems = []
     for i, cam in enumerate(config.pipeline.cameras):
         if cam.kind == "file" and "://" not in cam.source and not Path(cam.source).is_file():
@@ -159,9 +157,7 @@ class Launcher:
         return child
 
     async def _stop_child(self, child: Child) -> None:
-        proc = child.proc
-        if child.supervisor is not None and not child.supervisor.done():
-            pass  # it returns by itself once `stopping` is set and the process ends
+        proc = child.proc  # its supervisor returns by itself once `stopping` is set and the process ends
         if proc is None or proc.returncode is not None:
             return
         for sig, wait in ((signal.SIGTERM, self.sup.stop_timeout_s), (signal.SIGKILL, 5.0)):
@@ -242,6 +238,7 @@ class Launcher:
             loop.add_signal_handler(sig, self.request_stop)
         self._config_file = self._write_config()
         listener: asyncio.Task | None = None
+        sub: Subscriber | None = None
         code = 0
         try:
             if self.config.pipeline.run_proxy:
@@ -275,6 +272,8 @@ class Launcher:
             if listener is not None:
                 listener.cancel()
                 await asyncio.gather(listener, return_exceptions=True)
+            if sub is not None:
+                sub.close()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
         log.info("pipeline stopped", restarts={n: c.restarts for n, c in self.children.items()})
