@@ -171,7 +171,7 @@ def machine_info() -> dict:
                 if line.startswith("model name")), platform.processor())
     info = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "os": platform.platform(),
             "pyzmq": zmq.__version__, "libzmq": zmq.zmq_version(), "loadavg_start": os.getloadavg()[0]}
-    for dist in ("eclipse-zenoh", "cyclonedds"):
+    for dist in ("eclipse-zenoh", "cyclonedds", "dora-rs", "dora-rs-cli"):
         try:
             from importlib.metadata import version
 
@@ -254,9 +254,11 @@ def run(args: argparse.Namespace) -> int:
     transports = available_transports()
     sizes = SIZES
     started = time.time()
+    load_start = os.getloadavg()[0]
     results = bench(transports, sizes, quick=args.quick)
     print(table(results))
     machine = machine_info()
+    machine["loadavg_start"] = load_start  # machine_info() runs after the benchmark
     machine["loadavg_end"] = os.getloadavg()[0]
     machine["seconds"] = round(time.time() - started, 1)
     if args.json_out:

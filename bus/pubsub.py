@@ -17,6 +17,8 @@ Slow joiner, handled without sleeps (see docs/bus.md):
   proxy afterwards is delivered. The probe is retried with a fresh nonce until `ready_timeout_s`.
 
 Publishing never blocks: PUB/XPUB sockets drop at their HWM instead of waiting.
+Receiving costs one loop callback per batch: the SUB sockets' ZMQ_FD is watched with `loop.add_reader`
+and drained with NOBLOCK reads (no reader task, no per-message future).
 """
 
 from __future__ import annotations
