@@ -22,12 +22,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plot", default=None,
                    help=f"selective-decoding PNG (default: {DEFAULT_PLOT.relative_to(REPO_ROOT)}; 'none' to skip)")
     p.add_argument("--device", default=None, help="cpu / cuda (default: the checkpoint's config)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch intra-op threads (1 is fastest on an oversubscribed CPU; default: torch's)")
 
 
 def run(args: argparse.Namespace) -> int:
     from perception.eval.suite import SuiteConfig, evaluate, summary_table
     from perception.model import CheckpointError, VLJepa
 
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     try:
         model = VLJepa.load(args.checkpoint, device=args.device)
     except (CheckpointError, FileNotFoundError) as exc:

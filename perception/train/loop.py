@@ -157,6 +157,8 @@ class Trainer:
             first += stage.steps
         wall = time.perf_counter() - t0
         if self.env.is_main:
+            # trained in float32 on this rank's device; the checkpoint keeps the config's placement ("auto")
+            self.model.cfg.device, self.model.cfg.dtype = self.cfg.model.device, self.cfg.model.dtype
             self.model.save(self.out)
             (self.out / "train.yaml").write_text(yaml.safe_dump(self.cfg.model_dump(mode="json"), sort_keys=False))
             self._save_state()
