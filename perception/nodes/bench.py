@@ -3,8 +3,8 @@
 Three phases, side by side in one run, on the config's model (checkpoints/tiny when present):
 1. bare: encode_video + predict in a loop in this process, batch 1, synthetic windows -> windows/s
    (the ceiling of the service).
-2. saturated: the whole service (`perception up` machinery: proxy + 5 node processes) with a 120 fps
-   synthetic camera and a window due at *every* frame (120 windows/s asked), more than the model computes;
+2. saturated: the whole service (`perception up` machinery: proxy + 5 node processes) with a 240 fps
+   synthetic camera and a window due at *every* frame (240 windows/s asked), more than the model computes;
    windows/s is the encoder's `windows` counter over the phase. Ratio service / bare (target >= 0.9).
    The same again with only capture + encoder running (no events/decoder/world beside the encoder):
    what the plumbing costs on its own, separated from CPU taken by the sibling nodes on a small machine.
@@ -35,7 +35,7 @@ from perception.messages import Caption, Embedding
 from perception.nodes.launcher import Launcher
 
 
-SATURATE_FPS = 120.0  # a window due every frame at this rate: more than the tiny model computes on 2 cores
+SATURATE_FPS = 240.0  # a window due every frame at this rate: more than the tiny model computes on 2 cores
 
 
 def _pct(values: list[float], q: float) -> float | None:
