@@ -11,6 +11,7 @@ The XSUB subscribes to everything, so publishers forward all traffic and the pro
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import struct
 import threading
 import time
@@ -20,6 +21,8 @@ import zmq
 import zmq.asyncio
 
 from bus.codec import encode
+from collections.abc import AsyncIterator
+
 from bus.config import BusConfig
 from bus.logs import get_logger
 from bus.message import Stats
@@ -157,3 +160,23 @@ async def run_proxy(config: BusConfig, duration: float | None = None) -> None:
                 await task
             except asyncio.CancelledError:
                 pass
+
+
+@contextlib.asynccontextmanager
+async def proxy_in_background(config: BusConfig) -> AsyncIterator[Proxy]:
+    """An in-process proxy for the body of an `async with` (tests, notebooks, single-process demos).
+
+    Returns once both endpoints accept peers; a proxy that fails to start raises here, not later.
+    """
+    proxy = Proxy(config)
+    task = asyncio.create_task(proxy.run())
+    bound = asyncio.create_task(proxy.bound.wait())
+    await asyncio.wait({task, bound}, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        bound.cancel()
+        task.result()
+    try:
+        yield proxy
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

@@ -6,6 +6,7 @@ Each section is owned by the package it configures; this module only assembles t
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -17,6 +18,9 @@ from perception.nodes.config import PipelineConfig
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = REPO_ROOT / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "tiny-cpu.yaml"
+
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class ConfigError(ValueError):
@@ -32,24 +36,34 @@ class AppConfig(BaseModel):
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
 
 
+def read_yaml_mapping(path: Path, what: str = "config file") -> dict:
+    """The YAML file's top-level mapping, or a ConfigError saying what is wrong with the file."""
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{what} not found: {path}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{what} {path} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{what} {path} must hold a mapping at the top level")
+    return raw
+
+
+def validate_config(model: type[M], raw: dict, path: Path, what: str = "config file") -> M:
+    """Validate `raw` as `model`; a ConfigError lists every error with its dotted path."""
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        lines = [f"{what} {path} is invalid ({exc.error_count()} errors):"]
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "<root>"
+            lines.append(f"  {where}: {err['msg']}")
+        raise ConfigError("\n".join(lines)) from exc
+
+
 def load_config(path: str | Path | None = None) -> AppConfig:
     """Load and validate; every error is reported with its dotted path, before anything starts."""
     path = Path(path) if path else DEFAULT_CONFIG
     if not path.exists() and not path.is_absolute() and (CONFIG_DIR / path).exists():
         path = CONFIG_DIR / path
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError as exc:
-        raise ConfigError(f"config file not found: {path}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise ConfigError(f"config file {path} must hold a mapping at the top level")
-    try:
-        return AppConfig.model_validate(raw)
-    except ValidationError as exc:
-        lines = [f"config file {path} is invalid ({exc.error_count()} errors):"]
-        for err in exc.errors():
-            where = ".".join(str(p) for p in err["loc"]) or "<root>"
-            lines.append(f"  {where}: {err['msg']}")
-        raise ConfigError("\n".join(lines)) from exc
+    return validate_config(AppConfig, read_yaml_mapping(path), path)

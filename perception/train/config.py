@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from perception.config import CONFIG_DIR, ConfigError
+from perception.config import CONFIG_DIR, ConfigError, read_yaml_mapping, validate_config
 from perception.model.config import ModelSection
 
 
@@ -109,24 +108,11 @@ def load_train_config(path: str | Path | None = None, preset: str = "tiny",
             raise ConfigError(f"unknown training preset {preset!r}; valid: {sorted(PRESET_FILES)}")
         path = CONFIG_DIR / PRESET_FILES[preset]
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError as exc:
-        raise ConfigError(f"training config not found: {path}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"training config {path} is not valid YAML: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise ConfigError(f"training config {path} must hold a mapping at the top level")
+    raw = read_yaml_mapping(path, "training config")
     for dotted, value in (overrides or {}).items():
         node = raw
         *parents, leaf = dotted.split(".")
         for key in parents:
             node = node.setdefault(key, {})
         node[leaf] = value
-    try:
-        return TrainConfig.model_validate(raw)
-    except ValidationError as exc:
-        lines = [f"training config {path} is invalid ({exc.error_count()} errors):"]
-        for err in exc.errors():
-            lines.append(f"  {'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}")
-        raise ConfigError("\n".join(lines)) from exc
+    return validate_config(TrainConfig, raw, path, "training config")

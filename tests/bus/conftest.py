@@ -1,28 +1,16 @@
-"""Fixtures: every test gets its own runtime dir (short, for ipc:// path limits) and its own proxy."""
+"""Fixtures: every test gets its own runtime dir (tests/conftest.py) and its own proxy."""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 
 from bus.config import BusConfig
-from bus.proxy import Proxy
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def runtime_dir():
-    path = Path(tempfile.mkdtemp(prefix="bus-", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+from bus.proxy import proxy_in_background
+from tests.support import REPO, child_env
 
 
 @pytest.fixture
@@ -31,24 +19,10 @@ def bus_config(runtime_dir: Path) -> BusConfig:
 
 
 @pytest.fixture
-async def proxy(bus_config: BusConfig):
+async def proxy(bus_config):
     """An in-process proxy (its forwarding runs in libzmq on a thread)."""
-    p = Proxy(bus_config)
-    task = asyncio.create_task(p.run())
-    waiter = asyncio.create_task(p.bound.wait())
-    await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
-    if task.done():
-        task.result()
-    yield p
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-
-
-def child_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    env["PERCEPTION_LOG_LEVEL"] = env.get("PERCEPTION_LOG_LEVEL", "WARNING")
-    return env
+    async with proxy_in_background(bus_config) as p:
+        yield p
 
 
 def spawn(*args: str, **kw) -> subprocess.Popen:

@@ -6,31 +6,17 @@ Tests that need a *trained* model use checkpoints/tiny and skip (with the reason
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.support import REPO, SMALL_MODEL, child_env, short_tmp  # noqa: F401
+
 TRAINED = REPO / "checkpoints" / "tiny"
 PERCEPTION = [sys.executable, "-m", "perception.cli"]
-
-# the tests/model small config, a little smaller: a forward pass in a few ms on one core
-SMALL_MODEL = {
-    "embed_dim": 32,
-    "x_encoder": {"image_size": 32, "patch_size": 8, "frames": 4, "tubelet": 2, "hidden": 48, "layers": 1,
-                  "heads": 2},
-    "predictor": {"hidden": 32, "layers": 1, "heads": 2, "kv_heads": 2, "intermediate": 64},
-    "y_decoder": {"hidden": 32, "layers": 1, "heads": 2, "intermediate": 64, "prefix_tokens": 2,
-                  "max_tokens": 6},
-    "device": "cpu",
-    "dtype": "float32",
-}
 
 
 def trained_available() -> bool:
@@ -55,18 +41,6 @@ def random_checkpoint(tmp_path_factory) -> Path:
     return out
 
 
-def short_tmp(prefix: str) -> Path:
-    """A short directory under /tmp (ipc:// paths are limited to ~100 bytes)."""
-    return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
-
-
-@pytest.fixture
-def runtime_dir():
-    path = short_tmp("nd-")
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
 def pipeline_config(runtime_dir: Path, checkpoint: Path, **pipeline) -> dict:
     """A config dict for the whole service on a private runtime dir."""
     cfg = {
@@ -82,13 +56,6 @@ def pipeline_config(runtime_dir: Path, checkpoint: Path, **pipeline) -> dict:
 def write_config(path: Path, cfg: dict) -> Path:
     path.write_text(yaml.safe_dump(cfg))
     return path
-
-
-def child_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    env.setdefault("PERCEPTION_LOG_LEVEL", "WARNING")
-    return env
 
 
 def perception(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:

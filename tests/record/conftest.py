@@ -4,10 +4,6 @@ children, and helpers to run `perception ...` as a real subprocess."""
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -18,16 +14,8 @@ from bus.config import BusConfig
 from bus.mcapfile import BusMcapWriter, pack_message
 from bus.codec import encode
 from bus.message import Blob, Text
-from bus.proxy import Proxy
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def runtime_dir():
-    path = Path(tempfile.mkdtemp(prefix="rec-", dir="/tmp"))  # short: ipc:// paths are length-limited
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+from bus.proxy import proxy_in_background
+from tests.support import perception_child, wait_line  # noqa: F401  (re-exported for the tests)
 
 
 @pytest.fixture
@@ -43,49 +31,21 @@ def config_file(runtime_dir: Path) -> Path:
 
 
 @pytest.fixture
-async def proxy(bus_config: BusConfig):
-    p = Proxy(bus_config)
-    task = asyncio.create_task(p.run())
-    waiter = asyncio.create_task(p.bound.wait())
-    await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
-    if task.done():
-        task.result()
-    yield p
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-
-
-def child_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    env["PERCEPTION_LOG_LEVEL"] = "WARNING"
-    return env
+async def proxy(bus_config):
+    """An in-process proxy (its forwarding runs in libzmq on a thread)."""
+    async with proxy_in_background(bus_config) as p:
+        yield p
 
 
 async def perception(*args: str) -> asyncio.subprocess.Process:
-    """`perception ARGS` as a child process with piped stdout/stderr."""
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "perception.cli", *args, cwd=REPO, env=child_env(),
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )
+    """`perception ARGS` as a child process with piped stdin/stdout/stderr."""
+    return await perception_child(*args, stdin=True)
 
 
 async def perception_run(*args: str, timeout: float = 60) -> tuple[int, str, str]:
     proc = await perception(*args)
     out, err = await asyncio.wait_for(proc.communicate(), timeout)
     return proc.returncode, out.decode(), err.decode()
-
-
-async def wait_line(proc: asyncio.subprocess.Process, prefix: str, timeout: float = 60) -> str:
-    """Read the child's stdout until a line starting with `prefix` (its readiness signal)."""
-    async with asyncio.timeout(timeout):
-        while True:
-            line = (await proc.stdout.readline()).decode()
-            if not line:
-                err = (await proc.stderr.read()).decode()
-                raise AssertionError(f"child exited before printing {prefix!r}: {err[-2000:]}")
-            if line.startswith(prefix):
-                return line
 
 
 def sample_blob(i: int) -> Blob:

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
 
-from bus.proxy import Proxy
+from bus.proxy import proxy_in_background
 from perception.config import load_config
 from skillkit import SMALL_MODEL, write_config
 
@@ -34,13 +31,6 @@ def small_model(small_checkpoint):
 
 
 @pytest.fixture
-def runtime_dir():
-    path = Path(tempfile.mkdtemp(prefix="sk-", dir="/tmp"))  # short: ipc:// paths are length-limited
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
 def config_file(runtime_dir, small_checkpoint) -> Path:
     return write_config(runtime_dir / "cfg.yaml", runtime_dir, small_checkpoint)
 
@@ -52,12 +42,6 @@ def app_config(config_file):
 
 @pytest.fixture
 async def proxy(app_config):
-    p = Proxy(app_config.bus)
-    task = asyncio.create_task(p.run())
-    waiter = asyncio.create_task(p.bound.wait())
-    await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
-    if task.done():
-        task.result()
-    yield p
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    """An in-process proxy (its forwarding runs in libzmq on a thread)."""
+    async with proxy_in_background(app_config.bus) as p:
+        yield p

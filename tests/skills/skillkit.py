@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 import time
 from pathlib import Path
 
@@ -14,9 +12,7 @@ from bus.codec import encode
 from bus.mcapfile import BusMcapWriter, pack_message
 from perception.messages import Caption, Embedding, Event, LabelScore
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tests"))
-from nodes.conftest import SMALL_MODEL  # noqa: E402  (the tiny model the service tests use)
+from tests.support import REPO, SMALL_MODEL, child_env, perception_child, wait_line  # noqa: F401
 
 PLANTED = "the purple triangle appears"
 UNRELATED = "a robot arm picks up a cup"
@@ -32,29 +28,8 @@ def write_config(path: Path, runtime_dir: Path, checkpoint: Path) -> Path:
     return path
 
 
-def child_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    env["PERCEPTION_LOG_LEVEL"] = "INFO"
-    env["OMP_NUM_THREADS"] = "1"
-    return env
-
-
 async def perception(*args: str, cwd: Path = REPO) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "perception.cli", *args, cwd=cwd, env=child_env(),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-
-
-async def wait_line(proc: asyncio.subprocess.Process, prefix: str, timeout: float = 90) -> str:
-    async with asyncio.timeout(timeout):
-        while True:
-            line = (await proc.stdout.readline()).decode()
-            if not line:
-                err = (await proc.stderr.read()).decode()
-                raise AssertionError(f"child exited before printing {prefix!r}: {err[-3000:]}")
-            if line.startswith(prefix):
-                return line
+    return await perception_child(*args, cwd=cwd, env=child_env("INFO", OMP_NUM_THREADS="1"))
 
 
 def write_session(path: Path, model, cam: str = "cam0") -> list[str]:

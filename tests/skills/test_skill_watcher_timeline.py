@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from bus.pubsub import Subscriber
-from skillkit import PLANTED, SCRIPT, UNRELATED, perception, wait_line, write_session
+from skillkit import PLANTED, SCRIPT, UNRELATED, perception, write_session
 from skills.watcher import Watcher
 
 THRESHOLD = 0.9

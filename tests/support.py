@@ -1,0 +1,65 @@
+"""Helpers shared by the test packages: short runtime dirs, child-process env, CLI children, the small model.
+
+Import as `from tests.support import ...` (pytest runs from the repo root).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+# A randomly initialised VLJepa small enough for a forward pass in a few ms on one core.
+SMALL_MODEL = {
+    "embed_dim": 32,
+    "x_encoder": {"image_size": 32, "patch_size": 8, "frames": 4, "tubelet": 2, "hidden": 48, "layers": 1,
+                  "heads": 2},
+    "predictor": {"hidden": 32, "layers": 1, "heads": 2, "kv_heads": 2, "intermediate": 64},
+    "y_decoder": {"hidden": 32, "layers": 1, "heads": 2, "intermediate": 64, "prefix_tokens": 2,
+                  "max_tokens": 6},
+    "device": "cpu",
+    "dtype": "float32",
+}
+
+
+def short_tmp(prefix: str) -> Path:
+    """A short directory under /tmp: ipc:// paths are limited to ~100 bytes."""
+    return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+
+
+def child_env(log_level: str | None = None, **extra: str) -> dict[str, str]:
+    """The environment for a child process running this checkout's code."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    if log_level:
+        env["PERCEPTION_LOG_LEVEL"] = log_level
+    else:
+        env.setdefault("PERCEPTION_LOG_LEVEL", "WARNING")
+    env.update(extra)
+    return env
+
+
+async def perception_child(*args: str, cwd: Path = REPO, env: dict[str, str] | None = None,
+                           stdin: bool = False) -> asyncio.subprocess.Process:
+    """`perception ARGS` as an asyncio child process with piped stdout/stderr (and stdin if asked)."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "perception.cli", *args, cwd=cwd, env=env or child_env(),
+        stdin=asyncio.subprocess.PIPE if stdin else None,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def wait_line(proc: asyncio.subprocess.Process, prefix: str, timeout: float = 60) -> str:
+    """Read the child's stdout until a line starting with `prefix` (its readiness signal)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            line = (await proc.stdout.readline()).decode()
+            if not line:
+                err = (await proc.stderr.read()).decode()
+                raise AssertionError(f"child exited before printing {prefix!r}: {err[-3000:]}")
+            if line.startswith(prefix):
+                return line
