@@ -33,3 +33,25 @@ async def run_until_stopped(main: Callable[[], Awaitable[Any]], duration: float 
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+
+
+async def wait_first(tasks: list[asyncio.Task], timeout: float | None = None) -> None:
+    """Wait until one task ends (or `timeout` s pass) and re-raise the first failure among those done."""
+    done, _ = await asyncio.wait(tasks, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    for task in done:
+        if not task.cancelled() and task.exception() is not None:
+            raise task.exception()
+
+
+async def wind_down(tasks: list[asyncio.Task], teardown: Callable[[], Awaitable[Any]], *, log: Any,
+                    teardown_timeout_s: float = 5.0) -> None:
+    """Cancel `tasks` (waiting up to 1 s), then run `teardown()` with a timeout; a failing teardown is logged,
+    never raised, so that the caller's remaining clean-up (closing sockets) still happens."""
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=1.0)
+    try:
+        await asyncio.wait_for(teardown(), timeout=teardown_timeout_s)
+    except Exception as exc:
+        log.warning("teardown failed", error=f"{type(exc).__name__}: {exc}")

@@ -25,13 +25,14 @@ import asyncio
 import collections
 import inspect
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, ClassVar
+from typing import Any, Callable, ClassVar
 
 from bus.codec import Envelope
 from bus.config import BusConfig
 from bus.logs import RateLimited, get_logger
 from bus.message import Message, Stats
 from bus.pubsub import Publisher, Subscriber
+from bus.runtime import wait_first, wind_down
 from perception.config import AppConfig
 from perception.messages import Caption, Embedding, Event
 from skills.world import WorldClient
@@ -259,23 +260,13 @@ class Skill:
             self.ready.set()
             self.log.info("skill up", topics=self.topics)
             try:
-                done, _ = await asyncio.wait(tasks, timeout=duration, return_when=asyncio.FIRST_COMPLETED)
+                await wait_first(tasks, timeout=duration)
             finally:
                 beat.cancel()
                 tasks.append(beat)
-            for task in done:
-                if not task.cancelled() and task.exception() is not None:
-                    raise task.exception()
             return dict(self.counters)
         finally:
-            for task in tasks:
-                task.cancel()
-            if tasks:
-                await asyncio.wait(tasks, timeout=1.0)
-            try:
-                await asyncio.wait_for(self.teardown(), timeout=self.teardown_timeout_s)
-            except Exception as exc:
-                self.log.warning("teardown failed", error=f"{type(exc).__name__}: {exc}")
+            await wind_down(tasks, self.teardown, log=self.log, teardown_timeout_s=self.teardown_timeout_s)
             if self._world is not None:
                 self._world.close()
                 self._world = None

@@ -27,6 +27,7 @@ from bus.codec import Envelope
 from bus.logs import RateLimited, get_logger
 from bus.message import Message, Stats
 from bus.pubsub import Publisher, Subscriber
+from bus.runtime import wait_first, wind_down
 from perception.config import AppConfig
 
 PARENT_ENV = "PERCEPTION_PARENT_PID"
@@ -168,19 +169,9 @@ class Node:
             for coro in self.background():
                 tasks.append(asyncio.create_task(coro))
             self.log.info("node up", topics=list(self.topics))
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                if not task.cancelled() and task.exception() is not None:
-                    raise task.exception()
+            await wait_first(tasks)
         finally:
-            for task in tasks:
-                task.cancel()
-            if tasks:
-                await asyncio.wait(tasks, timeout=1.0)
-            try:
-                await asyncio.wait_for(self.teardown(), timeout=5.0)
-            except Exception as exc:
-                self.log.warning("teardown failed", error=str(exc))
+            await wind_down(tasks, self.teardown, log=self.log)
             if self.sub is not None:
                 self.sub.close()
             self.pub.close(linger_ms=500)
