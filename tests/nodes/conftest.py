@@ -29,16 +29,9 @@ needs_trained = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="session")
-def random_checkpoint(tmp_path_factory) -> Path:
-    """A randomly initialised small VLJepa written with the model's own save()."""
-    import torch
-
-    from perception.model import VLJepa, preset_config
-
-    torch.manual_seed(0)
-    out = tmp_path_factory.mktemp("ckpt") / "small"
-    VLJepa.from_config(preset_config("tiny").with_overrides(SMALL_MODEL)).save(out)
-    return out
+def random_checkpoint(small_checkpoint) -> Path:
+    """The session's small random checkpoint (tests/conftest.py), under the name these tests use."""
+    return small_checkpoint
 
 
 def pipeline_config(runtime_dir: Path, checkpoint: Path, **pipeline) -> dict:

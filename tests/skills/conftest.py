@@ -1,4 +1,4 @@
-"""Fixtures for the skills tests: one small random checkpoint per session, a private bus per test."""
+"""Fixtures for the skills tests: the session's small random model (tests/conftest.py), a private bus per test."""
 
 from __future__ import annotations
 
@@ -8,19 +8,7 @@ import pytest
 
 from bus.proxy import proxy_in_background
 from perception.config import load_config
-from skillkit import SMALL_MODEL, write_config
-
-
-@pytest.fixture(scope="session")
-def small_checkpoint(tmp_path_factory) -> Path:
-    import torch
-
-    from perception.model import VLJepa, preset_config
-
-    torch.manual_seed(0)
-    out = tmp_path_factory.mktemp("skills-ckpt") / "small"
-    VLJepa.from_config(preset_config("tiny").with_overrides(SMALL_MODEL)).save(out)
-    return out
+from skillkit import write_config
 
 
 @pytest.fixture(scope="session")
