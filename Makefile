@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 TORCH   := torch==2.13.0
 export PYTHONUNBUFFERED := 1
 
-.PHONY: run test test-slow bench bench-bus venv clean
+.PHONY: run test test-slow bench bench-bus bench-model bench-pipeline venv clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -33,8 +33,17 @@ $(VENV)/.bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	touch $@
 
-bench: $(VENV)/.bench
+# Benchmarks are commands that print figures (never timed tests); each writes its JSON beside docs/benchmarks.md.
+bench: bench-bus bench-model bench-pipeline
+
+bench-bus: $(VENV)/.bench
 	$(BIN)/perception bench bus --json docs/bench_bus.json
+
+bench-model: $(STAMP)
+	$(BIN)/perception bench model --json docs/bench_model.json
+
+bench-pipeline: $(STAMP)
+	$(BIN)/perception bench pipeline --json docs/bench_pipeline.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info
