@@ -96,6 +96,9 @@ class RpcServer:
         apply_server(sock, self.endpoint, self.config.curve)
         sock.bind(self.endpoint)
         self._sock = sock
+        # NOBLOCK sends go through a sync shadow: on a zmq.asyncio socket they return a Future whose
+        # zmq.Again nobody awaits ("Future exception was never retrieved"), and the except below never runs.
+        self._sync = zmq.Socket.shadow(sock.underlying)
         self.bound.set()
 
     async def run(self) -> None:
@@ -118,7 +121,7 @@ class RpcServer:
 
     def _send(self, identity: bytes, request_id: bytes, reply: bytes) -> None:
         try:
-            self._sock.send_multipart([identity, request_id, reply], flags=zmq.NOBLOCK)
+            self._sync.send_multipart([identity, request_id, reply], flags=zmq.NOBLOCK)
         except zmq.ZMQError as exc:  # client gone or its queue full: it will retry or time out
             self.counters["reply_failed"] += 1
             self.log.debug("reply not sent", error=str(exc))
@@ -210,6 +213,7 @@ class RpcClient:
         apply_limits(self._sock, config)
         apply_client(self._sock, self.endpoint, config.curve)
         self._sock.connect(self.endpoint)
+        self._sync = zmq.Socket.shadow(self._sock.underlying)  # for NOBLOCK sends (see RpcServer.bind)
         self._pending: dict[bytes, asyncio.Future] = {}
         self._reader: asyncio.Task | None = None
         self.log = get_logger("bus.rpc.client")
@@ -245,7 +249,7 @@ class RpcClient:
         try:
             for attempt in range(retries + 1):
                 try:
-                    self._sock.send_multipart([request_id, body], flags=zmq.NOBLOCK)
+                    self._sync.send_multipart([request_id, body], flags=zmq.NOBLOCK)
                 except zmq.Again:
                     pass  # queue full (no server): this attempt waits out its timeout like a lost one
                 try:
