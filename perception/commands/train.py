@@ -42,6 +42,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"perception train: {exc}", file=sys.stderr)
         return 2
     result = train(cfg, args.out, resume=args.resume)
-    print(json.dumps({"out": str(result.out_dir), "global_step": result.global_step,
-                      "wall_s": round(result.wall_s, 1), "last_losses": result.last_losses}))
+    # one write per line: under torchrun every rank prints its summary to the same pipe, and print()'s
+    # separate write of the newline let two ranks' lines run together
+    sys.stdout.write(json.dumps({"out": str(result.out_dir), "global_step": result.global_step,
+                                 "wall_s": round(result.wall_s, 1), "last_losses": result.last_losses}) + "\n")
+    sys.stdout.flush()
     return 0
