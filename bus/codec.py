@@ -73,13 +73,9 @@ class Header:
 
 
 @dataclass(slots=True)
-class Envelope:
-    topic: str
-    type: str
-    v: int
-    seq: int
-    src: str
-    t: int  # publish time, ns since epoch
+class Envelope(Header):
+    """The header plus the decoded, validated message."""
+
     msg: Message
     nbytes: int  # total size on the wire
 
