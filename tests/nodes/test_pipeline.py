@@ -199,6 +199,26 @@ async def test_caption_slots_match_ground_truth(pipeline):
     assert sum(hits) / len(caps) > 0.5, [(c["text"], [t.caption for t in truths(c)]) for c in caps]
 
 
+async def test_caption_colours_and_actions_match_ground_truth(pipeline):
+    """The part of the slot check the shipped model can carry (colour 0.87, action 0.81 on held-out clips; shape
+    is issue 4's open gap): the service must not lose that on its way from frames to captions."""
+    if not pipeline.trained:
+        pytest.skip("needs the trained checkpoints/tiny (not in the repo yet)")
+    stream = ShapesStream(seed=SEED, split=SPLIT, duration_s=DURATION, fps=30.0, size=64)
+    caps = pipeline.captions()
+    assert len(caps) >= 3
+
+    def overlapped(c):
+        return [t for t in stream.segments if t.start_s < c["end_s"] and t.end_s > c["start_s"]]
+
+    parsed = [(c, parse_slots(c["text"])) for c in caps]
+    colour = [s is not None and any(s.colour == t.slots[0] for t in overlapped(c)) for c, s in parsed]
+    action = [s is not None and any(s.action == t.slots[2] for t in overlapped(c)) for c, s in parsed]
+    detail = [(c["text"], [t.caption for t in overlapped(c)]) for c in caps]
+    assert sum(colour) / len(caps) > 0.5, detail
+    assert sum(action) / len(caps) > 0.5, detail
+
+
 async def test_a_killed_node_is_restarted_and_the_pipeline_keeps_publishing(pipeline):
     before = await latest_stats(pipeline.config, "decoder")
     old_pid = int(before["pid"])
