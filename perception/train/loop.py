@@ -48,7 +48,6 @@ from perception.train.distributed import (
     shutdown,
 )
 from perception.train.schedule import cosine_lr
-from perception.train.text_cache import PooledTextCache
 
 TRAINER_STATE = "trainer.pt"
 STAGE_OFFSET = 10**9  # clip indices of stage k start at k * STAGE_OFFSET
@@ -81,10 +80,9 @@ class StepModule(nn.Module):
     """What DDP wraps: one forward for either objective, returning every tensor the loss needs (so every
     trainable parameter a step uses, the temperature included, is reached from the outputs)."""
 
-    def __init__(self, model: VLJepa, text_cache: PooledTextCache | None) -> None:
+    def __init__(self, model: VLJepa) -> None:
         super().__init__()
         self.model = model
-        self._cache = [text_cache]  # not a submodule
 
     def forward(self, kind: str, **kw):
         m = self.model
@@ -92,11 +90,7 @@ class StepModule(nn.Module):
             s_v = m.x_encoder(kw["clips"])  # [B,N,Dv]
             q = m._query_batch(kw["queries"], s_v.shape[0])
             pred = m.predictor(s_v, q.ids, q.mask).embedding  # [B,D]
-            cache = self._cache[0]
-            if cache is not None:
-                target = m.y_encoder.head(cache.pooled(kw["targets"]))  # [B,D] frozen backbone, cached
-            else:
-                target = m.y_encoder(m.tokenize_targets(kw["targets"]).to(m.device))  # [B,D]
+            target = m.y_encoder.embed_texts(kw["targets"], m.device)  # [B,D]; frozen backbone: cached per text
             return pred, target, m.temperature
         if kind == "decoder":
             return m.y_decoder(kw["embeddings"], m.y_decoder.tokenize(kw["texts"]).to(m.device)).loss
@@ -125,9 +119,7 @@ class Trainer:
             mcfg = cfg.model.model_copy(update={"device": str(self.device), "dtype": "float32"})
             self.model = VLJepa.from_config(mcfg)
         self.model.train()
-        yc = self.model.cfg.y_encoder
-        self.text_cache = PooledTextCache(self.model) if yc.frozen else None
-        self.step_module: nn.Module = StepModule(self.model, self.text_cache)
+        self.step_module: nn.Module = StepModule(self.model)
         if self.env.enabled:
             self.step_module = DistributedDataParallel(
                 self.step_module, device_ids=[self.env.local_rank] if self.device.type == "cuda" else None,
@@ -261,10 +253,7 @@ class Trainer:
     def _decoder_step(self, batch: dict, stage, rng: np.random.Generator):
         texts = decoder_texts(batch["captions"], rng)
         with torch.no_grad():
-            if self.text_cache is not None:
-                emb = self.model.y_encoder.head(self.text_cache.pooled(texts))
-            else:
-                emb = self.model.y_encoder(self.model.tokenize_targets(texts).to(self.device))
+            emb = self.model.y_encoder.embed_texts(texts, self.device)  # [B,D]
             emb = F.normalize(emb.float(), dim=-1)  # [B,D] what decode() feeds the decoder
             if stage.embedding_noise > 0:
                 g = torch.Generator().manual_seed(int(rng.integers(2**31)))
