@@ -53,6 +53,9 @@ class EncoderConfig(_Section):
     max_batch: int = Field(8, ge=1)  # windows per forward pass, across cameras
     query: str = ""  # the captioning query (the neutral query of stage-1 training)
     threads: int | None = Field(None, ge=1)  # torch threads; None: torch's default
+    # TorchScript-trace the window pass (perception/model/window.py): it then runs in C++ without the GIL,
+    # beside the event loop, and ~1.3x faster on CPU; a model the tracer cannot follow falls back to eager
+    jit: bool = True
     rpc: str = ""  # `ask` endpoint of the encoder; "" -> ipc://{bus.runtime_dir}/encoder
 
 

@@ -63,6 +63,9 @@ class EncoderNode(Node):
     async def setup(self) -> None:
         enc = self.config.pipeline.encoder
         self.model, self.model_id = await asyncio.to_thread(load_model, self.config.model, enc.threads)
+        from perception.model.window import WindowRunner  # torch: imported once the node runs
+
+        self.runner = WindowRunner(self.model, enc.query, jit=enc.jit)
         self.W = enc.window_frames or self.model.cfg.x_encoder.frames
         self.step = enc.frame_step
         self.stride = enc.stride_frames
@@ -163,10 +166,8 @@ class EncoderNode(Node):
         import torch
 
         with self.model_lock:
-            x = torch.from_numpy(clips).permute(0, 1, 4, 2, 3)  # [B, T, 3, H, W]
-            s_v = self.model.encode_video(x)  # [B, N, Dv]
-            s_hat = self.model.predict(s_v, self.config.pipeline.encoder.query)  # [B, D]
-        return s_v, s_hat.float().cpu().numpy()
+            s_v, s_hat = self.runner(torch.from_numpy(clips).permute(0, 1, 4, 2, 3))  # [B, T, 3, H, W] in
+        return s_v, s_hat.cpu().numpy()
 
     async def _worker(self) -> None:
         """Own the model thread for the node's lifetime."""
