@@ -51,9 +51,19 @@ class CameraWindows:
 class WindowJob:
     cam: str
     window: int
-    clip: np.ndarray  # uint8 [T, H, W, 3]
-    first: Frame
-    last: Frame
+    frames: list[Frame]  # the window's frames, oldest first; copied once, straight into the batch
+
+    @property
+    def first(self) -> Frame:
+        return self.frames[0]
+
+    @property
+    def last(self) -> Frame:
+        return self.frames[-1]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.frames), *self.frames[0].image.shape)  # [T, H, W, 3]
 
 
 class EncoderNode(Node):
@@ -124,16 +134,16 @@ class EncoderNode(Node):
             end = cam.next_end + behind * self.stride
             cam.next_end = end + self.stride
             try:
-                clip, first, last = self._clip(cam, end)
+                frames = self._window_frames(cam, end)
             except ValueError as exc:  # frames of different sizes in one window: skip it, keep going
                 self.counters["errors"] += 1
                 self.counters["errors.window"] += 1
                 self.log.error("window failed", error=str(exc), camera=name)
                 continue
-            if clip is None:
+            if frames is None:
                 self.counters["windows_incomplete"] += 1
                 continue
-            jobs.append(WindowJob(name, cam.window, clip, first, last))
+            jobs.append(WindowJob(name, cam.window, frames))
             cam.window += 1
         jobs.sort(key=lambda j: j.last.t_capture_ns)
         if len(jobs) > self.config.pipeline.encoder.max_batch:
@@ -141,23 +151,41 @@ class EncoderNode(Node):
             jobs = jobs[-self.config.pipeline.encoder.max_batch :]  # newest win
         return jobs
 
-    def _clip(self, cam: CameraWindows, end: int) -> tuple[np.ndarray | None, Frame | None, Frame | None]:
-        """Frames end-(W-1)*step ... end by step; a missing frame (dropped upstream) -> nearest earlier one."""
-        by_index = {f.index: f for f in cam.frames}
-        oldest = cam.frames[0].index
+    def _window_frames(self, cam: CameraWindows, end: int) -> list[Frame] | None:
+        """Frames end-(W-1)*step ... end by step; a missing frame (dropped upstream) -> nearest earlier one;
+        None when the ring no longer reaches back far enough."""
+        frames, newest = cam.frames, cam.frames[-1].index
+        oldest = frames[0].index
+        contiguous = newest - oldest == len(frames) - 1  # the usual case: found by position, no search
+        by_index = None if contiguous else {f.index: f for f in frames}
         picked = []
         for target in range(end - (self.W - 1) * self.step, end + 1, self.step):
             if target < oldest:
-                return None, None, None
+                return None
+            if by_index is None:
+                picked.append(frames[target - oldest])
+                continue
             i = target
             while i not in by_index and i > oldest:
                 i -= 1
             if i not in by_index:
-                return None, None, None
+                return None
             if i != target:
                 self.counters["frames_substituted"] += 1
             picked.append(by_index[i])
-        return np.stack([f.image for f in picked]), picked[0], picked[-1]
+        shape = picked[0].image.shape
+        if any(f.image.shape != shape for f in picked):
+            raise ValueError(f"frames of different sizes in one window: {sorted({f.image.shape for f in picked})}")
+        return picked
+
+    @staticmethod
+    def _batch(group: list[WindowJob]) -> np.ndarray:
+        """uint8 [B, T, H, W, 3], each frame copied once."""
+        out = np.empty((len(group), *group[0].shape), dtype=np.uint8)
+        for b, job in enumerate(group):
+            for t, frame in enumerate(job.frames):
+                out[b, t] = frame.image
+        return out
 
     # -- model --------------------------------------------------------------------------------------------
 
@@ -188,12 +216,12 @@ class EncoderNode(Node):
             with self.lock:
                 self.due.clear()
                 jobs = self._due_jobs()
-            shapes = {j.clip.shape for j in jobs}
+            shapes = {j.shape for j in jobs}
             for shape in shapes:  # cameras whose frames have one size share a batch
-                group = [j for j in jobs if j.clip.shape == shape]
+                group = [j for j in jobs if j.shape == shape]
                 t0 = time.perf_counter_ns()
                 try:
-                    s_v, s_hat = self._forward(np.stack([j.clip for j in group]))
+                    s_v, s_hat = self._forward(self._batch(group))
                 except Exception as exc:  # never let one bad pass stop the encoder
                     loop.call_soon_threadsafe(self.report_error, "forward", exc)
                     continue

@@ -89,3 +89,43 @@ async def test_a_bad_frame_is_counted_not_fatal(runtime_dir, random_checkpoint):
         env = (await collect(sub, "embeddings/", 1, timeout=60))[0]
         assert env.msg.cam == "cam0"
         assert node.counters["errors"] >= 1  # the bad windows were counted and logged, then skipped
+
+
+async def test_a_window_holds_exactly_its_frames_and_a_gap_takes_the_nearest_earlier_one(runtime_dir, random_checkpoint):
+    import torch
+
+    config = node_config(runtime_dir, random_checkpoint, encoder={"frame_step": 2, "stride_frames": 8})
+    async with running(EncoderNode, config, ["embeddings/"]) as (node, pub, sub):
+        sent = {i: frame("cam0", i) for i in range(7)}
+        for i in range(7):  # window 0 = frames 0, 2, 4, 6
+            pub.publish_nowait("frames/cam0", sent[i])
+            await asyncio.sleep(0.02)
+        first = (await collect(sub, "embeddings/", 1, timeout=60))[0].msg
+        for i in list(range(7, 12)) + [13, 14, 15]:  # window 1 = frames 8, 10, 12, 14 ... but 12 never came
+            sent[i] = frame("cam0", i)
+            pub.publish_nowait("frames/cam0", sent[i])
+            await asyncio.sleep(0.02)
+        second = (await collect(sub, "embeddings/", 1, timeout=60))[0].msg
+        assert node.counters["frames_substituted"] == 1
+
+        def expected(indices: list[int]) -> np.ndarray:
+            clip = torch.from_numpy(np.stack([sent[i].image for i in indices]))[None].permute(0, 1, 4, 2, 3)
+            return node.model.predict(node.model.encode_video(clip), "")[0].numpy()
+
+        np.testing.assert_allclose(first.embedding, expected([0, 2, 4, 6]), atol=1e-4)
+        np.testing.assert_allclose(second.embedding, expected([8, 10, 11, 14]), atol=1e-4)  # 12 -> 11
+        assert (second.start_s, second.end_s) == (pytest.approx(8 / 30), pytest.approx(14 / 30))
+
+
+async def test_a_window_mixing_frame_sizes_is_skipped_and_counted(runtime_dir, random_checkpoint):
+    config = node_config(runtime_dir, random_checkpoint, encoder={"frame_step": 1, "stride_frames": 4})
+    async with running(EncoderNode, config, ["embeddings/"]) as (node, pub, sub):
+        for i in range(4):  # window 0: frames 0..3, one of them 24 px instead of 32
+            pub.publish_nowait("frames/cam0", frame("cam0", i, size=24 if i == 2 else 32))
+            await asyncio.sleep(0.02)
+        for i in range(4, 8):  # window 1: frames 4..7, all 32 px
+            pub.publish_nowait("frames/cam0", frame("cam0", i))
+            await asyncio.sleep(0.02)
+        emb = (await collect(sub, "embeddings/", 1, timeout=60))[0].msg
+        assert emb.start_s == pytest.approx(4 / 30)
+        assert node.counters["errors.window"] == 1 and node.counters["windows"] == 1
