@@ -220,16 +220,19 @@ class VLJepa(nn.Module):
 
     def param_groups(self, lr: float, weight_decay: float = 0.05) -> list[dict[str, Any]]:
         """AdamW groups over trainable parameters. The Y-encoder backbone gets lr * y_encoder.lr_mult
-        (paper: 0.05); biases, norms and the temperature get no weight decay. Each group has a "name"."""
-        mult = self.cfg.y_encoder.lr_mult
+        (paper: 0.05), its head lr * y_encoder.head_lr_mult; biases, norms and the temperature get no
+        weight decay. Each group has a "name"."""
+        yc = self.cfg.y_encoder
+        rates = {"y_encoder": yc.lr_mult, "y_head": yc.head_lr_mult, "main": 1.0}
         groups: dict[str, dict[str, Any]] = {}
         for name, p in self.named_parameters():
             if not p.requires_grad:
                 continue
-            slow = name.startswith("y_encoder.backbone.")
+            part = ("y_encoder" if name.startswith("y_encoder.backbone.")
+                    else "y_head" if name.startswith("y_encoder.head.") and yc.head_lr_mult != 1.0 else "main")
             decay = p.dim() >= 2 and "norm" not in name
-            key = f"{'y_encoder' if slow else 'main'}_{'decay' if decay else 'no_decay'}"
-            g = groups.setdefault(key, {"name": key, "params": [], "lr": lr * (mult if slow else 1.0),
+            key = f"{part}_{'decay' if decay else 'no_decay'}"
+            g = groups.setdefault(key, {"name": key, "params": [], "lr": lr * rates[part],
                                         "weight_decay": weight_decay if decay else 0.0})
             g["params"].append(p)
         return list(groups.values())

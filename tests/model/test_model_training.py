@@ -42,7 +42,12 @@ def test_lr_multiplier_reaches_the_optimizer(make_model, clips):
     assert by_name["main_no_decay"]["weight_decay"] == 0.0
     ids = {id(p) for p in by_name["y_encoder_decay"]["params"]}
     assert id(model.y_encoder.backbone.encoder.layer[0].attention.self.query.weight) in ids
-    assert id(model.y_encoder.head.weight) not in ids  # the head trains at the base rate
+    assert id(model.y_encoder.head.weight) not in ids  # by default the head trains at the base rate
+    assert id(model.y_encoder.head.weight) in {id(p) for p in by_name["main_decay"]["params"]}
+    slow_head = make_model(y_encoder={"frozen": True, "head_lr_mult": 0.05}).param_groups(lr=1e-3)
+    heads = {g["name"]: g for g in slow_head}
+    assert heads["y_head_decay"]["lr"] == pytest.approx(5e-5) and heads["y_head_no_decay"]["lr"] == pytest.approx(5e-5)
+    assert len(heads["y_head_decay"]["params"]) == 1 and "y_encoder_decay" not in heads  # frozen backbone: no group
     # every trainable parameter is in exactly one group, frozen ones in none
     in_groups = [id(p) for g in opt.param_groups for p in g["params"]]
     assert len(in_groups) == len(set(in_groups)) == sum(1 for p in model.parameters() if p.requires_grad)
