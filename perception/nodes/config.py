@@ -22,7 +22,7 @@ class CameraConfig(_Section):
 
     name: str = Field("cam0", pattern=_NAME)
     source: str = "synthetic"
-    fps: float = Field(30.0, gt=0, le=240)
+    fps: float = Field(30.0, gt=0, le=1000)  # high-speed cameras reach ~1000 fps
     realtime: bool = True  # files: pace at the file's rate; False: as fast as the encoder takes them
     loop: bool = False  # files and synthetic streams: start again at the end
     # synthetic source only
