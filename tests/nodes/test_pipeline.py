@@ -195,7 +195,8 @@ def captions_against_truth(pipeline) -> list[tuple[dict, object, list]]:
 
 @pytest.mark.xfail(strict=False, reason="the shipped checkpoints/tiny gets caption_slot_accuracy 0.32 on held-out "
                    "clips (checkpoints/tiny/eval_heldout_seed0.json; shape slot 0.46) and still fails this on the "
-                   "retrained checkpoint: the model, not the service, is short of 'most segments'")
+                   "retrained checkpoint: the model, not the service, is short of 'most segments' (the X-encoder's "
+                   "shape: docs/model.md, 'Shape: what was measured in the second session')")
 async def test_caption_slots_match_ground_truth(pipeline):
     judged = captions_against_truth(pipeline)
     hits = [any(slots == t.slots for t in truths) for _, slots, truths in judged]
