@@ -91,8 +91,9 @@ def render(session: Session, out: str | Path, *, phrase_scores: dict[str, dict[s
     """Write the PNG; `phrase_scores[cam][phrase]` are per-window cosines aligned with the camera's windows."""
     import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from perception.plots import pyplot, save_figure
+
+    plt = pyplot()
 
     cams = sorted(session.cameras) or ["(empty)"]
     fig, axes = plt.subplots(2 * len(cams), 1, figsize=(14, 4.2 * len(cams)), squeeze=False,
@@ -138,12 +139,7 @@ def render(session: Session, out: str | Path, *, phrase_scores: dict[str, dict[s
             ax.set_xlim(lo, max(hi, lo + 1e-3))
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out, dpi=90)
 
 
 def score_phrases(session: Session, phrases: list[str], model) -> dict[str, dict[str, np.ndarray]]:

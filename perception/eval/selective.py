@@ -263,10 +263,9 @@ def selective_decoding_curve(
 
 def plot_curve(result: SelectiveDecodingResult, path: str | Path, title: str = "Selective decoding") -> Path:
     """Write the CIDEr vs average-interval curves (log x axis) as a PNG and return its path."""
-    import matplotlib
+    from perception.plots import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     colours = {"uniform": "tab:gray", "offline": "tab:blue", "online": "tab:orange"}
     styles = {"mid": "-", "mean": "--"}
@@ -294,9 +293,4 @@ def plot_curve(result: SelectiveDecodingResult, path: str | Path, title: str = "
     ax.set_title(title)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3, which="both")
-    fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return save_figure(fig, path, dpi=120)
