@@ -6,6 +6,7 @@ Import as `from tests.support import ...` (pytest runs from the repo root).
 from __future__ import annotations
 
 import asyncio
+import copy
 import os
 import sys
 import tempfile
@@ -24,6 +25,15 @@ SMALL_MODEL = {
     "device": "cpu",
     "dtype": "float32",
 }
+
+
+def with_sections(base: dict, over: dict) -> dict:
+    """A copy of `base` with `over` applied one level deep: a dict value updates that section's keys,
+    anything else replaces the key (how the tests' config overrides read)."""
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = {**out[k], **v} if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
 
 
 def short_tmp(prefix: str) -> Path:

@@ -6,26 +6,17 @@ import pytest
 import torch
 
 from perception.model import VLJepa, VLJepaConfig, preset_config
+from tests.support import SMALL_MODEL, with_sections
+
+
+# tests.support.SMALL_MODEL with a 2-layer predictor (mask tests), D = 16 and 12 caption tokens
+MODEL_TESTS = with_sections(SMALL_MODEL, {"embed_dim": 16, "predictor": {"layers": 2},
+                                          "y_decoder": {"max_tokens": 12}})
 
 
 def small_config(**overrides) -> VLJepaConfig:
     """The tiny preset shrunk further (real MiniLM Y-encoder from its package, tiny random X/predictor)."""
-    base = {
-        "embed_dim": 16,
-        "x_encoder": {"image_size": 32, "patch_size": 8, "frames": 4, "tubelet": 2, "hidden": 48, "layers": 1,
-                      "heads": 2},
-        "predictor": {"hidden": 32, "layers": 2, "heads": 2, "kv_heads": 2, "intermediate": 64},
-        "y_decoder": {"hidden": 32, "layers": 1, "heads": 2, "intermediate": 64, "prefix_tokens": 2,
-                      "max_tokens": 12},
-        "device": "cpu",
-        "dtype": "float32",
-    }
-    for k, v in overrides.items():
-        if isinstance(v, dict) and isinstance(base.get(k), dict):
-            base[k] = {**base[k], **v}
-        else:
-            base[k] = v
-    return preset_config("tiny").with_overrides(base)
+    return preset_config("tiny").with_overrides(with_sections(MODEL_TESTS, overrides))
 
 
 def small_model(**overrides) -> VLJepa:

@@ -2,26 +2,23 @@
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 
 from perception.train.config import TrainConfig
+from tests.support import SMALL_MODEL as BASE_MODEL
+from tests.support import with_sections
 
-SMALL_MODEL = {
-    "embed_dim": 32,
-    "x_encoder": {"image_size": 32, "patch_size": 8, "frames": 4, "tubelet": 2, "hidden": 48, "layers": 1,
-                  "heads": 2},
-    "predictor": {"hidden": 48, "layers": 1, "heads": 2, "kv_heads": 2, "intermediate": 96},
-    "y_decoder": {"hidden": 32, "layers": 1, "heads": 2, "intermediate": 64, "prefix_tokens": 2, "max_tokens": 12},
-}
+# tests.support.SMALL_MODEL, a little wider in the predictor, without device/dtype (the train config's own)
+SMALL_MODEL = {k: v for k, v in with_sections(BASE_MODEL, {"predictor": {"hidden": 48, "intermediate": 96},
+                                                           "y_decoder": {"max_tokens": 12}}).items()
+               if k not in ("device", "dtype")}
 
 
 def small_train_dict(**over) -> dict:
-    d = {
+    base = {
         "seed": 0,
         "threads": 1,
-        "model": {"preset": "tiny", "device": "cpu", "overrides": copy.deepcopy(SMALL_MODEL)},
+        "model": {"preset": "tiny", "device": "cpu", "overrides": SMALL_MODEL},
         "data": {"seed": 0, "num_workers": 0, "max_objects": 1},
         "stage1": {"steps": 2, "batch_size": 4, "lr": 3e-3},
         "stage2": {"steps": 2, "batch_size": 4, "lr": 1e-3},
@@ -29,12 +26,7 @@ def small_train_dict(**over) -> dict:
         "log_every": 1,
         "checkpoint_every": 2,
     }
-    for k, v in over.items():
-        if isinstance(v, dict) and isinstance(d.get(k), dict):
-            d[k] = {**d[k], **v}
-        else:
-            d[k] = v
-    return d
+    return with_sections(base, over)
 
 
 @pytest.fixture
