@@ -52,10 +52,9 @@ class WindowRunner:
     def __call__(self, clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         clips = clips.to(self.model.device)
         with torch.no_grad():
-            fn = self.traced.get(tuple(clips.shape)) if self.jit else None
-            if fn is None and self.jit and tuple(clips.shape) not in self.traced:
+            if self.jit and tuple(clips.shape) not in self.traced:
                 return self._trace(clips)
-            return (fn or self.eager)(clips)
+            return (self.traced.get(tuple(clips.shape)) or self.eager)(clips)
 
     def _trace(self, clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         shape = tuple(clips.shape)
