@@ -44,3 +44,28 @@ def test_unknown_key_is_reported_with_its_path(tmp_path: Path):
 def test_missing_file_is_a_clear_error(tmp_path: Path):
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_old_events_lengths_in_windows_say_what_replaced_them(tmp_path: Path):
+    old = tmp_path / "old.yaml"
+    old.write_text("pipeline:\n  events:\n    min_len: 2\n    max_len: 60\n    top_labels: -1\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(old)
+    text = str(err.value)
+    assert "pipeline.events.min_len: renamed to min_len_s (seconds of stream time" in text
+    assert "pipeline.events.max_len: renamed to max_len_s (seconds of stream time" in text
+    assert "pipeline.events.top_labels" in text  # the section's other errors are still reported
+    assert "3 errors" in text
+
+
+def test_events_lengths_are_positive_seconds_and_ordered(tmp_path: Path):
+    path = tmp_path / "cfg.yaml"
+    path.write_text("pipeline:\n  events: {min_len_s: 2.0, max_len_s: 1.0}\n")
+    with pytest.raises(ConfigError, match=r"pipeline\.events: .*max_len_s \(1\.0\) must be >= min_len_s \(2\.0\)"):
+        load_config(path)
+    path.write_text("pipeline:\n  events: {min_len_s: 0}\n")
+    with pytest.raises(ConfigError, match=r"pipeline\.events\.min_len_s: Input should be greater than 0"):
+        load_config(path)
+    path.write_text("pipeline:\n  events: {max_len_s: null}\n")
+    ev = load_config(path).pipeline.events
+    assert (ev.min_len_s, ev.max_len_s) == (0.5, None)

@@ -173,18 +173,11 @@ async def service_phase(config: AppConfig, seconds: float, label: str) -> dict[s
 
 
 def _phase_config(base: AppConfig, runtime_dir: Path, fps: float = 30.0, **encoder: Any) -> AppConfig:
-    """The base config on a private runtime dir with one synthetic camera at `fps`. The events node's step
-    counts (min_len, max_len: windows) are rescaled so that they span the same stream time at this
-    window cadence as the base config does at its own: at stride 1 and 240 fps a window is 1/64 of a
-    live one, and an unscaled max_len of 60 windows would force a caption every 0.25 s."""
+    """The base config on a private runtime dir with one synthetic camera at `fps`. The events section is
+    kept as it is: its segment lengths are seconds of stream time, which the events node turns into steps
+    at this camera's window cadence, so a saturated phase (a window every frame at 400 fps) forces
+    captions no more often than the live one."""
     data = base.model_dump(mode="json")
-    live = base.pipeline.encoder.stride_frames / base.pipeline.cameras[0].fps  # seconds per window
-    here = encoder.get("stride_frames", base.pipeline.encoder.stride_frames) / fps
-    scale = max(1.0, live / here)
-    ev = data["pipeline"]["events"]
-    ev["min_len"] = round(ev["min_len"] * scale)
-    if ev["max_len"] is not None:
-        ev["max_len"] = round(ev["max_len"] * scale)
     data["bus"]["runtime_dir"] = str(runtime_dir)
     data["bus"]["pub"] = data["bus"]["sub"] = data["bus"]["rpc"] = ""
     data["pipeline"]["encoder"]["rpc"] = ""

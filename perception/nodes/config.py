@@ -7,14 +7,49 @@ any process starts; every error is reported with its dotted path (e.g. `pipeline
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, ClassVar, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 
 _NAME = r"^[A-Za-z0-9_.-]+$"  # a camera name becomes part of topic names
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    # old key -> what became of it: a config that still uses one fails with that hint at the key's own
+    # path, instead of pydantic's bare "Extra inputs are not permitted"
+    renamed: ClassVar[dict[str, str]] = {}
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _renamed_keys(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
+        """Every error of the section as pydantic reports it, an old key's with its hint instead."""
+        try:
+            return handler(data)
+        except ValidationError as exc:
+            errors = exc.errors()
+            if not any(_is_renamed(e, cls.renamed) for e in errors):
+                raise
+            hinted = [_renamed_error(e, cls.renamed) if _is_renamed(e, cls.renamed) else e for e in errors]
+            raise ValidationError.from_exception_data(exc.title, hinted) from None
+
+
+def _is_renamed(err: ErrorDetails, renamed: dict[str, str]) -> bool:
+    return err["type"] == "extra_forbidden" and err["loc"][-1] in renamed
+
+
+def _renamed_error(err: ErrorDetails, renamed: dict[str, str]) -> InitErrorDetails:
+    hint = PydanticCustomError("renamed", "{hint}", {"hint": renamed[err["loc"][-1]]})
+    return InitErrorDetails(type=hint, loc=err["loc"], input=err["input"])
 
 
 class CameraConfig(_Section):
@@ -76,16 +111,30 @@ class WatchConfig(_Section):
 
 
 class EventsConfig(_Section):
-    """The online segmenter (perception.eval.online) per embedding stream, top labels, watch list."""
+    """The online segmenter (perception.eval.online) per embedding stream, top labels, watch list.
+
+    Segment lengths are seconds of stream time, not windows: the events node converts them to steps per
+    camera from its window cadence, so changing `encoder.stride_frames` or a camera's fps keeps them."""
+
+    renamed: ClassVar[dict[str, str]] = {
+        "min_len": "renamed to min_len_s (seconds of stream time, no longer windows)",
+        "max_len": "renamed to max_len_s (seconds of stream time, no longer windows)",
+    }
 
     threshold: float = Field(5.0, ge=0)  # Ward merge cost in noise units
-    window: int = Field(4, ge=1)
-    confirm: int = Field(2, ge=1)
-    min_len: int = Field(2, ge=1)
-    max_len: int | None = Field(60, ge=1)  # force a boundary after this many windows (None: never)
+    window: int = Field(4, ge=1)  # look-ahead steps (windows)
+    confirm: int = Field(2, ge=1)  # consecutive steps above threshold
+    min_len_s: float = Field(0.5, gt=0)  # shortest segment (at least one window)
+    max_len_s: float | None = Field(16.0, gt=0)  # force a boundary (a caption) after this long; None: never
     top_labels: int = Field(3, ge=0)
     labels: list[str] | None = None  # label vocabulary; None: ShapesWorld's canonical captions
     watch: list[WatchConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _lengths(self) -> EventsConfig:
+        if self.max_len_s is not None and self.max_len_s < self.min_len_s:
+            raise ValueError(f"max_len_s ({self.max_len_s}) must be >= min_len_s ({self.min_len_s})")
+        return self
 
 
 class DecoderConfig(_Section):

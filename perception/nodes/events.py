@@ -5,21 +5,59 @@ the segment before it is closed: its mean embedding (re-normalised) is classifie
 vocabulary and published as an `Event(kind="segment")` on events/<cam>, and a `DecodeRequest` goes to
 decode/<cam>. Watch phrases are scored against every embedding (cosine to the phrase's text embedding)
 with hysteresis: reaching `enter` or falling to `leave` is an `Event(kind="watch")`.
+
+Segment lengths are configured in seconds of stream time (`min_len_s`, `max_len_s`) and turned into
+segmenter steps per camera from its window cadence, the stream time between two windows:
+- a synthetic or OpenCV camera in `pipeline.cameras`: `encoder.stride_frames / camera.fps` (the rate the
+  capture node renders it at, or asks the device for);
+- a file camera: measured, because the capture node paces a file at the container's own frame rate
+  (`camera.fps` only when the container has none), so the configured fps need not be what the encoder sees;
+- a stream from a camera not in the config (a replayed recording): measured.
+Measured = from the window end times (stream seconds) of the stream's first `MEASURED_WINDOWS`
+embeddings, which wait, unsegmented, until then; if those cannot tell (no increasing stream times), the
+camera's own configured cadence, or else the first configured camera's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-from dataclasses import dataclass, field
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from bus.codec import Envelope
 from perception.eval.online import OnlineSegmenter, OnlineSegmenterConfig
 from perception.messages import DecodeRequest, Embedding, Event, LabelScore
+from perception.nodes.config import CameraConfig, EncoderConfig
 from perception.nodes.models import load_model
 from perception.nodes.runtime import Node
+
+MEASURED_WINDOWS = 4  # embeddings whose end times give an unconfigured stream's cadence (3 gaps)
+UNBOUNDED_RECENT = 2000  # embeddings kept for a segment's mean when max_len_s is None
+
+
+def segment_steps(min_len_s: float, max_len_s: float | None, cadence_s: float) -> tuple[int, int | None]:
+    """(min_len, max_len) in segmenter steps for windows `cadence_s` seconds of stream time apart, so that a
+    segment's length means the same seconds whatever the stride or the camera's frame rate. At least one
+    step; max_len never below min_len; None stays None (never force a boundary)."""
+    lo = max(1, round(min_len_s / cadence_s))
+    return lo, None if max_len_s is None else max(lo, round(max_len_s / cadence_s))
+
+
+def window_cadence_s(camera: CameraConfig, encoder: EncoderConfig) -> float:
+    """Stream seconds between two of a camera's windows at its configured fps (one every `stride_frames`)."""
+    return encoder.stride_frames / camera.fps
+
+
+def measured_cadence_s(end_s: Sequence[float]) -> float | None:
+    """The smallest positive gap between successive window end times (stream seconds), or None if none is.
+    The smallest, because a window the encoder skipped while behind widens a gap to a multiple of the
+    stride, and never narrows one."""
+    gaps = [b - a for a, b in itertools.pairwise(end_s) if b > a]
+    return min(gaps) if gaps else None
 
 
 def default_labels() -> list[str]:
@@ -33,8 +71,11 @@ def default_labels() -> list[str]:
 class Stream:
     """One camera's segmenter and the embeddings since its current segment started (bounded)."""
 
-    segmenter: OnlineSegmenter
-    recent: collections.deque  # (step, Embedding) for steps not yet in a closed segment
+    # (step, Embedding) for steps not yet in a closed segment; bounded once the segmenter exists
+    recent: collections.deque = field(default_factory=collections.deque)
+    segmenter: OnlineSegmenter | None = None  # None while the cadence is being measured
+    cadence_s: float | None = None  # stream seconds per step
+    cadence_from: str = ""  # "config", "measured" or "fallback"
     step: int = -1
     segment_id: int = 0
     last_t: float = float("-inf")
@@ -52,24 +93,58 @@ class EventsNode(Node):
         phrases = [w.label for w in ev.watch]
         self.label_emb = await asyncio.to_thread(self._embed, self.labels)  # [L, D]
         self.watch_emb = await asyncio.to_thread(self._embed, phrases) if phrases else None  # [K, D]
-        self.seg_cfg = OnlineSegmenterConfig(threshold=ev.threshold, window=ev.window, confirm=ev.confirm,
-                                             min_len=ev.min_len, max_len=ev.max_len)
+        self.dim = self.label_emb.shape[1]
+        # min_len/max_len are set per camera from its cadence (_start)
+        self.seg_cfg = OnlineSegmenterConfig(threshold=ev.threshold, window=ev.window, confirm=ev.confirm)
+        self.cameras = {c.name: c for c in self.config.pipeline.cameras}
         self.streams: dict[str, Stream] = {}
 
     def _embed(self, texts: list[str]) -> np.ndarray:
         return self.model.embed_text(texts).float().cpu().numpy()
 
     def _stream(self, cam: str) -> Stream:
-        bound = (self.seg_cfg.max_len or 2000) + self.seg_cfg.window + self.seg_cfg.confirm + 1
-        s = Stream(OnlineSegmenter(self.seg_cfg), collections.deque(maxlen=bound))
-        self.streams[cam] = s
+        s = self.streams[cam] = Stream()
+        camera = self.cameras.get(cam)
+        if camera is not None and camera.kind != "file":  # a file's own frame rate wins over camera.fps
+            self._start(s, cam, window_cadence_s(camera, self.config.pipeline.encoder), "config")
         return s
+
+    def _start(self, s: Stream, cam: str, cadence_s: float, source: str) -> None:
+        """Give `s` its segmenter, with the configured seconds as steps at `cadence_s` seconds per step."""
+        ev = self.config.pipeline.events
+        min_len, max_len = segment_steps(ev.min_len_s, ev.max_len_s, cadence_s)
+        cfg = replace(self.seg_cfg, min_len=min_len, max_len=max_len)
+        s.segmenter = OnlineSegmenter(cfg)
+        s.recent = collections.deque(s.recent, maxlen=(max_len or UNBOUNDED_RECENT) + cfg.window + cfg.confirm + 1)
+        s.cadence_s, s.cadence_from = cadence_s, source
+        self.log.info("segment lengths", camera=cam, cadence_s=round(cadence_s, 6), cadence_from=source,
+                      min_len_steps=min_len, max_len_steps=max_len)
+
+    def _start_measured(self, s: Stream, cam: str) -> None:
+        """Start `s` at the cadence its first windows show, then segment those windows."""
+        backlog = [e for _, e in s.recent]
+        cadence, source = measured_cadence_s([e.end_s for e in backlog]), "measured"
+        if cadence is None:
+            camera = self.cameras.get(cam) or self.config.pipeline.cameras[0]
+            cadence, source = window_cadence_s(camera, self.config.pipeline.encoder), "fallback"
+            self.log.warning("no increasing stream times to measure the window cadence from; using a "
+                             "configured camera's", camera=cam, configured_camera=camera.name)
+        self._start(s, cam, cadence, source)
+        for emb in backlog:
+            self._push(s, emb)
+
+    def _push(self, s: Stream, emb: Embedding) -> None:
+        for boundary in s.segmenter.push(emb.end_ns / 1e9, np.asarray(emb.embedding, dtype=np.float32)):
+            self._close_segment(s, emb, boundary.index)
 
     async def process(self, env: Envelope) -> None:
         emb = env.msg
         if not isinstance(emb, Embedding):
             self.counters["ignored"] += 1
             return
+        x = np.asarray(emb.embedding, dtype=np.float32)
+        if x.shape != (self.dim,):  # checked before it is kept: a segment's mean must not meet it later
+            raise ValueError(f"{emb} does not match the model's D={self.dim}")
         s = self.streams.get(emb.cam) or self._stream(emb.cam)
         t = emb.end_ns / 1e9
         if t <= s.last_t:  # the camera restarted: its old segment cannot continue
@@ -79,11 +154,12 @@ class EventsNode(Node):
             s.segment_id = segment_id
         s.last_t = t
         s.step += 1
-        x = np.asarray(emb.embedding, dtype=np.float32)
         s.recent.append((s.step, emb))
         self.counters["embeddings"] += 1
-        for boundary in s.segmenter.push(t, x):
-            self._close_segment(s, emb, boundary.index)
+        if s.segmenter is not None:
+            self._push(s, emb)
+        elif len(s.recent) >= MEASURED_WINDOWS:
+            self._start_measured(s, emb.cam)
         if self.watch_emb is not None:
             self._watch(s, emb, x)
 

@@ -1,5 +1,5 @@
-"""`perception bench pipeline`'s phase configs: a camera fast enough to saturate, and the events node's
-step counts kept at the configured stream time when windows come 64x more often."""
+"""`perception bench pipeline`'s phase configs: a camera fast enough to saturate, and the events section
+passed through unchanged, its seconds spanning the same stream time when windows come 107x more often."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import pytest
 
 from perception.config import load_config
 from perception.nodes.bench import _phase_config, saturating_fps
+from perception.nodes.events import segment_steps, window_cadence_s
 
 
 def test_the_saturating_camera_outruns_the_bare_loop():
@@ -15,17 +16,22 @@ def test_the_saturating_camera_outruns_the_bare_loop():
     assert saturating_fps(400.0) >= 1.5 * 400.0
 
 
-def test_phase_configs_rescale_the_events_steps_to_stream_time(tmp_path):
+def test_phase_configs_keep_the_events_seconds(tmp_path):
     base = load_config(None)
     ev = base.pipeline.events
     live = _phase_config(base, tmp_path / "l")
-    assert (live.pipeline.events.min_len, live.pipeline.events.max_len) == (ev.min_len, ev.max_len)
-    assert live.pipeline.cameras[0].source == "synthetic" and live.pipeline.cameras[0].fps == 30.0
     sat = _phase_config(base, tmp_path / "s", fps=400.0, stride_frames=1)
-    scale = (base.pipeline.encoder.stride_frames / 30.0) / (1 / 400.0)  # live window period / saturated one
+    assert live.pipeline.events == ev and sat.pipeline.events == ev
+    assert live.pipeline.cameras[0].source == "synthetic" and live.pipeline.cameras[0].fps == 30.0
     assert sat.pipeline.encoder.stride_frames == 1 and sat.pipeline.cameras[0].fps == 400.0
-    assert sat.pipeline.events.min_len == round(ev.min_len * scale)
-    assert sat.pipeline.events.max_len == round(ev.max_len * scale)
-    # the same stream time: max_len windows at the saturated cadence span what they span live
-    assert sat.pipeline.events.max_len / 400.0 == pytest.approx(ev.max_len * base.pipeline.encoder.stride_frames / 30.0, rel=1e-3)
     assert str(tmp_path / "s") == str(sat.bus.runtime_dir)
+
+    def spans(cfg) -> tuple[float, float]:  # (min, max) segment length in seconds, as the events node sets it
+        cadence = window_cadence_s(cfg.pipeline.cameras[0], cfg.pipeline.encoder)
+        lo, hi = segment_steps(ev.min_len_s, ev.max_len_s, cadence)
+        return lo * cadence, hi * cadence
+
+    # the saturated phase has 400 / (30 / 8) = 107x as many windows per second, each a step: 107x the steps
+    assert segment_steps(ev.min_len_s, ev.max_len_s, 1 / 400)[1] == 6400
+    assert spans(sat)[1] == pytest.approx(ev.max_len_s) and spans(live)[1] == pytest.approx(ev.max_len_s, rel=0.01)
+    assert spans(sat)[0] == pytest.approx(ev.min_len_s) and spans(live)[0] == pytest.approx(ev.min_len_s, rel=0.1)

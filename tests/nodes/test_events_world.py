@@ -30,7 +30,7 @@ def embedding(cam: str, i: int, vec: np.ndarray, t0: int) -> Embedding:
 async def test_planted_change_gives_one_segment_and_a_decode_request(runtime_dir, random_checkpoint):
     watch = "a purple triangle appears"
     config = node_config(runtime_dir, random_checkpoint,
-                         events={"threshold": 5.0, "max_len": None, "top_labels": 2,
+                         events={"threshold": 5.0, "max_len_s": None, "top_labels": 2,
                                  "labels": ["alpha", "beta", "gamma"],
                                  "watch": [{"label": watch, "enter": 0.9, "leave": 0.5}]})
     async with running(EventsNode, config, ["events/", "decode/"]) as (node, pub, sub):

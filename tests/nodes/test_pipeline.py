@@ -76,7 +76,7 @@ def pipeline(random_checkpoint):
         "cameras": [{"name": "cam0", "seed": SEED, "split": SPLIT, "duration_s": DURATION, "size": size,
                      "loop": False}],
         "encoder": {"threads": 1},
-        "events": {"max_len": 30 if trained else 10},
+        "events": {"max_len_s": 8.0 if trained else 2.7},  # 30 or 10 windows at stride 8 / 30 fps
         "decoder": {"threads": 1},
     }
     cfg = write_config(rdir / "cfg.yaml", pipeline_config(rdir, checkpoint, **pipe))

@@ -28,7 +28,8 @@ from nodes.conftest import SMALL_MODEL, pipeline_config, random_checkpoint, shor
 PIPE = {
     "cameras": [{"name": "cam0", "seed": 3, "fps": 10, "size": 32, "duration_s": 60, "loop": False}],
     "encoder": {"threads": 1, "frame_step": 1, "stride_frames": 2},
-    "events": {"min_len": 2, "max_len": 4, "watch": [{"label": "the red circle grows", "enter": 0.0, "leave": -0.2}]},
+    # 2 and 4 windows at stride 2 / 10 fps
+    "events": {"min_len_s": 0.4, "max_len_s": 0.8, "watch": [{"label": "the red circle grows", "enter": 0.0, "leave": -0.2}]},
     "nodes": ["capture"],
 }
 
