@@ -42,6 +42,10 @@ class OnlineSegmenterConfig:
     confirm: int = 2  # consecutive steps above threshold needed to declare
     min_len: int = 2  # shortest segment, steps
     max_len: int | None = None  # longest segment, steps (None: unbounded)
+    # Smallest noise variance per dimension, as a fraction of the embeddings' mean square per dimension. A
+    # noise-free scene (a rendered one, a paused camera) repeats its embedding exactly; without a floor the
+    # noise estimate stays at 0 and every later change, however small, becomes an infinitely sure boundary.
+    noise_floor: float = 1e-3
 
     def __post_init__(self) -> None:
         if self.window < 1 or self.confirm < 1 or self.min_len < 1:
@@ -50,6 +54,8 @@ class OnlineSegmenterConfig:
             raise ValueError(f"max_len ({self.max_len}) must be >= min_len ({self.min_len})")
         if not self.threshold >= 0:
             raise ValueError(f"threshold must be >= 0, got {self.threshold}")
+        if not self.noise_floor > 0:
+            raise ValueError(f"noise_floor must be > 0, got {self.noise_floor}")
 
     @property
     def latency(self) -> int:
@@ -82,6 +88,8 @@ class OnlineSegmenter:
         self._prev: np.ndarray | None = None
         self._noise_sum = 0.0  # sum of clipped ||dx||^2 / (2 D)
         self._noise_n = 0
+        self._sq_sum = 0.0  # sum of ||x||^2 / D, for the noise floor
+        self._sq_n = 0
         self._run: list[tuple[float, int]] = []  # (z, candidate step) of the current above-threshold run
 
     @property
@@ -93,9 +101,13 @@ class OnlineSegmenter:
         return self._step + 1
 
     def _noise_var(self) -> float:
-        return self._noise_sum / self._noise_n if self._noise_n else 0.0
+        """Mean clipped step-to-step variance per dimension, never below the floor."""
+        floor = self.config.noise_floor * self._sq_sum / self._sq_n if self._sq_n else 0.0
+        return max(self._noise_sum / self._noise_n if self._noise_n else 0.0, floor)
 
     def _update_noise(self, emb: np.ndarray) -> None:
+        self._sq_sum += float(emb @ emb) / emb.shape[0]
+        self._sq_n += 1
         if self._prev is not None:
             d = float(np.sum((emb - self._prev) ** 2)) / (2 * emb.shape[0])
             if self._noise_n >= 4:

@@ -102,3 +102,18 @@ def test_config_validation():
     with pytest.raises(ValueError):
         OnlineSegmenterConfig(min_len=5, max_len=3)
     assert OnlineSegmenterConfig(window=4, confirm=2).latency == 4
+
+
+def test_a_noise_free_start_does_not_make_every_later_drift_a_boundary():
+    """A rendered scene repeats its embedding exactly; the noise estimate must not lock at zero and turn
+    the small drift of a moving object into a boundary at every step."""
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=16), rng.normal(size=16)
+    a, b = a / np.linalg.norm(a), b / np.linalg.norm(b)
+    drift = 1e-3 * np.cumsum(rng.normal(size=(80, 16)), axis=0)  # a slow wander, 1e-3 of the norm per step
+    embs = np.concatenate([np.repeat(a[None], 10, 0), a + drift, b + drift[-1] + drift[:60]])  # one real change
+    times = np.arange(len(embs)) * 0.25
+    _, bounds = segment_online(embs, times, OnlineSegmenterConfig())
+    assert [b.index for b in bounds] == [90]
+    with pytest.raises(ValueError, match="noise_floor"):
+        OnlineSegmenterConfig(noise_floor=0)
