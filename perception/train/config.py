@@ -97,7 +97,7 @@ class TrainConfig(_Strict):
         return sum(s.steps for _, s in self.stages())
 
 
-PRESET_FILES = {"tiny": "train-tiny.yaml"}
+PRESET_FILES = {"tiny": "train-tiny.yaml", "tiny-gpu": "train-tiny-gpu.yaml"}
 
 
 def load_train_config(path: str | Path | None = None, preset: str = "tiny",

@@ -102,3 +102,12 @@ def test_config_errors_name_the_field(tmp_path):
         load_train_config(preset="nope")
     cfg = load_train_config(preset="tiny", overrides={"stage1.steps": 7})
     assert cfg.stage1.steps == 7
+
+
+def test_gpu_preset_trains_the_same_model_as_the_cpu_preset():
+    """The shipped pipeline's latency figures hold for a checkpoint from either recipe only while both
+    build the same architecture; the GPU recipe differs in data and schedule alone."""
+    cpu, gpu = load_train_config(preset="tiny"), load_train_config(preset="tiny-gpu")
+    assert gpu.model == cpu.model
+    assert gpu.data.pool is None and gpu.data.num_workers > 0  # fresh clips from worker processes
+    assert gpu.stage1.batch_size > cpu.stage1.batch_size
