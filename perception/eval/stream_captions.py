@@ -1,0 +1,119 @@
+"""The service's caption path replayed offline: how often a live stream's captions match the ground truth.
+
+`perception eval` scores captions of whole clips; the service captions *segments* that its online
+segmenter cuts from a stream of overlapping windows, decoding each segment's mean embedding (what the
+events and decoder nodes do). This replays that path on ShapesWorld streams without processes or
+real-time pacing, so the end-to-end caption check (tests/nodes/test_pipeline.py) has a figure over far
+more segments than a test can wait for:
+
+    python -m perception.eval.stream_captions [CHECKPOINT] [--streams 6] [--seconds 120] [--split train]
+
+- described: the share of true segments whose captions (those that mostly cover it) include one with
+  colour, shape and action all right;
+- colour / action: per caption, the share whose slot matches a true segment it overlaps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from perception.data.stream import ShapesStream
+from perception.data.vocab import parse_slots
+from perception.eval.online import OnlineSegmenterConfig, segment_online
+from perception.eval.suite import SuiteConfig, stream_embeddings
+from perception.model import VLJepa
+
+
+@dataclass
+class Caption:
+    start_s: float
+    end_s: float
+    text: str
+
+
+@dataclass
+class StreamScore:
+    seed: int
+    segments: int  # true segments inside the captioned span
+    described: int
+    captions: int
+    colour: int
+    action: int
+
+
+def overlap(a0: float, a1: float, b0: float, b1: float) -> float:
+    return min(a1, b1) - max(a0, b0)
+
+
+def stream_captions(model: VLJepa, stream: ShapesStream, seg_cfg: OnlineSegmenterConfig,
+                    suite: SuiteConfig) -> list[Caption]:
+    """One caption per online segment, decoded from the segment's mean embedding (as the events node asks)."""
+    embs, times = stream_embeddings(model, stream, suite)  # [T, D], [T]
+    segments, _ = segment_online(embs, times, seg_cfg)
+    means = torch.from_numpy(np.stack([embs[s.start:s.end].mean(0) for s in segments])).float()  # [S, D]
+    texts = model.decode(means)
+    half = suite.step_s / 2
+    return [Caption(float(times[s.start]) - half, float(times[s.end - 1]) + half, t)
+            for s, t in zip(segments, texts, strict=True)]
+
+
+def score(stream: ShapesStream, caps: list[Caption], seed: int) -> StreamScore:
+    """The end-to-end test's two checks, over a whole stream."""
+    lo, hi = caps[0].start_s, caps[-1].end_s
+    truths = [t for t in stream.segments if t.start_s >= lo and t.end_s <= hi]
+    mine: dict[int, list[Caption]] = {i: [] for i in range(len(truths))}
+    for c in caps:
+        best = max(range(len(truths)), key=lambda i: overlap(c.start_s, c.end_s, truths[i].start_s,
+                                                             truths[i].end_s), default=None)
+        if best is not None and overlap(c.start_s, c.end_s, truths[best].start_s, truths[best].end_s) > 0:
+            mine[best].append(c)
+    described = sum(any(parse_slots(c.text) == t.slots for c in mine[i]) for i, t in enumerate(truths))
+    colour = action = 0
+    for c in caps:
+        slots = parse_slots(c.text)
+        over = [t for t in stream.segments if overlap(c.start_s, c.end_s, t.start_s, t.end_s) > 0]
+        colour += slots is not None and any(slots.colour == t.slots.colour for t in over)
+        action += slots is not None and any(slots.action == t.slots.action for t in over)
+    return StreamScore(seed, len(truths), described, len(caps), colour, action)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("checkpoint", nargs="?", default="checkpoints/tiny")
+    p.add_argument("--streams", type=int, default=6)
+    p.add_argument("--first-seed", type=int, default=5, help="the end-to-end test's stream is seed 5")
+    p.add_argument("--seconds", type=float, default=120.0)
+    p.add_argument("--split", default="train", help="the end-to-end test's stream is from the train split")
+    p.add_argument("--threshold", type=float, default=5.0, help="events.threshold (configs/tiny-cpu.yaml)")
+    p.add_argument("--min-steps", type=int, default=2, help="events.min_len_s in windows")
+    p.add_argument("--max-steps", type=int, default=60, help="events.max_len_s in windows")
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    model = VLJepa.load(args.checkpoint, device="cpu", dtype="float32")
+    suite = SuiteConfig()  # windows of 8 frames over 2 s every 0.25 s: the service's 2.1 s every 0.27 s
+    seg_cfg = OnlineSegmenterConfig(threshold=args.threshold, min_len=args.min_steps, max_len=args.max_steps)
+    rows = []
+    for seed in range(args.first_seed, args.first_seed + args.streams):
+        stream = ShapesStream(seed=seed, split=args.split, duration_s=args.seconds,  # at the windows' frame rate
+                              fps=model.cfg.x_encoder.frames / suite.window_s, size=model.cfg.x_encoder.image_size)
+        rows.append(score(stream, stream_captions(model, stream, seg_cfg, suite), seed))
+        r = rows[-1]
+        print(f"seed {seed}: described {r.described}/{r.segments}, captions {r.captions}, "
+              f"colour {r.colour}, action {r.action}", flush=True)
+    seg, cap = sum(r.segments for r in rows), sum(r.captions for r in rows)
+    total = {"described": round(sum(r.described for r in rows) / seg, 3),
+             "colour": round(sum(r.colour for r in rows) / cap, 3),
+             "action": round(sum(r.action for r in rows) / cap, 3),
+             "segments": seg, "captions": cap, "checkpoint": args.checkpoint}
+    print(json.dumps({"total": total, "streams": [asdict(r) for r in rows]}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
