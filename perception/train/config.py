@@ -68,6 +68,10 @@ class DataConfig(_Strict):
     # Train on clips 0..pool-1 only, cycling; with num_workers 0 each clip is rendered once and kept in
     # memory (rendering costs about as much CPU as a tiny model's step). None: a fresh clip every time.
     pool: int | None = Field(default=None, ge=1)
+    # Share of items cut from streams as the service cuts them (perception.data.stream_windows): 2 s of a
+    # 1-8 s segment instead of one whole action per clip. 0: clips only.
+    stream_windows: float = Field(default=0.0, ge=0.0, le=1.0)
+    window_s: float = Field(default=2.0, gt=0)  # seconds a window's frames span (the service's 8 x 8 / 30 fps)
 
 
 class TrainConfig(_Strict):

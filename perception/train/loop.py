@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader
 
 from bus.logs import get_logger
 from perception.data.shapesworld import ShapesWorldClips, collate_clips
+from perception.data.stream_windows import MixedItems, StreamWindows
 from perception.model import VLJepa
 from perception.model.loss import info_nce
 from perception.model.vljepa import resolve_device
@@ -161,14 +162,19 @@ class Trainer:
     def _batches(self, k: int, stage: StageConfig, start: int, render: bool) -> Iterator[dict]:
         mc = self.model.cfg.x_encoder
         pool = self.cfg.data.pool
-        data = ShapesWorldClips(pool or STAGE_OFFSET * 4, seed=self.cfg.data.seed, split="train", frames=mc.frames,
-                                size=mc.image_size, max_objects=self.cfg.data.max_objects)
+        dc = self.cfg.data
+        data = ShapesWorldClips(pool or STAGE_OFFSET * 4, seed=dc.seed, split="train", frames=mc.frames,
+                                size=mc.image_size, max_objects=dc.max_objects)
         sampler = StepBatches(start, stage.steps, stage.batch_size, self.env.rank, self.env.world,
                               offset=0 if pool else k * STAGE_OFFSET, modulo=pool)
         if not render:  # stage 3 needs only the captions: plan clips, skip rasterising
             for idx in sampler:
                 yield {"captions": [list(data.spec(i).captions) for i in idx]}
             return
+        if dc.stream_windows > 0:
+            windows = StreamWindows(len(data), seed=dc.seed, split="train", frames=mc.frames, size=mc.image_size,
+                                    window_s=dc.window_s)
+            data = MixedItems(data, windows, dc.stream_windows, seed=dc.seed)
         workers = self.cfg.data.num_workers
         if pool and workers == 0:
             data = self._pool_cache.setdefault("clips", CachedClips(data))
