@@ -47,7 +47,9 @@ class Stage2Config(StageConfig):
 
 
 class Stage3Config(StageConfig):
-    """Y-decoder: (Y-encoder embedding of a caption -> that caption), teacher forced."""
+    """Y-decoder: (Y-encoder embedding of a caption -> that caption), teacher forced; with
+    `predicted_fraction`, that share of the rows gets the predictor's S^_Y of the clip (neutral query)
+    instead: what the service decodes, which sits off the text-embedding manifold (docs/service.md)."""
 
     embedding_noise: float = Field(default=0.0, ge=0)  # std of gaussian noise on the unit embedding
     predicted_fraction: float = Field(default=0.0, ge=0, le=1)  # rows fed the predictor's S^_Y instead

@@ -192,7 +192,7 @@ class Trainer:
         last_mean = float("nan")
         t_last, n_last = time.perf_counter(), 0
         t_stage = time.perf_counter()
-        for s, batch in enumerate(self._batches(k, stage, start, render=name != "stage3"), start=start):
+        for s, batch in enumerate(self._batches(k, stage, start, render=name != "stage3" or stage.predicted_fraction > 0), start=start):
             spent = None
             if stage.time_budget_s:  # ranks must agree on the LR and on when to stop: take the slowest clock
                 spent = max_over_ranks((time.perf_counter() - t_stage) / stage.time_budget_s, env)
@@ -265,6 +265,12 @@ class Trainer:
                 g = torch.Generator().manual_seed(int(rng.integers(2**31)))
                 noise = torch.randn(emb.shape, generator=g).to(emb.device) * stage.embedding_noise
                 emb = F.normalize(emb + noise / math.sqrt(emb.shape[-1]), dim=-1)
+            if stage.predicted_fraction > 0:  # what the service decodes: the predictor's S^_Y of the clip
+                use = torch.from_numpy(rng.random(len(texts)) < stage.predicted_fraction)  # [B] bool
+                if bool(use.any()):
+                    clips = batch["video"][use].to(self.device, non_blocking=True)
+                    s_hat = self.model.predict(self.model.encode_video(clips), self.cfg.stage1.neutral_query)
+                    emb[use.to(emb.device)] = F.normalize(s_hat.float(), dim=-1)  # [b,D] into rows `use`
         loss = self.step_module("decoder", embeddings=emb.to(self.model.dtype), texts=texts)
         return loss, {"tokens_ppl": round(math.exp(min(20.0, float(loss.detach()))), 2)}
 
