@@ -213,6 +213,14 @@ class OnlineSegmenter:
         return best
 
 
+def segment_steps(min_len_s: float, max_len_s: float | None, cadence_s: float) -> tuple[int, int | None]:
+    """(min_len, max_len) in segmenter steps for windows `cadence_s` seconds of stream time apart, so that a
+    segment's length means the same seconds whatever the stride or the camera's frame rate. At least one
+    step; max_len never below min_len; None stays None (never force a boundary)."""
+    lo = max(1, round(min_len_s / cadence_s))
+    return lo, None if max_len_s is None else max(lo, round(max_len_s / cadence_s))
+
+
 def segment_online(
     embs: np.ndarray, times: np.ndarray, config: OnlineSegmenterConfig | None = None
 ) -> tuple[list[Segment], list[Boundary]]:

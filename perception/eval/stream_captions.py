@@ -6,7 +6,7 @@ events and decoder nodes do). This replays that path on ShapesWorld streams with
 real-time pacing, so the end-to-end caption check (tests/nodes/test_pipeline.py) has a figure over far
 more segments than a test can wait for:
 
-    python -m perception.eval.stream_captions [CHECKPOINT] [--streams 6] [--seconds 120] [--split train]
+    python -m perception.eval.stream_captions [CHECKPOINT] [--streams 6] [--seconds 120] [--config CFG]
 
 - described: the share of true segments whose captions (those that mostly cover it) include one with
   colour, shape and action all right;
@@ -22,9 +22,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from perception.data.stream import ShapesStream
+from perception.config import load_config
+from perception.data.stream import Segment, ShapesStream
 from perception.data.vocab import parse_slots
-from perception.eval.online import OnlineSegmenterConfig, segment_online
+from perception.eval.online import OnlineSegmenterConfig, segment_online, segment_steps
 from perception.eval.suite import SuiteConfig, stream_embeddings
 from perception.model import VLJepa
 
@@ -46,8 +47,9 @@ class StreamScore:
     action: int
 
 
-def overlap(a0: float, a1: float, b0: float, b1: float) -> float:
-    return min(a1, b1) - max(a0, b0)
+def overlap(c: Caption, t: Segment) -> float:
+    """Seconds a caption's span shares with a true segment (<= 0: none)."""
+    return min(c.end_s, t.end_s) - max(c.start_s, t.start_s)
 
 
 def stream_captions(model: VLJepa, stream: ShapesStream, seg_cfg: OnlineSegmenterConfig,
@@ -68,15 +70,14 @@ def score(stream: ShapesStream, caps: list[Caption], seed: int) -> StreamScore:
     truths = [t for t in stream.segments if t.start_s >= lo and t.end_s <= hi]
     mine: dict[int, list[Caption]] = {i: [] for i in range(len(truths))}
     for c in caps:
-        best = max(range(len(truths)), key=lambda i: overlap(c.start_s, c.end_s, truths[i].start_s,
-                                                             truths[i].end_s), default=None)
-        if best is not None and overlap(c.start_s, c.end_s, truths[best].start_s, truths[best].end_s) > 0:
+        best = max(range(len(truths)), key=lambda i: overlap(c, truths[i]), default=None)
+        if best is not None and overlap(c, truths[best]) > 0:
             mine[best].append(c)
     described = sum(any(parse_slots(c.text) == t.slots for c in mine[i]) for i, t in enumerate(truths))
     colour = action = 0
     for c in caps:
         slots = parse_slots(c.text)
-        over = [t for t in stream.segments if overlap(c.start_s, c.end_s, t.start_s, t.end_s) > 0]
+        over = [t for t in stream.segments if overlap(c, t) > 0]
         colour += slots is not None and any(slots.colour == t.slots.colour for t in over)
         action += slots is not None and any(slots.action == t.slots.action for t in over)
     return StreamScore(seed, len(truths), described, len(caps), colour, action)
@@ -89,15 +90,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--first-seed", type=int, default=5, help="the end-to-end test's stream is seed 5")
     p.add_argument("--seconds", type=float, default=120.0)
     p.add_argument("--split", default="train", help="the end-to-end test's stream is from the train split")
-    p.add_argument("--threshold", type=float, default=5.0, help="events.threshold (configs/tiny-cpu.yaml)")
-    p.add_argument("--min-steps", type=int, default=2, help="events.min_len_s in windows")
-    p.add_argument("--max-steps", type=int, default=60, help="events.max_len_s in windows")
+    p.add_argument("--config", default=None, help="service config whose events section to replay "
+                   "(default: configs/tiny-cpu.yaml)")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     model = VLJepa.load(args.checkpoint, device="cpu", dtype="float32")
     suite = SuiteConfig()  # windows of 8 frames over 2 s every 0.25 s: the service's 2.1 s every 0.27 s
-    seg_cfg = OnlineSegmenterConfig(threshold=args.threshold, min_len=args.min_steps, max_len=args.max_steps)
+    ev = load_config(args.config).pipeline.events  # the events node's settings, its seconds as steps here
+    min_len, max_len = segment_steps(ev.min_len_s, ev.max_len_s, suite.step_s)
+    seg_cfg = OnlineSegmenterConfig(threshold=ev.threshold, window=ev.window, confirm=ev.confirm,
+                                    min_len=min_len, max_len=max_len)
     rows = []
     for seed in range(args.first_seed, args.first_seed + args.streams):
         stream = ShapesStream(seed=seed, split=args.split, duration_s=args.seconds,  # at the windows' frame rate

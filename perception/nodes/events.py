@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from bus.codec import Envelope
-from perception.eval.online import OnlineSegmenter, OnlineSegmenterConfig
+from perception.eval.online import OnlineSegmenter, OnlineSegmenterConfig, segment_steps
 from perception.messages import DecodeRequest, Embedding, Event, LabelScore
 from perception.nodes.config import CameraConfig, EncoderConfig
 from perception.nodes.models import load_model
@@ -37,14 +37,6 @@ from perception.nodes.runtime import Node
 
 MEASURED_WINDOWS = 4  # embeddings whose end times give an unconfigured stream's cadence (3 gaps)
 UNBOUNDED_RECENT = 2000  # embeddings kept for a segment's mean when max_len_s is None
-
-
-def segment_steps(min_len_s: float, max_len_s: float | None, cadence_s: float) -> tuple[int, int | None]:
-    """(min_len, max_len) in segmenter steps for windows `cadence_s` seconds of stream time apart, so that a
-    segment's length means the same seconds whatever the stride or the camera's frame rate. At least one
-    step; max_len never below min_len; None stays None (never force a boundary)."""
-    lo = max(1, round(min_len_s / cadence_s))
-    return lo, None if max_len_s is None else max(lo, round(max_len_s / cadence_s))
 
 
 def window_cadence_s(camera: CameraConfig, encoder: EncoderConfig) -> float:
@@ -74,7 +66,6 @@ class Stream:
     # (step, Embedding) for steps not yet in a closed segment; bounded once the segmenter exists
     recent: collections.deque = field(default_factory=collections.deque)
     segmenter: OnlineSegmenter | None = None  # None while the cadence is being measured
-    cadence_s: float | None = None  # stream seconds per step
     cadence_from: str = ""  # "config", "measured" or "fallback"
     step: int = -1
     segment_id: int = 0
@@ -116,7 +107,7 @@ class EventsNode(Node):
         cfg = replace(self.seg_cfg, min_len=min_len, max_len=max_len)
         s.segmenter = OnlineSegmenter(cfg)
         s.recent = collections.deque(s.recent, maxlen=(max_len or UNBOUNDED_RECENT) + cfg.window + cfg.confirm + 1)
-        s.cadence_s, s.cadence_from = cadence_s, source
+        s.cadence_from = source
         self.log.info("segment lengths", camera=cam, cadence_s=round(cadence_s, 6), cadence_from=source,
                       min_len_steps=min_len, max_len_steps=max_len)
 
@@ -131,10 +122,11 @@ class EventsNode(Node):
                              "configured camera's", camera=cam, configured_camera=camera.name)
         self._start(s, cam, cadence, source)
         for emb in backlog:
-            self._push(s, emb)
+            self._push(s, emb, emb.end_ns / 1e9, np.asarray(emb.embedding, dtype=np.float32))
 
-    def _push(self, s: Stream, emb: Embedding) -> None:
-        for boundary in s.segmenter.push(emb.end_ns / 1e9, np.asarray(emb.embedding, dtype=np.float32)):
+    def _push(self, s: Stream, emb: Embedding, t: float, x: np.ndarray) -> None:
+        """One step of `s`'s segmenter (t: window end, seconds; x: [D]); closes the segments it ends."""
+        for boundary in s.segmenter.push(t, x):
             self._close_segment(s, emb, boundary.index)
 
     async def process(self, env: Envelope) -> None:
@@ -157,7 +149,7 @@ class EventsNode(Node):
         s.recent.append((s.step, emb))
         self.counters["embeddings"] += 1
         if s.segmenter is not None:
-            self._push(s, emb)
+            self._push(s, emb, t, x)
         elif len(s.recent) >= MEASURED_WINDOWS:
             self._start_measured(s, emb.cam)
         if self.watch_emb is not None:

@@ -160,9 +160,8 @@ class Trainer:
         return TrainResult(self.out, self.global_step, wall, last_losses)
 
     def _batches(self, k: int, stage: StageConfig, start: int, render: bool) -> Iterator[dict]:
-        mc = self.model.cfg.x_encoder
-        pool = self.cfg.data.pool
-        dc = self.cfg.data
+        mc, dc = self.model.cfg.x_encoder, self.cfg.data
+        pool = dc.pool
         data = ShapesWorldClips(pool or STAGE_OFFSET * 4, seed=dc.seed, split="train", frames=mc.frames,
                                 size=mc.image_size, max_objects=dc.max_objects)
         sampler = StepBatches(start, stage.steps, stage.batch_size, self.env.rank, self.env.world,
@@ -175,7 +174,7 @@ class Trainer:
             windows = StreamWindows(len(data), seed=dc.seed, split="train", frames=mc.frames, size=mc.image_size,
                                     window_s=dc.window_s)
             data = MixedItems(data, windows, dc.stream_windows, seed=dc.seed)
-        workers = self.cfg.data.num_workers
+        workers = dc.num_workers
         if pool and workers == 0:
             data = self._pool_cache.setdefault("clips", CachedClips(data))
         yield from DataLoader(data, batch_sampler=sampler, num_workers=workers, collate_fn=collate_clips,
@@ -192,7 +191,9 @@ class Trainer:
         last_mean = float("nan")
         t_last, n_last = time.perf_counter(), 0
         t_stage = time.perf_counter()
-        for s, batch in enumerate(self._batches(k, stage, start, render=name != "stage3" or stage.predicted_fraction > 0), start=start):
+        # stage 3 renders clips only when some of its rows decode the predictor's embeddings of them
+        render = name != "stage3" or stage.predicted_fraction > 0
+        for s, batch in enumerate(self._batches(k, stage, start, render=render), start=start):
             spent = None
             if stage.time_budget_s:  # ranks must agree on the LR and on when to stop: take the slowest clock
                 spent = max_over_ranks((time.perf_counter() - t_stage) / stage.time_budget_s, env)

@@ -7,7 +7,8 @@ import pytest
 
 from perception.config import load_config
 from perception.nodes.bench import _phase_config, saturating_fps
-from perception.nodes.events import segment_steps, window_cadence_s
+from perception.eval.online import segment_steps
+from perception.nodes.events import window_cadence_s
 
 
 def test_the_saturating_camera_outruns_the_bare_loop():

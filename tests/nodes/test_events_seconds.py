@@ -12,7 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from perception.messages import Embedding, Event
-from perception.nodes.events import EventsNode, measured_cadence_s, segment_steps
+from perception.eval.online import segment_steps
+from perception.nodes.events import EventsNode, measured_cadence_s
 
 from .harness import collect, node_config, running
 
