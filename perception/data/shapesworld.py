@@ -192,18 +192,22 @@ class ShapesWorldClips(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict:
         spec = self.spec(index)
-        frames = spec.render(self.frames, self.size)  # [T, H, W, 3]
-        video = torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous()  # [T, C, H, W]
-        return {
-            "video": video,
-            "caption": spec.caption,
-            "captions": list(spec.captions),
-            "slots": spec.slots,
-            "new_colour": spec.new_colour,
-            "qa": [q.to_dict() for q in spec.qa],
-            "count": spec.count,
-            "index": index,
-        }
+        return training_item(spec.render(self.frames, self.size), spec.captions, spec.slots, spec.new_colour,
+                             spec.qa, spec.count, index)
+
+
+def training_item(frames: np.ndarray, captions, slots, new_colour, qa, count: int, index: int) -> dict:
+    """The item every training dataset yields (frames uint8 [T, H, W, 3]); `collate_clips` batches them."""
+    return {
+        "video": torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous(),  # [T, C, H, W]
+        "caption": captions[0],
+        "captions": list(captions),
+        "slots": slots,
+        "new_colour": new_colour,
+        "qa": [q.to_dict() for q in qa],
+        "count": count,
+        "index": index,
+    }
 
 
 def collate_clips(batch: list[dict]) -> dict:

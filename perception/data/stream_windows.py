@@ -11,10 +11,10 @@ Items have the same keys as `ShapesWorldClips` items, so `collate_clips` and the
 from __future__ import annotations
 
 import numpy as np
-import torch
 from torch.utils.data import Dataset
 
 from perception.data.qa import clip_questions
+from perception.data.shapesworld import training_item
 from perception.data.stream import ShapesStream
 
 
@@ -46,16 +46,7 @@ class StreamWindows(Dataset):
             seen.add((seg.new_colour, seg.slots.shape))
         count = len(seg.objects)
         qa = clip_questions(rng, seg.slots, seg.new_colour, seen, count)
-        return {
-            "video": torch.from_numpy(video).permute(0, 3, 1, 2).contiguous(),  # [T, C, H, W]
-            "caption": seg.caption,
-            "captions": list(seg.captions),
-            "slots": seg.slots,
-            "new_colour": seg.new_colour,
-            "qa": [q.to_dict() for q in qa],
-            "count": count,
-            "index": index,
-        }
+        return training_item(video, seg.captions, seg.slots, seg.new_colour, qa, count, index)
 
 
 class MixedItems(Dataset):
