@@ -90,11 +90,24 @@ class EncoderNode(Node):
         self.model_lock = threading.Lock()  # one forward at a time (worker and ask share the model)
         self.embed_latency = LatencyWindow()
         self.forward_ms = LatencyWindow()
+        await asyncio.to_thread(self._warm_up)
         self.rpc = RpcServer(self.config.bus, {"ask": self._ask, "info": self._info},
                              endpoint=encoder_endpoint(self.config), name=self.name)
         self.rpc.bind()
         self.log.info("encoder ready", model=self.model_id, window_frames=self.W, frame_step=self.step,
                       stride_frames=self.stride, rpc=self.rpc.endpoint)
+
+    def _warm_up(self) -> None:
+        """Run (and so trace) the pass for every batch shape the config already tells - synthetic cameras
+        render at a known size - before the node reports ready: a first trace takes up to a second, and
+        windows that arrive meanwhile would go stale and be dropped."""
+        if not self.config.pipeline.encoder.jit:
+            return
+        sizes = collections.Counter(c.size for c in self.config.pipeline.cameras if c.kind == "synthetic")
+        rng = np.random.default_rng(0)
+        for size, cams in sizes.items():
+            for b in range(1, min(cams, self.config.pipeline.encoder.max_batch) + 1):
+                self._forward(rng.integers(0, 256, (b, self.W, size, size, 3), dtype=np.uint8))
 
     def background(self) -> list:
         return [self._worker(), self.rpc.run()]

@@ -129,3 +129,14 @@ async def test_a_window_mixing_frame_sizes_is_skipped_and_counted(runtime_dir, r
         emb = (await collect(sub, "embeddings/", 1, timeout=60))[0].msg
         assert emb.start_s == pytest.approx(4 / 30)
         assert node.counters["errors.window"] == 1 and node.counters["windows"] == 1
+
+
+async def test_the_pass_for_configured_synthetic_cameras_is_traced_before_ready(runtime_dir, random_checkpoint):
+    """Two 32 px synthetic cameras: batches of 1 and 2 are traced during setup, so the first live windows
+    do not wait for a trace (and go stale meanwhile)."""
+    cams = [{"name": n, "source": "synthetic", "size": 32} for n in ("camA", "camB")]
+    config = node_config(runtime_dir, random_checkpoint, cameras=cams, encoder={"frame_step": 2, "stride_frames": 4})
+    async with running(EncoderNode, config, ["embeddings/"]) as (node, _pub, _sub):
+        assert node.ready and node.counters["frames"] == 0
+        assert {shape[0] for shape, fn in node.runner.traced.items() if fn is not None} == {1, 2}
+        assert all(shape[1:] == (node.W, 3, 32, 32) for shape in node.runner.traced)
