@@ -6,7 +6,9 @@
     part 2+  raw C-contiguous little-endian buffers, sent without copying
 
 `decode` never trusts its input: every failure is a `DecodeError` with a short reason code that receivers
-count. Arrays come back as read-only `np.frombuffer` views over the received frames (no copy).
+count - whatever the bytes, nothing else ever escapes it (a receiver that died on one message would stop
+draining its socket for good). Limits are checked before anything is built: part count, total size,
+topic and `src` length, array rank and nesting depth of the body. Arrays come back as read-only `np.frombuffer` views over the received frames (no copy).
 Unknown body fields are dropped so that a minor (compatible) addition by a newer sender is accepted;
 a newer *major* version (`v`) is rejected.
 """
@@ -35,7 +37,10 @@ Reason = Literal[
     "invalid_body",
     "bad_buffer",
     "oversize",
+    "too_deep",
 ]
+
+MAX_NDIM = 32  # numpy's own limit is 64; no message of ours needs more than 5
 
 # dtypes a C or Node.js reader can map without numpy; object / string / structured dtypes never travel.
 WIRE_DTYPES = frozenset(
@@ -156,9 +161,25 @@ def _bytes(part: Any) -> bytes:
     return bytes(part)
 
 
-def _check_size(parts: Sequence[Any], max_size: int | None) -> int:
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What one message may be; `BusConfig.limits()` gives the configured ones."""
+
+    max_size: int | None = None  # bytes, all parts together
+    max_parts: int = 64
+    max_topic_bytes: int = 256
+    max_src_bytes: int = 256
+    max_depth: int = 32
+
+
+DEFAULT_LIMITS = Limits()
+
+
+def _check_size(parts: Sequence[Any], max_size: int | None, max_parts: int = DEFAULT_LIMITS.max_parts) -> int:
     if len(parts) < 2:
         raise DecodeError("bad_part_count", f"{len(parts)} part(s), need topic and header")
+    if len(parts) > max_parts:
+        raise DecodeError("bad_part_count", f"{len(parts)} parts > limit {max_parts}")
     total = 0
     for p in parts:
         total += p.nbytes if type(p) is memoryview else len(p)
@@ -167,23 +188,55 @@ def _check_size(parts: Sequence[Any], max_size: int | None) -> int:
     return total
 
 
-def _topic(part: Any) -> str:
+def _topic(part: Any, max_bytes: int) -> str:
+    raw = _bytes(part)
+    if len(raw) > max_bytes:
+        raise DecodeError("bad_topic", f"topic of {len(raw)} bytes > limit {max_bytes}")
     try:
-        return _bytes(part).decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise DecodeError("bad_topic", "topic is not UTF-8") from exc
 
 
-def _check_header_fields(header: dict) -> None:
+def _check_header_fields(header: dict, limits: Limits) -> None:
     for key, kind in _HEADER_KEYS.items():
         if type(header.get(key)) is not kind:  # exact: bool is not an int here
             raise DecodeError("bad_header", f"header field {key!r} missing or not {kind.__name__}")
+    if header["v"] < 0 or header["seq"] < 0:
+        raise DecodeError("bad_header", "header fields 'v' and 'seq' must be >= 0")
+    if len(header["src"]) > limits.max_src_bytes:
+        raise DecodeError("bad_header", f"header field 'src' longer than {limits.max_src_bytes}")
 
 
-def peek(parts: Sequence[Any], *, max_size: int | None = None) -> Header:
+def _check_depth(body: dict, max_depth: int) -> None:
+    """Nesting of maps and lists (iterative: a hostile depth must not recurse in here either)."""
+    stack: list[tuple[Any, int]] = [(v, 2) for v in body.values() if type(v) in (dict, list)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > max_depth:
+            raise DecodeError("too_deep", f"body nested deeper than {max_depth}")
+        children = value.values() if type(value) is dict else value
+        stack.extend((c, depth + 1) for c in children if type(c) in (dict, list))
+
+
+def _guarded(fn):
+    """Anything but a DecodeError from a decoder is a bug or an input we did not foresee: still a reject."""
+    def wrapper(*args: Any, **kw: Any):
+        try:
+            return fn(*args, **kw)
+        except DecodeError:
+            raise
+        except Exception as exc:  # RecursionError, MemoryError-free numpy errors, msgpack oddities ...
+            raise DecodeError("invalid_body", f"undecodable ({type(exc).__name__}: {str(exc)[:200]})") from exc
+    wrapper.__name__, wrapper.__doc__, wrapper.__wrapped__ = fn.__name__, fn.__doc__, fn
+    return wrapper
+
+
+@_guarded
+def peek(parts: Sequence[Any], *, max_size: int | None = None, limits: Limits = DEFAULT_LIMITS) -> Header:
     """Header without the body (the body is skipped, not parsed): for recorders and `perception topics`."""
-    _check_size(parts, max_size)
-    topic = _topic(parts[0])
+    _check_size(parts, limits.max_size if max_size is None else max_size, limits.max_parts)
+    topic = _topic(parts[0], limits.max_topic_bytes)
     unpacker = msgpack.Unpacker(raw=False)
     unpacker.feed(_bytes(parts[1]))
     fields: dict[str, Any] = {}
@@ -197,7 +250,7 @@ def peek(parts: Sequence[Any], *, max_size: int | None = None) -> Header:
                 fields[key] = unpacker.unpack()
     except Exception as exc:  # msgpack raises several unrelated types on garbage
         raise DecodeError("bad_header", f"header is not a msgpack map ({type(exc).__name__})") from exc
-    _check_header_fields(fields)
+    _check_header_fields(fields, limits)
     return Header(topic, fields["type"], fields["v"], fields["seq"], fields["src"], fields["t"])
 
 
@@ -212,31 +265,42 @@ def _array(ref: Any, parts: Sequence[Any], used: set[int]) -> np.ndarray:
     dt = _WIRE_DTYPE_OBJECTS.get(dtype) if type(dtype) is str else None
     if dt is None:
         raise DecodeError("bad_buffer", f"dtype {dtype!r} not allowed")
-    if type(shape) is not list or not all(type(d) is int and d >= 0 for d in shape):
-        raise DecodeError("bad_buffer", f"shape {shape!r} must be a list of non-negative ints")
+    if type(shape) is not list or len(shape) > MAX_NDIM:
+        raise DecodeError("bad_buffer", f"shape must be a list of at most {MAX_NDIM} dims")
+    if not all(type(d) is int and 0 <= d < 2**62 for d in shape):  # numpy refuses sizes near 2**63
+        raise DecodeError("bad_buffer", f"shape {shape[:8]!r} must hold non-negative ints below 2**62")
     used.add(nd)
     buf = _view(parts[2 + nd])
     expected = math.prod(shape) * dt.itemsize
     if buf.nbytes != expected:
-        raise DecodeError("bad_buffer", f"buffer {nd} has {buf.nbytes} bytes, {dtype}{shape} needs {expected}")
+        raise DecodeError("bad_buffer", f"buffer {nd} has {buf.nbytes} bytes, {dtype}{shape[:8]} needs {expected}")
     arr = np.frombuffer(buf, dtype=dt)
-    return arr if len(shape) == 1 else arr.reshape(shape)
+    if len(shape) == 1:
+        return arr
+    try:
+        return arr.reshape(shape)
+    except (ValueError, OverflowError) as exc:  # e.g. an empty buffer with absurd dims
+        raise DecodeError("bad_buffer", f"shape {shape[:8]!r} cannot view {buf.nbytes} bytes: {exc}") from exc
 
 
-def decode(parts: Sequence[Any], *, max_size: int | None = None) -> Envelope:
-    """Parts (bytes, memoryviews or zmq.Frames) -> validated Envelope, or DecodeError with a reason."""
-    nbytes = _check_size(parts, max_size)
-    topic = _topic(parts[0])
+@_guarded
+def decode(parts: Sequence[Any], *, max_size: int | None = None, limits: Limits = DEFAULT_LIMITS) -> Envelope:
+    """Parts (bytes, memoryviews or zmq.Frames) -> validated Envelope, or DecodeError with a reason.
+
+    Never raises anything else, whatever `parts` hold."""
+    nbytes = _check_size(parts, limits.max_size if max_size is None else max_size, limits.max_parts)
+    topic = _topic(parts[0], limits.max_topic_bytes)
     try:
         header = msgpack.unpackb(_bytes(parts[1]), raw=False)
     except Exception as exc:  # msgpack raises several unrelated types on garbage
         raise DecodeError("bad_header", f"header is not msgpack ({type(exc).__name__})") from exc
     if not isinstance(header, dict):
         raise DecodeError("bad_header", f"header is a {type(header).__name__}, not a map")
-    _check_header_fields(header)
+    _check_header_fields(header, limits)
     body = header.get("body")
     if not isinstance(body, dict):
         raise DecodeError("bad_header", "header field 'body' missing or not a map")
+    _check_depth(body, limits.max_depth)
     cls = lookup(header["type"])
     if cls is None:
         raise DecodeError("unknown_type", f"unknown message type {header['type']!r}")

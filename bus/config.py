@@ -19,10 +19,20 @@ def default_runtime_dir() -> Path:
     return Path(base) / f"vljepa-{os.getuid()}"
 
 
+LOCAL_SCHEMES = ("ipc://", "inproc://")  # never leave the host; every other transport may (tipc, pgm, udp, ws ...)
+
+
+class EndpointError(ValueError):
+    """An endpoint this project refuses to bind or connect: an unknown transport, or a network one without CURVE."""
+
+
 def is_loopback_endpoint(endpoint: str) -> bool:
-    """ipc:// and inproc:// are local by construction; tcp:// must name 127.0.0.0/8, ::1 or localhost."""
-    if not endpoint.startswith("tcp://"):
+    """ipc:// and inproc:// are local by construction; tcp:// must name 127.0.0.0/8, ::1 or localhost;
+    any other transport (tipc://, udp://, pgm://, ws:// ...) is not local."""
+    if endpoint.startswith(LOCAL_SCHEMES):
         return True
+    if not endpoint.startswith("tcp://"):
+        return False
     host = endpoint[len("tcp://") :].rsplit(":", 1)[0].strip("[]")
     if ";" in host:  # "source;dest" form: the destination decides
         host = host.split(";", 1)[1]
@@ -32,6 +42,46 @@ def is_loopback_endpoint(endpoint: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:  # "*", an interface name or a host name: may be reachable from outside
         return False
+
+
+def check_endpoint(endpoint: str, curve_enabled: bool, where: str) -> None:
+    """The one rule for every endpoint of the project (bus, RPC servers, nodes' own sockets).
+
+    ipc:// and inproc:// always; tcp:// on loopback always; tcp:// elsewhere only with CURVE; nothing else.
+    """
+    if endpoint.startswith(LOCAL_SCHEMES):
+        return
+    if not endpoint.startswith("tcp://"):
+        raise EndpointError(f"{where} = {endpoint!r}: only ipc://, inproc:// and tcp:// endpoints are supported")
+    if not is_loopback_endpoint(endpoint) and not curve_enabled:
+        raise EndpointError(
+            f"{where} = {endpoint!r} is not a loopback address; "
+            "enable bus.curve (see `perception keys`) to expose it on a network"
+        )
+
+
+class Role(BaseModel):
+    """What one client key may do (SROS2-style permissions). `None` means no limit for that action;
+    an empty list forbids it. Topic rules are prefixes; RPC rules are method names."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    subscribe: list[str] | None = None  # topic prefixes the key may subscribe to
+    publish: list[str] | None = None  # topic prefixes the key may publish on
+    rpc: list[str] | None = None  # RPC methods the key may call
+
+    def may_subscribe(self, prefix: str) -> bool:
+        """A subscription is a prefix: it is allowed only if everything it can match is allowed."""
+        return self.subscribe is None or any(prefix.startswith(p) for p in self.subscribe)
+
+    def may_publish(self, topic: str) -> bool:
+        return self.publish is None or any(topic.startswith(p) for p in self.publish)
+
+    def may_call(self, method: str) -> bool:
+        return self.rpc is None or method in self.rpc
+
+
+FULL_ACCESS = Role()
 
 
 class CurveConfig(BaseModel):
@@ -44,6 +94,9 @@ class CurveConfig(BaseModel):
     server_public: Path | None = None  # clients: the server's server.key
     client_secret: Path | None = None  # clients: their own NAME.key_secret
     authorized_keys: Path | None = None  # servers: directory of client *.key files (the allow-list)
+    # servers: per-key permissions, by key file name without .key ("dashboard" for dashboard.key);
+    # an allow-listed key without an entry has full access
+    roles: dict[str, Role] = Field(default_factory=dict)
 
 
 class BusConfig(BaseModel):
@@ -58,9 +111,20 @@ class BusConfig(BaseModel):
     latest_prefixes: list[str] = Field(default_factory=lambda: ["frames/"])
     latest_hwm: int = Field(4, ge=1)  # messages queued per socket for `latest` topics
     reliable_hwm: int = Field(100_000, ge=1)  # messages queued per socket for `reliable` topics
+    # bytes a subscriber holds undelivered before it stops reading (ZeroMQ then queues to its HWM and drops)
+    max_pending_bytes: int = Field(256 * 1024 * 1024, ge=1024)
     # The proxy queues up to this many messages per subscriber connection before dropping for it.
     proxy_hwm: int = Field(10_000, ge=1)
-    max_msg_size: int = Field(64 * 1024 * 1024, ge=1024)  # bytes; ZMQ_MAXMSGSIZE and codec limit
+    max_msg_size: int = Field(64 * 1024 * 1024, ge=1024)  # bytes per message (all parts); ZMQ_MAXMSGSIZE per frame
+    max_parts: int = Field(64, ge=2)  # parts per message (topic + header + buffers)
+    max_topic_bytes: int = Field(256, ge=8)  # UTF-8 bytes of a topic (and of a subscription prefix)
+    max_src_bytes: int = Field(256, ge=8)  # bytes of a header's `src`
+    max_depth: int = Field(32, ge=2)  # nesting of maps and lists in a message body
+    # distinct subscription prefixes the proxy keeps in force, and their bytes in all (each costs libzmq trie memory)
+    max_subscriptions: int = Field(4096, ge=16)
+    max_subscription_bytes: int = Field(128 * 1024, ge=1024)
+    # distinct (src, topic) streams a subscriber tracks for seq gaps; least recently seen fall out
+    max_streams: int = Field(4096, ge=16)
     stats_interval_s: float = Field(1.0, gt=0)
     ready_timeout_s: float = Field(5.0, gt=0)  # how long a subscriber waits for the proxy handshake
     curve: CurveConfig = Field(default_factory=CurveConfig)
@@ -69,11 +133,8 @@ class BusConfig(BaseModel):
     def _local_unless_secured(self) -> BusConfig:
         for name in ("pub", "sub", "rpc"):
             ep = getattr(self, name)
-            if ep and not is_loopback_endpoint(ep) and not self.curve.enabled:
-                raise ValueError(
-                    f"bus.{name} = {ep!r} is not a loopback address; "
-                    "enable bus.curve (see `perception keys`) to expose the bus on a network"
-                )
+            if ep:
+                check_endpoint(ep, self.curve.enabled, f"bus.{name}")
         return self
 
     def endpoint(self, name: Literal["pub", "sub", "rpc"]) -> str:
@@ -82,9 +143,18 @@ class BusConfig(BaseModel):
         return ep or f"ipc://{self.runtime_dir}/{name}"
 
     def ensure_runtime_dir(self) -> None:
-        """Create runtime_dir (0700) when any endpoint lives there."""
-        if any(self.endpoint(n).startswith("ipc://") for n in ("pub", "sub", "rpc")):
-            self.runtime_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        """Create runtime_dir (0700), or check an existing one is ours and private (RuntimeDirError if not):
+        whoever can write there can replace the bus's sockets."""
+        from bus.security import ensure_private_dir  # security builds on config, not the other way round
+
+        ensure_private_dir(self.runtime_dir)
+
+    def limits(self):
+        """The codec's per-message limits from this config (bus.codec.Limits)."""
+        from bus.codec import Limits  # codec imports no config; keep it that way
+
+        return Limits(max_size=self.max_msg_size, max_parts=self.max_parts, max_topic_bytes=self.max_topic_bytes,
+                      max_src_bytes=self.max_src_bytes, max_depth=self.max_depth)
 
     def policy(self, topic: str) -> Literal["latest", "reliable"]:
         return "latest" if any(topic.startswith(p) for p in self.latest_prefixes) else "reliable"

@@ -50,25 +50,36 @@ def get_logger(name: str, **bound: object) -> structlog.stdlib.BoundLogger:
     return structlog.get_logger().bind(component=name, **bound)
 
 
+OVERFLOW_KEY = ("rate-limited", "other keys")
+
+
 class RateLimited:
     """At most one log line per key per `interval_s`; the lines in between are counted, not lost.
 
     Used for per-source warnings (bad messages, gaps) so a flood of garbage cannot flood the logs.
     """
 
-    def __init__(self, interval_s: float = 1.0) -> None:
+    def __init__(self, interval_s: float = 1.0, max_keys: int = 1024) -> None:
         self.interval_ns = int(interval_s * 1e9)
+        self.max_keys = max_keys
+        self._swept = 0
         self._last: dict[object, int] = {}
         self._suppressed: dict[object, int] = {}
 
     def should_log(self, key: object) -> int | None:
         """None to stay quiet; otherwise how many lines were suppressed since the last one."""
         now = time.monotonic_ns()
+        if key not in self._last and len(self._last) >= self.max_keys:
+            key = OVERFLOW_KEY  # a flood of distinct keys shares one budget instead of resetting the others
         last = self._last.get(key)
         if last is not None and now - last < self.interval_ns:
             self._suppressed[key] = self._suppressed.get(key, 0) + 1
             return None
         self._last[key] = now
-        if len(self._last) > 10_000:  # bound memory against a flood of distinct keys
-            self._last.clear()
+        if len(self._last) >= self.max_keys and now - self._swept >= self.interval_ns:
+            self._swept = now  # forget keys quiet for a whole interval (never the recent ones), once per interval
+            stale = [k for k, t in self._last.items() if now - t >= self.interval_ns and k is not OVERFLOW_KEY]
+            for k in stale:
+                del self._last[k]
+                self._suppressed.pop(k, None)
         return self._suppressed.pop(key, 0)

@@ -39,18 +39,24 @@ class Message(BaseModel):
         return f"{self.TYPE}({', '.join(parts)})"
 
 
-def summarise(value: Any) -> Any:
-    """Arrays as dtype/shape, long strings cut: for log lines and `perception echo`."""
+def summarise(value: Any, depth: int = 0) -> Any:
+    """Arrays as dtype/shape, long strings cut, deep nesting cut: for log lines and `perception echo`."""
+    if depth >= 8 and isinstance(value, (BaseModel, dict, list, tuple)):
+        return f"<{type(value).__name__} nested deeper than 8>"
     if isinstance(value, np.ndarray):
         return f"<ndarray {value.dtype.name} {tuple(value.shape)}>"
     if isinstance(value, str) and len(value) > 80:
         return value[:77] + "..."
     if isinstance(value, BaseModel):
-        return {k: summarise(getattr(value, k)) for k in type(value).model_fields}
+        return {k: summarise(getattr(value, k), depth + 1) for k in type(value).model_fields}
     if isinstance(value, dict):
-        return {k: summarise(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)) and len(value) > 16:
-        return f"<{type(value).__name__} of {len(value)}>"
+        if len(value) > 16:
+            return f"<dict of {len(value)}>"
+        return {k: summarise(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        if len(value) > 16:
+            return f"<{type(value).__name__} of {len(value)}>"
+        return [summarise(v, depth + 1) for v in value]
     return value
 
 
@@ -97,6 +103,15 @@ class Stats(Message):
     TYPE: ClassVar[str] = "Stats"
     node: str
     counters: dict[str, float] = Field(default_factory=dict)
+
+
+@register
+class BusReady(Message):
+    """The proxy's answer to a subscriber's readiness probe (topic `_bus/ready/<nonce>`): every earlier
+    subscription of that connection is in force. `denied` lists the prefixes its key may not subscribe to."""
+
+    TYPE: ClassVar[str] = "BusReady"
+    denied: list[str] = Field(default_factory=list)
 
 
 @register

@@ -1,40 +1,220 @@
 """The bus proxy: XSUB (bus.pub, publishers connect) <-> XPUB (bus.sub, subscribers connect).
 
-Forwarding runs in libzmq's own `zmq_proxy_steerable` on a thread, so messages never touch Python and
-large frames are passed along without copies. The asyncio side of the process:
-- answers readiness probes (`_bus/ready/<nonce>` subscriptions, see bus/pubsub.py) through an XPUB
-  socket connected to the XSUB over inproc; the probe reply travels the same path as data;
-- asks the proxy for its counters (the STATISTICS control command) and publishes them on `stats/bus`.
-The XSUB subscribes to everything, so publishers forward all traffic and the proxy alone filters.
+It is the door of the bus, so it checks what comes in before anyone else holds it:
+- downstream (publishers -> subscribers): each message is read part by part; one with more than
+  `bus.max_parts` parts, more than `bus.max_msg_size` bytes in all or a topic over `bus.max_topic_bytes`
+  is dropped as it is read (its parts are released at once, never forwarded or collected), and with
+  `bus.curve.roles` a key may publish only on its prefixes. Frames are forwarded without copies.
+- upstream (subscribers -> publishers): nothing. The XPUB runs in manual mode; the proxy applies each
+  subscription itself (after the key's role allows it) and answers readiness probes, and every other
+  frame a subscriber sends (user data that a plain zmq_proxy would pass on to every publisher) is
+  dropped and counted. Publishers only ever see the proxy's own catch-all subscription.
+- a subscriber connection that sends a frame longer than a subscription is dropped by libzmq (ZMQ_MAXMSGSIZE
+  on the XPUB). libzmq still records every subscription message it receives in its own per-connection trie
+  before the proxy sees it (XPUB_MANUAL keeps them for unsubscribing on disconnect): that memory is
+  bounded by the connection's lifetime, not by us (docs/reliability.md has the figure).
+- subscriptions in force are bounded (`bus.max_subscriptions` distinct prefixes, `bus.max_subscription_bytes`
+  of them in all): libzmq's tries grow by ~26 kB per random prefix, so an unbounded table is an OOM.
+- readiness probes (`_bus/ready/<nonce>`, see bus/pubsub.py) are answered with a `BusReady` message in
+  the wire format, after every earlier subscription of that connection is in force.
+- its counters go out as `Stats` on stats/bus once a second.
+
+Forwarding runs on one thread with a zmq.Poller; the asyncio side binds the sockets (so CURVE's ZAP
+handler runs on its loop), publishes stats and stops the thread.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
-import struct
 import threading
 import time
 import uuid
+from collections.abc import AsyncIterator
 
 import zmq
 import zmq.asyncio
 
+from bus.bounded import BoundedDict
 from bus.codec import encode
-from collections.abc import AsyncIterator
-
 from bus.config import BusConfig
-from bus.logs import get_logger
-from bus.message import Stats
-from bus.pubsub import READY_PREFIX
-from bus.security import apply_limits, apply_server, start_authenticator
+from bus.logs import RateLimited, get_logger
+from bus.message import BusReady, Stats
+from bus.security import apply_limits, bind_server, has_roles, release, role_of, user_id
 
 log = get_logger("bus.proxy")
 
-_STAT_NAMES = (
-    "frontend_msgs_in", "frontend_bytes_in", "frontend_msgs_out", "frontend_bytes_out",
-    "backend_msgs_in", "backend_bytes_in", "backend_msgs_out", "backend_bytes_out",
-)  # frontend = XSUB (publishers), backend = XPUB (subscribers); libzmq counts message parts
+READY_PREFIX = b"_bus/ready/"
+BATCH = 512  # messages moved per socket per wake-up before the other direction gets a turn
+PROBE_RESERVE = 256  # table slots only readiness probes may use, so a full table still answers (and says so)
+
+
+class _Forwarder:
+    """The proxy's thread body and its counters (read by the asyncio side; ints, so no lock needed)."""
+
+    def __init__(self, config: BusConfig, xsub: zmq.Socket, xpub: zmq.Socket, control: zmq.Socket) -> None:
+        self.config = config
+        self.xsub, self.xpub, self.control = xsub, xpub, control
+        self.roles = has_roles(config)
+        self.counters: collections.Counter[str] = collections.Counter()
+        self._denied: BoundedDict[str | None, list[str]] = BoundedDict(1024)  # key -> prefixes refused since its last probe
+        # distinct prefixes in force -> connections holding each: bounds libzmq's subscription tries, which
+        # cost ~26 kB per random 200-byte prefix (20k of them took 522 MB). Unsubscriptions, explicit or
+        # sent by libzmq for a closed connection (XPUB_MANUAL), give their slot back.
+        self._active: dict[bytes, int] = {}
+        self._active_bytes = 0
+        self._probe_seq = 0
+        self._log_limit = RateLimited(1.0)
+
+    def run(self) -> None:
+        poller = zmq.Poller()
+        for sock in (self.xsub, self.xpub, self.control):
+            poller.register(sock, zmq.POLLIN)
+        while True:
+            ready = dict(poller.poll())
+            if self.control in ready and self.control.recv() == b"TERMINATE":
+                return
+            if self.xpub in ready:
+                for _ in range(BATCH):
+                    if not self._upstream():
+                        break
+            if self.xsub in ready:
+                for _ in range(BATCH):
+                    if not self._downstream():
+                        break
+
+    # -- publishers -> subscribers ------------------------------------------------------------------------
+
+    def _downstream(self) -> bool:
+        """Move one message; False when none is waiting."""
+        try:
+            first = self.xsub.recv(zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            return False
+        c, cfg = self.counters, self.config
+        parts = [first]
+        total = len(first)
+        reason = None
+        more = first.more
+        while more:  # a multipart arrives whole: the rest is already here, and is read one part at a time
+            part = self.xsub.recv(copy=False)
+            more = part.more
+            if reason is not None:
+                continue  # released as soon as read: an oversize message is never held whole by us
+            total += len(part)
+            if len(parts) >= cfg.max_parts:
+                reason = "parts"
+            elif total > cfg.max_msg_size:
+                reason = "size"
+            else:
+                parts.append(part)
+        c["frontend_msgs_in"] += 1
+        c["frontend_bytes_in"] += total
+        if reason is None and len(first) > cfg.max_topic_bytes:
+            reason = "topic"
+        if reason is None and self.roles:
+            uid = user_id(first)
+            if not role_of(cfg, uid).may_publish(first.bytes.decode("utf-8", "replace")):
+                reason = "denied"
+                self._warn("publish denied", key=uid, topic=first.bytes[:80].decode("utf-8", "replace"))
+        if reason is not None:
+            parts.clear()
+            c[f"dropped_{reason}"] += 1
+            self._warn("message dropped", reason=reason, bytes=total)
+            return True
+        self.xpub.send_multipart(parts, copy=False)  # an XPUB at its HWM drops for that subscriber only
+        c["backend_msgs_out"] += 1
+        c["backend_bytes_out"] += total
+        return True
+
+    # -- subscribers -> (nobody) --------------------------------------------------------------------------
+
+    def _upstream(self) -> bool:
+        """Apply one subscription or probe, or drop one frame of user data; False when none is waiting."""
+        try:
+            frame = self.xpub.recv(zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            return False
+        c = self.counters
+        c["backend_msgs_in"] += 1
+        if frame.more:  # a multipart from a subscriber is never a subscription
+            while self.xpub.getsockopt(zmq.RCVMORE):
+                self.xpub.recv(copy=False)
+            c["upstream_dropped"] += 1
+            return True
+        data = frame.bytes
+        if not data or data[0] not in (0, 1):
+            c["upstream_dropped"] += 1
+            return True
+        prefix = data[1:]
+        if len(prefix) > self.config.max_topic_bytes + len(READY_PREFIX) + 64:
+            c["subscriptions_denied"] += 1
+            return True
+        uid = user_id(frame) if self.roles else None
+        if data[0] == 0:
+            self.xpub.setsockopt(zmq.UNSUBSCRIBE, prefix)
+            self._release(prefix)
+            c["unsubscriptions"] += 1
+            return True
+        if prefix.startswith(READY_PREFIX):
+            if not self._reserve(prefix, reserve=PROBE_RESERVE):
+                c["subscriptions_denied"] += 1
+                return True  # the prober times out: the table is full even for probes
+            self.xpub.setsockopt(zmq.SUBSCRIBE, prefix)  # applies to the connection that sent it, after its earlier ones
+            denied = self._denied.pop(uid, None) or []
+            msg = BusReady(denied=denied)
+            self.xpub.send_multipart(encode(prefix.decode("utf-8", "replace"), msg, seq=self._probe_seq, src="bus",
+                                            t_ns=time.time_ns()))
+            self._probe_seq += 1
+            c["probes_answered"] += 1
+            return True
+        text = prefix.decode("utf-8", "replace")
+        if self.roles and not role_of(self.config, uid).may_subscribe(text):
+            c["subscriptions_denied"] += 1
+            self._denied.setdefault(uid, list).append(text)
+            self._warn("subscription denied", key=uid, prefix=text[:80])
+            return True
+        if not self._reserve(prefix):
+            c["subscriptions_denied"] += 1
+            c["subscriptions_table_full"] += 1
+            self._denied.setdefault(uid, list).append(text)
+            self._warn("subscription table full", key=uid, prefix=text[:80], active=len(self._active),
+                       active_bytes=self._active_bytes)
+            return True
+        self.xpub.setsockopt(zmq.SUBSCRIBE, prefix)
+        c["subscriptions"] += 1
+        return True
+
+    def _reserve(self, prefix: bytes, reserve: int = 0) -> bool:
+        """Count one more connection on `prefix`; False (nothing counted) if a new prefix would not fit."""
+        held = self._active.get(prefix)
+        if held is None:
+            cfg = self.config
+            if (len(self._active) >= cfg.max_subscriptions + reserve
+                    or self._active_bytes + len(prefix) > cfg.max_subscription_bytes + reserve * 64):
+                return False
+            self._active_bytes += len(prefix)
+            held = 0
+        self._active[prefix] = held + 1
+        self.counters["subscriptions_active"] = len(self._active)
+        return True
+
+    def _release(self, prefix: bytes) -> None:
+        held = self._active.get(prefix)
+        if held is None:
+            return
+        if held <= 1:
+            del self._active[prefix]
+            self._active_bytes -= len(prefix)
+        else:
+            self._active[prefix] = held - 1
+        self.counters["subscriptions_active"] = len(self._active)
+
+    def _warn(self, event: str, **fields: object) -> None:
+        suppressed = self._log_limit.should_log(event)
+        if suppressed is not None:
+            log.warning(event, suppressed=suppressed, **fields)
 
 
 class Proxy:
@@ -50,91 +230,77 @@ class Proxy:
         self._id = uuid.uuid4().hex[:8]
         self._inproc = f"inproc://bus-proxy-in-{self._id}"
         self._control_ep = f"inproc://bus-proxy-ctl-{self._id}"
-        self._thread_ready = threading.Event()
-        self._thread_error: BaseException | None = None
         self.bound = asyncio.Event()
         self.counters: dict[str, float] = {}
-        self.probes_answered = 0
+        self._forwarder: _Forwarder | None = None
 
-    def _forward(self) -> None:
-        """Thread body: own the XSUB/XPUB sockets and run the C proxy loop until TERMINATE."""
+    @property
+    def probes_answered(self) -> int:
+        return self._forwarder.counters["probes_answered"] if self._forwarder else 0
+
+    def _bind(self) -> tuple[zmq.Socket, zmq.Socket, zmq.Socket, int]:
+        """Bind both endpoints through the one endpoint check; returns the sockets and how many use CURVE."""
         xsub = self._ctx.socket(zmq.XSUB)
         xpub = self._ctx.socket(zmq.XPUB)
         control = self._ctx.socket(zmq.PAIR)
+        curve_users = 0
         try:
-            for sock, ep, opt in ((xsub, self.pub_endpoint, zmq.RCVHWM), (xpub, self.sub_endpoint, zmq.SNDHWM)):
+            xpub.setsockopt(zmq.XPUB_MANUAL, 1)
+            for sock, opt in ((xsub, zmq.RCVHWM), (xpub, zmq.SNDHWM)):
                 sock.setsockopt(opt, self.config.proxy_hwm)
                 sock.setsockopt(zmq.LINGER, 0)
                 apply_limits(sock, self.config)
-                apply_server(sock, ep, self.config.curve)
-                sock.bind(ep)
+            # subscribers send nothing but subscriptions: libzmq drops a connection that sends a longer frame
+            xpub.setsockopt(zmq.MAXMSGSIZE, self.config.max_topic_bytes + len(READY_PREFIX) + 64)
+            for sock, ep, where in ((xsub, self.pub_endpoint, "bus.pub"), (xpub, self.sub_endpoint, "bus.sub")):
+                curve_users += bind_server(sock, ep, self.config, where=where)
             xsub.bind(self._inproc)
             control.bind(self._control_ep)
-            xsub.send(b"\x01")  # subscribe to everything: publishers forward all, the XPUB filters
-        except BaseException as exc:  # reported to run(), which raises it
-            self._thread_error = exc
-            self._thread_ready.set()
+            xsub.send(b"\x01")  # subscribe to everything: publishers forward all, the proxy filters
+        except BaseException:
             for s in (xsub, xpub, control):
                 s.close(linger=0)
-            return
-        self._thread_ready.set()
-        try:
-            zmq.proxy_steerable(xsub, xpub, None, control)
-        except zmq.ContextTerminated:
-            pass
-        finally:
-            for s in (xsub, xpub, control):
-                s.close(linger=0)
+            for _ in range(curve_users):
+                release(self._ctx)
+            raise
+        return xsub, xpub, control, curve_users
 
     async def run(self) -> None:
-        self.config.ensure_runtime_dir()
-        auth = start_authenticator(self._actx, self.config)  # must exist before CURVE peers connect
-        thread = threading.Thread(target=self._forward, name="bus-proxy", daemon=True)
-        thread.start()
-        await asyncio.to_thread(self._thread_ready.wait)
-        if self._thread_error is not None:
-            if auth:
-                auth.stop()
-            raise self._thread_error
-        control = self._actx.socket(zmq.PAIR)
-        control.connect(self._control_ep)
-        responder = self._actx.socket(zmq.XPUB)
-        responder.setsockopt(zmq.XPUB_VERBOSE, 1)
-        responder.setsockopt(zmq.LINGER, 0)
-        responder.connect(self._inproc)
-        log.info("bus proxy up", pub=self.pub_endpoint, sub=self.sub_endpoint)
+        if any(self.config.endpoint(n).startswith("ipc://") for n in ("pub", "sub")):
+            self.config.ensure_runtime_dir()
+        xsub, xpub, control, curve_users = self._bind()  # on the loop: the ZAP handler lives here
+        self._forwarder = fwd = _Forwarder(self.config, xsub, xpub, control)
+        thread = threading.Thread(target=fwd.run, name="bus-proxy", daemon=True)
+        thread.start()  # from here on the thread owns the three sockets
+        ctl = self._actx.socket(zmq.PAIR)
+        ctl.connect(self._control_ep)
+        stats_out = self._actx.socket(zmq.PUB)
+        stats_out.setsockopt(zmq.LINGER, 0)
+        stats_out.connect(self._inproc)
+        log.info("bus proxy up", pub=self.pub_endpoint, sub=self.sub_endpoint, roles=fwd.roles)
         self.bound.set()
         try:
-            await asyncio.gather(self._answer_probes(responder), self._publish_stats(control, responder))
+            await self._publish_stats(stats_out, fwd, thread)
         finally:
-            try:
-                await control.send(b"TERMINATE")
-            except zmq.ZMQError:
-                pass
+            with contextlib.suppress(zmq.ZMQError):
+                await ctl.send(b"TERMINATE")
             await asyncio.to_thread(thread.join, 5.0)
-            control.close(linger=0)
-            responder.close(linger=0)
-            if auth:
-                auth.stop()
+            ctl.close(linger=0)
+            stats_out.close(linger=0)
+            for s in (xsub, xpub, control):
+                s.close(linger=0)
+            for _ in range(curve_users):
+                release(self._ctx)
             self._ctx.term()
-            log.info("bus proxy stopped")
+            log.info("bus proxy stopped", **{k: v for k, v in fwd.counters.items() if k.startswith("dropped")})
 
-    async def _answer_probes(self, responder: zmq.asyncio.Socket) -> None:
-        ready = b"\x01" + READY_PREFIX.encode()
-        while True:
-            frame = await responder.recv()
-            if frame.startswith(ready):
-                await responder.send_multipart([frame[1:], b""])
-                self.probes_answered += 1
-
-    async def _publish_stats(self, control: zmq.asyncio.Socket, out: zmq.asyncio.Socket) -> None:
+    async def _publish_stats(self, out: zmq.asyncio.Socket, fwd: _Forwarder, thread: threading.Thread) -> None:
         started = time.monotonic()
         seq = 0
         while True:
-            await control.send(b"STATISTICS")
-            values = [struct.unpack("=Q", p)[0] for p in await control.recv_multipart()]
-            self.counters = {name: float(v) for name, v in zip(_STAT_NAMES, values)}
-            self.counters["probes_answered"] = float(self.probes_answered)
+            if not thread.is_alive():
+                raise RuntimeError("bus proxy forwarding thread died")
+            self.counters = {k: float(v) for k, v in list(fwd.counters.items())}
             self.counters["uptime_s"] = round(time.monotonic() - started, 3)
             msg = Stats(node="bus", counters=self.counters)
             await out.send_multipart(encode("stats/bus", msg, seq=seq, src=self.src, t_ns=time.time_ns()))

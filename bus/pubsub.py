@@ -16,7 +16,13 @@ Slow joiner, handled without sleeps (see docs/bus.md):
   (they travel on the same pipe, in order), so once `start()` returns, every message that reaches the
   proxy afterwards is delivered. The probe is retried with a fresh nonce until `ready_timeout_s`.
 
-Publishing never blocks: PUB/XPUB sockets drop at their HWM instead of waiting.
+Publishing never blocks: PUB/XPUB sockets drop at their HWM instead of waiting. A publisher keeps
+reading its XPUB (whatever arrives there is discarded and counted): an unread XPUB queues without bound.
+
+Hostile input: a subscriber survives any message (every decode failure is a counted reject, and the drain
+loop survives any exception); its per-stream state is bounded (`bus.max_streams` LRU) and its queue is
+bounded in messages (`reliable_hwm`) and in bytes (`max_pending_bytes`), beyond which it stops reading
+and lets ZeroMQ queue and drop.
 Receiving costs one loop callback per batch: the SUB sockets' ZMQ_FD is watched with `loop.add_reader`
 and drained with NOBLOCK reads (no reader task, no per-message future).
 """
@@ -35,10 +41,11 @@ from typing import Any, Iterable, Literal
 import zmq
 import zmq.asyncio
 
+from bus.bounded import BoundedDict
 from bus.codec import DecodeError, Envelope, Header, decode, encode, peek
 from bus.config import BusConfig
 from bus.logs import RateLimited, get_logger
-from bus.message import Message
+from bus.message import BusReady, Message
 from bus.security import apply_client, apply_limits
 
 Policy = Literal["latest", "reliable"]
@@ -48,6 +55,10 @@ INTERNAL_PREFIX = b"_bus/"
 
 class BusNotReady(TimeoutError):
     """The proxy did not answer the readiness handshake in time (is `perception bus` running?)."""
+
+
+class SubscriptionDenied(PermissionError):
+    """The proxy refused some of this subscriber's prefixes: its CURVE key's role does not allow them."""
 
 
 def default_src() -> str:
@@ -78,8 +89,11 @@ class Publisher:
         self._ctx = ctx or zmq.asyncio.Context.instance()
         self._seq: dict[str, int] = {}
         self._sockets: dict[Policy, tuple[zmq.asyncio.Socket, zmq.Socket]] = {}
-        self._socket_for: dict[str, zmq.Socket] = {}  # topic -> its policy's sync socket (cache)
+        self._socket_for: BoundedDict[str, zmq.Socket] = BoundedDict(1024)  # topic -> its policy's socket
         self.published = 0
+        self.upstream_dropped = 0  # frames that arrived on our XPUB other than subscriptions
+        self._watched: list[zmq.Socket] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.log = get_logger("bus.publisher", src=self.src)
         for policy, hwm in (("latest", config.latest_hwm), ("reliable", config.reliable_hwm)):
             asock, sync = _socket_pair(self._ctx, zmq.XPUB)
@@ -100,8 +114,25 @@ class Publisher:
                         frame = await asock.recv()
                         if frame == b"\x01":  # subscribe to "" (the proxy's catch-all)
                             break
+                        self.upstream_dropped += 1
         except TimeoutError as exc:
             raise BusNotReady(f"no proxy answered on {self.endpoint} within {timeout}s") from exc
+        self._loop = asyncio.get_running_loop()
+        for _, sync in self._sockets.values():
+            self._loop.add_reader(sync.FD, self._drain_upstream, sync)
+            self._watched.append(sync)
+            self._drain_upstream(sync)
+
+    def _drain_upstream(self, sync: zmq.Socket) -> None:
+        """Read and discard what arrived on an XPUB (nothing but subscriptions should): never let it queue."""
+        try:
+            for _ in range(1000):
+                sync.recv(zmq.NOBLOCK, copy=False)
+                self.upstream_dropped += 1
+        except zmq.ZMQError:  # zmq.Again (drained), or the socket is closing
+            return
+        if self._loop is not None:
+            self._loop.call_soon(self._drain_upstream, sync)  # more may wait; the FD will not signal again
 
     def publish_nowait(self, topic: str, msg: Message) -> int:
         """Encode and send without waiting; returns the message's seq. Raises EncodeError on bad input."""
@@ -113,6 +144,9 @@ class Publisher:
             sock = self._socket_for[topic] = self._sockets[self.config.policy(topic)][1]
         sock.send_multipart(parts, copy=False)
         self.published += 1
+        if self._watched and not self.published & 1023:  # a send may consume the FD's edge: check now and then
+            for sync in self._watched:
+                self._drain_upstream(sync)
         return seq
 
     async def publish(self, topic: str, msg: Message) -> int:
@@ -126,6 +160,12 @@ class Publisher:
         self.published += 1
 
     def close(self, linger_ms: int | None = None) -> None:
+        for sync in self._watched:
+            try:
+                self._loop.remove_reader(sync.FD)
+            except (RuntimeError, ValueError, zmq.ZMQError):  # loop or socket already closed
+                pass
+        self._watched.clear()
         for asock, _ in self._sockets.values():
             asock.close(linger=linger_ms)
         self._sockets.clear()
@@ -196,9 +236,12 @@ class Subscriber:
     ) -> None:
         """`policy` forces one delivery policy for every topic (introspection counts every message)."""
         self.config = config
+        self._limits = config.limits()
         self._forced_policy = policy
-        self._policies: dict[str, Policy] = {}  # per-topic cache
         self.topics = list(topics)
+        for prefix in self.topics:
+            if len(prefix.encode()) > config.max_topic_bytes:
+                raise ValueError(f"topic prefix of {len(prefix.encode())} bytes > bus.max_topic_bytes")
         self.raw = raw
         self.endpoint = endpoint or config.endpoint("sub")
         self.stats = SubscriberStats()
@@ -211,11 +254,13 @@ class Subscriber:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiter: asyncio.Future | None = None  # the consumer blocked in recv(), if any
         self._order: collections.deque[Any] = collections.deque()  # items, or a topic str for `latest`
-        self._latest: dict[str, Any] = {}
-        self._last_seq: dict[tuple[str, str], int] = {}
+        self._latest: dict[str, Any] = {}  # bounded by _order's bound (one entry per queued topic)
+        self._last_seq: BoundedDict[tuple[str, str], int] = BoundedDict(config.max_streams)
         self._probes: dict[bytes, asyncio.Future] = {}
         self._rate_limited = RateLimited(1.0)
         self._max_pending = config.reliable_hwm
+        self._max_pending_bytes = config.max_pending_bytes
+        self._pending_bytes = 0  # wire bytes of the items in _order / _latest
         self._closed = False
         self._started = False
 
@@ -263,7 +308,12 @@ class Subscriber:
             sync.setsockopt(zmq.SUBSCRIBE, probe)
             self._loop.call_soon(self._drain, sync)  # a socket call may consume the FD's edge: re-check
             try:
-                await asyncio.wait_for(fut, max(0.001, min(wait, deadline - loop.time())))
+                denied = await asyncio.wait_for(fut, max(0.001, min(wait, deadline - loop.time())))
+                if denied:
+                    raise SubscriptionDenied(
+                        f"the bus refused subscription(s) {denied} on {self.endpoint}: this key's role "
+                        "(bus.curve.roles on the proxy) does not allow them, or the proxy's subscription table "
+                        "is full (bus.max_subscriptions; see stats/bus subscriptions_table_full)")
                 return
             except TimeoutError:
                 if loop.time() >= deadline:
@@ -317,7 +367,7 @@ class Subscriber:
         ingested = 0
         try:
             for _ in range(self._batch):
-                if len(self._order) >= self._max_pending:  # back-pressure: let ZMQ queue (and drop)
+                if self._full():  # back-pressure: let ZMQ queue (and drop)
                     self._unwatch(sync)
                     self._paused.append(sync)
                     break
@@ -325,7 +375,12 @@ class Subscriber:
                     parts = sync.recv_multipart(zmq.NOBLOCK, copy=False)
                 except zmq.Again:
                     break
-                self._ingest(parts)
+                try:
+                    self._ingest(parts)
+                except Exception as exc:  # a bug on some input must cost that message, never the socket
+                    self.stats.bad["internal"] += 1
+                    if self._rate_limited.should_log("internal") is not None:
+                        self.log.error("message handling failed", error=f"{type(exc).__name__}: {exc}")
                 ingested += 1
             else:
                 self._loop.call_soon(self._drain, sync)  # more may be queued; FD will not signal again
@@ -336,6 +391,9 @@ class Subscriber:
             return
         if ingested and self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
+
+    def _full(self) -> bool:
+        return len(self._order) >= self._max_pending or self._pending_bytes >= self._max_pending_bytes
 
     def _resume(self) -> None:
         """Room again after back-pressure: watch the paused sockets and drain what ZMQ queued meanwhile."""
@@ -349,16 +407,22 @@ class Subscriber:
         if topic_b.startswith(INTERNAL_PREFIX):
             fut = self._probes.get(topic_b)
             if fut is not None and not fut.done():
-                fut.set_result(None)
+                try:
+                    ready = decode(parts, limits=self._limits).msg
+                    fut.set_result(ready.denied if isinstance(ready, BusReady) else [])
+                except DecodeError:
+                    fut.set_result([])  # a proxy that predates BusReady answers with an empty body
             return
         self.stats.received += 1
         try:
             if self.raw:
-                header = peek(parts, max_size=self.config.max_msg_size)
+                header = peek(parts, limits=self._limits)
                 item: Any = RawMessage(header, parts, time.time_ns())
+                nbytes = sum(len(p) for p in parts)
             else:
-                item = decode(parts, max_size=self.config.max_msg_size)
+                item = decode(parts, limits=self._limits)
                 header = item
+                nbytes = item.nbytes
         except DecodeError as exc:
             self.stats.bad[exc.reason] += 1
             source = topic_b[:80].decode("utf-8", "replace")
@@ -370,17 +434,18 @@ class Subscriber:
                 )
             return
         self._check_seq(header.src, header.topic, header.seq)
-        policy = self._policies.get(header.topic)
-        if policy is None:
-            policy = self._policies[header.topic] = self._forced_policy or self.config.policy(header.topic)
+        policy = self._forced_policy or self.config.policy(header.topic)
+        self._pending_bytes += nbytes
         if policy == "latest":
-            if header.topic in self._latest:
+            old = self._latest.get(header.topic)
+            if old is not None:
                 self.stats.superseded += 1
+                self._pending_bytes -= old[1]
             else:
                 self._order.append(header.topic)
-            self._latest[header.topic] = item
+            self._latest[header.topic] = (item, nbytes)
         else:
-            self._order.append(item)
+            self._order.append((item, nbytes))
 
     def _check_seq(self, src: str, topic: str, seq: int) -> None:
         key = (src, topic)
@@ -404,12 +469,14 @@ class Subscriber:
         while self._order:
             head = self._order.popleft()
             if isinstance(head, str):
-                item = self._latest.pop(head, None)
-                if item is None:
+                entry = self._latest.pop(head, None)
+                if entry is None:
                     continue
             else:
-                item = head
-            if self._paused and len(self._order) < self._max_pending:
+                entry = head
+            item, nbytes = entry
+            self._pending_bytes -= nbytes
+            if self._paused and not self._full():
                 self._resume()
             self.stats.delivered += 1
             return item

@@ -1,47 +1,155 @@
-"""CURVE security and socket limits for sockets that may face a network.
+"""Every socket that binds passes here: one endpoint rule, private runtime dirs, CURVE with an allow-list
+and per-key roles, and socket limits.
 
-A tcp:// server (proxy, RPC server) loads its secret key and runs a ZAP authenticator that accepts only the
-client public keys found in `curve.authorized_keys` (a directory of *.key files). Clients load their own
-key pair and the server's public key. ipc:// and inproc:// never leave the host and skip CURVE.
+- `bind_server(sock, endpoint, config)` is the only way the project binds: it applies the endpoint rule
+  (bus.config.check_endpoint), refuses an ipc:// path that a live process already serves, and on tcp://
+  with CURVE makes the socket a CURVE server that *requires* a ZAP handler (ZMQ_ZAP_ENFORCE_DOMAIN) and
+  starts that handler (the allow-list) on the socket's context first.
+- The allow-list is `curve.authorized_keys`, a directory of client *.key files. Every file must load: a
+  malformed one is a SecurityConfigError naming it, never a silent deny-all. An accepted peer's messages
+  carry its key name (the file name without .key) as ZMQ `User-Id`; `role_of(config, user_id)` gives
+  what that key may do (`curve.roles`), and the proxy and the RPC server enforce it where messages enter.
+- Secret keys are written 0600 from the start (never under the umask first), never over an existing
+  file, and refused when group or others can read them.
+ipc:// and inproc:// never leave the host: no CURVE, full access; the private runtime dir guards them.
 """
 
 from __future__ import annotations
 
+import os
+import socket as _socket
+import stat
 from pathlib import Path
 
 import zmq
+import zmq.asyncio
 import zmq.auth
 from zmq.auth.asyncio import AsyncioAuthenticator
+from zmq.utils import z85
 
-from bus.config import BusConfig, CurveConfig
+from bus.config import FULL_ACCESS, BusConfig, CurveConfig, Role, check_endpoint, is_loopback_endpoint
 from bus.logs import get_logger
 
 log = get_logger("bus.security")
 
+ZAP_DOMAIN = "vljepa"
+
 
 class SecurityConfigError(ValueError):
-    """CURVE is enabled but a key file it needs is missing or unreadable."""
+    """CURVE is misconfigured (a key file missing, unreadable or too open), or a bind is refused."""
 
 
-def generate_keypair(out_dir: Path | str, name: str = "server") -> tuple[Path, Path]:
-    """Write NAME.key (public, share it) and NAME.key_secret (keep it) into out_dir; return both paths."""
+class RuntimeDirError(SecurityConfigError):
+    """The runtime dir is not a private directory of this user: someone else could replace its sockets."""
+
+
+class EndpointInUseError(SecurityConfigError):
+    """Another live process already serves this ipc:// path (a second bus would split the first)."""
+
+
+# -- files ----------------------------------------------------------------------------------------------
+
+
+def ensure_private_dir(path: Path) -> None:
+    """Create `path` 0700, or accept an existing one only if it is a real directory, ours, and closed to others."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, mode=0o700)
+    except FileExistsError:
+        pass
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode):
+        raise RuntimeDirError(f"bus.runtime_dir {path} is not a directory (a symlink or a file)")
+    if st.st_uid != os.getuid():
+        raise RuntimeDirError(
+            f"bus.runtime_dir {path} belongs to uid {st.st_uid}, not to this user (uid {os.getuid()}); "
+            "someone else could replace the bus sockets: remove it or set bus.runtime_dir elsewhere")
+    if st.st_mode & 0o077:
+        raise RuntimeDirError(
+            f"bus.runtime_dir {path} has mode {stat.S_IMODE(st.st_mode):04o}; it must be private (0700): "
+            f"`chmod 700 {path}` or set bus.runtime_dir elsewhere")
+
+
+def write_private(path: Path, data: bytes | str, *, overwrite: bool = False) -> None:
+    """Create `path` with mode 0600 in one step (O_EXCL unless `overwrite`): never readable by others."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
+    fd = os.open(path, flags, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # O_CREAT's mode is masked by the umask; an overwritten file keeps its old mode
+        os.write(fd, data.encode() if isinstance(data, str) else data)
+    finally:
+        os.close(fd)
+
+
+def generate_keypair(out_dir: Path | str, name: str = "server", *, overwrite: bool = False) -> tuple[Path, Path]:
+    """Write NAME.key (public, share it) and NAME.key_secret (0600, keep it); refuse to replace existing keys."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    public, secret = zmq.auth.create_certificates(str(out), name)
-    Path(secret).chmod(0o600)
-    return Path(public), Path(secret)
+    public_path, secret_path = out / f"{name}.key", out / f"{name}.key_secret"
+    if not overwrite:
+        for p in (public_path, secret_path):
+            if p.exists():
+                raise SecurityConfigError(f"{p} exists; refusing to overwrite a key (pass --force to replace it)")
+    public, secret = zmq.curve_keypair()
+    header = "#   ****  Generated by vljepa-perception (perception keys)  ****\n"
+    body = f"metadata\ncurve\n    public-key = \"{public.decode()}\"\n"
+    write_private(secret_path, header + body + f"    secret-key = \"{secret.decode()}\"\n", overwrite=overwrite)
+    public_path.write_text(header + body)
+    public_path.chmod(0o644)
+    return public_path, secret_path
 
 
 def _load(path: Path | None, what: str, secret: bool) -> tuple[bytes, bytes | None]:
     if path is None:
         raise SecurityConfigError(f"bus.curve.{what} must be set when bus.curve.enabled is true")
     try:
+        if secret:
+            mode = stat.S_IMODE(os.stat(path).st_mode)
+            if mode & 0o077:
+                raise SecurityConfigError(
+                    f"bus.curve.{what} = {path} has mode {mode:04o}: a secret key must be private (`chmod 600 {path}`)")
         public, secret_key = zmq.auth.load_certificate(str(path))
     except (OSError, ValueError) as exc:
+        if isinstance(exc, SecurityConfigError):
+            raise
         raise SecurityConfigError(f"cannot load CURVE key bus.curve.{what} = {path}: {exc}") from exc
     if secret and secret_key is None:
         raise SecurityConfigError(f"bus.curve.{what} = {path} holds no secret key (use the .key_secret file)")
     return public, secret_key
+
+
+def load_allow_list(curve: CurveConfig) -> dict[bytes, str]:
+    """z85 public key -> key name, from every *.key in `curve.authorized_keys`; any unreadable file is an error."""
+    where = curve.authorized_keys
+    if where is None or not Path(where).is_dir():
+        raise SecurityConfigError(f"bus.curve.authorized_keys must be a directory of client *.key files, got {where}")
+    keys: dict[bytes, str] = {}
+    for path in sorted(Path(where).glob("*.key")):
+        try:
+            public, _ = zmq.auth.load_certificate(str(path))
+            if public is None or len(z85.decode(public)) != 32:
+                raise ValueError("no 32-byte public-key in it")
+        except Exception as exc:  # pyzmq raises ValueError, OSError or binascii errors on garbage
+            raise SecurityConfigError(f"bus.curve.authorized_keys: cannot read {path}: {exc}") from exc
+        keys[public] = path.stem
+    unknown = sorted(set(curve.roles) - set(keys.values()))
+    if unknown:
+        raise SecurityConfigError(f"bus.curve.roles names key(s) {unknown} with no .key file in {where}")
+    return keys
+
+
+def role_of(config: BusConfig, user_id: str | None) -> Role:
+    """What the peer behind `user_id` (a ZMQ User-Id: our key name, or None on ipc://) may do."""
+    if user_id is None:
+        return FULL_ACCESS
+    return config.curve.roles.get(user_id, FULL_ACCESS)
+
+
+def has_roles(config: BusConfig) -> bool:
+    return config.curve.enabled and bool(config.curve.roles)
+
+
+# -- sockets --------------------------------------------------------------------------------------------
 
 
 def faces_network(endpoint: str) -> bool:
@@ -53,14 +161,112 @@ def apply_limits(sock: zmq.Socket, config: BusConfig) -> None:
     sock.setsockopt(zmq.MAXMSGSIZE, config.max_msg_size)
 
 
-def apply_server(sock: zmq.Socket, endpoint: str, curve: CurveConfig) -> None:
-    """Make a binding socket a CURVE server when CURVE is on and the endpoint is tcp://."""
-    if not (curve.enabled and faces_network(endpoint)):
+def _ipc_path(endpoint: str) -> str | None:
+    return endpoint[len("ipc://"):] if endpoint.startswith("ipc://") else None
+
+
+def refuse_live_ipc(endpoint: str) -> None:
+    """EndpointInUseError if a process accepts connections on this ipc:// path (libzmq would unlink it
+    and rebind silently, splitting the bus in two); a stale socket file from a dead process is fine."""
+    path = _ipc_path(endpoint)
+    if path is None or path.startswith("@") or not os.path.exists(path):
         return
-    public, secret = _load(curve.server_secret, "server_secret", secret=True)
-    sock.curve_secretkey = secret
-    sock.curve_publickey = public
-    sock.curve_server = True
+    probe = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(path)
+    except (ConnectionRefusedError, FileNotFoundError):
+        return  # stale: nobody listens there
+    except OSError as exc:
+        raise EndpointInUseError(f"{endpoint}: cannot check whether it is in use ({exc}); refusing to bind") from exc
+    finally:
+        probe.close()
+    raise EndpointInUseError(
+        f"{endpoint} is served by another live process (another `perception up` or `perception bus`?); "
+        "stop it or give this one its own bus.runtime_dir")
+
+
+class _AllowList:
+    def __init__(self, keys: dict[bytes, str]) -> None:
+        self.keys = keys
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        return key in self.keys
+
+
+class AllowListAuthenticator(AsyncioAuthenticator):
+    """ZAP handler: CURVE clients whose public key is in the allow-list get in, with their key name as User-Id."""
+
+    def __init__(self, context: zmq.Context, keys: dict[bytes, str]) -> None:
+        super().__init__(context)
+        self.keys = keys
+        self.users = 0  # server sockets relying on this handler (see bind_server / release)
+
+    def curve_user_id(self, client_public_key: bytes) -> str:
+        return self.keys.get(z85.encode(client_public_key), "?")
+
+
+_authenticators: dict[int, AllowListAuthenticator] = {}  # by the address of the libzmq context
+
+
+def _authenticator(ctx: zmq.Context, config: BusConfig) -> AllowListAuthenticator:
+    """The context's running ZAP handler (started on first use). Must run on the loop of the socket's owner."""
+    key = ctx.underlying
+    auth = _authenticators.get(key)
+    if auth is None:
+        keys = load_allow_list(config.curve)
+        actx = ctx if isinstance(ctx, zmq.asyncio.Context) else zmq.asyncio.Context.shadow(ctx.underlying)
+        auth = AllowListAuthenticator(actx, keys)
+        auth.start()
+        auth.configure_curve_callback(domain=ZAP_DOMAIN, credentials_provider=_AllowList(keys))
+        _authenticators[key] = auth
+        log.info("curve authenticator started", authorized_keys=str(config.curve.authorized_keys),
+                 n_keys=len(keys), roles=sorted(config.curve.roles))
+    if auth.zap_socket is None:
+        raise SecurityConfigError("the CURVE authenticator is not running; refusing to bind a CURVE server")
+    auth.users += 1
+    return auth
+
+
+def release(sock_ctx: zmq.Context) -> None:
+    """A server socket of `sock_ctx` bound by bind_server has closed: stop the ZAP handler with the last one."""
+    auth = _authenticators.get(sock_ctx.underlying)
+    if auth is None:
+        return
+    auth.users -= 1
+    if auth.users <= 0:
+        _authenticators.pop(sock_ctx.underlying, None)
+        auth.stop()
+
+
+def bind_server(sock: zmq.Socket, endpoint: str, config: BusConfig, *, where: str = "endpoint") -> bool:
+    """Check `endpoint` and bind `sock` to it; True when CURVE (and so an authenticator) is in use, in
+    which case the caller calls `release(ctx)` after closing the socket."""
+    check_endpoint(endpoint, config.curve.enabled, where)
+    if endpoint.startswith("ipc://"):
+        refuse_live_ipc(endpoint)
+    curve = config.curve.enabled and faces_network(endpoint)
+    if curve:
+        _authenticator(sock.context, config)  # the allow-list first: no CURVE server without its ZAP handler
+        try:
+            public, secret = _load(config.curve.server_secret, "server_secret", secret=True)
+        except BaseException:
+            release(sock.context)
+            raise
+        sock.setsockopt(zmq.ZAP_ENFORCE_DOMAIN, 1)  # no ZAP handler -> no peer, never "accept anyone"
+        sock.zap_domain = ZAP_DOMAIN.encode()
+        sock.curve_secretkey = secret
+        sock.curve_publickey = public
+        sock.curve_server = True
+    elif faces_network(endpoint) and not is_loopback_endpoint(endpoint):  # check_endpoint allows it only with CURVE
+        raise SecurityConfigError(f"{where} = {endpoint!r}: refusing to bind a network endpoint without CURVE")
+    try:
+        sock.bind(endpoint)
+    except BaseException:
+        if curve:
+            release(sock.context)
+        raise
+    return curve
 
 
 def apply_client(sock: zmq.Socket, endpoint: str, curve: CurveConfig) -> None:
@@ -74,21 +280,10 @@ def apply_client(sock: zmq.Socket, endpoint: str, curve: CurveConfig) -> None:
     sock.curve_secretkey = secret
 
 
-def start_authenticator(ctx: zmq.Context, config: BusConfig) -> AsyncioAuthenticator | None:
-    """ZAP handler with the allow-list of client keys; None when no endpoint needs it.
-
-    Must run on the event loop of the process that owns the server sockets (zmq.auth.asyncio).
-    """
-    curve = config.curve
-    if not curve.enabled or not any(faces_network(config.endpoint(n)) for n in ("pub", "sub", "rpc")):
+def user_id(frame: zmq.Frame) -> str | None:
+    """The authenticated key name of the peer that sent `frame`, or None (no CURVE on that connection)."""
+    try:
+        uid = frame.get("User-Id")
+    except zmq.ZMQError:
         return None
-    if curve.authorized_keys is None or not Path(curve.authorized_keys).is_dir():
-        raise SecurityConfigError(
-            f"bus.curve.authorized_keys must be a directory of client *.key files, got {curve.authorized_keys}"
-        )
-    auth = AsyncioAuthenticator(ctx)
-    auth.start()
-    auth.configure_curve(domain="*", location=str(curve.authorized_keys))
-    n_keys = len(list(Path(curve.authorized_keys).glob("*.key")))
-    log.info("curve authenticator started", authorized_keys=str(curve.authorized_keys), n_keys=n_keys)
-    return auth
+    return uid or None

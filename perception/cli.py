@@ -6,7 +6,9 @@ import argparse
 import importlib
 import sys
 
+from bus.config import EndpointError
 from bus.logs import configure_logging
+from bus.security import SecurityConfigError
 
 # name -> (module, one-line help). Each module defines add_arguments(parser) and run(args) -> int.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -57,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args._run(args) or 0)
     except KeyboardInterrupt:
         return 130
+    except (SecurityConfigError, EndpointError) as exc:  # a refused bind or key: say why, no traceback
+        print(f"perception {args.command}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

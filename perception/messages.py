@@ -8,12 +8,17 @@ any node can report the latency from the camera to itself.
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from bus.message import Message, register
+
+# Integers that leave a process fit int64, as a C, Node.js or msgpack reader expects (and as numpy and
+# our own replies can carry them: an id of 2**64-1 made `id + 1` unpackable in the world's replies).
+Id = Annotated[int, Field(ge=0, lt=2**62)]
+Ns = Annotated[int, Field(ge=-(2**63), lt=2**63)]
 
 
 @register
@@ -22,8 +27,8 @@ class Frame(Message):
 
     TYPE: ClassVar[str] = "Frame"
     cam: str
-    index: int = Field(ge=0)  # frame number from the source's start (gaps mean frames were skipped)
-    t_capture_ns: int  # wall clock when the frame was captured (synthetic: when it was rendered)
+    index: Id  # frame number from the source's start (gaps mean frames were skipped)
+    t_capture_ns: Ns  # wall clock when the frame was captured (synthetic: when it was rendered)
     stream_s: float = 0.0  # position in the source (file / synthetic stream time), seconds
     image: np.ndarray
 
@@ -37,10 +42,10 @@ class GroundTruthSegment(Message):
 
     TYPE: ClassVar[str] = "GroundTruthSegment"
     cam: str
-    segment_id: int
+    segment_id: Id
     start_s: float  # stream time
     end_s: float
-    t0_ns: int  # wall clock of stream time 0, so stream times map onto capture times
+    t0_ns: Ns  # wall clock of stream time 0, so stream times map onto capture times
     text: str
     slots: list[str]  # [colour, shape, action]
 
@@ -51,14 +56,14 @@ class Embedding(Message):
 
     TYPE: ClassVar[str] = "Embedding"
     cam: str
-    window: int = Field(ge=0)  # window number for this camera
-    start_ns: int  # capture time of the window's first frame
-    end_ns: int  # capture time of the window's last frame (= t_capture_ns)
+    window: Id  # window number for this camera
+    start_ns: Ns  # capture time of the window's first frame
+    end_ns: Ns  # capture time of the window's last frame (= t_capture_ns)
     start_s: float = 0.0  # stream times of the same frames
     end_s: float = 0.0
     model_id: str
-    t_capture_ns: int
-    t_done_ns: int = 0  # wall clock when the model finished this window
+    t_capture_ns: Ns
+    t_done_ns: Ns = 0  # wall clock when the model finished this window
     embedding: np.ndarray
 
     def __str__(self) -> str:
@@ -80,15 +85,15 @@ class Event(Message):
     TYPE: ClassVar[str] = "Event"
     cam: str
     kind: Literal["segment", "watch"]
-    segment_id: int  # for `watch`: the segment the crossing happened in
-    start_ns: int  # capture-time span covered (watch: the window that crossed)
-    end_ns: int
+    segment_id: Id  # for `watch`: the segment the crossing happened in
+    start_ns: Ns  # capture-time span covered (watch: the window that crossed)
+    end_ns: Ns
     start_s: float = 0.0
     end_s: float = 0.0
     labels: list[LabelScore] = Field(default_factory=list)  # top labels of the segment mean (segment)
     watch: str | None = None  # the watched phrase (watch)
     active: bool | None = None  # True: rose above `on`; False: fell below `off` (watch)
-    t_capture_ns: int = 0
+    t_capture_ns: Ns = 0
     embedding: np.ndarray | None = None  # segment-mean S^_Y (segment) or the window's S^_Y (watch)
 
     def __str__(self) -> str:
@@ -104,12 +109,12 @@ class DecodeRequest(Message):
 
     TYPE: ClassVar[str] = "DecodeRequest"
     cam: str
-    segment_id: int
-    start_ns: int
-    end_ns: int
+    segment_id: Id
+    start_ns: Ns
+    end_ns: Ns
     start_s: float = 0.0
     end_s: float = 0.0
-    t_capture_ns: int  # newest frame the segment's embedding depends on
+    t_capture_ns: Ns  # newest frame the segment's embedding depends on
     embedding: np.ndarray  # float32 [D]
 
 
@@ -119,13 +124,13 @@ class Caption(Message):
 
     TYPE: ClassVar[str] = "Caption"
     cam: str
-    segment_id: int
+    segment_id: Id
     text: str
-    start_ns: int
-    end_ns: int
+    start_ns: Ns
+    end_ns: Ns
     start_s: float = 0.0
     end_s: float = 0.0
-    t_capture_ns: int
+    t_capture_ns: Ns
     latency_ms: float  # frame capture -> caption published
 
     def __str__(self) -> str:
