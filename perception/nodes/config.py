@@ -92,6 +92,9 @@ class EncoderConfig(_Section):
     # beside the event loop, and ~1.3x faster on CPU; a model the tracer cannot follow falls back to eager
     jit: bool = True
     rpc: str = ""  # `ask` endpoint of the encoder; "" -> ipc://{bus.runtime_dir}/encoder
+    # cameras the encoder keeps windows for; frames for more (names anyone on the bus can invent) evict the
+    # least recently seen camera that is not in pipeline.cameras
+    max_cameras: int = Field(16, ge=1)
 
 
 class WatchConfig(_Section):
@@ -129,6 +132,9 @@ class EventsConfig(_Section):
     top_labels: int = Field(3, ge=0)
     labels: list[str] | None = None  # label vocabulary; None: ShapesWorld's canonical captions
     watch: list[WatchConfig] = Field(default_factory=list)
+    # embedding streams segmented at once: a publisher can invent camera names, so the least recently
+    # heard stream beyond this is dropped (and counted); the cameras in `pipeline.cameras` never are
+    max_cameras: int = Field(16, ge=1)
 
     @model_validator(mode="after")
     def _lengths(self) -> EventsConfig:
@@ -149,14 +155,26 @@ class WorldConfig(_Section):
     max_items: int = Field(5000, ge=10)  # events + captions kept per camera
     max_embeddings: int = Field(2000, ge=10)  # recent window embeddings kept per camera
     horizon_s: float = Field(3600.0, gt=0)  # anything older is forgotten
-    persist: Path | None = None  # JSON-lines file; None: memory only
+    persist: Path | None = None  # JSON-lines file (mode 0600); None: memory only
     ask_timeout_s: float = Field(10.0, gt=0)
+    # cameras remembered: names come from publishers, so the least recently heard beyond this is forgotten
+    # (and counted); the cameras in `pipeline.cameras` never are
+    max_cameras: int = Field(16, ge=1)
+    # the persist file is rewritten from memory once it holds this many lines more than twice what memory
+    # keeps, so it stays bounded however long the node runs
+    compact_every: int = Field(1000, ge=1)
+    # appends reach the kernel at once (a crash loses nothing) and the disk within this (a power cut loses
+    # at most this long); 0: fsync every record
+    fsync_interval_s: float = Field(1.0, ge=0)
 
 
 class SupervisorConfig(_Section):
     backoff_initial_s: float = Field(0.5, gt=0)
     backoff_max_s: float = Field(10.0, gt=0)
     stable_after_s: float = Field(30.0, gt=0)  # a node that ran this long restarts with the initial backoff
+    # restarts in one crash loop (no run of stable_after_s in between) before the node is given up: a node
+    # that cannot work (missing weights, a broken device) fails visibly instead of restarting forever
+    max_restarts: int = Field(5, ge=0)
     startup_timeout_s: float = Field(180.0, gt=0)  # waiting for a node's first heartbeat
     stop_timeout_s: float = Field(5.0, gt=0)  # SIGTERM -> SIGKILL
 

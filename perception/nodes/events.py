@@ -16,6 +16,16 @@ segmenter steps per camera from its window cadence, the stream time between two 
 Measured = from the window end times (stream seconds) of the stream's first `MEASURED_WINDOWS`
 embeddings, which wait, unsegmented, until then; if those cannot tell (no increasing stream times), the
 camera's own configured cadence, or else the first configured camera's.
+
+Segment ids are unique per camera across events-node restarts and pipeline runs, without shared state: a
+stream's first id is the wall clock in milliseconds when this node started it, and each closed segment
+adds one (a camera restart keeps counting). A restarted node thus numbers above every id it gave before,
+as long as a stream closed fewer segments than milliseconds passed (a segment spans at least one window),
+so the world never attaches a caption to an older segment of the same id. Watch events carry the id of
+the segment still open.
+
+At most `events.max_cameras` streams are kept: camera names come from publishers, so the least recently
+heard stream beyond that is dropped (counted in `streams_evicted`); the configured cameras never are.
 """
 
 from __future__ import annotations
@@ -23,11 +33,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import itertools
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from bus.bounded import BoundedDict
 from bus.codec import Envelope
 from perception.eval.online import OnlineSegmenter, OnlineSegmenterConfig, segment_steps
 from perception.messages import DecodeRequest, Embedding, Event, LabelScore
@@ -59,6 +71,11 @@ def default_labels() -> list[str]:
     return [f"the {c} {s} {ACTION_LABELS[a]}" for c, s, a in ALL_COMBOS]
 
 
+def wall_clock_ms() -> int:
+    """A new stream's first segment id (see the module docstring)."""
+    return time.time_ns() // 1_000_000
+
+
 @dataclass
 class Stream:
     """One camera's segmenter and the embeddings since its current segment started (bounded)."""
@@ -68,7 +85,7 @@ class Stream:
     segmenter: OnlineSegmenter | None = None  # None while the cadence is being measured
     cadence_from: str = ""  # "config", "measured" or "fallback"
     step: int = -1
-    segment_id: int = 0
+    segment_id: int = field(default_factory=wall_clock_ms)  # the open segment's id
     last_t: float = float("-inf")
     watch_active: dict[str, bool] = field(default_factory=dict)
 
@@ -88,10 +105,22 @@ class EventsNode(Node):
         # min_len/max_len are set per camera from its cadence (_start)
         self.seg_cfg = OnlineSegmenterConfig(threshold=ev.threshold, window=ev.window, confirm=ev.confirm)
         self.cameras = {c.name: c for c in self.config.pipeline.cameras}
-        self.streams: dict[str, Stream] = {}
+        if len(self.cameras) > ev.max_cameras:
+            raise ValueError(f"events.max_cameras ({ev.max_cameras}) is below the number of configured "
+                             f"cameras ({len(self.cameras)})")
+        self.streams: BoundedDict[str, Stream] = BoundedDict(
+            ev.max_cameras, protected=self.cameras.__contains__, on_evict=self._evicted)
 
     def _embed(self, texts: list[str]) -> np.ndarray:
         return self.model.embed_text(texts).float().cpu().numpy()
+
+    def _evicted(self, cam: str, s: Stream) -> None:
+        """A stream fell out of the bound (more cameras than `max_cameras`): its open segment is lost."""
+        self.counters["streams_evicted"] += 1
+        suppressed = self._errors.should_log("streams_evicted")
+        if suppressed is not None:
+            self.log.warning("too many cameras: dropped the least recently heard stream", camera=cam[:80],
+                             max_cameras=self.config.pipeline.events.max_cameras, suppressed=suppressed)
 
     def _stream(self, cam: str) -> Stream:
         s = self.streams[cam] = Stream()
@@ -137,6 +166,8 @@ class EventsNode(Node):
         x = np.asarray(emb.embedding, dtype=np.float32)
         if x.shape != (self.dim,):  # checked before it is kept: a segment's mean must not meet it later
             raise ValueError(f"{emb} does not match the model's D={self.dim}")
+        if not np.isfinite(x).all():  # one NaN would poison its segment's mean and every label score
+            raise ValueError(f"{emb} has non-finite values")
         s = self.streams.get(emb.cam) or self._stream(emb.cam)
         t = emb.end_ns / 1e9
         if t <= s.last_t:  # the camera restarted: its old segment cannot continue

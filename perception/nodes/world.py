@@ -1,11 +1,18 @@
 """World node: a bounded, time-indexed memory per camera, served to planners over request/reply.
 
 It subscribes to events/, captions/ and embeddings/ and keeps, per camera, the last `max_items` events and
-captions and the last `max_embeddings` window embeddings, nothing older than `horizon_s`. With
-`world.persist` set, events and captions are appended to a JSON-lines file and reloaded at start, so a
-restart keeps the memory. Late joiners get the current state here instead of replaying the stream.
+captions and the last `max_embeddings` window embeddings, nothing older than `horizon_s`, for at most
+`max_cameras` cameras (least recently heard first out; the cameras in `pipeline.cameras` never). A record
+that is not well formed (a segment embedding of the wrong dimension or not finite, a non-finite time) is
+rejected and counted, never stored: one bad publisher must not break `search` for every camera.
 
-RPC methods on `bus.rpc` (results are JSON-friendly maps):
+With `world.persist` set, events and captions are appended to a JSON-lines file (see `PersistFile`) and
+reloaded at start, so a restart keeps the memory. Every line carries a CRC-32 of itself; a line that is
+not a well-formed record (torn, garbage, `null`, wrong types or dimension, bad checksum) is skipped and
+counted, and the node starts with everything else. Late joiners get the current state here instead of
+replaying the stream.
+
+RPC methods on `bus.rpc` (results are JSON-friendly maps; malformed params -> RpcError "bad_request"):
     now      {camera?}                           current segment, latest caption, active watch labels
     history  {camera?, since_ns?, until_ns?, kinds?, limit?}   events and captions in a time range
     search   {text, camera?, k?}                 segments ranked by cosine(text S_Y, segment mean S^_Y)
@@ -16,44 +23,79 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from bus.bounded import BoundedDict
 from bus.codec import Envelope
 from bus.rpc import RpcClient, RpcError, RpcServer, RpcTimeout
 from perception.messages import Caption, Embedding, Event
 from perception.nodes.encoder import encoder_endpoint
 from perception.nodes.models import load_model
 from perception.nodes.runtime import Node
+from perception.nodes.world_store import (
+    KINDS, PersistFile, caption_record, check_embedding, check_record, encode_line, event_record, is_int, is_number,
+    read_lines,
+)
+
+MAX_TEXT_CHARS = 1000  # search text: the text model truncates long before this, but tokenising costs
+MAX_K = 100
+MAX_LIMIT = 10_000
+MAX_ACTIVE_WATCH = 256  # watch labels tracked per camera (publishers choose them); configured ones stay
+DROPPED_SHOWN = 10  # bad persist lines named in the start-up warning
 
 
 @dataclass
 class CameraMemory:
     items: collections.deque  # records (dicts) of events and captions, oldest first
     windows: collections.deque  # (end_ns, window, start_s, end_s) of recent embeddings
-    segment_embs: dict = field(default_factory=dict)  # segment_id -> unit float32 [D]
+    # segment_id -> (its record, unit float32 [D]); the record tells a repeated id's entries apart, and
+    # an entry leaves with its record, so this stays within max_items
+    segment_embs: dict[int, tuple[dict, np.ndarray]]
+    active_watch: BoundedDict  # label -> score when it rose
     latest_caption: dict | None = None
-    active_watch: dict = field(default_factory=dict)  # label -> score when it rose
 
 
-def event_record(ev: Event) -> dict[str, Any]:
-    rec = {"kind": ev.kind, "camera": ev.cam, "segment_id": ev.segment_id, "start_ns": ev.start_ns,
-           "end_ns": ev.end_ns, "start_s": ev.start_s, "end_s": ev.end_s,
-           "labels": [{"label": x.label, "score": x.score} for x in ev.labels]}
-    if ev.kind == "watch":
-        rec.update(watch=ev.watch, active=ev.active)
-    return rec
+# -- RPC params --------------------------------------------------------------------------------------------
 
 
-def caption_record(c: Caption) -> dict[str, Any]:
-    return {"kind": "caption", "camera": c.cam, "segment_id": c.segment_id, "text": c.text,
-            "start_ns": c.start_ns, "end_ns": c.end_ns, "start_s": c.start_s, "end_s": c.end_s,
-            "latency_ms": c.latency_ms}
+def _bad(message: str) -> RpcError:
+    return RpcError("bad_request", message)
+
+
+def _str_param(params: dict[str, Any], key: str) -> str | None:
+    v = params.get(key)
+    if v is not None and type(v) is not str:
+        raise _bad(f"{key!r} must be a string")
+    return v
+
+
+def _time_param(params: dict[str, Any], key: str) -> float | int | None:
+    v = params.get(key)
+    if v is not None and not is_number(v):
+        raise _bad(f"{key!r} must be a finite number (ns since the epoch)")
+    return v
+
+
+def _int_param(params: dict[str, Any], key: str, default: int, hi: int) -> int:
+    v = params.get(key)
+    if v is None:
+        return default
+    if not is_int(v, 1, hi + 1):
+        raise _bad(f"{key!r} must be an integer in 1..{hi}")
+    return v
+
+
+def _kinds_param(params: dict[str, Any]) -> list[str] | None:
+    v = params.get("kinds")
+    if v is not None and not (type(v) is list and all(type(k) is str for k in v)):
+        raise _bad(f"'kinds' must be a list of strings from {list(KINDS)}")
+    return v
 
 
 class WorldNode(Node):
@@ -63,10 +105,19 @@ class WorldNode(Node):
     async def setup(self) -> None:
         self.wcfg = self.config.pipeline.world
         self.model, _ = await asyncio.to_thread(load_model, self.config.model, 1)
-        self.memory: dict[str, CameraMemory] = {}
-        self._persist_fh = None
+        self.dim = int(self.model.cfg.embed_dim)
+        configured = {c.name for c in self.config.pipeline.cameras}
+        if len(configured) > self.wcfg.max_cameras:
+            raise ValueError(f"world.max_cameras ({self.wcfg.max_cameras}) is below the number of configured "
+                             f"cameras ({len(configured)})")
+        self.memory: BoundedDict[str, CameraMemory] = BoundedDict(
+            self.wcfg.max_cameras, protected=configured.__contains__, on_evict=self._evicted)
+        self.watch_labels = {w.label for w in self.config.pipeline.events.watch}
+        self._embed_lock = asyncio.Lock()  # one text-model call at a time (searches run as parallel tasks)
+        self._persist: PersistFile | None = None
+        self._compact_after = 0  # after a failed compaction: lines to reach before trying again
         if self.wcfg.persist is not None:
-            self._load(Path(self.wcfg.persist))
+            self._open_persist(Path(self.wcfg.persist))
         self.encoder = RpcClient(self.config.bus, endpoint=encoder_endpoint(self.config),
                                  timeout=self.wcfg.ask_timeout_s, retries=0)
         self.rpc = RpcServer(self.config.bus, {"now": self._now, "history": self._history, "search": self._search,
@@ -74,114 +125,216 @@ class WorldNode(Node):
         self.rpc.bind()
 
     def background(self) -> list:
-        return [self.rpc.run()]
+        tasks = [self.rpc.run()]
+        if self._persist is not None and self.wcfg.fsync_interval_s > 0:
+            tasks.append(self._sync_loop())
+        return tasks
 
     async def teardown(self) -> None:
         self.encoder.close()
-        if self._persist_fh is not None:
-            self._persist_fh.close()
+        if self._persist is not None:
+            self._persist.close()
 
     def _cam(self, name: str) -> CameraMemory:
-        mem = self.memory.get(name)
-        if mem is None:
-            mem = self.memory[name] = CameraMemory(collections.deque(maxlen=self.wcfg.max_items),
-                                                   collections.deque(maxlen=self.wcfg.max_embeddings))
-        return mem
+        return self.memory.setdefault(name, lambda: CameraMemory(
+            collections.deque(maxlen=self.wcfg.max_items), collections.deque(maxlen=self.wcfg.max_embeddings),
+            {}, BoundedDict(MAX_ACTIVE_WATCH, protected=self.watch_labels.__contains__)))
+
+    def _evicted(self, name: str, mem: CameraMemory) -> None:
+        """A camera fell out of the bound (more cameras heard than `max_cameras`): counted, logged."""
+        self.counters["cameras_evicted"] += 1
+        suppressed = self._errors.should_log("cameras_evicted")
+        if suppressed is not None:
+            self.log.warning("too many cameras: forgot the least recently heard", camera=name[:80],
+                             items=len(mem.items), max_cameras=self.wcfg.max_cameras, suppressed=suppressed)
 
     # -- memory -------------------------------------------------------------------------------------------
 
     def _remember(self, rec: dict[str, Any], emb: np.ndarray | None, persist: bool = True) -> None:
+        """Store a checked record (and a segment's checked embedding); append it to the file if asked."""
         mem = self._cam(rec["camera"])
-        if len(mem.items) == mem.items.maxlen and mem.items[0]["kind"] == "segment":
-            mem.segment_embs.pop(mem.items[0]["segment_id"], None)
+        if len(mem.items) == mem.items.maxlen:
+            self._forget(mem, mem.items[0])
         mem.items.append(rec)
         if rec["kind"] == "segment" and emb is not None:
-            mem.segment_embs[rec["segment_id"]] = np.asarray(emb, dtype=np.float32)
+            mem.segment_embs[rec["segment_id"]] = (rec, emb)
         elif rec["kind"] == "caption":
             mem.latest_caption = rec
         elif rec["kind"] == "watch":
             if rec["active"]:
-                mem.active_watch[rec["watch"]] = rec["labels"][0]["score"] if rec["labels"] else None
+                mem.active_watch[rec["watch"]] = rec["labels"][0]["score"]
             else:
                 mem.active_watch.pop(rec["watch"], None)
         horizon_ns = time.time_ns() - int(self.wcfg.horizon_s * 1e9)
         while mem.items and mem.items[0]["end_ns"] < horizon_ns:
-            old = mem.items.popleft()
-            if old["kind"] == "segment":
-                mem.segment_embs.pop(old["segment_id"], None)
-        if persist and self._persist_fh is not None:
-            line = dict(rec, embedding=emb.tolist() if emb is not None else None)
-            self._persist_fh.write(json.dumps(line) + "\n")
-            self._persist_fh.flush()
+            self._forget(mem, mem.items.popleft())
+        if persist and self._persist is not None:
+            self._append(rec, emb)
 
-    def _load(self, path: Path) -> None:
-        """Reload what a previous run persisted (bad lines are skipped and counted), then compact the file."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.exists():
-            for line in path.read_text().splitlines():
-                try:
-                    rec = json.loads(line)
-                    emb = rec.pop("embedding", None)
-                    if not isinstance(rec, dict) or rec.get("kind") not in ("segment", "watch", "caption"):
-                        raise ValueError("not a world record")
-                    self._remember(rec, np.asarray(emb, np.float32) if emb is not None else None, persist=False)
-                except (ValueError, KeyError, TypeError) as exc:
-                    self.counters["persist_bad_lines"] += 1
-                    self.log.warning("skipped bad line in world memory file", path=str(path), error=str(exc))
-            self.counters["restored"] = sum(len(m.items) for m in self.memory.values())
-            self.log.info("world memory restored", path=str(path), items=self.counters["restored"])
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        with tmp.open("w") as fh:
-            for mem in self.memory.values():
-                for rec in mem.items:
-                    emb = mem.segment_embs.get(rec["segment_id"]) if rec["kind"] == "segment" else None
-                    fh.write(json.dumps(dict(rec, embedding=emb.tolist() if emb is not None else None)) + "\n")
-        tmp.replace(path)
-        self._persist_fh = path.open("a")
+    @staticmethod
+    def _forget(mem: CameraMemory, old: dict[str, Any]) -> None:
+        """Drop the embedding of a record leaving memory (only its own: an id may repeat)."""
+        if old["kind"] == "segment":
+            entry = mem.segment_embs.get(old["segment_id"])
+            if entry is not None and entry[0] is old:
+                del mem.segment_embs[old["segment_id"]]
+
+    @staticmethod
+    def _embedding_of(mem: CameraMemory, rec: dict[str, Any]) -> np.ndarray | None:
+        entry = mem.segment_embs.get(rec["segment_id"]) if rec["kind"] == "segment" else None
+        return entry[1] if entry is not None and entry[0] is rec else None
+
+    def _reject(self, msg: Any, exc: ValueError) -> None:
+        self.counters[f"rejected.{type(msg).__name__}"] += 1
+        suppressed = self._errors.should_log("rejected")
+        if suppressed is not None:
+            self.log.warning("rejected a malformed message", type=type(msg).__name__, camera=str(msg.cam)[:80],
+                             error=str(exc)[:200], suppressed=suppressed)
 
     async def process(self, env: Envelope) -> None:
         msg = env.msg
-        if isinstance(msg, Event):
-            self._remember(event_record(msg), msg.embedding if msg.kind == "segment" else None)
-        elif isinstance(msg, Caption):
-            self._remember(caption_record(msg), None)
-        elif isinstance(msg, Embedding):
+        if isinstance(msg, Embedding):
             self._cam(msg.cam).windows.append((msg.end_ns, msg.window, msg.start_s, msg.end_s))
+        elif isinstance(msg, (Event, Caption)):
+            try:
+                rec = check_record(event_record(msg) if isinstance(msg, Event) else caption_record(msg))
+                emb = None
+                if isinstance(msg, Event) and msg.kind == "segment" and msg.embedding is not None:
+                    emb = check_embedding(msg.embedding, self.dim)
+            except ValueError as exc:
+                self._reject(msg, exc)
+                return
+            self._remember(rec, emb)
         else:
             self.counters["ignored"] += 1
             return
         self.counters[f"stored.{type(msg).__name__}"] += 1
 
+    # -- persistence --------------------------------------------------------------------------------------
+
+    def _open_persist(self, path: Path) -> None:
+        """Restore what a previous run persisted, then compact the file (or, failing that, append to it)."""
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._persist = PersistFile(path, self.wcfg.fsync_interval_s)
+        lines = self._restore(path) if path.exists() else 0
+        if not self._compact():
+            self._persist.open_append(lines)
+
+    def _restore(self, path: Path) -> int:
+        """Load every valid line of `path` into memory; one warning sums up what was dropped. Returns the
+        number of lines read."""
+        if path.stat().st_mode & 0o077:
+            self.log.warning("world memory file was readable by others; narrowing it to 0600", path=str(path))
+        dropped, kept, shown, number = 0, 0, [], 0
+        for line in read_lines(path, self.dim):
+            number = line.number
+            if line.record is None:
+                dropped += 1
+                if len(shown) < DROPPED_SHOWN:
+                    shown.append(f"{line.number}: {line.error}")
+            else:
+                kept += 1
+                self._remember(line.record, line.embedding, persist=False)
+        self.counters["persist_bad_lines"] += dropped
+        self.counters["restored"] = sum(len(m.items) for m in self.memory.values())
+        if dropped:
+            self.log.warning("dropped bad lines from the world memory file", path=str(path), dropped=dropped,
+                             first=shown, kept=kept)
+        self.log.info("world memory restored", path=str(path), items=self.counters["restored"],
+                      cameras=len(self.memory))
+        return number
+
+    def _records(self) -> Iterator[bytes]:
+        for mem in self.memory.values():
+            for rec in mem.items:
+                yield encode_line(rec, self._embedding_of(mem, rec))
+
+    def _compact(self) -> bool:
+        """Rewrite the file from memory. A failure (disk full, read-only) is logged and counted; the node
+        keeps appending and tries again after `compact_every` more lines."""
+        assert self._persist is not None
+        try:
+            self._persist.rewrite(self._records())
+        except OSError as exc:
+            self.counters["persist_errors"] += 1
+            self._compact_after = self._persist.lines + self.wcfg.compact_every
+            self.log.error("could not compact the world memory file", path=str(self._persist.path),
+                           error=f"{type(exc).__name__}: {exc}")
+            return False
+        self.counters["compactions"] += 1
+        return True
+
+    def _append(self, rec: dict[str, Any], emb: np.ndarray | None) -> None:
+        """Append one record; compact once the file holds `compact_every` lines more than twice what memory
+        keeps, so it stays within 2x memory + `compact_every` lines however long the node runs."""
+        assert self._persist is not None
+        try:
+            self._persist.append(encode_line(rec, emb))
+        except OSError as exc:
+            self.counters["persist_errors"] += 1
+            suppressed = self._errors.should_log("persist_append")
+            if suppressed is not None:
+                self.log.error("could not append to the world memory file", error=f"{type(exc).__name__}: {exc}",
+                               suppressed=suppressed)
+            return
+        live = sum(len(m.items) for m in self.memory.values())
+        lines = self._persist.lines
+        if lines >= 2 * live + self.wcfg.compact_every and lines >= self._compact_after:
+            self._compact()
+
+    async def _sync_loop(self) -> None:
+        """Group fsync: what was appended reaches the disk within `fsync_interval_s` (see PersistFile)."""
+        assert self._persist is not None
+        while True:
+            await asyncio.sleep(self.wcfg.fsync_interval_s)
+            try:
+                self._persist.sync()
+            except OSError as exc:
+                self.counters["persist_errors"] += 1
+                if self._errors.should_log("persist_sync") is not None:
+                    self.log.error("could not fsync the world memory file", error=str(exc))
+
     # -- queries ------------------------------------------------------------------------------------------
 
     def _cameras(self, params: dict[str, Any]) -> list[str]:
-        cam = params.get("camera")
+        cam = _str_param(params, "camera")
         if cam is None:
             return sorted(self.memory)
         if cam not in self.memory:
-            raise RpcError("unknown_camera", f"no data for camera {cam!r}; known: {sorted(self.memory)}")
+            raise RpcError("unknown_camera", f"no data for camera {cam[:80]!r}; known: {sorted(self.memory)}")
         return [cam]
+
+    @staticmethod
+    def _current_segment_id(mem: CameraMemory) -> int | None:
+        """The open segment's id: one past the last closed segment's, or the id a later watch event
+        carries if larger (an events node that restarted numbers from a new base); None if neither is known."""
+        watch_id = None
+        for rec in reversed(mem.items):
+            if rec["kind"] == "segment":
+                return max(rec["segment_id"] + 1, watch_id or 0)
+            if rec["kind"] == "watch" and watch_id is None:
+                watch_id = rec["segment_id"]
+        return watch_id
 
     def _now(self, params: dict[str, Any]) -> dict[str, Any]:
         out = {}
         for name in self._cameras(params):
             mem = self.memory[name]
-            segments = [r for r in mem.items if r["kind"] == "segment"]
-            last_closed = segments[-1] if segments else None
+            last_closed = next((r for r in reversed(mem.items) if r["kind"] == "segment"), None)
             current = None
             if mem.windows:
                 start = last_closed["end_s"] if last_closed else mem.windows[0][2]
-                current = {"segment_id": (last_closed["segment_id"] + 1) if last_closed else 0,
-                           "start_s": start, "end_s": mem.windows[-1][3], "windows_seen": mem.windows[-1][1] + 1}
+                current = {"segment_id": self._current_segment_id(mem), "start_s": start,
+                           "end_s": mem.windows[-1][3], "windows_seen": mem.windows[-1][1] + 1}
             out[name] = {"current_segment": current, "last_segment": last_closed,
                          "latest_caption": mem.latest_caption, "active_watch": sorted(mem.active_watch)}
         return {"cameras": out, "t_ns": time.time_ns()}
 
     def _history(self, params: dict[str, Any]) -> dict[str, Any]:
-        since = params.get("since_ns")
-        until = params.get("until_ns")
-        kinds = params.get("kinds")
-        limit = params.get("limit") or 1000
+        since = _time_param(params, "since_ns")
+        until = _time_param(params, "until_ns")
+        kinds = _kinds_param(params)
+        limit = _int_param(params, "limit", 1000, MAX_LIMIT)
         items = []
         for name in self._cameras(params):
             for rec in self.memory[name].items:
@@ -193,28 +346,33 @@ class WorldNode(Node):
                     continue
                 items.append(rec)
         items.sort(key=lambda r: r["end_ns"])
-        return {"items": items[-int(limit):], "total": len(items)}
+        return {"items": items[-limit:], "total": len(items)}
 
-    def _search(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def _search(self, params: dict[str, Any]) -> dict[str, Any]:
         text = params.get("text")
-        if not isinstance(text, str) or not text.strip():
-            raise RpcError("bad_request", "search needs a non-empty 'text' string")
-        k = int(params.get("k") or 5)
+        if type(text) is not str or not text.strip() or len(text) > MAX_TEXT_CHARS:
+            raise _bad(f"search needs a non-empty 'text' string of at most {MAX_TEXT_CHARS} characters")
+        k = _int_param(params, "k", 5, MAX_K)
         keys, bank, recs = [], [], {}
         for name in self._cameras(params):
             mem = self.memory[name]
             captions = {r["segment_id"]: r["text"] for r in mem.items if r["kind"] == "caption"}
             for rec in mem.items:
-                if rec["kind"] == "segment" and rec["segment_id"] in mem.segment_embs:
+                emb = self._embedding_of(mem, rec)
+                if emb is not None:
                     keys.append((name, rec["segment_id"]))
-                    bank.append(mem.segment_embs[rec["segment_id"]])
+                    bank.append(emb)
                     recs[keys[-1]] = dict(rec, caption=captions.get(rec["segment_id"]))
         if not bank:
             return {"results": []}
-        q = self.model.embed_text([text])[0].float().cpu().numpy()  # [D]
+        async with self._embed_lock:  # the text model runs off the event loop, which keeps serving
+            q = await asyncio.to_thread(self._embed_query, text)
         scores = np.stack(bank) @ q  # [M]
         order = np.argsort(-scores)[:k]
         return {"results": [dict(recs[keys[i]], score=round(float(scores[i]), 4)) for i in order]}
+
+    def _embed_query(self, text: str) -> np.ndarray:
+        return self.model.embed_text([text])[0].float().cpu().numpy()  # [D]
 
     async def _ask(self, params: dict[str, Any]) -> Any:
         try:
