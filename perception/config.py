@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from bus.config import BusConfig
+from bus.config import BusConfig, check_endpoint
 from perception.model.config import ModelSection
 from perception.nodes.config import PipelineConfig
 
@@ -34,6 +34,18 @@ class AppConfig(BaseModel):
     bus: BusConfig = Field(default_factory=BusConfig)
     model: ModelSection = Field(default_factory=ModelSection)
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
+
+    @model_validator(mode="after")
+    def _cross_section_rules(self) -> AppConfig:
+        """Rules that need two sections: the encoder's RPC endpoint follows the bus endpoint rule (it
+        depends on bus.curve), and the configured cameras must fit the encoder's camera bound."""
+        enc = self.pipeline.encoder
+        if enc.rpc:
+            check_endpoint(enc.rpc, self.bus.curve.enabled, "pipeline.encoder.rpc")
+        if len(self.pipeline.cameras) > enc.max_cameras:
+            raise ValueError(f"pipeline.cameras has {len(self.pipeline.cameras)} cameras but "
+                             f"pipeline.encoder.max_cameras is {enc.max_cameras}; raise it")
+        return self
 
 
 def read_yaml_mapping(path: Path, what: str = "config file") -> dict:

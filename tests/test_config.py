@@ -71,3 +71,24 @@ def test_events_lengths_are_positive_seconds_and_ordered(tmp_path: Path):
     path.write_text("pipeline:\n  events: {max_len_s: null}\n")
     ev = load_config(path).pipeline.events
     assert (ev.min_len_s, ev.max_len_s) == (0.5, None)
+
+
+def test_encoder_rpc_endpoint_follows_the_bus_endpoint_rule(tmp_path: Path):
+    path = tmp_path / "cfg.yaml"
+    path.write_text("pipeline:\n  encoder: {rpc: 'tcp://0.0.0.0:7010'}\n")
+    with pytest.raises(ConfigError, match=r"pipeline\.encoder\.rpc = 'tcp://0\.0\.0\.0:7010' is not a loopback"):
+        load_config(path)
+    path.write_text("pipeline:\n  encoder: {rpc: 'tipc://{2,1,1}'}\n")
+    with pytest.raises(ConfigError, match=r"pipeline\.encoder\.rpc = 'tipc://.*only ipc://, inproc:// and tcp://"):
+        load_config(path)
+    path.write_text("pipeline:\n  encoder: {rpc: 'tcp://127.0.0.1:7010'}\n")
+    assert load_config(path).pipeline.encoder.rpc == "tcp://127.0.0.1:7010"
+    path.write_text("bus: {curve: {enabled: true}}\npipeline:\n  encoder: {rpc: 'tcp://0.0.0.0:7010'}\n")
+    assert load_config(path).pipeline.encoder.rpc == "tcp://0.0.0.0:7010"  # exposed, with CURVE
+
+
+def test_configured_cameras_must_fit_the_encoders_camera_bound(tmp_path: Path):
+    path = tmp_path / "cfg.yaml"
+    path.write_text("pipeline:\n  cameras: [{name: a}, {name: b}, {name: c}]\n  encoder: {max_cameras: 2}\n")
+    with pytest.raises(ConfigError, match=r"3 cameras but pipeline\.encoder\.max_cameras is 2"):
+        load_config(path)

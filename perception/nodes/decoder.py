@@ -2,6 +2,10 @@
 
 Requests queue (bounded: the oldest are dropped and counted if the decoder falls far behind); the worker
 decodes whatever is waiting in one batch of up to `max_batch`, on a worker thread.
+
+Anyone on the bus can publish a DecodeRequest, so one is checked before it is queued (a float embedding
+of the model's shape [D], finite) and rejected, counted, otherwise; and a batch whose decode fails anyway
+is decoded again one request at a time, so only the bad request is lost, never its batch-mates.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -30,6 +35,9 @@ class DecoderNode(Node):
         self.pending: collections.deque[DecodeRequest] = collections.deque()
         self.work = asyncio.Event()
         self.latency = LatencyWindow()
+        self.dim = int(self.model.cfg.embed_dim)
+        for key in ("rejected", "decodes", "batches", "batches_split"):
+            self.counters[key] += 0
 
     def background(self) -> list:
         return [self._worker()]
@@ -42,11 +50,28 @@ class DecoderNode(Node):
         if not isinstance(req, DecodeRequest):
             self.counters["ignored"] += 1
             return
+        problem = self._invalid(req)
+        if problem is not None:
+            self.counters["rejected"] += 1
+            self.report_error("request", ValueError(problem), cam=req.cam[:64], segment_id=req.segment_id)
+            return
+        req.embedding = np.ascontiguousarray(req.embedding, dtype=np.float32)
         if len(self.pending) >= MAX_PENDING:
             self.pending.popleft()
             self.counters["requests_dropped"] += 1
         self.pending.append(req)
         self.work.set()
+
+    def _invalid(self, req: DecodeRequest) -> str | None:
+        """Why `req` cannot be decoded (None when it can): the batch would fail on it."""
+        emb = req.embedding
+        if not isinstance(emb, np.ndarray) or not np.issubdtype(emb.dtype, np.floating):
+            return f"embedding must be a float array, got {getattr(emb, 'dtype', type(emb).__name__)}"
+        if emb.shape != (self.dim,):
+            return f"embedding shape {emb.shape}, the model's is ({self.dim},)"
+        if not np.isfinite(emb).all():
+            return "embedding has NaN or infinite values"
+        return None
 
     async def teardown(self) -> None:
         """Decode what is still waiting (the events node flushes its open segments as it stops)."""
@@ -72,25 +97,46 @@ class DecoderNode(Node):
         max_batch = self.config.pipeline.decoder.max_batch
         while self.pending:
             batch = [self.pending.popleft() for _ in range(min(max_batch, len(self.pending)))]
+            texts = await self._decode_or_requeue(batch)
+            if texts is not None:
+                self._publish(batch, texts)
+            elif len(batch) > 1:  # one request may have broken the batch: the others must not be lost
+                self.counters["batches_split"] += 1
+                for k, req in enumerate(batch):
+                    texts = await self._decode_or_requeue([req], rest=batch[k + 1 :])
+                    if texts is not None:
+                        self._publish([req], texts)
+
+    async def _decode_or_requeue(self, batch: list[DecodeRequest],
+                                 rest: Sequence[DecodeRequest] = ()) -> list[str] | None:
+        """Texts for `batch`, or None if its decode failed (reported for a single request); when stopping,
+        `batch` and `rest` go back to the front of the queue for teardown to decode."""
+        try:
+            return await asyncio.to_thread(self._decode, np.stack([r.embedding for r in batch]))
+        except asyncio.CancelledError:
+            self.pending.extendleft(reversed([*batch, *rest]))
+            raise
+        except Exception as exc:
+            if len(batch) == 1:
+                self.report_error("decode", exc, cam=batch[0].cam[:64], segment_id=batch[0].segment_id)
+            return None
+
+    def _publish(self, batch: list[DecodeRequest], texts: list[str]) -> None:
+        self.counters["batches"] += 1
+        now = time.time_ns()
+        for req, text in zip(batch, texts):
+            latency_ms = (now - req.t_capture_ns) / 1e6
             try:
-                texts = await asyncio.to_thread(self._decode, np.stack([r.embedding for r in batch]))
-            except asyncio.CancelledError:
-                self.pending.extendleft(reversed(batch))  # stopping: teardown decodes them again
-                raise
-            except Exception as exc:
-                self.report_error("decode", exc, segments=[(r.cam, r.segment_id) for r in batch])
-                continue
-            self.counters["batches"] += 1
-            now = time.time_ns()
-            for req, text in zip(batch, texts):
-                latency_ms = (now - req.t_capture_ns) / 1e6
                 self.publish(f"captions/{req.cam}", Caption(
                     cam=req.cam, segment_id=req.segment_id, text=text, start_ns=req.start_ns,
                     end_ns=req.end_ns, start_s=req.start_s, end_s=req.end_s, t_capture_ns=req.t_capture_ns,
                     latency_ms=round(latency_ms, 2),
                 ))
-                self.latency.add(latency_ms)
-                self.counters["decodes"] += 1
+            except Exception as exc:  # e.g. fields the codec cannot encode: this caption only, not the worker
+                self.report_error("publish", exc, cam=req.cam[:64], segment_id=req.segment_id)
+                continue
+            self.latency.add(latency_ms)
+            self.counters["decodes"] += 1
 
 
 NODE = DecoderNode

@@ -140,3 +140,99 @@ async def test_the_pass_for_configured_synthetic_cameras_is_traced_before_ready(
         assert node.ready and node.counters["frames"] == 0
         assert {shape[0] for shape, fn in node.runner.traced.items() if fn is not None} == {1, 2}
         assert all(shape[1:] == (node.W, 3, 32, 32) for shape in node.runner.traced)
+
+
+# -- hostile input ----------------------------------------------------------------------------------------
+
+
+async def first_window(node, pub, sub, cam: str = "cam0") -> int:
+    """Feed `cam` until its first embedding is out; the next frame index to send."""
+    for i in range(node.span):
+        pub.publish_nowait(f"frames/{cam}", frame(cam, i))
+        await asyncio.sleep(0.02)
+    await collect(sub, "embeddings/", 1, timeout=60)
+    return node.span
+
+
+async def test_ask_bounds_its_question_and_choices(runtime_dir, random_checkpoint):
+    config = node_config(runtime_dir, random_checkpoint, encoder={"frame_step": 1, "stride_frames": 4})
+    async with running(EncoderNode, config, ["embeddings/"]) as (node, pub, sub):
+        await first_window(node, pub, sub)
+        async with RpcClient(config.bus, endpoint=encoder_endpoint(config), timeout=30, retries=0) as rpc:
+            for params, why in [
+                ({"question": "x" * 100_000}, "100000 chars"),
+                ({"question": "which?", "choices": [f"c{i}" for i in range(1000)]}, "1000 'choices'"),
+                ({"question": "which?", "choices": ["red", "b" * 201]}, "201 chars"),
+                ({"question": "which?", "camera": ["cam0"]}, "camera"),
+            ]:
+                with pytest.raises(RpcError) as err:
+                    await rpc.call("ask", params)
+                assert err.value.code == "bad_request" and why in err.value.message
+            ok = await rpc.call("ask", {"question": "q" * 1000, "choices": [f"c{i}" for i in range(64)]})
+            assert len(ok["scores"]) == 64  # the limits themselves are fine
+        assert node.counters["asks"] == 1
+
+
+async def test_windows_keep_flowing_while_asks_are_hammered(runtime_dir, random_checkpoint):
+    """Asks run on the model thread between window passes, from a bounded queue: a flood of them is
+    answered or refused `busy`, and windows are still computed meanwhile."""
+    config = node_config(runtime_dir, random_checkpoint, encoder={"frame_step": 1, "stride_frames": 2})
+    async with running(EncoderNode, config, ["embeddings/"]) as (node, pub, sub):
+        i = await first_window(node, pub, sub)
+        outcomes: dict[str, int] = {}
+        stop = asyncio.Event()
+
+        async def hammer(rpc: RpcClient) -> None:
+            while not stop.is_set():
+                try:
+                    await rpc.call("ask", {"question": "what is happening?", "choices": ["a", "b", "c"]})
+                    outcome = "ok"
+                except RpcError as exc:
+                    outcome = exc.code
+                outcomes[outcome] = outcomes.get(outcome, 0) + 1
+                await asyncio.sleep(0)
+
+        async with RpcClient(config.bus, endpoint=encoder_endpoint(config), timeout=60, retries=0) as rpc:
+            hammers = [asyncio.create_task(hammer(rpc)) for _ in range(16)]
+            try:
+                await wait_until(lambda: outcomes.get("ok", 0) >= 5)  # the flood is on
+                windows, asks = node.counters["windows"], node.counters["asks"]
+                async with asyncio.timeout(120):
+                    while node.counters["windows"] < windows + 5:  # while asks keep coming
+                        pub.publish_nowait("frames/cam0", frame("cam0", i))
+                        i += 1
+                        await asyncio.sleep(0.02)
+                asks_during = node.counters["asks"] - asks
+            finally:
+                stop.set()
+                await asyncio.gather(*hammers)
+        assert asks_during > 0  # asks were served all along...
+        assert set(outcomes) <= {"ok", "busy"}  # ...or refused at once, never timed out or failed
+        assert node.asks.qsize() <= 4
+
+
+async def wait_until(predicate, timeout: float = 60) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.01)
+
+
+async def test_invented_cameras_are_bounded_and_configured_ones_stay(runtime_dir, random_checkpoint):
+    cams = [{"name": "cam0", "source": "synthetic", "size": 32}]
+    config = node_config(runtime_dir, random_checkpoint, cameras=cams,
+                         encoder={"frame_step": 1, "stride_frames": 4, "max_cameras": 3, "jit": False})
+    async with running(EncoderNode, config, ["embeddings/"]) as (node, pub, sub):
+        pub.publish_nowait("frames/cam0", frame("cam0", 0))  # the configured camera is seen first (oldest)
+        await wait_until(lambda: node.counters["frames"] == 1)
+        for k in range(10):  # ten names nobody configured
+            pub.publish_nowait(f"frames/x{k}", frame(f"x{k}", 0))
+            await wait_until(lambda k=k: node.counters["frames"] == k + 2)
+            assert len(node.cams) <= 3
+        with node.lock:
+            names = set(node.cams.keys())
+        assert "cam0" in names and names == {"cam0", "x8", "x9"}
+        assert node.counters["cameras_evicted"] == 8
+        for i in range(1, node.span):  # the configured camera still makes windows
+            pub.publish_nowait("frames/cam0", frame("cam0", i))
+            await asyncio.sleep(0.02)
+        assert (await collect(sub, "embeddings/", 1, timeout=60))[0].msg.cam == "cam0"
