@@ -16,9 +16,12 @@ from typing import IO, Any, Literal
 
 import numpy as np
 
+from bus.bounded import BoundedDict
 from perception.messages import Embedding, Event
 from skills.messages import Alert
 from skills.sdk import Skill
+
+MAX_CAMERAS = 256
 
 
 class Watcher(Skill):
@@ -40,8 +43,9 @@ class Watcher(Skill):
         self.out = out or sys.stdout
         wanted = "on_embedding" if via == "embedding" else "on_event"
         self.routes = [r for r in self.routes if r.handler == wanted]
-        self.active: dict[str, bool] = {}
-        self.max_score: dict[str, float] = {}
+        # per camera; camera names come from the messages, so bounded (least recently seen out)
+        self.active: BoundedDict[str, bool] = BoundedDict(MAX_CAMERAS)
+        self.max_score: BoundedDict[str, float] = BoundedDict(MAX_CAMERAS)
         self.query: np.ndarray | None = None  # [D] the phrase's S_Y
 
     @classmethod

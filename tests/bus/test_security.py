@@ -312,3 +312,22 @@ async def test_roles_limit_which_rpc_methods_each_key_may_call(role_keys, runtim
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_client_with_the_wrong_server_key_gets_nothing(keys, runtime_dir):
+    """Wrong key: an allow-listed client that trusts another server key never completes the CURVE handshake."""
+    server_cfg, client_cfg = tcp_configs(keys, runtime_dir, "client")
+    wrong = client_cfg.model_copy(update={"curve": client_cfg.curve.model_copy(update={"server_public": keys["intruder"]})})
+    srv = RpcServer(server_cfg, {"ping": lambda p: "pong"}, ctx=zmq.asyncio.Context())
+    task = asyncio.create_task(srv.run())
+    try:
+        await srv.bound.wait()
+        async with RpcClient(wrong, ctx=zmq.asyncio.Context(), timeout=0.3, retries=1) as bad:
+            with pytest.raises(RpcTimeout):
+                await bad.call("ping")
+        async with RpcClient(client_cfg, ctx=zmq.asyncio.Context(), timeout=2) as ok:
+            assert await ok.call("ping") == "pong"
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert srv.counters["requests"] == 1
