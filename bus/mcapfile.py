@@ -29,6 +29,7 @@ from mcap.records import Channel, Chunk, Footer, Message, Metadata
 from mcap.stream_reader import StreamReader, breakup_chunk
 from mcap.writer import CompressionType, Writer
 
+from bus.bounded import BoundedDict
 from bus.logs import get_logger
 
 LAYOUT = "vljepa-bus/1"
@@ -133,11 +134,13 @@ class BusMcapWriter:
         *,
         chunk_size: int = 1024 * 1024,
         compression: str = "zstd",
+        overwrite: bool = True,
     ) -> None:
+        """`overwrite=False` refuses an existing file (FileExistsError) instead of truncating it."""
         if compression not in COMPRESSIONS:
             raise ValueError(f"compression {compression!r} is not one of {sorted(COMPRESSIONS)}")
         self.path = Path(path)
-        self._file: IO[bytes] = open(self.path, "wb")
+        self._file: IO[bytes] = open(self.path, "wb" if overwrite else "xb")
         self._writer = Writer(self._file, chunk_size=chunk_size, compression=COMPRESSIONS[compression])
         self._writer.start(profile=PROFILE, library=f"vljepa-perception {LAYOUT}")
         self._channels: dict[tuple[str, str, int], int] = {}
@@ -173,6 +176,17 @@ class BusMcapWriter:
         self._closed = True
         self._writer.finish()
         self._file.close()
+
+    def abandon(self) -> None:
+        """Close the file without writing anything more (after a write failed, e.g. a full disk): what
+        reached the kernel stays as it is, a file `scan` and `recover` read up to the last whole chunk."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._file.close()  # flushes Python's buffer if it can; the fd is closed either way
+        except OSError:
+            pass
 
 
 # -- reading ----------------------------------------------------------------------------------------------
@@ -316,10 +330,14 @@ class RecoverResult:
 
 
 class SeqTracker:
-    """Counts seq gaps and restarts per (src, topic), the same rule as the bus subscriber."""
+    """Counts seq gaps and restarts per (src, topic), the same rule as the bus subscriber.
 
-    def __init__(self) -> None:
-        self.last: dict[tuple[str, str], int] = {}
+    The last seqs are kept for at most `max_streams` (src, topic) pairs (least recently seen fall out and
+    start over), since `src` is whatever a publisher says. `gaps`/`resets` are per topic: callers bound topics.
+    """
+
+    def __init__(self, max_streams: int = 4096) -> None:
+        self.last: BoundedDict[tuple[str, str], int] = BoundedDict(max_streams)
         self.gaps: dict[str, int] = {}
         self.resets: dict[str, int] = {}
 

@@ -3,67 +3,136 @@
 The asyncio side only receives (raw mode: header checked, body and buffers left as they arrived) and hands
 each message to a writer thread, so packing, compression and disk I/O never stall the sockets.
 
+Memory: the writer's inbox is bounded in bytes (`max_queue_bytes`, default 256 MiB, counting every part of
+every message not yet written). When a slow disk lets it fill, new messages are dropped, never queued: they
+are counted (`dropped`, `dropped_bytes`, `dropped_by_topic`), logged (rate-limited) and stored in the
+closing `recording` metadata, so a stalled disk costs messages, visibly, and never RSS.
+
+Names: a peer can invent any number of topics. The recorder keeps at most `max_topics` channels (one per
+topic, or per (topic, type, version) when a topic carries several types; default 1024); messages that
+would open a further channel are dropped and counted (`dropped_topic_limit`), with one log line. Seq
+trackers are LRU-bounded by `bus.max_streams` (src, topic) pairs.
+
 Crash safety: the writer thread closes the current chunk and flushes it to the kernel every
 `flush_interval_s` (and whenever a chunk reaches `chunk_size`). A recorder killed with SIGKILL therefore
-leaves every message it received more than `flush_interval_s` + the writer's queue delay before the kill
-in the file (the queue delay is near zero while the disk keeps up; it is logged as `max_queue_delay_ms`).
-`recover()` rewrites such a file into a complete one. Power loss is not covered (no fsync per flush).
+loses at most what was queued for the writer (never more than `max_queue_bytes`) plus what it wrote in the
+last `flush_interval_s`; while the disk keeps up the queue is near empty (its delay is logged as
+`max_queue_delay_ms`). `recover()` rewrites such a file into a complete one. Power loss is not covered (no
+fsync per flush). A full disk stops the recording with an error naming it; the chunks flushed before stay
+readable (`perception record --recover`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import queue
+import collections
+import errno
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, ClassVar, Iterable
 
 from bus.config import BusConfig
-from bus.logs import get_logger
+from bus.logs import RateLimited, get_logger
 from bus.mcapfile import BusMcapWriter, SeqTracker, pack_message
 from bus.pubsub import RawMessage, Subscriber
 
 _STOP = object()
+DEFAULT_MAX_QUEUE_BYTES = 256 * 1024 * 1024
+DEFAULT_MAX_TOPICS = 1024
 
 
 @dataclass
 class RecordStats:
-    messages: int = 0
+    messages: int = 0  # written to the file
     bytes: int = 0
     by_topic: dict[str, int] = field(default_factory=dict)
     gaps: dict[str, int] = field(default_factory=dict)
     resets: dict[str, int] = field(default_factory=dict)
     flushes: int = 0
     max_queue_delay_ms: float = 0.0
+    received: int = 0  # handed over by the subscriber (recorded + dropped)
+    dropped: int = 0  # not recorded: writer queue full, topic limit, or left queued when the writer failed
+    dropped_bytes: int = 0
+    dropped_by_topic: dict[str, int] = field(default_factory=dict)  # recorded topics only (bounded with them)
+    dropped_topic_limit: int = 0  # messages that would have opened a channel beyond max_topics
+    max_queued_bytes: int = 0  # high-water mark of the writer's inbox
+
+
+class _Inbox:
+    """A FIFO bounded in bytes: `offer` refuses what does not fit. Bytes stay counted until `release`,
+    i.e. until the writer has written the message, so the bound covers everything the recorder holds."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self.peak = 0
+        self._items: collections.deque[Any] = collections.deque()
+        self._cv = threading.Condition()
+
+    def offer(self, item: Any, nbytes: int) -> bool:
+        with self._cv:
+            if self.bytes + nbytes > self.max_bytes:
+                return False
+            self.bytes += nbytes
+            self.peak = max(self.peak, self.bytes)
+            self._items.append((item, nbytes))
+            self._cv.notify()
+            return True
+
+    def put_stop(self) -> None:
+        with self._cv:
+            self._items.append((_STOP, 0))
+            self._cv.notify()
+
+    def get(self, timeout: float) -> tuple[Any, int] | None:
+        with self._cv:
+            if not self._items:
+                self._cv.wait(timeout)
+            return self._items.popleft() if self._items else None
+
+    def release(self, nbytes: int) -> None:
+        with self._cv:
+            self.bytes -= nbytes
+
+    def drain(self) -> list[tuple[Any, int]]:
+        """What is left (after the writer stopped), emptied."""
+        with self._cv:
+            items = [x for x in self._items if x[0] is not _STOP]
+            self._items.clear()
+            self.bytes = 0
+            return items
 
 
 class _WriterThread(threading.Thread):
     """Owns the MCAP writer: packs, writes, counts seq gaps and flushes on a fixed interval."""
 
-    def __init__(self, writer: BusMcapWriter, flush_interval_s: float, stats: RecordStats) -> None:
+    def __init__(self, writer: BusMcapWriter, flush_interval_s: float, stats: RecordStats, inbox: _Inbox,
+                 max_streams: int, on_error: Any = None) -> None:
         super().__init__(name="bus-recorder-writer", daemon=True)
         self.writer = writer
         self.flush_interval_s = flush_interval_s
         self.stats = stats
-        self.inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self.seqs = SeqTracker()
+        self.inbox = inbox
+        self.seqs = SeqTracker(max_streams=max_streams)
         self.error: BaseException | None = None
+        self.on_error = on_error  # called (from this thread) once the writer failed
 
     def run(self) -> None:
         next_flush = time.monotonic() + self.flush_interval_s
         dirty = False
         try:
             while True:
-                try:
-                    item = self.inbox.get(timeout=max(0.0, next_flush - time.monotonic()))
-                except queue.Empty:
-                    item = None
-                if item is _STOP:
-                    break
-                if item is not None:
-                    self._write(item)
+                got = self.inbox.get(timeout=max(0.0, next_flush - time.monotonic()))
+                if got is not None:
+                    item, nbytes = got
+                    if item is _STOP:
+                        break
+                    try:
+                        self._write(item)
+                    finally:
+                        self.inbox.release(nbytes)
                     dirty = True
                 if time.monotonic() >= next_flush:
                     if dirty:
@@ -73,6 +142,8 @@ class _WriterThread(threading.Thread):
                     next_flush = time.monotonic() + self.flush_interval_s
         except BaseException as exc:  # reported by the recorder; the file so far stays readable
             self.error = exc
+            if self.on_error is not None:
+                self.on_error()
 
     def _write(self, item: tuple[RawMessage, int]) -> None:
         raw, t_queued = item
@@ -90,7 +161,12 @@ class _WriterThread(threading.Thread):
 
 
 class Recorder:
-    """Record `topics` (prefixes; "" = everything) from the bus into `out`, until cancelled or `duration`."""
+    """Record `topics` (prefixes; "" = everything) from the bus into `out`, until cancelled or `duration`.
+
+    `out` must not exist unless `overwrite` (a recording is never truncated by accident).
+    """
+
+    writer_class: ClassVar[type[_WriterThread]] = _WriterThread
 
     def __init__(
         self,
@@ -102,9 +178,17 @@ class Recorder:
         flush_interval_s: float = 0.5,
         chunk_size: int = 1024 * 1024,
         compression: str = "zstd",
+        max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
+        max_topics: int = DEFAULT_MAX_TOPICS,
+        overwrite: bool = False,
     ) -> None:
         if flush_interval_s <= 0:
             raise ValueError(f"flush_interval_s must be > 0, got {flush_interval_s}")
+        if max_queue_bytes < config.max_msg_size:
+            raise ValueError(f"max_queue_bytes ({max_queue_bytes}) must be >= bus.max_msg_size "
+                             f"({config.max_msg_size}), or the largest messages could never be recorded")
+        if max_topics < 1:
+            raise ValueError(f"max_topics must be >= 1, got {max_topics}")
         self.config = config
         self.out = Path(out)
         self.topics = list(topics) or [""]
@@ -112,57 +196,141 @@ class Recorder:
         self.flush_interval_s = flush_interval_s
         self.chunk_size = chunk_size
         self.compression = compression
+        self.max_queue_bytes = max_queue_bytes
+        self.max_topics = max_topics
+        self.overwrite = overwrite
         self.stats = RecordStats()
         self.log = get_logger("bus.recorder", out=str(self.out))
         self.ready = asyncio.Event()  # set once subscribed (messages from then on are recorded)
+        self.inbox = _Inbox(max_queue_bytes)
+        self._channels: set[tuple[str, str, int]] = set()  # accepted channel keys, at most max_topics
+        self._drop_log = RateLimited(1.0)
+        self._topic_limit_logged = False
+
+    def _accept(self, raw: RawMessage) -> None:
+        """Queue one message for the writer, or drop and count it (topic limit, queue full)."""
+        s = self.stats
+        s.received += 1
+        h = raw.header
+        nbytes = sum(len(p) for p in raw.parts)
+        key = (h.topic, h.type, h.v)
+        if key not in self._channels:
+            if len(self._channels) >= self.max_topics:
+                s.dropped += 1
+                s.dropped_bytes += nbytes
+                s.dropped_topic_limit += 1
+                if not self._topic_limit_logged:
+                    self._topic_limit_logged = True
+                    self.log.error("topic limit reached: messages on further topics are dropped, not recorded",
+                                   max_topics=self.max_topics, first_refused=h.topic[:80])
+                return
+            self._channels.add(key)
+        if self.inbox.offer((raw, time.monotonic_ns()), nbytes):
+            s.max_queued_bytes = self.inbox.peak
+            return
+        s.dropped += 1
+        s.dropped_bytes += nbytes
+        s.dropped_by_topic[h.topic] = s.dropped_by_topic.get(h.topic, 0) + 1
+        suppressed = self._drop_log.should_log("queue")
+        if suppressed is not None:
+            self.log.warning("writer queue full (disk too slow): dropping messages", topic=h.topic,
+                             queued_bytes=self.inbox.bytes, max_queue_bytes=self.max_queue_bytes,
+                             dropped=s.dropped, suppressed=suppressed)
+
+    async def _consume(self, sub: Subscriber, max_messages: int | None) -> None:
+        received = 0
+        async for raw in sub:
+            self._accept(raw)
+            received += 1
+            if max_messages is not None and received >= max_messages:
+                return
+
+    def _failure(self, exc: BaseException) -> RuntimeError:
+        what = "disk full" if isinstance(exc, OSError) and exc.errno == errno.ENOSPC else "writer failed"
+        return RuntimeError(
+            f"recorder {what} writing {self.out} ({type(exc).__name__}: {exc}); recording stopped after "
+            f"{self.stats.messages} messages; what was flushed before stays readable: "
+            f"`perception record --recover {self.out} FIXED.mcap`"
+        )
 
     async def run(self, duration: float | None = None, max_messages: int | None = None) -> RecordStats:
-        writer = BusMcapWriter(self.out, chunk_size=self.chunk_size, compression=self.compression)
+        writer = BusMcapWriter(self.out, chunk_size=self.chunk_size, compression=self.compression,
+                               overwrite=self.overwrite)
         session = {
             "topics": self.topics, "flush_interval_s": self.flush_interval_s, "chunk_size": self.chunk_size,
-            "compression": self.compression, "started_ns": time.time_ns(), **self.session,
+            "compression": self.compression, "max_queue_bytes": self.max_queue_bytes,
+            "max_topics": self.max_topics, "started_ns": time.time_ns(), **self.session,
         }
-        writer.metadata("session", session)
-        writer.flush()
-        thread = _WriterThread(writer, self.flush_interval_s, self.stats)
+        try:
+            writer.metadata("session", session)
+            writer.flush()
+        except OSError as exc:
+            writer.abandon()
+            raise self._failure(exc) from exc
+        loop = asyncio.get_running_loop()
+        failed = asyncio.Event()
+
+        def on_error() -> None:
+            try:
+                loop.call_soon_threadsafe(failed.set)
+            except RuntimeError:  # loop already closed: run() has returned
+                pass
+
+        thread = self.writer_class(writer, self.flush_interval_s, self.stats, self.inbox,
+                                   self.config.max_streams, on_error)
         thread.start()
         # The recorder wants every message, frames included: its own subscriber treats every topic as
         # `reliable` (large queue, no newest-wins conflation). Drops upstream still show as seq gaps.
         keep_all = self.config.model_copy(update={"latest_prefixes": []})
         sub = Subscriber(keep_all, self.topics, raw=True, name="recorder")
+        tasks: list[asyncio.Task] = []
         try:
             await sub.start()
             self.ready.set()
-            self.log.info("recording", topics=self.topics, flush_interval_s=self.flush_interval_s)
-            async with asyncio.timeout(duration):
-                received = 0
-                async for raw in sub:
-                    thread.inbox.put((raw, time.monotonic_ns()))
-                    received += 1
-                    if max_messages is not None and received >= max_messages:
-                        break
-                    if thread.error is not None:
-                        raise RuntimeError(f"recorder writer failed: {thread.error}") from thread.error
-        except TimeoutError:
-            pass  # --duration reached
+            self.log.info("recording", topics=self.topics, flush_interval_s=self.flush_interval_s,
+                          max_queue_bytes=self.max_queue_bytes)
+            consume = asyncio.create_task(self._consume(sub, max_messages))
+            tasks = [consume, asyncio.create_task(failed.wait())]
+            done, _ = await asyncio.wait(tasks, timeout=duration, return_when=asyncio.FIRST_COMPLETED)
+            if consume in done:
+                consume.result()  # the subscriber's error, if any
         finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             sub.close()
-            thread.inbox.put(_STOP)
+            self.inbox.put_stop()
             await asyncio.to_thread(thread.join)
+            for (raw, _t), nbytes in self.inbox.drain():  # queued when the writer failed: never written
+                self.stats.dropped += 1
+                self.stats.dropped_bytes += nbytes
+                topic = raw.header.topic
+                self.stats.dropped_by_topic[topic] = self.stats.dropped_by_topic.get(topic, 0) + 1
             self.stats.gaps = dict(thread.seqs.gaps)
             self.stats.resets = dict(thread.seqs.resets)
+            self.stats.max_queued_bytes = self.inbox.peak
+            s = self.stats
             try:
-                writer.metadata("recording", {
-                    "messages": self.stats.messages, "bytes": self.stats.bytes, "by_topic": self.stats.by_topic,
-                    "gaps": self.stats.gaps, "resets": self.stats.resets, "ended_ns": time.time_ns(),
-                    "subscriber": sub.stats.as_counters(), "max_queue_delay_ms": round(self.stats.max_queue_delay_ms, 3),
-                })
-            finally:
-                writer.close()
-            self.log.info(
-                "recording closed", messages=self.stats.messages, bytes=self.stats.bytes,
-                gaps=sum(self.stats.gaps.values()), max_queue_delay_ms=round(self.stats.max_queue_delay_ms, 3),
-            )
+                if thread.error is None:
+                    writer.metadata("recording", {
+                        "messages": s.messages, "bytes": s.bytes, "by_topic": s.by_topic,
+                        "gaps": s.gaps, "resets": s.resets, "ended_ns": time.time_ns(),
+                        "subscriber": sub.stats.as_counters(), "max_queue_delay_ms": round(s.max_queue_delay_ms, 3),
+                        "received": s.received, "dropped": s.dropped, "dropped_bytes": s.dropped_bytes,
+                        "dropped_by_topic": s.dropped_by_topic, "dropped_topic_limit": s.dropped_topic_limit,
+                        "max_queued_bytes": s.max_queued_bytes, "max_queue_bytes": self.max_queue_bytes,
+                    })
+                    writer.close()
+                else:
+                    writer.abandon()
+            except OSError as exc:  # the disk filled up while closing: keep what is there
+                thread.error = thread.error or exc
+                writer.abandon()
+            log = self.log.error if thread.error is not None else self.log.info
+            log("recording closed", messages=s.messages, bytes=s.bytes, gaps=sum(s.gaps.values()),
+                dropped=s.dropped, dropped_bytes=s.dropped_bytes, dropped_topic_limit=s.dropped_topic_limit,
+                max_queued_bytes=s.max_queued_bytes, max_queue_delay_ms=round(s.max_queue_delay_ms, 3),
+                error=None if thread.error is None else f"{type(thread.error).__name__}: {thread.error}")
         if thread.error is not None:
-            raise RuntimeError(f"recorder writer failed: {thread.error}") from thread.error
+            raise self._failure(thread.error) from thread.error
         return self.stats

@@ -11,6 +11,7 @@ a crash: a robot's planner must keep going when perception is degraded.
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import sys
 from typing import IO, Any
@@ -28,14 +29,16 @@ class Planner(Skill):
 
     def __init__(self, config=None, *, goal: str = "the red circle", question: str = "what colour is the shape?",
                  choices: list[str] | None = None, interval: float = 2.0, goal_threshold: float = 0.5,
-                 decisions: int | None = None, out: IO[str] | None = None, **kw: Any) -> None:
+                 decisions: int | None = None, out: IO[str] | None = None, keep: int = 100, **kw: Any) -> None:
         super().__init__(config, **kw)
         self.goal, self.question, self.interval = goal, question, interval
         self.choices = choices or ["red", "green", "blue", "yellow", "purple", "orange"]
         self.goal_threshold = goal_threshold
         self.max_decisions = decisions
         self.out = out or sys.stdout
-        self.decisions: list[dict[str, Any]] = []
+        # the latest `keep` decisions only: a planner runs for days, every decision is printed and published
+        self.decisions: collections.deque[dict[str, Any]] = collections.deque(maxlen=keep)
+        self.n_decisions = 0
 
     @classmethod
     def add_arguments(cls, parser) -> None:
@@ -86,9 +89,10 @@ class Planner(Skill):
         return d
 
     async def main(self) -> None:
-        while self.max_decisions is None or len(self.decisions) < self.max_decisions:
+        while self.max_decisions is None or self.n_decisions < self.max_decisions:
             d = await self.decide()
             self.decisions.append(d)
+            self.n_decisions += 1
             self.counters["decisions"] += 1
             self.counters[f"decisions.{d['decision']}"] += 1
             if d["errors"]:
@@ -98,5 +102,5 @@ class Planner(Skill):
                           errors=sorted(d["errors"]))
             await self.publish("skills/planner", SkillEvent(skill=self.name, name="decision", text=d["decision"],
                                                             data=json.loads(json.dumps(d, default=str))))
-            if self.max_decisions is None or len(self.decisions) < self.max_decisions:
+            if self.max_decisions is None or self.n_decisions < self.max_decisions:
                 await asyncio.sleep(self.interval)

@@ -13,6 +13,7 @@ One panel per camera, stream time (s) on x:
 from __future__ import annotations
 
 import asyncio
+import collections
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,27 +21,42 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from bus.bounded import BoundedDict
 from bus.codec import decode
 from perception.messages import Caption, Embedding, Event
 from skills.sdk import Skill
 
+MAX_WINDOWS = 20_000  # per camera: ~80 min at 4 windows/s; older ones fall off the left edge
+MAX_CAMERAS = 64  # camera names come from whoever publishes: a bound, least recently seen fall out
+
 
 @dataclass
 class CameraTrack:
-    """What one camera's session holds, in stream seconds."""
+    """What one camera's session holds, in stream seconds; each list keeps its newest `max_items`."""
 
-    segments: list[tuple[int, float, float, str]] = field(default_factory=list)  # (id, start_s, end_s, label)
-    captions: dict[int, str] = field(default_factory=dict)  # segment_id -> text
-    windows: list[tuple[float, np.ndarray]] = field(default_factory=list)  # (end_s, S^_Y [D])
-    watch: list[tuple[float, str, bool, float]] = field(default_factory=list)  # (end_s, phrase, active, score)
+    max_items: int = MAX_WINDOWS
+    segments: collections.deque[tuple[int, float, float, str]] = field(init=False)  # (id, start_s, end_s, label)
+    captions: BoundedDict[int, str] = field(init=False)  # segment_id -> text
+    windows: collections.deque[tuple[float, np.ndarray]] = field(init=False)  # (end_s, S^_Y [D])
+    watch: collections.deque[tuple[float, str, bool, float]] = field(init=False)  # (end_s, phrase, active, score)
+
+    def __post_init__(self) -> None:
+        self.segments = collections.deque(maxlen=self.max_items)
+        self.captions = BoundedDict(self.max_items)
+        self.windows = collections.deque(maxlen=self.max_items)
+        self.watch = collections.deque(maxlen=self.max_items)
 
 
-@dataclass
 class Session:
-    cameras: dict[str, CameraTrack] = field(default_factory=dict)
+    """A timeline's data, bounded: a live timeline may collect for days (`max_windows` per camera and
+    per kind, `max_cameras` cameras)."""
+
+    def __init__(self, *, max_windows: int = MAX_WINDOWS, max_cameras: int = MAX_CAMERAS) -> None:
+        self.max_windows = max_windows
+        self.cameras: BoundedDict[str, CameraTrack] = BoundedDict(max_cameras)
 
     def track(self, cam: str) -> CameraTrack:
-        return self.cameras.setdefault(cam, CameraTrack())
+        return self.cameras.setdefault(cam, lambda: CameraTrack(self.max_windows))
 
     def add(self, msg: Any) -> bool:
         """Take one decoded message; False if it is not part of a timeline."""
@@ -63,11 +79,11 @@ class Session:
         return sorted({p for t in self.cameras.values() for _, p, _, _ in t.watch})
 
 
-def load_session(path: str | Path, cameras: Iterable[str] | None = None) -> Session:
+def load_session(path: str | Path, cameras: Iterable[str] | None = None, max_windows: int = MAX_WINDOWS) -> Session:
     """Read embeddings/, events/ and captions/ of a recording (bad messages are skipped and counted)."""
     from bus.mcapfile import iter_messages
 
-    session, bad = Session(), 0
+    session, bad = Session(max_windows=max_windows), 0
     wanted = set(cameras or [])
     for stored in iter_messages(path, topics=["embeddings/", "events/", "captions/"]):
         try:
@@ -166,10 +182,11 @@ class Timeline(Skill):
     teardown_timeout_s = 120.0  # rendering may load the model first
 
     def __init__(self, config=None, *, out: str | Path = "timeline.png", input: str | Path | None = None,
-                 watch: list[str] | None = None, **kw: Any) -> None:
+                 watch: list[str] | None = None, max_windows: int = MAX_WINDOWS, **kw: Any) -> None:
         super().__init__(config, **kw)
         self.out, self.input, self.watch = Path(out), input, list(watch or [])
-        self.session = Session()
+        self.max_windows = max_windows
+        self.session = Session(max_windows=max_windows)
         self.uses_bus = input is None
         self.written: Path | None = None
 
@@ -179,11 +196,13 @@ class Timeline(Skill):
         parser.add_argument("--out", default="timeline.png", help="PNG to write")
         parser.add_argument("--watch", nargs="*", default=[],
                             help="phrases to score per window (default: the session's watch phrases)")
+        parser.add_argument("--max-windows", type=int, default=MAX_WINDOWS,
+                            help="windows (and segments, captions, crossings) kept per camera: the newest")
 
     @classmethod
     def from_args(cls, config, args) -> Timeline:
-        return cls(config, out=args.out, input=args.input, watch=args.watch, camera=args.camera,
-                   rpc_timeout=args.rpc_timeout)
+        return cls(config, out=args.out, input=args.input, watch=args.watch, max_windows=args.max_windows,
+                   camera=args.camera, rpc_timeout=args.rpc_timeout)
 
     # live mode: collect everything, render on the way out
     async def on_embedding(self, emb: Embedding) -> None:
@@ -199,7 +218,8 @@ class Timeline(Skill):
         if self.input is None:
             await super().main()  # live: wait until stopped; teardown renders
             return
-        self.session = await asyncio.to_thread(load_session, self.input, [self.camera] if self.camera else None)
+        self.session = await asyncio.to_thread(load_session, self.input, [self.camera] if self.camera else None,
+                                               self.max_windows)
 
     async def teardown(self) -> None:
         await asyncio.to_thread(self.render)

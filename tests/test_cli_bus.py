@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
+import msgpack
 import pytest
 import yaml
 
@@ -96,6 +99,71 @@ def test_echo_summarises_arrays(live_bus):
     assert row["msg"]["data"] == "<ndarray uint8 (48, 64, 3)>"
 
 
+def nested(depth: int) -> dict:
+    value: object = "leaf"
+    for _ in range(depth):
+        value = {"a": value}
+    return value  # type: ignore[return-value]
+
+
+def deep_raw(topic: str, depth: int, seq: int) -> list[bytes]:
+    """A SkillEvent whose `data` is `depth` maps deep, packed by hand (msgpack's packer refuses > 511)."""
+    pk = msgpack.packb
+    body = (b"\x84" + pk("skill") + pk("deep") + pk("name") + pk("n") + pk("text") + pk("") + pk("data")
+            + b"\x81\xa1a" * depth + pk("leaf"))
+    header = (b"\x86" + pk("type") + pk("SkillEvent") + pk("v") + pk(1) + pk("seq") + pk(seq) + pk("src")
+              + pk("deep-talker") + pk("t") + pk(time.time_ns()) + pk("body") + body)
+    return [topic.encode(), header]
+
+
+async def test_echo_survives_deeply_nested_messages(live_bus):
+    from bus.codec import DecodeError, decode, encode
+    from bus.pubsub import Publisher
+    from skills.messages import SkillEvent
+
+    config = BusConfig.local(live_bus.parent)
+    deep = SkillEvent(skill="deep", name="n", data=nested(30))  # just under bus.max_depth (32)
+    assert decode(encode("deep/x", deep, seq=0, src="s", t_ns=1)).msg == deep  # the codec takes it
+    with pytest.raises(DecodeError, match="too_deep"):  # ... and refuses the 600-deep one
+        decode(deep_raw("deep/x", 600, 0))
+
+    echo = await asyncio.create_subprocess_exec(
+        *PERCEPTION, "echo", "deep/", "--config", str(live_bus), "-n", "4", "--duration", "120", cwd=REPO,
+        env=_env(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    pub = Publisher(config, src="deep-talker")
+    await pub.ready()
+    seq = 0
+    try:
+        async with asyncio.timeout(120):
+            while echo.returncode is None:  # rounds until echo has printed 4 lines (it joins when it joins)
+                pub.publish_raw(encode("deep/x", deep, seq=seq, src="deep-talker", t_ns=time.time_ns()))
+                pub.publish_raw(deep_raw("deep/x", 600, seq + 1))
+                pub.publish_raw(encode("deep/x", SkillEvent(skill="deep", name="after"), seq=seq + 2,
+                                       src="deep-talker", t_ns=time.time_ns()))
+                seq += 3
+                try:
+                    await asyncio.wait_for(asyncio.shield(echo.wait()), 0.2)
+                except TimeoutError:
+                    pass
+            out, err = await echo.communicate()
+    finally:
+        pub.close()
+        if echo.returncode is None:
+            echo.kill()
+            await echo.communicate()
+    assert echo.returncode == 0, err.decode()[-2000:]
+    assert b"Traceback" not in err and b"RecursionError" not in err
+    rows = [json.loads(x) for x in out.decode().splitlines()]
+    assert len(rows) == 4
+    seqs = [r["seq"] for r in rows]
+    assert all(s % 3 != 1 for s in seqs)  # the 600-deep ones are refused by the decoder, not printed
+    names = [r["msg"]["name"] for r in rows]
+    assert names in (["n", "after"] * 2, ["after", "n", "after", "n"])
+    printed = next(r for r in rows if r["msg"]["name"] == "n")["msg"]["data"]
+    assert "nested deeper than" in json.dumps(printed)  # summarise cut it: bounded output
+    assert seqs[-1] - seqs[0] >= 2  # a 600-deep message went by between printed ones
+
+
 def test_echo_without_a_bus_fails_clearly(tmp_path):
     rdir = Path(tempfile.mkdtemp(prefix="bus-", dir="/tmp"))
     cfg = tmp_path / "cfg.yaml"
@@ -113,6 +181,38 @@ def test_keys_writes_a_key_pair(tmp_path):
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "k" / "robot1.key").exists() and (tmp_path / "k" / "robot1.key_secret").exists()
     assert "robot1.key_secret" in out.stdout
+
+
+def _keys(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(PERCEPTION + ["keys", *args], cwd=REPO, env=_env(), capture_output=True, text=True,
+                          timeout=120, check=False)
+
+
+def test_keys_are_private_from_the_start_and_never_replaced_without_force(tmp_path):
+    where = tmp_path / "k"
+    old_umask = os.umask(0)  # the child inherits a umask that would leave new files world-readable
+    try:
+        first = _keys(str(where), "--name", "srv")
+    finally:
+        os.umask(old_umask)
+    assert first.returncode == 0, first.stderr
+    secret, public = where / "srv.key_secret", where / "srv.key"
+    assert secret.stat().st_mode & 0o777 == 0o600
+    before = (secret.read_bytes(), public.read_bytes())
+
+    again = _keys(str(where), "--name", "srv")
+    assert again.returncode == 2
+    assert "exists" in again.stderr and "--force" in again.stderr and "Traceback" not in again.stderr
+    assert (secret.read_bytes(), public.read_bytes()) == before  # untouched
+
+    forced = _keys(str(where), "--name", "srv", "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert secret.read_bytes() != before[0] and public.read_bytes() != before[1]
+    assert secret.stat().st_mode & 0o777 == 0o600
+
+    bad = _keys(str(where), "--name", "../outside")
+    assert bad.returncode == 2 and "--name" in bad.stderr
+    assert not (tmp_path / "outside.key").exists()
 
 
 # `perception up` now runs the real pipeline (perception/nodes/launcher.py); its no-orphans, restart and

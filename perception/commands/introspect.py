@@ -14,6 +14,7 @@ import time
 from collections import deque
 
 from bus.config import BusConfig
+from bus.logs import RateLimited
 from bus.message import summarise
 from bus.pubsub import BusNotReady, Subscriber
 from bus.runtime import run_until_stopped
@@ -44,18 +45,29 @@ def add_topics_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object instead of a table")
 
 
+MAX_TOPICS = 10_000  # rows kept by `topics`: topic and src names are whatever publishers invent
+MAX_PUBLISHERS = 32  # per row
+
+
 def run_topics(args: argparse.Namespace) -> int:
     seen: dict[str, dict] = {}
+    omitted = {"messages": 0}  # on topics beyond MAX_TOPICS
     started = time.monotonic()
 
     async def main() -> None:
         async with Subscriber(_bus(args), [""], raw=True, policy="reliable", name="topics") as sub:
             async for raw in sub:
                 h = raw.header
-                row = seen.setdefault(h.topic, {"type": h.type, "count": 0, "bytes": 0, "publishers": set()})
+                row = seen.get(h.topic)
+                if row is None:
+                    if len(seen) >= MAX_TOPICS:
+                        omitted["messages"] += 1
+                        continue
+                    row = seen[h.topic] = {"type": h.type, "count": 0, "bytes": 0, "publishers": set()}
                 row["count"] += 1
                 row["bytes"] += sum(len(p.buffer) for p in raw.parts)
-                row["publishers"].add(h.src)
+                if len(row["publishers"]) < MAX_PUBLISHERS:
+                    row["publishers"].add(h.src)
 
     code = _run(main, args.duration)
     window = max(time.monotonic() - started, 1e-9)
@@ -65,7 +77,7 @@ def run_topics(args: argparse.Namespace) -> int:
         for t, r in sorted(seen.items())
     ]
     if args.json:
-        print(json.dumps({"window_s": round(window, 3), "topics": rows}))
+        print(json.dumps({"window_s": round(window, 3), "topics": rows, "omitted_messages": omitted["messages"]}))
     elif code == 0:
         print(f"{'TOPIC':<28} {'TYPE':<16} {'RATE Hz':>9} {'MB/s':>8}  PUBLISHERS")
         for r in rows:
@@ -82,14 +94,28 @@ def add_echo_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--duration", type=float, default=None, help="exit after S seconds")
 
 
+def echo_line(env) -> str:
+    """One JSON line; `summarise` cuts arrays, long strings and nesting, so the line is bounded too."""
+    line = {"topic": env.topic, "type": env.type, "v": env.v, "seq": env.seq, "src": env.src,
+            "t": env.t, "msg": summarise(env.msg)}
+    return json.dumps(line, default=str)
+
+
 def run_echo(args: argparse.Namespace) -> int:
+    unprintable = RateLimited(1.0)
+
     async def main() -> None:
         async with Subscriber(_bus(args), [args.topic], policy="reliable", name="echo") as sub:
             n = 0
             async for env in sub:
-                line = {"topic": env.topic, "type": env.type, "v": env.v, "seq": env.seq, "src": env.src,
-                        "t": env.t, "msg": summarise(env.msg)}
-                print(json.dumps(line, default=str), flush=True)
+                try:
+                    text = echo_line(env)
+                except Exception as exc:  # whatever a peer sent, one message never ends the echo
+                    if unprintable.should_log(env.topic) is not None:
+                        print(f"perception echo: cannot print {env.topic} seq={env.seq} from {env.src!r}: "
+                              f"{type(exc).__name__}: {str(exc)[:200]}", file=sys.stderr, flush=True)
+                    continue
+                print(text, flush=True)
                 n += 1
                 if args.count is not None and n >= args.count:
                     return

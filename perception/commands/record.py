@@ -1,4 +1,7 @@
-"""`perception record OUT.mcap [--topics PREFIX...] [--duration S]`, and `--recover BROKEN FIXED`.
+"""`perception record OUT.mcap [--topics PREFIX...] [--duration S] [--force]`, and `--recover BROKEN FIXED`.
+
+An existing OUT (or FIXED) is refused with exit code 2 unless `--force`: a recording is never truncated
+by a repeated command line.
 
 See docs/recording.md for the file layout and the crash-safety bound.
 """
@@ -9,9 +12,10 @@ import argparse
 import asyncio
 import json
 import sys
+from pathlib import Path
 
 from bus.mcapfile import COMPRESSIONS, RecordingError, recover
-from bus.record import Recorder
+from bus.record import DEFAULT_MAX_QUEUE_BYTES, DEFAULT_MAX_TOPICS, Recorder
 from perception.commands._session import run_until_signal, session_metadata
 from perception.config import ConfigError, load_config
 
@@ -24,12 +28,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="seconds between chunk flushes: the crash-safety bound (default 0.5)")
     p.add_argument("--chunk-size", type=int, default=1024 * 1024, help="bytes per MCAP chunk before it is closed early")
     p.add_argument("--compression", choices=sorted(COMPRESSIONS), default="zstd")
+    p.add_argument("--max-queue-mb", type=float, default=DEFAULT_MAX_QUEUE_BYTES / 2**20,
+                   help="MiB queued for the writer before messages are dropped (and counted) (default 256)")
+    p.add_argument("--max-topics", type=int, default=DEFAULT_MAX_TOPICS,
+                   help="distinct topics recorded; messages on further ones are dropped and counted (default 1024)")
+    p.add_argument("--force", action="store_true", help="replace OUT (or FIXED) if it exists")
     p.add_argument("--recover", nargs=2, metavar=("BROKEN", "FIXED"),
                    help="rewrite what is readable in BROKEN (e.g. after a crash) into a complete FIXED file")
 
 
 def run(args: argparse.Namespace) -> int:
     try:
+        target = args.recover[1] if args.recover else args.out
+        if target and Path(target).exists() and not args.force:
+            print(f"perception record: {target} exists; refusing to overwrite it (pass --force to replace it)",
+                  file=sys.stderr)
+            return 2
         if args.recover:
             res = recover(*args.recover, compression=args.compression)
             print(json.dumps({"recovered": args.recover[1], "messages": res.messages, "channels": res.channels,
@@ -45,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         recorder = Recorder(
             config.bus, args.out, topics=args.topics, session=session_metadata(config),
             flush_interval_s=args.flush_interval, chunk_size=args.chunk_size, compression=args.compression,
+            max_queue_bytes=int(args.max_queue_mb * 2**20), max_topics=args.max_topics, overwrite=args.force,
         )
     except (ConfigError, RecordingError, ValueError, OSError) as exc:
         print(f"perception record: {exc}", file=sys.stderr)
@@ -71,5 +86,6 @@ def run(args: argparse.Namespace) -> int:
         return 1
     s = recorder.stats
     print(json.dumps({"file": args.out, "messages": s.messages, "bytes": s.bytes, "by_topic": s.by_topic,
-                      "gaps": s.gaps}), flush=True)
+                      "gaps": s.gaps, "dropped": s.dropped, "dropped_bytes": s.dropped_bytes,
+                      "dropped_topic_limit": s.dropped_topic_limit}), flush=True)
     return 0

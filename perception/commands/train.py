@@ -34,14 +34,18 @@ def parse_overrides(items: list[str]) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from perception.train.config import load_train_config
-    from perception.train.loop import train
+    from perception.train.loop import ResumeError, train
 
     try:
         cfg = load_train_config(args.config, preset=args.preset, overrides=parse_overrides(args.overrides))
     except ConfigError as exc:
         print(f"perception train: {exc}", file=sys.stderr)
         return 2
-    result = train(cfg, args.out, resume=args.resume)
+    try:
+        result = train(cfg, args.out, resume=args.resume)
+    except ResumeError as exc:
+        print(f"perception train: {exc}", file=sys.stderr)
+        return 2
     # one write per line: under torchrun every rank prints its summary to the same pipe, and print()'s
     # separate write of the newline let two ranks' lines run together
     sys.stdout.write(json.dumps({"out": str(result.out_dir), "global_step": result.global_step,

@@ -18,10 +18,12 @@ embeddings, which wait, unsegmented, until then; if those cannot tell (no increa
 camera's own configured cadence, or else the first configured camera's.
 
 Segment ids are unique per camera across events-node restarts and pipeline runs, without shared state: a
-stream's first id is the wall clock in milliseconds when this node started it, and each closed segment
-adds one (a camera restart keeps counting). A restarted node thus numbers above every id it gave before,
-as long as a stream closed fewer segments than milliseconds passed (a segment spans at least one window),
-so the world never attaches a caption to an older segment of the same id. Watch events carry the id of
+stream's first id is the capture time of its first window's first frame, in milliseconds since the epoch,
+and each closed segment adds one (a camera restart keeps counting). A restarted node thus numbers above
+every id it gave before, as long as a stream closed fewer segments than milliseconds passed (a segment
+spans at least one window), so the world never attaches a caption to an older segment of the same id;
+and because the id comes from the frames, not from this node's clock, replaying a recording gives the
+same ids every time. Watch events carry the id of
 the segment still open.
 
 At most `events.max_cameras` streams are kept: camera names come from publishers, so the least recently
@@ -33,7 +35,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import itertools
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
@@ -71,9 +72,9 @@ def default_labels() -> list[str]:
     return [f"the {c} {s} {ACTION_LABELS[a]}" for c, s, a in ALL_COMBOS]
 
 
-def wall_clock_ms() -> int:
+def first_segment_id(first: Embedding) -> int:
     """A new stream's first segment id (see the module docstring)."""
-    return time.time_ns() // 1_000_000
+    return max(0, first.start_ns // 1_000_000)
 
 
 @dataclass
@@ -85,7 +86,7 @@ class Stream:
     segmenter: OnlineSegmenter | None = None  # None while the cadence is being measured
     cadence_from: str = ""  # "config", "measured" or "fallback"
     step: int = -1
-    segment_id: int = field(default_factory=wall_clock_ms)  # the open segment's id
+    segment_id: int = 0  # the open segment's id; set from the stream's first window (first_segment_id)
     last_t: float = float("-inf")
     watch_active: dict[str, bool] = field(default_factory=dict)
 
@@ -122,8 +123,8 @@ class EventsNode(Node):
             self.log.warning("too many cameras: dropped the least recently heard stream", camera=cam[:80],
                              max_cameras=self.config.pipeline.events.max_cameras, suppressed=suppressed)
 
-    def _stream(self, cam: str) -> Stream:
-        s = self.streams[cam] = Stream()
+    def _stream(self, cam: str, first: Embedding) -> Stream:
+        s = self.streams[cam] = Stream(segment_id=first_segment_id(first))
         camera = self.cameras.get(cam)
         if camera is not None and camera.kind != "file":  # a file's own frame rate wins over camera.fps
             self._start(s, cam, window_cadence_s(camera, self.config.pipeline.encoder), "config")
@@ -168,12 +169,12 @@ class EventsNode(Node):
             raise ValueError(f"{emb} does not match the model's D={self.dim}")
         if not np.isfinite(x).all():  # one NaN would poison its segment's mean and every label score
             raise ValueError(f"{emb} has non-finite values")
-        s = self.streams.get(emb.cam) or self._stream(emb.cam)
+        s = self.streams.get(emb.cam) or self._stream(emb.cam, emb)
         t = emb.end_ns / 1e9
         if t <= s.last_t:  # the camera restarted: its old segment cannot continue
             self.counters["stream_resets"] += 1
             segment_id = s.segment_id
-            s = self._stream(emb.cam)
+            s = self._stream(emb.cam, emb)
             s.segment_id = segment_id
         s.last_t = t
         s.step += 1

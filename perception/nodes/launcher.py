@@ -9,8 +9,13 @@
   group), with PR_SET_PDEATHSIG so they die with the launcher even if it is SIGKILLed.
 - Start order: the proxy, then every node but capture (in parallel, each must publish a `ready` heartbeat
   on stats/<node>), then capture, so no frame is captured before the encoder listens.
-- A node that exits unexpectedly is restarted after a backoff that doubles up to `backoff_max_s` (reset
-  once a node has run `stable_after_s`); the others keep running.
+- A node that exits unexpectedly, or whose process cannot even be started (OSError...), is restarted
+  after a backoff that doubles up to `backoff_max_s`; the others keep running. A crash loop is capped:
+  after `max_restarts` restarts without a run of `stable_after_s` (which resets the count and the
+  backoff) the node is given up with one error line (node, restarts, last return code), the rest keep
+  running and `run` returns 1. During start-up a node given up fails the start at once.
+- `node_stats` keeps the latest counters of the configured nodes and the proxy ("bus") only: anyone may
+  publish on stats/<whatever>.
 - SIGINT / SIGTERM / `duration`: SIGTERM to each child's process group, upstream first and one at a
   time (capture, encoder, events, decoder, world; events closes its open segments and the decoder
   captions them as they stop), SIGKILL after `stop_timeout_s`, the proxy last. Nothing is left behind.
@@ -27,9 +32,9 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
-from bus.logs import get_logger
+from bus.logs import RateLimited, get_logger
 from bus.message import Stats
 from bus.pubsub import BusNotReady, Subscriber
 from perception.config import AppConfig, ConfigError, load_config
@@ -80,16 +85,26 @@ def to_json(topic: str, msg: Caption | Event) -> str:
     return json.dumps({"topic": topic, "type": msg.TYPE, **body})
 
 
+class NodeGaveUp(RuntimeError):
+    """A node needed for start-up was given up (its crash loop exceeded supervisor.max_restarts)."""
+
+
 @dataclass
 class Child:
     name: str
     argv: list[str]
     proc: asyncio.subprocess.Process | None = None
     started: float = 0.0
-    restarts: int = 0
+    restarts: int = 0  # all restarts
+    loop_restarts: int = 0  # restarts in the current crash loop (reset by a run of stable_after_s)
+    failed_starts: int = 0  # spawns that raised (no process at all)
+    last_returncode: int | None = None
+    last_error: str | None = None  # why the last spawn failed
+    gave_up: bool = False
     backoff: float = 0.0
     supervisor: asyncio.Task | None = None
     pids: list[int] = field(default_factory=list)  # every pid this child ever had (tests check them)
+    done: asyncio.Event = field(default_factory=asyncio.Event)  # set when given up
 
 
 class Launcher:
@@ -102,10 +117,13 @@ class Launcher:
         self.sup = config.pipeline.supervisor
         self.children: dict[str, Child] = {}
         self.stopping = False
-        self.node_stats: dict[str, dict[str, float]] = {}
+        self.node_stats: dict[str, dict[str, float]] = {}  # only for `_stat_names`: a bounded set
+        self._stat_names = set(config.pipeline.nodes) | {"bus"}
+        self._listen_errors = RateLimited(5.0)
         self.printed = 0
         self._ready: dict[str, asyncio.Event] = {}
         self._stop = asyncio.Event()
+        self._up = False  # every node reported ready once
         self._config_file: Path | None = None
 
     # -- children -----------------------------------------------------------------------------------------
@@ -129,29 +147,67 @@ class Launcher:
         child.pids.append(child.proc.pid)
         log.info("started", node=child.name, pid=child.proc.pid, restarts=child.restarts)
 
-    async def _supervise(self, child: Child) -> None:
-        """Keep `child` running until the launcher stops; restart with exponential backoff."""
-        child.backoff = self.sup.backoff_initial_s
-        while not self.stopping:
+    async def _run_once(self, child: Child) -> bool:
+        """Start `child` and wait for it to exit; True if it ran `stable_after_s` (a crash loop ended)."""
+        try:
             await self._spawn(child)
-            rc = await child.proc.wait()
-            if self.stopping:
-                return
-            if time.monotonic() - child.started >= self.sup.stable_after_s:
-                child.backoff = self.sup.backoff_initial_s
-            child.restarts += 1
-            log.warning("node exited, restarting", node=child.name, returncode=rc, restart_in_s=child.backoff,
-                        restarts=child.restarts)
-            try:
-                await asyncio.wait_for(self._stop.wait(), timeout=child.backoff)
-                return
-            except TimeoutError:
-                pass
-            child.backoff = min(child.backoff * 2, self.sup.backoff_max_s)
+        except Exception as exc:  # OSError (no such file, EMFILE, ENOMEM), ValueError...: a failed start
+            child.proc = None
+            child.failed_starts += 1
+            child.last_returncode = None
+            child.last_error = f"{type(exc).__name__}: {exc}"
+            log.warning("node failed to start", node=child.name, error=child.last_error,
+                        failed_starts=child.failed_starts)
+            return False
+        child.last_error = None
+        child.last_returncode = await child.proc.wait()
+        return time.monotonic() - child.started >= self.sup.stable_after_s
+
+    async def _supervise(self, child: Child) -> None:
+        """Keep `child` running until the launcher stops; restart with exponential backoff, give it up
+        after `max_restarts` restarts in one crash loop. Never ends silently."""
+        child.backoff = self.sup.backoff_initial_s
+        try:
+            while not self.stopping:
+                stable = await self._run_once(child)
+                if self.stopping:
+                    return
+                if stable:
+                    child.backoff = self.sup.backoff_initial_s
+                    child.loop_restarts = 0
+                if child.loop_restarts >= self.sup.max_restarts:
+                    self._give_up(child)
+                    return
+                child.restarts += 1
+                child.loop_restarts += 1
+                log.warning("node exited, restarting", node=child.name, returncode=child.last_returncode,
+                            error=child.last_error, restart_in_s=child.backoff, restarts=child.restarts)
+                try:
+                    await asyncio.wait_for(self._stop.wait(), timeout=child.backoff)
+                    return
+                except TimeoutError:
+                    pass
+                child.backoff = min(child.backoff * 2, self.sup.backoff_max_s)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug in here must not leave a node unsupervised without a word
+            child.last_error = f"supervisor failed: {type(exc).__name__}: {exc}"
+            self._give_up(child)
+
+    def _give_up(self, child: Child) -> None:
+        child.gave_up = True
+        child.done.set()
+        log.error(f"node {child.name} gave up: it failed {child.loop_restarts + 1} times in a row "
+                  f"(restarts={child.loop_restarts}, supervisor.max_restarts={self.sup.max_restarts}); "
+                  + ("the other nodes keep running" if self._up else "the pipeline cannot start without it"),
+                  node=child.name, restarts=child.loop_restarts,
+                  returncode=child.last_returncode, error=child.last_error)
+
+    def _argv(self, name: str) -> list[str]:
+        return [sys.executable, "-m", "perception.nodes", name, "--config-json", str(self._config_file)]
 
     def _start(self, name: str) -> Child:
-        argv = [sys.executable, "-m", "perception.nodes", name, "--config-json", str(self._config_file)]
-        child = self.children[name] = Child(name, argv)
+        child = self.children[name] = Child(name, self._argv(name))
         self._ready.setdefault(name, asyncio.Event())
         child.supervisor = asyncio.create_task(self._supervise(child), name=f"supervise-{name}")
         return child
@@ -211,18 +267,35 @@ class Launcher:
     async def _listen(self, sub: Subscriber) -> None:
         async for env in sub:
             msg = env.msg
-            if isinstance(msg, Stats):
-                self.node_stats[msg.node] = msg.counters
-                if msg.counters.get("ready") and msg.node in self._ready:
-                    self._ready[msg.node].set()
-            elif isinstance(msg, (Caption, Event)):
-                line = to_json(env.topic, msg) if self.json_lines else format_line(msg)
-                print(line, file=self.out, flush=True)
-                self.printed += 1
+            try:
+                if isinstance(msg, Stats):
+                    if msg.node not in self._stat_names:
+                        continue
+                    self.node_stats[msg.node] = msg.counters
+                    if msg.counters.get("ready") and msg.node in self._ready:
+                        self._ready[msg.node].set()
+                elif isinstance(msg, (Caption, Event)):
+                    line = to_json(env.topic, msg) if self.json_lines else format_line(msg)
+                    print(line, file=self.out, flush=True)
+                    self.printed += 1
+            except Exception as exc:  # one odd message never stops the launcher's output
+                if self._listen_errors.should_log(env.topic) is not None:
+                    log.warning("cannot show message", topic=env.topic, error=f"{type(exc).__name__}: {exc}")
+
+    async def _ready_or_given_up(self, name: str) -> None:
+        ready = asyncio.ensure_future(self._ready[name].wait())
+        gone = asyncio.ensure_future(self.children[name].done.wait())
+        try:
+            await asyncio.wait({ready, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ready.cancel()
+            gone.cancel()
+        if not self._ready[name].is_set():
+            raise NodeGaveUp(f"node {name} gave up before it was ready (see its log lines above)")
 
     async def _wait_ready(self, names: list[str]) -> None:
         try:
-            await asyncio.wait_for(asyncio.gather(*(self._ready[n].wait() for n in names)),
+            await asyncio.wait_for(asyncio.gather(*(self._ready_or_given_up(n) for n in names)),
                                    timeout=self.sup.startup_timeout_s)
         except TimeoutError:
             missing = [n for n in names if not self._ready[n].is_set()]
@@ -257,6 +330,7 @@ class Launcher:
                 if "capture" in nodes and not self._stop.is_set():
                     self._start("capture")
                     await self._wait_ready(["capture"])
+                self._up = True
                 log.info("pipeline up", nodes=nodes, cameras=[c.name for c in self.config.pipeline.cameras])
                 try:
                     await asyncio.wait_for(self._stop.wait(), timeout=duration)
@@ -264,7 +338,7 @@ class Launcher:
                     pass
             ready.cancel()
             stop_wait.cancel()
-        except (TimeoutError, BusNotReady) as exc:
+        except (TimeoutError, BusNotReady, NodeGaveUp) as exc:
             log.error("pipeline failed to start", error=str(exc))
             code = 1
         finally:
@@ -276,5 +350,6 @@ class Launcher:
                 sub.close()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
-        log.info("pipeline stopped", restarts={n: c.restarts for n, c in self.children.items()})
-        return code
+        gave_up = sorted(n for n, c in self.children.items() if c.gave_up)
+        log.info("pipeline stopped", restarts={n: c.restarts for n, c in self.children.items()}, gave_up=gave_up)
+        return 1 if gave_up else code

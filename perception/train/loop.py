@@ -98,6 +98,26 @@ class StepModule(nn.Module):
         raise ValueError(f"unknown step kind {kind!r}")
 
 
+class ResumeError(RuntimeError):
+    """OUT/last/trainer.pt cannot be resumed from (unreadable, or it holds more than tensors and plain data)."""
+
+
+def load_trainer_state(path: Path) -> dict:
+    """The saved optimizer state, step and config. `weights_only=True`: the file holds tensors, numbers,
+    strings, lists and dicts only (what `_save_state` writes), so anything else in it (a pickled object
+    that would run code on load) is refused instead of executed."""
+    import pickle
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as exc:
+        raise ResumeError(f"cannot resume from {path}: {str(exc).splitlines()[0][:300]} "
+                          "(it must be a trainer state written by `perception train`)") from exc
+    if not isinstance(state, dict) or not {"optimizer", "global_step"} <= set(state):
+        raise ResumeError(f"cannot resume from {path}: not a trainer state (no optimizer / global_step)")
+    return state
+
+
 class Trainer:
     def __init__(self, cfg: TrainConfig, out_dir: str | Path, resume: bool = False) -> None:
         self.cfg, self.out = cfg, Path(out_dir)
@@ -112,7 +132,7 @@ class Trainer:
         last = self.out / "last"
         if resume and (last / TRAINER_STATE).exists():
             self.model = VLJepa.load(last, device=str(self.device), dtype="float32")
-            state = torch.load(last / TRAINER_STATE, map_location="cpu", weights_only=False)
+            state = load_trainer_state(last / TRAINER_STATE)
         else:
             if resume:
                 self.log.warning("no checkpoint to resume from; starting fresh", dir=str(last))

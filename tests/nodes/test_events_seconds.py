@@ -87,7 +87,7 @@ async def test_a_forced_boundary_comes_after_max_len_s_of_stream_time_on_every_c
         for cam in ("slow", "fast", "clip", "replayed"):
             # from the first window's centre to the centre of the first window after the cut
             assert segments[cam].end_s - segments[cam].start_s == pytest.approx(2.0), cam
-            assert segments[cam].segment_id >= t0 // 1_000_000  # a stream's ids start at its wall clock (ms)
+            assert segments[cam].segment_id >= t0 // 1_000_000  # a stream's ids start at its first capture time (ms)
         # the untimed stream (no stream seconds) fell back to the first camera's cadence: 10 windows, 2 s of
         # capture time here
         assert (segments["untimed"].end_ns - segments["untimed"].start_ns) / 1e9 == pytest.approx(2.0)

@@ -51,7 +51,7 @@ async def test_planted_change_gives_one_segment_and_a_decode_request(runtime_dir
         segments = [e for e in events if e.kind == "segment"]
         assert len(segments) == 1
         seg = segments[0]
-        # the first id is the stream's base: the wall clock (ms) when the node started the stream
+        # the first id is the stream's base: the capture time (ms) of its first window
         assert seg.segment_id >= t0 // 1_000_000 and node.streams["cam0"].segment_id == seg.segment_id + 1
         # from the first window's centre to the centre of the next segment's first window
         assert seg.start_s == 0.125 and seg.end_s == pytest.approx(3.125)

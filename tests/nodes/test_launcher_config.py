@@ -1,11 +1,19 @@
-"""`perception up` refuses a bad config before starting any process, naming every problem by its path."""
+"""`perception up` refuses a bad config before starting any process, naming every problem by its path; its
+supervisor gives up a node in a crash loop (or one that cannot even be spawned) with one error line while
+the rest keep running, and keeps stats only for the nodes it runs."""
 
 from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
 
 import pytest
 
 from perception.config import ConfigError
 from perception.nodes.launcher import prepare_config
+from tests.support import REPO, child_env
 
 from .conftest import perception, pipeline_config, write_config
 
@@ -54,3 +62,127 @@ def test_shipped_configs_validate(name):
     if name == "two-host.yaml":
         assert config.bus.curve.enabled and config.bus.endpoint("pub").startswith("tcp://")
         assert "capture" not in config.pipeline.nodes  # the robot host runs capture
+
+
+# The real Launcher and supervision loop in a child process (its own signal handlers and log stream); only
+# the decoder's command line is replaced, through Launcher._argv, by one of these:
+FAKE_DECODERS = {
+    "exit": ["-c", "import sys; sys.exit(3)"],
+    "spawn": None,  # a program that does not exist: create_subprocess_exec raises FileNotFoundError
+    # once the world node is ready, reports ready (plus stats under 50 invented node names), then exits 3:
+    # a crash loop after start-up
+    "ready-then-exit": ["-c", textwrap.dedent("""
+        import asyncio, sys
+        from bus.message import Stats
+        from bus.pubsub import Publisher, Subscriber
+        from perception.config import AppConfig
+        cfg = AppConfig.model_validate_json(open(sys.argv[1]).read())
+        async def main():
+            async with Subscriber(cfg.bus, ["stats/world"], name="fake-decoder") as sub:
+                while not (await sub.recv(timeout=120)).msg.counters.get("ready"):
+                    pass
+            async with Publisher(cfg.bus, src="fake-decoder") as pub:
+                for i in range(10):
+                    await pub.publish("stats/decoder", Stats(node="decoder", counters={"ready": 1.0}))
+                    for k in range(5):
+                        await pub.publish(f"stats/x{i}{k}", Stats(node=f"x{i}{k}", counters={"ready": 1.0}))
+                    await asyncio.sleep(0.05)
+        asyncio.run(main())
+        sys.exit(3)
+    """)],
+}
+
+DRIVER = """
+import asyncio, json, sys
+from perception.config import AppConfig
+from perception.nodes.launcher import Launcher
+
+config = AppConfig.model_validate_json(open(sys.argv[1]).read())
+fake = json.loads(sys.argv[2])
+
+class FakeDecoder(Launcher):
+    def _argv(self, name):
+        argv = super()._argv(name)
+        if name != "decoder":
+            return argv
+        return ["/nonexistent/decoder"] if fake is None else [sys.executable, *fake, argv[-1]]
+
+async def main():
+    launcher = FakeDecoder(config)
+    task = asyncio.create_task(launcher.run())
+    async with asyncio.timeout(240):
+        while "decoder" not in launcher.children or not launcher.children["decoder"].gave_up:
+            if task.done():
+                break
+            await asyncio.sleep(0.05)
+    world = launcher.children.get("world")
+    world_alive = world is not None and world.proc is not None and world.proc.returncode is None
+    launcher.request_stop()
+    code = await task
+    dec = launcher.children["decoder"]
+    print(json.dumps({"code": code, "world_alive_after_give_up": world_alive, "world_pids": world.pids,
+                      "decoder_pids": dec.pids, "failed_starts": dec.failed_starts, "gave_up": dec.gave_up,
+                      "restarts": dec.restarts, "node_stats": sorted(launcher.node_stats)}))
+
+asyncio.run(main())
+"""
+
+
+def supervise(runtime_dir, checkpoint, fake: str, max_restarts: int) -> tuple[dict, list[dict]]:
+    cfg = pipeline_config(runtime_dir, checkpoint, nodes=["world", "decoder"])
+    cfg["pipeline"]["supervisor"].update(max_restarts=max_restarts, backoff_initial_s=0.05, backoff_max_s=0.2,
+                                         stable_after_s=600, startup_timeout_s=120)
+    from perception.config import AppConfig
+
+    path = runtime_dir / "app.json"
+    path.write_text(AppConfig.model_validate(cfg).model_dump_json())
+    out = subprocess.run([sys.executable, "-c", DRIVER, str(path), json.dumps(FAKE_DECODERS[fake])], cwd=REPO,
+                         env=child_env("INFO", OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=280,
+                         check=False)
+    assert out.returncode == 0, out.stderr[-3000:]
+    logs = []
+    for line in out.stderr.splitlines():
+        try:
+            logs.append(json.loads(line))
+        except ValueError:
+            pass
+    return json.loads(out.stdout.strip().splitlines()[-1]), logs
+
+
+def gave_up_lines(logs: list[dict]) -> list[dict]:
+    return [r for r in logs if r.get("level") == "error" and "gave up:" in r.get("event", "")]
+
+
+@pytest.mark.parametrize("fake", ["exit", "spawn"])
+def test_a_node_that_cannot_start_is_given_up_once_and_fails_the_start(runtime_dir, random_checkpoint, fake):
+    report, logs = supervise(runtime_dir, random_checkpoint, fake, max_restarts=2)
+    assert report["gave_up"] and report["code"] == 1
+    assert report["restarts"] == 2  # max_restarts, then no more
+    if fake == "exit":
+        assert len(report["decoder_pids"]) == 3 and report["failed_starts"] == 0
+    else:  # no process at all: counted as failed starts, the supervisor carried on until it gave up
+        assert report["decoder_pids"] == [] and report["failed_starts"] == 3
+    lines = gave_up_lines(logs)
+    assert len(lines) == 1, lines  # ONE line, not a traceback per attempt
+    line = lines[0]
+    assert line["node"] == "decoder" and line["restarts"] == 2 and "decoder" in line["event"]
+    if fake == "exit":
+        assert line["returncode"] == 3
+    else:
+        assert line["returncode"] is None and "FileNotFoundError" in line["error"]
+    assert any(r.get("event") == "pipeline failed to start" and "decoder gave up" in r.get("error", "")
+               for r in logs)
+    assert not any("Traceback" in json.dumps(r) for r in logs)
+    assert len(report["world_pids"]) == 1  # started once, stopped with the launcher
+
+
+def test_a_crash_loop_after_start_up_gives_the_node_up_and_the_rest_keep_running(runtime_dir, random_checkpoint):
+    report, logs = supervise(runtime_dir, random_checkpoint, "ready-then-exit", max_restarts=1)
+    assert report["gave_up"] and report["restarts"] == 1 and len(report["decoder_pids"]) == 2
+    assert report["world_alive_after_give_up"] and len(report["world_pids"]) == 1  # untouched by it
+    assert report["code"] == 1  # `perception up` still says something went wrong
+    assert any(r.get("event") == "pipeline up" for r in logs)
+    lines = gave_up_lines(logs)
+    assert len(lines) == 1 and lines[0]["returncode"] == 3 and lines[0]["node"] == "decoder"
+    # stats/<anything> from the fake decoder under 50 invented names: only configured nodes are kept
+    assert set(report["node_stats"]) <= {"world", "decoder", "bus"} and "decoder" in report["node_stats"]

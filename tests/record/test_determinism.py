@@ -44,8 +44,12 @@ async def record_live(rdir, checkpoint, out) -> None:
     cfg = pipeline_config(rdir, checkpoint, **PIPE)
     cfg["bus"]["ready_timeout_s"] = 60
     path = write(rdir / "live.yaml", cfg)
-    up = await perception("up", str(path), "--duration", "30")
+    up = await perception("up", str(path), "--duration", "60")
     try:
+        # the 7 s start once frames flow: `up` alone may take seconds to start on a loaded machine
+        config = AppConfig.model_validate(cfg)
+        async with Subscriber(config.bus.model_copy(update={"ready_timeout_s": 90}), ["frames/"], name="t") as sub:
+            await sub.recv(timeout=90)
         rec = await perception("record", str(out), "--config", str(path), "--topics", "frames/", "--duration", "7")
         await wait_line(rec, "recording", timeout=90)
         _, err = await asyncio.wait_for(rec.communicate(), 60)

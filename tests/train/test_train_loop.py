@@ -4,6 +4,7 @@ schedule and configs behave."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,7 +13,7 @@ from perception.config import ConfigError
 from perception.model import VLJepa
 from perception.train.batches import StepBatches, stage2_rows
 from perception.train.config import Stage2Config, load_train_config
-from perception.train.loop import TRAINER_STATE, train
+from perception.train.loop import TRAINER_STATE, ResumeError, train
 from perception.train.schedule import cosine_lr
 
 
@@ -31,18 +32,43 @@ def test_resume_continues_the_step_count_and_optimizer(small_cfg, tmp_path):
     out = tmp_path / "run"
     first = train(small_cfg(stage1={"steps": 3}, stage2={"steps": 0}, stage3={"steps": 0}), out)
     assert first.global_step == 3
-    state = torch.load(out / "last" / TRAINER_STATE, weights_only=False)
+    state = torch.load(out / "last" / TRAINER_STATE, weights_only=True)  # tensors and plain data only
     assert state["global_step"] == 3
     # the same run, extended: resume picks up at step 3 and runs only the missing steps
     longer = small_cfg(stage1={"steps": 3}, stage2={"steps": 2}, stage3={"steps": 1})
     second = train(longer, out, resume=True)
     assert second.global_step == 6
     assert set(second.last_losses) == {"stage2", "stage3"}  # stage 1 was already done
-    state = torch.load(out / "last" / TRAINER_STATE, weights_only=False)
+    state = torch.load(out / "last" / TRAINER_STATE, weights_only=True)
     assert state["global_step"] == 6
     # AdamW's per-parameter step counters continued from the saved optimizer (3 + 2 for an encoder weight)
     steps = sorted({int(s["step"]) for s in state["optimizer"]["state"].values()})
     assert 5 in steps and 1 in steps  # encoder parts: 3 + 2 contrastive steps; decoder: 1 step
+
+
+class Payload:
+    """What a planted trainer.pt could carry: unpickling it runs code (here: creates `marker`)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_resume_refuses_a_trainer_state_that_would_run_code(small_cfg, tmp_path):
+    out = tmp_path / "run"
+    cfg = small_cfg(stage1={"steps": 2}, stage2={"steps": 0}, stage3={"steps": 0})
+    train(cfg, out)
+    path = out / "last" / TRAINER_STATE
+    state = torch.load(path, weights_only=True)
+    marker = tmp_path / "code-ran"
+    torch.save({**state, "extra": Payload(marker)}, path)
+    with pytest.raises(ResumeError, match="cannot resume"):
+        train(cfg, out, resume=True)
+    assert not marker.exists()
+    torch.load(path, weights_only=False)  # the payload is live: the old loader would have run it
+    assert marker.exists()
 
 
 def test_time_budget_ends_a_stage_early(small_cfg, tmp_path):

@@ -1,0 +1,188 @@
+"""The recorder under hostile conditions, on a real bus: a stalled disk (the writer queue is bounded in
+bytes, drops are counted and stored), a flood of invented topics (bounded, counted), a full disk (a clear
+error, and the file so far stays readable), and `record OUT` never truncating an existing file."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import threading
+
+import numpy as np
+import pytest
+
+from bus.mcapfile import SeqTracker, load_metadata, recover, scan, to_stored
+from bus.message import Blob, Text
+from bus.pubsub import Publisher
+from bus.record import Recorder, _WriterThread
+from tests.record.conftest import perception_run
+
+MIB = 2**20
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS in /proc/self/status")
+
+
+class StalledWriter(_WriterThread):
+    """A disk that does not move until the test opens `gate`: every write waits for it."""
+
+    gate = threading.Event()
+
+    def _write(self, item) -> None:
+        self.gate.wait()
+        super()._write(item)
+
+
+class StalledRecorder(Recorder):
+    writer_class = StalledWriter
+
+
+async def until(predicate, timeout: float = 60.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.005)
+
+
+def recorded(path) -> list[tuple[str, int]]:
+    return [(c.topic, to_stored(c, m).seq) for c, m in scan(path)]
+
+
+async def test_a_stalled_disk_drops_and_counts_instead_of_growing(proxy, bus_config, runtime_dir):
+    cap, size, n = 4 * MIB, 256 * 1024, 400  # 100 MiB offered to a recorder that may hold 4 MiB
+    config = bus_config.model_copy(update={"max_msg_size": 2 * MIB})
+    out = runtime_dir / "stalled.mcap"
+    StalledWriter.gate.clear()
+    recorder = StalledRecorder(config, out, topics=["demo/"], max_queue_bytes=cap, flush_interval_s=0.05)
+    task = asyncio.create_task(recorder.run())
+    await recorder.ready.wait()
+    pub = Publisher(config, src="flood")
+    await pub.ready()
+    payload = np.random.default_rng(0).integers(0, 255, size=size, dtype=np.uint8)
+    rss0 = rss_bytes()
+    try:
+        for i in range(n):  # one at a time: nothing piles up in ZMQ, only in the recorder (if it let it)
+            await pub.publish("demo/big", Blob(label=str(i), data=payload))
+            await until(lambda i=i: recorder.stats.received > i or task.done())
+            assert not task.done(), task
+        grown = rss_bytes() - rss0
+        s = recorder.stats
+        queued = s.received - s.dropped
+        assert s.received == n
+        assert recorder.inbox.bytes <= cap and s.max_queued_bytes <= cap
+        assert queued * size <= cap < (queued + 1) * (size + 1024)  # it filled up to the bound, no further
+        assert s.dropped == n - queued and s.dropped_by_topic == {"demo/big": s.dropped}
+        assert s.dropped_bytes >= s.dropped * size
+        assert grown < cap + 40 * MIB, f"RSS grew {grown / MIB:.0f} MiB with a {cap / MIB:.0f} MiB queue"
+    finally:
+        StalledWriter.gate.set()  # the disk moves again: what was queued is written
+        pub.close()
+    await until(lambda: recorder.stats.messages == queued)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert recorded(out) == [("demo/big", i) for i in range(queued)]  # the oldest kept, the rest dropped
+    meta = load_metadata(out)["recording"]
+    assert int(meta["dropped"]) == n - queued and int(meta["received"]) == n
+    assert json.loads(meta["dropped_by_topic"]) == {"demo/big": n - queued}
+    assert int(meta["max_queue_bytes"]) == cap and int(meta["max_queued_bytes"]) <= cap
+
+
+async def test_invented_topics_beyond_the_limit_are_dropped_and_counted(proxy, bus_config, runtime_dir):
+    out = runtime_dir / "topics.mcap"
+    recorder = Recorder(bus_config, out, topics=["x/"], max_topics=3)
+    task = asyncio.create_task(recorder.run())
+    await recorder.ready.wait()
+    pub = Publisher(bus_config, src="inventor")
+    await pub.ready()
+    for i in range(20):  # 20 topics, 2 messages each
+        for _ in range(2):
+            await pub.publish(f"x/t{i}", Text(text=str(i)))
+    await until(lambda: recorder.stats.received == 40)
+    pub.close()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    s = recorder.stats
+    assert s.messages == 6 and s.dropped == s.dropped_topic_limit == 34
+    assert sorted(s.by_topic) == sorted(s.gaps) == ["x/t0", "x/t1", "x/t2"]
+    assert sorted({t for t, _ in recorded(out)}) == ["x/t0", "x/t1", "x/t2"]
+    meta = load_metadata(out)["recording"]
+    assert int(meta["dropped_topic_limit"]) == 34 and json.loads(meta["dropped_by_topic"]) == {}
+
+
+def test_seq_tracker_keeps_a_bounded_number_of_streams():
+    seqs = SeqTracker(max_streams=4)
+    for src in range(100):  # a publisher can claim any `src`
+        seqs.add(f"src{src}", "demo/a", 0)
+    assert len(seqs.last) == 4 and seqs.gaps == {"demo/a": 0}
+    seqs.add("src99", "demo/a", 3)  # still tracked: the gap counts
+    assert seqs.gaps == {"demo/a": 2}
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 2 MiB tmpfs (root only), unmounted afterwards."""
+    where = tmp_path / "disk"
+    where.mkdir()
+    try:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(where)], check=True,
+                       capture_output=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        pytest.skip(f"cannot mount a tmpfs here: {exc}")
+    yield where
+    subprocess.run(["umount", str(where)], check=False)
+
+
+async def test_a_full_disk_is_a_clear_error_and_the_file_so_far_is_readable(proxy, bus_config, runtime_dir,
+                                                                         tiny_disk):
+    out = tiny_disk / "full.mcap"
+    recorder = Recorder(bus_config, out, topics=["demo/"], compression="none", chunk_size=64 * 1024,
+                        flush_interval_s=0.05)
+    task = asyncio.create_task(recorder.run())
+    await recorder.ready.wait()
+    pub = Publisher(bus_config, src="camera")
+    await pub.ready()
+    rng = np.random.default_rng(1)
+    sent: list[bytes] = []
+    for i in range(200):  # 12.5 MiB of incompressible data for a 2 MiB disk
+        data = rng.integers(0, 255, size=64 * 1024, dtype=np.uint8)
+        sent.append(data.tobytes())
+        await pub.publish("demo/blob", Blob(label=str(i), data=data))
+        await until(lambda i=i: recorder.stats.received > i or task.done())
+        if task.done():
+            break
+    pub.close()
+    assert task.done(), "the recorder kept going on a full disk"
+    with pytest.raises(RuntimeError, match="disk full") as err:
+        await task
+    assert str(out) in str(err.value) and "--recover" in str(err.value)
+
+    kept = [to_stored(c, m) for c, m in scan(out)]
+    assert len(kept) > 5 and [m.seq for m in kept] == list(range(len(kept)))  # a prefix, no holes
+    for m in kept:
+        assert bytes(m.buffers[0]) == sent[m.seq]
+    fixed = runtime_dir / "fixed.mcap"
+    res = recover(out, fixed)
+    assert res.messages == len(kept) and not res.complete
+    assert "session" in load_metadata(fixed)
+
+
+async def test_record_refuses_an_existing_file_unless_forced(proxy, config_file, runtime_dir):
+    out = runtime_dir / "keep.mcap"
+    out.write_bytes(b"precious")
+    code, stdout, err = await perception_run("record", str(out), "--duration", "0.3", "--config", str(config_file))
+    assert code == 2 and "exists" in err and "--force" in err
+    assert out.read_bytes() == b"precious"
+    code, stdout, err = await perception_run("record", "--recover", str(runtime_dir / "any.mcap"), str(out),
+                                             "--config", str(config_file))
+    assert code == 2 and "exists" in err and out.read_bytes() == b"precious"
+
+    code, stdout, err = await perception_run("record", str(out), "--duration", "0.3", "--force",
+                                             "--config", str(config_file))
+    assert code == 0, err
+    assert json.loads(stdout.strip().splitlines()[-1])["dropped"] == 0
+    assert "session" in load_metadata(out)
