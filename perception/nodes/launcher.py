@@ -37,9 +37,11 @@ from typing import TextIO
 from bus.logs import RateLimited, get_logger
 from bus.message import Stats
 from bus.pubsub import BusNotReady, Subscriber
+from bus.security import refuse_live_ipc
 from perception.config import AppConfig, ConfigError, load_config
 from perception.messages import Caption, Event
 from perception.nodes import NODE_NAMES
+from perception.nodes.encoder import encoder_endpoint
 from perception.nodes.models import ModelUnavailableError, resolve_checkpoint
 from perception.nodes.runtime import PARENT_ENV
 
@@ -304,8 +306,24 @@ class Launcher:
 
     # -- main ---------------------------------------------------------------------------------------------
 
+    def bound_endpoints(self) -> list[str]:
+        """The endpoints this pipeline's own processes bind (the proxy's, the world's, the encoder's)."""
+        nodes, bus = self.config.pipeline.nodes, self.config.bus
+        eps = [bus.endpoint("pub"), bus.endpoint("sub")] if self.config.pipeline.run_proxy else []
+        if "world" in nodes:
+            eps.append(bus.endpoint("rpc"))
+        if "encoder" in nodes:
+            eps.append(encoder_endpoint(self.config))
+        return eps
+
     async def run(self, duration: float | None = None) -> int:
-        """Start everything, print captions and events, stop on signal or after `duration` s of running."""
+        """Start everything, print captions and events, stop on signal or after `duration` s of running.
+
+        A second pipeline on endpoints a live one serves is refused here, before any child starts
+        (EndpointInUseError): its nodes would otherwise join the first one's bus and crash-loop on binds."""
+        self.config.bus.ensure_runtime_dir()
+        for endpoint in self.bound_endpoints():
+            refuse_live_ipc(endpoint)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.request_stop)

@@ -234,6 +234,16 @@ async def test_a_killed_node_is_restarted_and_the_pipeline_keeps_publishing(pipe
     assert enc["uptime_s"] > after["uptime_s"]  # the encoder was not restarted with it
 
 
+async def test_a_second_pipeline_on_the_same_runtime_dir_is_refused_before_it_starts_anything(pipeline):
+    """libzmq would rebind the live ipc paths and split the bus in two; the second `up` must say why and go."""
+    before = await latest_stats(pipeline.config, "world")
+    second = await asyncio.to_thread(perception, "up", str(pipeline.config_path), "--duration", "5")
+    assert second.returncode == 2
+    assert "another live process" in second.stderr
+    after = await latest_stats(pipeline.config, "world", where=lambda c: c["uptime_s"] > before["uptime_s"])
+    assert after["pid"] == before["pid"]  # the first pipeline's nodes are untouched
+
+
 async def test_ctrl_c_leaves_no_process_behind(pipeline):
     pipeline.record_children()
     assert len(pipeline.pids) >= 6  # proxy + 5 nodes (+ the restarted decoder)
