@@ -343,6 +343,8 @@ class Launcher:
             stop_wait = asyncio.create_task(self._stop.wait())
             ready = asyncio.create_task(self._wait_ready(first))
             await asyncio.wait({ready, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+            if not ready.done() and any(c.gave_up for c in self.children.values()):
+                await asyncio.wait({ready}, timeout=1.0)  # a stop that raced a give-up: still say why
             if ready.done():
                 ready.result()
                 if "capture" in nodes and not self._stop.is_set():
