@@ -5,6 +5,8 @@ Transports (each run is its own sender + receiver process pair, see bus/bench_wo
   pyzmq-raw     PUB -> proxy -> SUB, multipart [topic, 9-byte header, payload]: our ceiling (same sockets)
   bus           Publisher -> proxy -> Subscriber: envelope, msgpack header, pydantic validation
   pyzmq-direct  PUB -> SUB with no proxy (one hop): what the proxy hop costs
+  pyzmq-zmq_proxy  PUB -> libzmq's own zmq_proxy -> SUB: the unchecked C forwarder the bus used before
+                its proxy checked sizes, roles and upstream traffic: what those checks cost
   zenoh         eclipse-zenoh peers over tcp loopback
   cyclonedds    Cyclone DDS on loopback (ROS 2's default middleware)
   dora          a dora-rs dataflow of two Python nodes under `dora run` (daemon-routed, shared memory > 4 KB)
@@ -42,8 +44,18 @@ CYCLONE_URI = (
 )
 
 
+ZMQ_PROXY = """
+import sys, zmq
+ctx = zmq.Context()
+xsub, xpub = ctx.socket(zmq.XSUB), ctx.socket(zmq.XPUB)
+xsub.setsockopt(zmq.RCVHWM, int(sys.argv[2])); xpub.setsockopt(zmq.SNDHWM, int(sys.argv[2]))
+xsub.bind(f"ipc://{sys.argv[1]}/pub"); xpub.bind(f"ipc://{sys.argv[1]}/sub")
+zmq.proxy(xsub, xpub)
+"""
+
+
 def available_transports() -> list[str]:
-    out = ["pyzmq-raw", "bus", "pyzmq-direct"]
+    out = ["pyzmq-raw", "bus", "pyzmq-direct", "pyzmq-zmq_proxy"]
     if importlib.util.find_spec("zenoh"):
         out.append("zenoh")
     if importlib.util.find_spec("cyclonedds"):
@@ -147,6 +159,8 @@ def run_pair(transport: str, size: int, mode: str, quick: bool) -> dict:
         if transport in ("pyzmq-raw", "bus"):
             cfg = BusConfig.local(rdir, reliable_hwm=hwm, latest_hwm=hwm, proxy_hwm=hwm).model_dump_json()
             proxy = _popen(["-m", "bus.demo", "proxy", "--bus-json", cfg], env)
+        elif transport == "pyzmq-zmq_proxy":
+            proxy = _popen(["-c", ZMQ_PROXY, str(rdir), str(hwm)], env)
         receiver = _popen([common[0], common[1], "recv", *common[2:]], env)
         sender = _popen([common[0], common[1], "send", *common[2:]], env, stdin=True)
         deadline = time.monotonic() + 60
@@ -252,6 +266,12 @@ def plot(results: list[dict], out: Path) -> None:
 
 def run(args: argparse.Namespace) -> int:
     transports = available_transports()
+    if getattr(args, "transports", None):
+        unknown = sorted(set(args.transports) - set(transports))
+        if unknown:
+            print(f"unknown or unavailable transport(s) {unknown}; available: {transports}", file=sys.stderr)
+            return 2
+        transports = [t for t in transports if t in args.transports]
     sizes = SIZES
     started = time.time()
     load_start = os.getloadavg()[0]

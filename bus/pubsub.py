@@ -87,7 +87,9 @@ class Publisher:
         self.src = src or default_src()
         self.endpoint = endpoint or config.endpoint("pub")
         self._ctx = ctx or zmq.asyncio.Context.instance()
-        self._seq: dict[str, int] = {}
+        # per topic; topics may carry names from messages (embeddings/<cam>): bounded, an evicted topic
+        # restarts at 0, which subscribers count as a publisher reset
+        self._seq: BoundedDict[str, int] = BoundedDict(4096)
         self._sockets: dict[Policy, tuple[zmq.asyncio.Socket, zmq.Socket]] = {}
         self._socket_for: BoundedDict[str, zmq.Socket] = BoundedDict(1024)  # topic -> its policy's socket
         self.published = 0

@@ -17,6 +17,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("target", choices=sorted(TARGETS), help="what to benchmark")
     p.add_argument("--json", dest="json_out", default=None, help="write results as JSON here")
     p.add_argument("--quick", action="store_true", help="fewer iterations (smoke run)")
+    p.add_argument("--transports", nargs="*", default=None, help="bench bus: only these transports")
 
 
 def run(args: argparse.Namespace) -> int:
