@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 TORCH   := torch==2.13.0
 export PYTHONUNBUFFERED := 1
 
-.PHONY: run test test-slow bench bench-bus bench-model bench-pipeline venv clean
+.PHONY: run test test-slow hostile bench bench-bus bench-model bench-pipeline venv clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -28,6 +28,11 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow $(ARGS)
+
+# The long hostile-input campaign (tests/hostile/campaign.py): 10 minutes against a live proxy, subscriber,
+# recorder, world and encoder; prints per-class counts, valid delivered, peak RSS; exits 1 on any loss.
+hostile: $(STAMP)
+	$(BIN)/python -m tests.hostile.campaign --duration 600 --json docs/results/hostile.json $(ARGS)
 
 $(VENV)/.bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev,bench]'

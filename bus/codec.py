@@ -202,10 +202,10 @@ def _check_header_fields(header: dict, limits: Limits) -> None:
     for key, kind in _HEADER_KEYS.items():
         if type(header.get(key)) is not kind:  # exact: bool is not an int here
             raise DecodeError("bad_header", f"header field {key!r} missing or not {kind.__name__}")
-    if header["v"] < 0 or header["seq"] < 0:
-        raise DecodeError("bad_header", "header fields 'v' and 'seq' must be >= 0")
-    if len(header["src"]) > limits.max_src_bytes:
-        raise DecodeError("bad_header", f"header field 'src' longer than {limits.max_src_bytes}")
+    if not (0 <= header["v"] < 2**31 and 0 <= header["seq"] < 2**64 and 0 <= header["t"] < 2**63):
+        raise DecodeError("bad_header", "header fields 'v', 'seq' and 't' must be non-negative and in range")
+    if len(header["src"].encode("utf-8", "surrogatepass")) > limits.max_src_bytes:
+        raise DecodeError("bad_header", f"header field 'src' longer than {limits.max_src_bytes} bytes")
 
 
 def _check_depth(body: dict, max_depth: int) -> None:

@@ -50,6 +50,7 @@ from bus.security import apply_client, apply_limits
 
 Policy = Literal["latest", "reliable"]
 READY_PREFIX = "_bus/ready/"
+MAX_GAP = 1 << 20  # a seq jump wider than this is a reset (or a forged seq), not a million lost messages
 INTERNAL_PREFIX = b"_bus/"
 
 
@@ -455,7 +456,7 @@ class Subscriber:
         self._last_seq[key] = seq
         if last is None or seq == last + 1:
             return
-        if seq > last + 1:
+        if last + 1 < seq <= last + MAX_GAP:
             missing = seq - last - 1
             self.stats.gaps += missing
             suppressed = self._rate_limited.should_log(("gap", src))

@@ -20,6 +20,7 @@ the least recently seen camera not in `pipeline.cameras` is evicted (`cameras_ev
 from __future__ import annotations
 
 import asyncio
+import bisect
 import collections
 import queue
 import threading
@@ -213,22 +214,20 @@ class EncoderNode(Node):
         frames, newest = cam.frames, cam.frames[-1].index
         oldest = frames[0].index
         contiguous = newest - oldest == len(frames) - 1  # the usual case: found by position, no search
-        by_index = None if contiguous else {f.index: f for f in frames}
+        # otherwise by binary search over the ring's increasing indices (a gap may be 2**40 frames wide:
+        # counting down through it once froze the model thread)
+        indices = None if contiguous else [f.index for f in frames]
         picked = []
         for target in range(end - (self.W - 1) * self.step, end + 1, self.step):
             if target < oldest:
                 return None
-            if by_index is None:
+            if indices is None:
                 picked.append(frames[target - oldest])
                 continue
-            i = target
-            while i not in by_index and i > oldest:
-                i -= 1
-            if i not in by_index:
-                return None
-            if i != target:
+            k = bisect.bisect_right(indices, target) - 1  # the nearest frame at or before target
+            if indices[k] != target:
                 self.counters["frames_substituted"] += 1
-            picked.append(by_index[i])
+            picked.append(frames[k])
         shape = picked[0].image.shape
         if any(f.image.shape != shape for f in picked):
             raise ValueError(f"frames of different sizes in one window: {sorted({f.image.shape for f in picked})}")
