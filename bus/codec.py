@@ -204,7 +204,8 @@ def _check_header_fields(header: dict, limits: Limits) -> None:
             raise DecodeError("bad_header", f"header field {key!r} missing or not {kind.__name__}")
     if not (0 <= header["v"] < 2**31 and 0 <= header["seq"] < 2**64 and 0 <= header["t"] < 2**63):
         raise DecodeError("bad_header", "header fields 'v', 'seq' and 't' must be non-negative and in range")
-    if len(header["src"].encode("utf-8", "surrogatepass")) > limits.max_src_bytes:
+    src = header["src"]  # at most 4 bytes a character: encode only when that could exceed the limit
+    if len(src) * 4 > limits.max_src_bytes and len(src.encode("utf-8", "surrogatepass")) > limits.max_src_bytes:
         raise DecodeError("bad_header", f"header field 'src' longer than {limits.max_src_bytes} bytes")
 
 

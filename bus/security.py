@@ -103,16 +103,13 @@ def _load(path: Path | None, what: str, secret: bool) -> tuple[bytes, bytes | No
     if path is None:
         raise SecurityConfigError(f"bus.curve.{what} must be set when bus.curve.enabled is true")
     try:
-        if secret:
-            mode = stat.S_IMODE(os.stat(path).st_mode)
-            if mode & 0o077:
-                raise SecurityConfigError(
-                    f"bus.curve.{what} = {path} has mode {mode:04o}: a secret key must be private (`chmod 600 {path}`)")
+        mode = stat.S_IMODE(os.stat(path).st_mode)
         public, secret_key = zmq.auth.load_certificate(str(path))
     except (OSError, ValueError) as exc:
-        if isinstance(exc, SecurityConfigError):
-            raise
         raise SecurityConfigError(f"cannot load CURVE key bus.curve.{what} = {path}: {exc}") from exc
+    if secret and mode & 0o077:
+        raise SecurityConfigError(
+            f"bus.curve.{what} = {path} has mode {mode:04o}: a secret key must be private (`chmod 600 {path}`)")
     if secret and secret_key is None:
         raise SecurityConfigError(f"bus.curve.{what} = {path} holds no secret key (use the .key_secret file)")
     return public, secret_key
