@@ -1,14 +1,23 @@
-"""Run one asyncio entry point until it finishes, SIGINT/SIGTERM arrive, or `duration` runs out."""
+"""Run one asyncio entry point until it finishes, SIGINT/SIGTERM arrive, or `duration` runs out; and
+the wind-down every component shares."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 
-async def run_until_stopped(main: Callable[[], Awaitable[Any]], duration: float | None = None) -> Any:
-    """Cancel `main()` on SIGINT/SIGTERM or after `duration` s; returns its result (None if stopped)."""
+async def run_until_stopped(main: Callable[[], Awaitable[Any]], duration: float | None = None, *,
+                            on_stop: Callable[[], None] | None = None,
+                            signals: dict[signal.Signals, Callable[[], None]] | None = None) -> Any:
+    """Run `main()` until it returns; SIGINT / SIGTERM or `duration` s stop it. Returns its result (None
+    when stopped). The one signal path of every process: nodes, skills, the launcher, the CLI commands.
+
+    Stopping cancels `main()` (its clean-up runs), or calls `on_stop()` when given (a graceful stop that
+    `main` finishes itself: the launcher stops its children in order). `signals` adds handlers (SIGUSR1
+    pauses a replay)."""
     task = asyncio.ensure_future(main())
     loop = asyncio.get_running_loop()
     stopped = False
@@ -16,10 +25,14 @@ async def run_until_stopped(main: Callable[[], Awaitable[Any]], duration: float 
     def stop() -> None:
         nonlocal stopped
         stopped = True
-        task.cancel()
+        if on_stop is not None:
+            on_stop()
+        else:
+            task.cancel()
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop)
+    handlers = {signal.SIGTERM: stop, signal.SIGINT: stop, **(signals or {})}
+    for sig, handler in handlers.items():
+        loop.add_signal_handler(sig, handler)
     try:
         done, _ = await asyncio.wait({task}, timeout=duration)
         if not done:
@@ -31,7 +44,7 @@ async def run_until_stopped(main: Callable[[], Awaitable[Any]], duration: float 
                 return None
             raise
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in handlers:
             loop.remove_signal_handler(sig)
 
 

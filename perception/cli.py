@@ -1,10 +1,17 @@
-"""`perception` command line: a thin dispatcher over perception/commands/*.py."""
+"""`perception` command line: a thin dispatcher over perception/commands/*.py and plugged-in commands.
+
+Packages that sit above perception (skills/, benchmarks/) add their commands through the
+`perception.commands` entry-point group (pyproject.toml), so perception never imports them: the
+dependency arrow stays `skills -> perception -> bus`. An entry point names a module with `HELP`,
+`add_arguments(parser)` and `run(args) -> int`, exactly like the built-in command modules.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
+from importlib.metadata import entry_points
 
 from bus.config import EndpointError
 from bus.logs import configure_logging
@@ -21,26 +28,38 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "record": ("perception.commands.record", "record topics to an MCAP file"),
     "replay": ("perception.commands.replay", "replay an MCAP file onto the bus"),
     "info": ("perception.commands.info", "summarise an MCAP file"),
-    "skill": ("perception.commands.skill", "run a skill"),
     "ask": ("perception.commands.ask", "ask the running pipeline a question"),
+    "graph": ("perception.commands.graph", "print the node graph with message types"),
     "train": ("perception.commands.train", "train a model preset"),
     "eval": ("perception.commands.evaluate", "run the evaluation suite"),
-    "bench": ("perception.commands.bench", "run a benchmark"),
 }
+PLUGIN_GROUP = "perception.commands"
+
+
+def commands() -> dict[str, tuple[str, str]]:
+    """Built-in commands plus those other installed packages plug in (name -> (module, help))."""
+    out = dict(COMMANDS)
+    for ep in sorted(entry_points(group=PLUGIN_GROUP), key=lambda e: e.name):
+        if ep.name not in out:  # a plug-in never shadows a built-in command
+            out[ep.name] = (ep.value, "")
+    return out
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="perception", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, (module_name, help_text) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        p.add_argument("--config", default=None, help="YAML config (default: configs/tiny-cpu.yaml)")
-        p.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING, ERROR")
+    for name, (module_name, help_text) in commands().items():
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
             if exc.name != module_name:
                 raise
+            module = None
+        help_text = help_text or getattr(module, "HELP", "")
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--config", default=None, help="YAML config (default: configs/tiny-cpu.yaml)")
+        p.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING, ERROR")
+        if module is None:
             p.set_defaults(_missing=module_name)
             continue
         add = getattr(module, f"add_{name}_arguments", None) or module.add_arguments

@@ -16,6 +16,7 @@ import json
 import sys
 from typing import IO, Any
 
+from bus.component import Output
 from bus.rpc import RpcError
 from skills.messages import SkillEvent
 from skills.sdk import Skill
@@ -26,6 +27,7 @@ class Planner(Skill):
     """Example agent loop: now -> search -> ask -> decision."""
 
     name = "planner"
+    outputs = {"decisions": Output("skills/{skill}", SkillEvent)}
 
     def __init__(self, config=None, *, goal: str = "the red circle", question: str = "what colour is the shape?",
                  choices: list[str] | None = None, interval: float = 2.0, goal_threshold: float = 0.5,
@@ -100,7 +102,7 @@ class Planner(Skill):
             print(json.dumps(d, default=str), file=self.out, flush=True)
             self.log.info("decision", decision=d["decision"], camera=d["camera"], answer=d.get("answer"),
                           errors=sorted(d["errors"]))
-            await self.publish("skills/planner", SkillEvent(skill=self.name, name="decision", text=d["decision"],
-                                                            data=json.loads(json.dumps(d, default=str))))
+            self.publish(SkillEvent(skill=self.name, name="decision", text=d["decision"],
+                                    data=json.loads(json.dumps(d, default=str))))
             if self.max_decisions is None or self.n_decisions < self.max_decisions:
                 await asyncio.sleep(self.interval)

@@ -15,9 +15,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -138,7 +139,7 @@ def render(session: Session, out: str | Path, *, phrase_scores: dict[str, dict[s
             for phrase, scores in (phrase_scores or {}).get(cam, {}).items():
                 plot.plot(t, scores, linewidth=1.6, label=f"score: {phrase}")
         markers = {True: ("^", "tab:red"), False: ("v", "tab:blue")}
-        for end_s, phrase, active, score in track.watch:
+        for end_s, _phrase, active, score in track.watch:
             m, c = markers[active]
             plot.scatter([end_s], [score], marker=m, color=c, s=50, zorder=3)
         if track.watch:

@@ -17,6 +17,7 @@ from typing import IO, Any, Literal
 import numpy as np
 
 from bus.bounded import BoundedDict
+from bus.component import Input, Output
 from perception.messages import Embedding, Event
 from skills.messages import Alert
 from skills.sdk import Skill
@@ -28,6 +29,7 @@ class Watcher(Skill):
     """Alert on alerts/<cam> when a phrase is detected."""
 
     name = "watcher"
+    outputs = {"alerts": Output("alerts/{cam}", Alert)}
 
     def __init__(self, config=None, phrase: str = "", *, threshold: float = 0.5, release: float | None = None,
                  via: Literal["embedding", "events"] = "embedding", out: IO[str] | None = None, **kw: Any) -> None:
@@ -41,12 +43,15 @@ class Watcher(Skill):
         super().__init__(config, **kw)
         self.phrase, self.threshold, self.release, self.via = phrase, threshold, release, via
         self.out = out or sys.stdout
-        wanted = "on_embedding" if via == "embedding" else "on_event"
-        self.routes = [r for r in self.routes if r.handler == wanted]
         # per camera; camera names come from the messages, so bounded (least recently seen out)
         self.active: BoundedDict[str, bool] = BoundedDict(MAX_CAMERAS)
         self.max_score: BoundedDict[str, float] = BoundedDict(MAX_CAMERAS)
         self.query: np.ndarray | None = None  # [D] the phrase's S_Y
+
+    def inputs(self) -> list[Input]:
+        """Only the handler `via` picks: embeddings (own threshold) or events (the events node's list)."""
+        wanted = "on_embedding" if self.via == "embedding" else "on_event"
+        return [i for i in super().inputs() if i.handler == wanted]
 
     @classmethod
     def add_arguments(cls, parser) -> None:
@@ -97,7 +102,7 @@ class Watcher(Skill):
         start_ns, end_ns, start_s, end_s = span
         alert = Alert(cam=cam, phrase=self.phrase, score=round(score, 4), via=via, start_ns=start_ns,
                       end_ns=end_ns, start_s=start_s, end_s=end_s, skill=self.name)
-        await self.publish(f"alerts/{cam}", alert)
+        self.publish(alert)
         self.counters["alerts"] += 1
         print(f"ALERT {cam} {self.phrase!r} score={score:.3f} at {end_s:.2f}s (via {via})", file=self.out, flush=True)
         self.log.info("alert", camera=cam, phrase=self.phrase, score=round(score, 4), end_s=end_s)

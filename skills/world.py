@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from bus.config import BusConfig
 from bus.rpc import RpcClient, RpcError, RpcTimeout

@@ -1,14 +1,12 @@
-"""Shared bits of the recording commands: config loading, the session metadata, signal-driven shutdown."""
+"""Shared bits of the recording commands: the session metadata a recording carries."""
 
 from __future__ import annotations
 
-import asyncio
 import os
-import signal
 import socket
 import subprocess
 import sys
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from perception.config import REPO_ROOT, AppConfig
 
@@ -38,19 +36,3 @@ def session_metadata(config: AppConfig) -> dict[str, Any]:
         "pid": os.getpid(),
         "argv": sys.argv,
     }
-
-
-async def run_until_signal(job: Callable[[], Awaitable[Any]], on_usr1: Callable[[], None] | None = None) -> Any:
-    """Run `job()`; SIGTERM / SIGINT cancel it (its cleanup runs), SIGUSR1 calls `on_usr1`."""
-    task = asyncio.ensure_future(job())
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, task.cancel)
-    if on_usr1 is not None:
-        loop.add_signal_handler(signal.SIGUSR1, on_usr1)
-    try:
-        return await task
-    except asyncio.CancelledError:
-        if task.cancelled():
-            return None
-        raise

@@ -19,12 +19,11 @@ from bus.message import summarise
 from bus.pubsub import BusNotReady, Subscriber
 from bus.runtime import run_until_stopped
 from perception.config import load_config
+from perception.plugins import load_message_types
 
 
 def _bus(args: argparse.Namespace) -> BusConfig:
-    import perception.messages  # noqa: F401  register the service's and the skills' message types so that
-    import skills.messages  # noqa: F401  echo can decode captions, events and alerts (not "unknown_type")
-
+    load_message_types()  # echo decodes captions, events and alerts (not "unknown_type")
     return load_config(args.config).bus
 
 

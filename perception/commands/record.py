@@ -16,7 +16,8 @@ from pathlib import Path
 
 from bus.mcapfile import COMPRESSIONS, RecordingError, recover
 from bus.record import DEFAULT_MAX_QUEUE_BYTES, DEFAULT_MAX_TOPICS, Recorder
-from perception.commands._session import run_until_signal, session_metadata
+from bus.runtime import run_until_stopped
+from perception.commands._session import session_metadata
 from perception.config import ConfigError, load_config
 
 
@@ -80,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
             raise
 
     try:
-        asyncio.run(run_until_signal(job))
+        asyncio.run(run_until_stopped(job))
     except Exception as exc:  # BusNotReady, writer failures: say what failed, keep the file
         print(f"perception record: {exc}", file=sys.stderr)
         return 1

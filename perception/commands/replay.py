@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
 
 from bus.mcapfile import RecordingError, check_complete
 from bus.replay import Replayer
-from perception.commands._session import run_until_signal
+from bus.runtime import run_until_stopped
 from perception.config import ConfigError, load_config
 
 
@@ -52,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         return await replayer.run()
 
     try:
-        stats = asyncio.run(run_until_signal(job, on_usr1=replayer.toggle))
+        stats = asyncio.run(run_until_stopped(job, signals={signal.SIGUSR1: replayer.toggle}))
     except Exception as exc:  # BusNotReady, --wait-for timeout
         print(f"perception replay: {exc}", file=sys.stderr)
         return 1

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from skillkit import write_config
 
 from bus.proxy import proxy_in_background
 from perception.config import load_config
-from skillkit import write_config
 
 
 @pytest.fixture(scope="session")

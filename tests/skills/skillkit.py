@@ -11,7 +11,6 @@ import yaml
 from bus.codec import encode
 from bus.mcapfile import BusMcapWriter, pack_message
 from perception.messages import Caption, Embedding, Event, LabelScore
-
 from tests.support import REPO, SMALL_MODEL, child_env, perception_child, wait_line  # noqa: F401
 
 PLANTED = "the purple triangle appears"

@@ -8,10 +8,11 @@ import json
 import re
 import time
 
+from skillkit import REPO, perception, wait_line
+
+import skills.messages  # noqa: F401  (registers Alert so this test can decode alerts)
 from bus.pubsub import Publisher, Subscriber
 from perception.messages import Caption
-from skillkit import REPO, perception, wait_line
-import skills.messages  # noqa: F401  (registers Alert so this test can decode alerts)
 
 
 def caption(text: str, seg: int, cam: str = "cam0") -> Caption:
@@ -98,3 +99,16 @@ async def test_unknown_skill_is_a_clear_error():
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 2
     assert "unknown skill 'nosuch'" in err.decode() and "narrator" in err.decode()
+
+
+def docs_test_snippet() -> str:
+    text = (REPO / "docs" / "skills.md").read_text()
+    return re.search(r"## Test one \(`perception.testing`\).*?```python\n(.*?)```", text, re.S).group(1)
+
+
+async def test_docs_harness_snippet_passes(tmp_path):
+    """The skill-author's test in docs/skills.md, run on the docs' own skill: the harness in public use."""
+    namespace: dict = {}
+    exec(compile(docs_snippet(), "red_spotter.py", "exec"), namespace)
+    exec(compile(docs_test_snippet(), "test_red_spotter.py", "exec"), namespace)
+    await namespace["test_red_spotter_alerts_on_red_only"]()

@@ -9,10 +9,10 @@ import time
 import numpy as np
 import pytest
 
-from bus.message import Text
+from benchmarks.bus.messages import Text
 from bus.pubsub import Publisher, Subscriber
 from perception.messages import Caption, Embedding
-from skills import Skill, SkillEvent, WorldUnavailable, on
+from skills import Output, Skill, SkillEvent, WorldUnavailable, on
 
 
 def caption(text: str, seg: int, cam: str = "cam0") -> Caption:
@@ -25,6 +25,7 @@ class Flaky(Skill):
     """Raises on every caption that says 'boom'; echoes the others on skills/echo."""
 
     name = "flaky"
+    outputs = {"echo": Output("skills/{skill}", SkillEvent)}
 
     def __init__(self, *a, **kw):
         super().__init__(*a, **kw)
@@ -35,7 +36,7 @@ class Flaky(Skill):
         if c.text == "boom":
             raise RuntimeError(f"planted failure in segment {c.segment_id}")
         self.seen.append(c.text)
-        await self.publish("skills/echo", SkillEvent(skill=self.name, name="echo", text=c.text))
+        self.publish(SkillEvent(skill="echo", name="echo", text=c.text))
 
     @on("notes/")
     def note(self, env) -> None:  # a sync generic handler gets the Envelope
@@ -106,7 +107,7 @@ async def test_world_query_without_world_node_times_out_clearly(proxy, app_confi
 
 async def test_publish_before_run_is_a_clear_error(app_config):
     with pytest.raises(RuntimeError, match="before run"):
-        await Flaky(app_config).publish("x/y", Text(text="t"))
+        Flaky(app_config).publish(SkillEvent(skill="echo", name="x"))
 
 
 async def test_watcher_via_events_follows_the_watch_list(proxy, app_config):

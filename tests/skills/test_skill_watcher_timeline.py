@@ -12,9 +12,9 @@ import asyncio
 
 import numpy as np
 import pytest
+from skillkit import PLANTED, SCRIPT, UNRELATED, perception, write_session
 
 from bus.pubsub import Subscriber
-from skillkit import PLANTED, SCRIPT, UNRELATED, perception, write_session
 from skills.watcher import Watcher
 
 THRESHOLD = 0.9

@@ -10,6 +10,8 @@ import argparse
 import json
 import sys
 
+HELP = "run a skill"
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", help="narrator | watcher | planner | timeline | module:Class | file.py[:Class]")
