@@ -1,15 +1,25 @@
-"""`perception bench bus|model|pipeline`: benchmarks are commands that print figures, never timed tests."""
+"""`perception bench <target>`: benchmarks are commands that print figures, never timed tests.
+
+Plugged into the `perception` CLI through the `perception.commands` entry point (pyproject.toml), so
+perception never imports benchmarks. Each target module has `run(args) -> int`; what each measures, its
+command and where its results go: benchmarks/README.md.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 
-# target -> module with `add_arguments(parser)` and `run(args) -> int`
+HELP = "run a benchmark"
+
+# target -> module with `run(args) -> int`
 TARGETS = {
-    "bus": "bus.bench",
-    "model": "perception.model.bench",
-    "pipeline": "perception.nodes.bench",
+    "bus": "benchmarks.bus.bench",
+    "record": "benchmarks.bus.record",
+    "model": "benchmarks.model.bench",
+    "pipeline": "benchmarks.pipeline.bench",
+    "data": "benchmarks.data.bench",
+    "memory": "benchmarks.pipeline.memory",
 }
 
 

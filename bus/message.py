@@ -115,27 +115,9 @@ class BusReady(Message):
 
 
 @register
-class Text(Message):
-    """Free text: the demo publisher, operator notes."""
-
-    TYPE: ClassVar[str] = "Text"
-    text: str
-
-
-@register
 class Heartbeat(Message):
     """Liveness: a node that stops sending these is gone."""
 
     TYPE: ClassVar[str] = "Heartbeat"
     node: str
     uptime_s: float = 0.0
-
-
-@register
-class Blob(Message):
-    """An opaque array with a label: synthetic traffic, benchmarks, tests."""
-
-    TYPE: ClassVar[str] = "Blob"
-    label: str = ""
-    t_mono_ns: int = 0  # sender's monotonic clock (same host only): one-way latency
-    data: np.ndarray

@@ -40,7 +40,7 @@ def live_bus():
     cfg_path = rdir / "cfg.yaml"
     cfg_path.write_text(yaml.safe_dump({"name": "test", "bus": {"runtime_dir": str(rdir)}}))
     bus_json = BusConfig.local(rdir).model_dump_json()
-    demo = [sys.executable, "-m", "bus.demo"]
+    demo = [sys.executable, "-m", "benchmarks.bus.demo"]
     proxy = _popen(demo + ["proxy", "--bus-json", bus_json])
     talker = _popen(demo + ["talker", "--bus-json", bus_json, "--rate", "100", "--src", "cli-talker"])
     yield cfg_path

@@ -1,7 +1,7 @@
 """`perception bench bus [--json OUT] [--quick]`: one-way latency and throughput by payload size, for
 every transport side by side in one run, each as a ratio to raw pyzmq through the same proxy.
 
-Transports (each run is its own sender + receiver process pair, see bus/bench_worker.py):
+Transports (each run is its own sender + receiver process pair, see benchmarks/bus/worker.py):
   pyzmq-raw     PUB -> proxy -> SUB, multipart [topic, 9-byte header, payload]: our ceiling (same sockets)
   bus           Publisher -> proxy -> Subscriber: envelope, msgpack header, pydantic validation
   pyzmq-direct  PUB -> SUB with no proxy (one hop): what the proxy hop costs
@@ -32,7 +32,7 @@ from pathlib import Path
 from bus.config import BusConfig
 from bus.logs import get_logger
 
-log = get_logger("bus.bench")
+log = get_logger("benchmarks.bus.bench")
 
 SIZES = [64, 4096, 65536, 1 << 20, 1920 * 1080 * 3]  # 6 220 800 B: a 1080p RGB frame
 BASELINE = "pyzmq-raw"
@@ -75,9 +75,9 @@ def _run_dora(common: list[str], rdir: Path, env: dict[str, str]) -> dict:
     node_env = {"PYTHONPATH": env["PYTHONPATH"], "PERCEPTION_LOG_LEVEL": "WARNING"}
     args = " ".join(common[2:])
     flow = {"nodes": [
-        {"id": "sender", "path": sys.executable, "args": f"-m bus.bench_worker send {args}",
+        {"id": "sender", "path": sys.executable, "args": f"-m benchmarks.bus.worker send {args}",
          "outputs": ["data"], "env": node_env},
-        {"id": "receiver", "path": sys.executable, "args": f"-m bus.bench_worker recv {args}",
+        {"id": "receiver", "path": sys.executable, "args": f"-m benchmarks.bus.worker recv {args}",
          "inputs": {"data": "sender/data"}, "env": node_env},
     ]}
     (rdir / "flow.yml").write_text(json.dumps(flow))  # JSON is YAML
@@ -141,11 +141,11 @@ def run_pair(transport: str, size: int, mode: str, quick: bool) -> dict:
     """One sender/receiver pair (plus a proxy for the proxied transports); the receiver's figures."""
     rdir = Path(tempfile.mkdtemp(prefix="bench-", dir="/tmp"))
     env = dict(os.environ, PERCEPTION_LOG_LEVEL="WARNING", CYCLONEDDS_URI=CYCLONE_URI)
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2]) + os.pathsep + env.get("PYTHONPATH", "")
     hwm = _hwm(size)
     interval = max(0.002, size / 200e6)  # latency samples spaced so queues are empty between them
     count = (50 if quick else 300) if size < (1 << 20) else (20 if quick else 100)
-    common = ["-m", "bus.bench_worker", "--transport", transport, "--size", str(size), "--mode", mode,
+    common = ["-m", "benchmarks.bus.worker", "--transport", transport, "--size", str(size), "--mode", mode,
               "--hwm", str(hwm), "--runtime-dir", str(rdir), "--port", str(_free_port()),
               "--domain", str(random.randint(1, 200)), "--count", str(count), "--interval", f"{interval:.6f}",
               "--seconds", "0.5" if quick else "1.5"]
@@ -158,7 +158,7 @@ def run_pair(transport: str, size: int, mode: str, quick: bool) -> dict:
     try:
         if transport in ("pyzmq-raw", "bus"):
             cfg = BusConfig.local(rdir, reliable_hwm=hwm, latest_hwm=hwm, proxy_hwm=hwm).model_dump_json()
-            proxy = _popen(["-m", "bus.demo", "proxy", "--bus-json", cfg], env)
+            proxy = _popen(["-m", "benchmarks.bus.demo", "proxy", "--bus-json", cfg], env)
         elif transport == "pyzmq-zmq_proxy":
             proxy = _popen(["-c", ZMQ_PROXY, str(rdir), str(hwm)], env)
         receiver = _popen([common[0], common[1], "recv", *common[2:]], env)

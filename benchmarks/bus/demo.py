@@ -1,8 +1,13 @@
-"""Synthetic traffic for `make run` / `perception up` until the real pipeline exists, and for tests.
+"""The bus alone, with no model: a proxy, a synthetic talker and a printing listener, each its own process.
 
-    python -m bus.demo proxy    --bus-json '{...}'             # the proxy (same as `perception bus`)
-    python -m bus.demo talker   --bus-json '{...}' [--rate HZ] [--count N]
-    python -m bus.demo listener --bus-json '{...}' [--topics T ...] [--count N] [--json]
+    python -m benchmarks.bus.demo proxy    --bus-json '{...}'             # the proxy (as `perception bus`)
+    python -m benchmarks.bus.demo talker   --bus-json '{...}' [--rate HZ] [--count N]
+    python -m benchmarks.bus.demo listener --bus-json '{...}' [--topics T ...] [--count N] [--json]
+
+The talker publishes `Text` on demo/text, a 48x64 RGB `Blob` on frames/demo and a `Heartbeat` once a
+second. The bus benchmark starts its proxy this way; the multi-process bus tests (tests/bus,
+tests/test_cli_bus.py) use all three roles; by hand it is a bus to try `perception topics|echo|hz` on
+in a second, without the pipeline's model.
 
 Children exit on SIGTERM and also when their parent process disappears, so nothing is left orphaned.
 """
@@ -17,14 +22,15 @@ import sys
 
 import numpy as np
 
+from benchmarks.bus.messages import Blob, Text
 from bus.config import BusConfig
 from bus.logs import configure_logging, get_logger
-from bus.message import Blob, Heartbeat, Text, summarise
+from bus.message import Heartbeat, summarise
 from bus.proxy import run_proxy
 from bus.pubsub import Publisher, Subscriber
 from bus.runtime import run_until_stopped
 
-log = get_logger("bus.demo")
+log = get_logger("benchmarks.bus.demo")
 
 
 async def talk(config: BusConfig, *, rate_hz: float, count: int | None, src: str | None, frames: bool) -> None:
@@ -69,7 +75,7 @@ async def listen(config: BusConfig, *, topics: list[str], count: int | None, as_
 
 
 async def _watch_parent(parent: int) -> None:
-    while os.getppid() == parent:
+    while os.getppid() == parent:  # noqa: ASYNC110  no event tells a child its parent died: poll
         await asyncio.sleep(0.5)
     log.warning("parent process gone, exiting")
 
@@ -95,7 +101,7 @@ async def _main(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bus.demo", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m benchmarks.bus.demo", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("role", choices=["proxy", "talker", "listener"])
     p.add_argument("--bus-json", default=None, help="BusConfig as JSON (default: the default config)")

@@ -1,6 +1,7 @@
 """Recorder write path vs a bare `mcap` writer, side by side in one run (a benchmark command, not a test).
 
-    python -m bus.record_bench [--quick] [--json OUT]
+    perception bench record [--quick] [--json OUT]
+    python -m benchmarks.bus.record [--quick] [--json OUT]
 
 Both write the same payloads to files in a temp dir: `mcap-raw` calls `mcap.writer.Writer.add_message`
 with ready-made bytes (the ceiling); `recorder` does what the recorder's writer thread does per message
@@ -20,9 +21,9 @@ from pathlib import Path
 import numpy as np
 from mcap.writer import Writer
 
+from benchmarks.bus.messages import Blob
 from bus.codec import encode
 from bus.mcapfile import COMPRESSIONS, BusMcapWriter, SeqTracker, pack_message
-from bus.message import Blob
 
 SIZES = [1024, 64 * 1024, 1024 * 1024, 6 * 1024 * 1024]
 
@@ -87,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bus.record_bench", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m benchmarks.bus.record", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="64 MB per case instead of 512 MB")
     p.add_argument("--json", dest="json_out", default=None)

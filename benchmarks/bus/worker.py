@@ -1,6 +1,6 @@
-"""One side (sender or receiver) of one benchmark run; started by bus/bench.py as its own process.
+"""One side (sender or receiver) of one benchmark run; started by benchmarks/bus/bench.py as its own process.
 
-    python -m bus.bench_worker send|recv --transport T --size BYTES --mode lat|thr [--count N] [--seconds S]
+    python -m benchmarks.bus.worker send|recv --transport T --size BYTES --mode lat|thr [--count N] [--seconds S]
 
 Protocol, identical for every transport: the sender sends warm-up messages (kind 0) every 5 ms until the
 parent writes "go" on its stdin (the parent does so once the receiver printed "warm", i.e. the route is
@@ -74,6 +74,7 @@ class TypedBus:
         self.data = np.zeros(args.size, np.uint8)
 
     async def start(self) -> None:
+        import benchmarks.bus.messages  # noqa: F401  registers Blob, which the receiver decodes
         from bus.pubsub import Publisher, Subscriber
 
         if self.sending:
@@ -83,7 +84,7 @@ class TypedBus:
             self.sub = await Subscriber(self.config, [TOPIC], name="bench").start()
 
     def send(self, kind: int, t_ns: int) -> None:
-        from bus.message import Blob
+        from benchmarks.bus.messages import Blob
 
         self.pub.publish_nowait(TOPIC, Blob(label=str(kind), t_mono_ns=t_ns, data=self.data))
 
@@ -205,7 +206,7 @@ TRANSPORTS = {
 }
 
 
-# -- talking to bus/bench.py: stdin/stdout, or files in the runtime dir where dora owns stdin/stdout ----
+# -- talking to benchmarks/bus/bench.py: stdin/stdout, or files in the runtime dir where dora owns stdin/stdout ----
 
 
 def _wait_for_go(args: argparse.Namespace) -> threading.Event:

@@ -1,4 +1,5 @@
-"""Throughput of ShapesWorld generation, single process: `python -m perception.data.bench [--quick]`.
+"""Throughput of ShapesWorld generation, single process: `perception bench data [--quick] [--json OUT]`
+(or `python -m benchmarks.data.bench [--quick] [--json OUT]`).
 
 Prints clips/s (plan + render + tensor, what a DataLoader worker does), stream frames/s (what the
 synthetic camera does per frame) and encode/decode rates, as one table in one run. User output, so print.
@@ -7,6 +8,9 @@ synthetic camera does per frame) and encode/decode rates, as one table in one ru
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import platform
 import tempfile
 import time
 from pathlib import Path
@@ -28,10 +32,7 @@ def _rate(fn, n: int, repeats: int = 3) -> float:
     return best
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args(argv)
+def run(args: argparse.Namespace) -> int:
     n = 100 if args.quick else 1000
     rows = []
     for frames, size in ((8, 64), (16, 64), (16, 128)):
@@ -50,7 +51,20 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(("decode clips T=8 64px (manifest)", _rate(decoded.__getitem__, k), "clips/s"))
     for name, rate, unit in rows:
         print(f"{name:36s} {rate:10.1f} {unit}")
+    if getattr(args, "json_out", None):
+        results = [{"mode": name, "rate": round(rate, 1), "unit": unit} for name, rate, unit in rows]
+        machine = {"platform": platform.platform(), "python": platform.python_version(),
+                   "load_avg_1m": round(os.getloadavg()[0], 2)}
+        Path(args.json_out).write_text(json.dumps({"results": results, "machine": machine, "quick": args.quick},
+                                                  indent=2))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.data.bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--json", dest="json_out", default=None, help="write results as JSON here")
+    return run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -12,8 +12,8 @@ import json
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import psutil
 import torch
@@ -130,7 +130,7 @@ def measure_windows(model: VLJepa, batches: tuple[int, ...] = (1, 8), iters: int
                               device=dev)
         q = TokenBatch(torch.randint(0, vocab, (b, query_tokens), device=dev),
                        torch.ones(b, query_tokens, dtype=torch.long, device=dev))
-        ms = _time(lambda: model.predict(model.encode_video(clips), q), iters, warmup, sync)
+        ms = _time(lambda clips=clips, q=q: model.predict(model.encode_video(clips), q), iters, warmup, sync)
         row = _row("window", b, ms)
         row["ms_per_window"] = round(row["p50_ms"] / b, 3)
         row["clips_per_s"] = row.pop("windows_per_s")
@@ -140,7 +140,7 @@ def measure_windows(model: VLJepa, batches: tuple[int, ...] = (1, 8), iters: int
 
 def vitl_random(out_json: str | None = None) -> int:
     """The prepared GPU check: vjepa2-vitl preset, random weights, bf16, batch 1 and 8.
-    Run on a GPU host: `python -m perception.model.bench --vitl-random OUT.json`."""
+    Run on a GPU host: `python -m benchmarks.model.bench --vitl-random OUT.json`."""
     from perception.model.config import preset_config
 
     if not torch.cuda.is_available():
@@ -166,4 +166,4 @@ if __name__ == "__main__":
 
     if len(sys.argv) >= 2 and sys.argv[1] == "--vitl-random":
         raise SystemExit(vitl_random(sys.argv[2] if len(sys.argv) > 2 else None))
-    print("usage: python -m perception.model.bench --vitl-random [OUT.json]   (or: perception bench model)")
+    print("usage: python -m benchmarks.model.bench --vitl-random [OUT.json]   (or: perception bench model)")

@@ -36,7 +36,7 @@ from bus.pubsub import Subscriber
 from perception.config import AppConfig, load_config
 from perception.messages import Caption, Embedding
 from perception.nodes.launcher import Launcher
-
+from perception.nodes.sources import with_source
 
 OVERSUBSCRIBE = 1.5  # the saturating camera asks this many times the bare loop's windows/s
 
@@ -181,15 +181,11 @@ def _phase_config(base: AppConfig, runtime_dir: Path, fps: float = 30.0, **encod
     data["bus"]["runtime_dir"] = str(runtime_dir)
     data["bus"]["pub"] = data["bus"]["sub"] = data["bus"]["rpc"] = ""
     data["pipeline"]["encoder"]["rpc"] = ""
-    data["pipeline"]["cameras"] = [dict(data["pipeline"]["cameras"][0], source="synthetic", fps=fps,
+    data["pipeline"]["cameras"] = [dict(with_source(data["pipeline"]["cameras"][0], "synthetic"), fps=fps,
                                         realtime=True, loop=True)]
     data["pipeline"]["encoder"].update(encoder)
     data["pipeline"]["world"]["persist"] = None
     return AppConfig.model_validate(data)
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:  # `perception bench` owns the parser
-    pass
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,4 +1,4 @@
-"""Quick probe of what a checkpoint has learned, per slot: `python -m perception.train.probe_slots DIR [N]`.
+"""Quick probe of what a checkpoint has learned, per slot: `python -m benchmarks.probes.slots DIR [N]`.
 
 Each clip's neutral-query S^_Y is matched to the nearest canonical caption among every (colour, shape,
 action[, new colour]) caption of the vocabulary, and the slots of that caption are compared with the

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from perception.model.bench import measure_windows
+import pytest
+
+from benchmarks.model.bench import measure_windows
+from tests.model.conftest import small_model
+
+
+@pytest.fixture
+def model():
+    return small_model()
 
 
 def test_measure_windows_reports_each_batch(model):

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from benchmarks.pipeline.bench import _phase_config, saturating_fps
 from perception.config import load_config
-from perception.nodes.bench import _phase_config, saturating_fps
-from perception.eval.online import segment_steps
-from perception.nodes.events import window_cadence_s
+from perception.nodes.segmenter import segment_steps
+from perception.nodes.segments import window_cadence_s
 
 
 def test_the_saturating_camera_outruns_the_bare_loop():
@@ -23,7 +23,7 @@ def test_phase_configs_keep_the_events_seconds(tmp_path):
     live = _phase_config(base, tmp_path / "l")
     sat = _phase_config(base, tmp_path / "s", fps=400.0, stride_frames=1)
     assert live.pipeline.events == ev and sat.pipeline.events == ev
-    assert live.pipeline.cameras[0].source == "synthetic" and live.pipeline.cameras[0].fps == 30.0
+    assert live.pipeline.cameras[0].type == "synthetic" and live.pipeline.cameras[0].fps == 30.0
     assert sat.pipeline.encoder.stride_frames == 1 and sat.pipeline.cameras[0].fps == 400.0
     assert str(tmp_path / "s") == str(sat.bus.runtime_dir)
 

@@ -10,8 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from benchmarks.bus.messages import Blob, Text
 from bus.codec import WIRE_DTYPES, DecodeError, EncodeError, decode, encode, peek
-from bus.message import Blob, Heartbeat, Message, Stats, Text, register, registered_types
+from bus.message import Heartbeat, Message, Stats, register, registered_types
 
 
 @register

@@ -13,7 +13,7 @@ import subprocess
 import numpy as np
 import psutil
 
-from bus.message import Blob
+from benchmarks.bus.messages import Blob
 from bus.pubsub import Publisher, Subscriber
 from tests.bus.conftest import spawn, stop
 
@@ -52,7 +52,7 @@ sys.stdin.read()  # stay connected until the test is done
 
 
 async def test_upstream_and_subscription_floods_never_reach_a_publisher(bus_config, proxy):
-    talker = spawn("-m", "bus.demo", "talker", "--bus-json", bus_config.model_dump_json(), "--rate", "50",
+    talker = spawn("-m", "benchmarks.bus.demo", "talker", "--bus-json", bus_config.model_dump_json(), "--rate", "50",
                    "--no-frames", "--src", "flooded")
     flood = None
     try:

@@ -11,9 +11,10 @@ import pytest
 import zmq
 import zmq.asyncio
 
+from benchmarks.bus.messages import Blob, Text
 from bus.codec import encode
 from bus.config import BusConfig
-from bus.message import Blob, Stats, Text
+from bus.message import Stats
 from bus.pubsub import BusNotReady, Publisher, Subscriber
 
 from .conftest import spawn, stop
@@ -232,16 +233,16 @@ async def test_fuzz_bad_messages_never_stop_delivery(runtime_dir):
 
 
 async def test_multi_process_pubsub_through_proxy_process(bus_config):
-    """Three real processes: proxy, talker, listener (python -m bus.demo)."""
+    """Three real processes: proxy, talker, listener (python -m benchmarks.bus.demo)."""
     cfg = bus_config.model_dump_json()
-    proxy = spawn("-m", "bus.demo", "proxy", "--bus-json", cfg)
-    listener = spawn("-m", "bus.demo", "listener", "--bus-json", cfg, "--topics", "demo/text",
+    proxy = spawn("-m", "benchmarks.bus.demo", "proxy", "--bus-json", cfg)
+    listener = spawn("-m", "benchmarks.bus.demo", "listener", "--bus-json", cfg, "--topics", "demo/text",
                      "--count", "30", "--json")
     talker = None
     try:
         line = await asyncio.wait_for(asyncio.to_thread(listener.stdout.readline), 20)
         assert line.strip() == "ready"
-        talker = spawn("-m", "bus.demo", "talker", "--bus-json", cfg, "--rate", "200", "--count", "30",
+        talker = spawn("-m", "benchmarks.bus.demo", "talker", "--bus-json", cfg, "--rate", "200", "--count", "30",
                        "--no-frames", "--src", "talker-1")
         out, err = await asyncio.to_thread(listener.communicate, timeout=30)
         assert listener.returncode == 0, err

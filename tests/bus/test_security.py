@@ -10,14 +10,20 @@ from pathlib import Path
 import pytest
 import zmq.asyncio
 
+from benchmarks.bus.messages import Text
 from bus.config import BusConfig, CurveConfig, EndpointError, Role, is_loopback_endpoint
-from bus.message import Text
 from bus.proxy import Proxy, proxy_in_background
 from bus.pubsub import BusNotReady, Publisher, Subscriber, SubscriptionDenied
 from bus.rpc import RpcClient, RpcError, RpcServer, RpcTimeout
 from bus.security import (
-    EndpointInUseError, RuntimeDirError, SecurityConfigError, apply_client, bind_server, ensure_private_dir,
-    generate_keypair, load_allow_list,
+    EndpointInUseError,
+    RuntimeDirError,
+    SecurityConfigError,
+    apply_client,
+    bind_server,
+    ensure_private_dir,
+    generate_keypair,
+    load_allow_list,
 )
 
 

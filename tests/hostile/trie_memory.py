@@ -44,7 +44,7 @@ def measure(n: int, length: int) -> dict:
     rdir = Path(tempfile.mkdtemp(prefix="trie-", dir="/tmp"))
     config = BusConfig.local(rdir, stats_interval_s=0.2)
     env = child_env("WARNING")
-    proxy = subprocess.Popen([sys.executable, "-m", "bus.demo", "proxy", "--bus-json", config.model_dump_json()],
+    proxy = subprocess.Popen([sys.executable, "-m", "benchmarks.bus.demo", "proxy", "--bus-json", config.model_dump_json()],
                              cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     flood = None
     try:

@@ -1,0 +1,1 @@
+"""ShapesWorld generation throughput (`perception bench data`)."""

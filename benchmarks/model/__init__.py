@@ -1,0 +1,1 @@
+"""Model latency per window (`perception bench model`) and the prepared GPU check."""

@@ -1,0 +1,1 @@
+"""The whole service against the bare model loop (`perception bench pipeline`)."""

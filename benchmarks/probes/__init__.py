@@ -1,0 +1,1 @@
+"""Probes of what a checkpoint has learned (not reported metrics)."""
