@@ -1,81 +1,19 @@
 """The `pipeline:` section of the YAML config: cameras, per-node settings, supervision.
 
 Topology and rates live here, not in node code. Validated by pydantic with the rest of AppConfig before
-any process starts; every error is reported with its dotted path (e.g. `pipeline.cameras.0.fps`).
+any process starts; every error is reported with its dotted path (e.g. `pipeline.cameras.0.fps`). A
+camera's config is a `type:` variant defined beside the source that reads it (perception/nodes/sources.py).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import ClassVar
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ModelWrapValidatorHandler,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
-from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
+from pydantic import Field, field_validator, model_validator
 
-_NAME = r"^[A-Za-z0-9_.-]+$"  # a camera name becomes part of topic names
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    # old key -> what became of it: a config that still uses one fails with that hint at the key's own
-    # path, instead of pydantic's bare "Extra inputs are not permitted"
-    renamed: ClassVar[dict[str, str]] = {}
-
-    @model_validator(mode="wrap")
-    @classmethod
-    def _renamed_keys(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
-        """Every error of the section as pydantic reports it, an old key's with its hint instead."""
-        try:
-            return handler(data)
-        except ValidationError as exc:
-            errors = exc.errors()
-            if not any(_is_renamed(e, cls.renamed) for e in errors):
-                raise
-            hinted = [_renamed_error(e, cls.renamed) if _is_renamed(e, cls.renamed) else e for e in errors]
-            raise ValidationError.from_exception_data(exc.title, hinted) from None
-
-
-def _is_renamed(err: ErrorDetails, renamed: dict[str, str]) -> bool:
-    return err["type"] == "extra_forbidden" and err["loc"][-1] in renamed
-
-
-def _renamed_error(err: ErrorDetails, renamed: dict[str, str]) -> InitErrorDetails:
-    hint = PydanticCustomError("renamed", "{hint}", {"hint": renamed[err["loc"][-1]]})
-    return InitErrorDetails(type=hint, loc=err["loc"], input=err["input"])
-
-
-class CameraConfig(_Section):
-    """One camera. `source`: "synthetic", a video file path or URL (PyAV), or a camera index (OpenCV)."""
-
-    name: str = Field("cam0", pattern=_NAME)
-    source: str = "synthetic"
-    fps: float = Field(30.0, gt=0, le=1000)  # high-speed cameras reach ~1000 fps
-    realtime: bool = True  # files: pace at the file's rate; False: as fast as the encoder takes them
-    loop: bool = False  # files and synthetic streams: start again at the end
-    # synthetic source only
-    seed: int = 0
-    split: str = Field("heldout", pattern=r"^(train|heldout)$")
-    duration_s: float | None = Field(None, gt=0)  # stream length; None: 30-120 s drawn from the seed
-    size: int = Field(64, ge=16, le=1024)
-    # retry an unreadable / vanished source with exponential backoff (never crash the pipeline)
-    retry_initial_s: float = Field(0.5, gt=0)
-    retry_max_s: float = Field(10.0, gt=0)
-
-    @property
-    def kind(self) -> str:
-        if self.source == "synthetic":
-            return "synthetic"
-        if self.source.isdigit():
-            return "camera"
-        return "file"
+from perception.nodes.sections import Section as _Section
+from perception.nodes.sources import AnyCameraConfig, CameraConfig, SyntheticCameraConfig
 
 
 class EncoderConfig(_Section):
@@ -114,7 +52,7 @@ class WatchConfig(_Section):
 
 
 class EventsConfig(_Section):
-    """The online segmenter (perception.eval.online) per embedding stream, top labels, watch list.
+    """The online segmenter (perception/nodes/segmenter.py) per embedding stream, top labels, watch list.
 
     Segment lengths are seconds of stream time, not windows: the events node converts them to steps per
     camera from its window cadence, so changing `encoder.stride_frames` or a camera's fps keeps them."""
@@ -180,7 +118,8 @@ class SupervisorConfig(_Section):
 
 
 class PipelineConfig(_Section):
-    cameras: list[CameraConfig] = Field(default_factory=lambda: [CameraConfig()], min_length=1)
+    # each camera's `type:` picks its kind (perception/nodes/sources.py); no type: synthetic
+    cameras: list[AnyCameraConfig] = Field(default_factory=lambda: [SyntheticCameraConfig()], min_length=1)
     encoder: EncoderConfig = Field(default_factory=EncoderConfig)
     events: EventsConfig = Field(default_factory=EventsConfig)
     decoder: DecoderConfig = Field(default_factory=DecoderConfig)
@@ -188,6 +127,9 @@ class PipelineConfig(_Section):
     supervisor: SupervisorConfig = Field(default_factory=SupervisorConfig)
     nodes: list[str] = Field(default_factory=lambda: ["world", "decoder", "events", "encoder", "capture"])
     run_proxy: bool = True  # False: another host runs the proxy (see configs/two-host.yaml)
+    # topic prefixes another host publishes (e.g. ["frames/"] where the robot runs capture): inputs
+    # they feed are not reported as wired to nothing (perception/nodes/graph.py)
+    external_inputs: list[str] = Field(default_factory=list)
 
     @field_validator("cameras")
     @classmethod

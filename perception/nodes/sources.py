@@ -1,23 +1,74 @@
-"""Frame sources for the capture node: an ABC with synthetic, video-file (PyAV) and camera (OpenCV) backends.
+"""Camera kinds: each kind's config (a `type:` variant of `pipeline.cameras[]`) beside the `Source` reading it.
+
+    pipeline:
+      cameras:
+        - {name: cam0, type: file, path: clip.mp4}      # or type: synthetic / opencv, keys of that kind
 
     with make_source(camera_config) as src:     # connect() on enter, close() on exit
         item = src.read()                       # SourceFrame, or None at the end of a finite source
 
+Kinds: `synthetic` (a ShapesWorld stream rendered live), `file` (a video file or URL, PyAV) and `opencv`
+(a local camera by index, OpenCV). A kind is a `CameraConfig` subclass whose `type` is a Literal, and a
+`Source` subclass registered with it by `@camera_kind(TheConfig)`: `CAMERA_KINDS` maps each `type` to the
+two, and the union `pipeline.cameras` validates with (`AnyCameraConfig`) and `make_source` follow from it,
+so a new kind is one more pair in this module. A camera without `type` is synthetic. A camera that still
+has the old `source:` key fails with the typed form to write instead, worked out from its value the way
+`perception up --source` reads one (`source_shorthand`).
+
 `connect` raises `SourceUnavailableError` (a ConnectionError) with a message that starts with what
 failed; `read` raises it when a live source disappears. The capture node retries both with backoff.
-Backends are imported lazily in their own branch (OpenCV is optional).
+Backends (the ShapesWorld renderer, PyAV, OpenCV) are imported in `connect`, and numpy not at all, so
+importing this module, and with it the config, stays cheap.
 """
 
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, NamedTuple, TypeVar, Union
 
-import numpy as np
+from pydantic import Field, ValidationError, ValidatorFunctionWrapHandler, WrapValidator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from perception.nodes.config import CameraConfig
+from perception.nodes.sections import NAME_PATTERN, Section, relocated
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+# -- what every kind shares -------------------------------------------------------------------------------
+
+
+class CameraConfig(Section):
+    """What every camera has; each kind's subclass below adds its own keys and narrows `type`."""
+
+    name: str = Field("cam0", pattern=NAME_PATTERN)  # used in topic names: frames/<name>, captions/<name>
+    type: str  # the kind; a subclass narrows it to its own Literal
+    fps: float = Field(30.0, gt=0, le=1000)  # frames per second; high-speed cameras reach ~1000 fps
+    realtime: bool = True  # pace frames at the source's rate; False: as fast as the encoder takes them
+    loop: bool = False  # finite sources (files, synthetic streams): start again at the end
+    # retry an unreadable / vanished source with exponential backoff (never crash the pipeline)
+    retry_initial_s: float = Field(0.5, gt=0)
+    retry_max_s: float = Field(10.0, gt=0)
+
+    # True: the source's own frame rate wins over `fps` (a file plays at its container's rate)
+    rate_from_source: ClassVar[bool] = False
+
+    @property
+    def frame_size_px(self) -> int | None:
+        """Side of the square frames the camera delivers, when the config alone tells it; None: unknown
+        until frames arrive."""
+        return None
+
+    def describe(self) -> str:
+        """What the camera reads, for logs ("file clip.mp4")."""
+        return self.type
+
+    def preflight(self) -> dict[str, str]:
+        """Problems visible before anything starts (a video file that is not there): key -> message."""
+        return {}
 
 
 class SourceUnavailableError(ConnectionError):
@@ -61,10 +112,56 @@ class Source(abc.ABC):
         self.close()
 
 
+class CameraKind(NamedTuple):
+    config: type[CameraConfig]
+    source: type[Source]
+
+
+CAMERA_KINDS: dict[str, CameraKind] = {}  # `type:` -> its config class and its reader, in definition order
+
+_S = TypeVar("_S", bound=type[Source])
+
+
+def camera_kind(config: type[CameraConfig]) -> Callable[[_S], _S]:
+    """Class decorator: the decorated `Source` reads cameras of `config`, whose `type` default names the kind."""
+
+    def register(source: _S) -> _S:
+        tag = config.model_fields["type"].default
+        if not isinstance(tag, str) or tag in CAMERA_KINDS:
+            raise ValueError(f"{config.__name__}: camera type {tag!r} is not a new string")
+        CAMERA_KINDS[tag] = CameraKind(config, source)
+        return source
+
+    return register
+
+
+# -- synthetic ------------------------------------------------------------------------------------------
+
+
+class SyntheticCameraConfig(CameraConfig):
+    """A ShapesWorld stream rendered live; its ground-truth segments go to truth/<cam> as they start."""
+
+    type: Literal["synthetic"] = "synthetic"
+    seed: int = 0  # which stream
+    split: str = Field("heldout", pattern=r"^(train|heldout)$")
+    duration_s: float | None = Field(None, gt=0)  # stream length; None: 30-120 s drawn from the seed
+    size: int = Field(64, ge=16, le=1024)  # frame side, pixels
+
+    @property
+    def frame_size_px(self) -> int | None:
+        return self.size
+
+    def describe(self) -> str:
+        return f"synthetic seed {self.seed} ({self.split})"
+
+
+@camera_kind(SyntheticCameraConfig)
 class SyntheticSource(Source):
     """A ShapesWorld stream rendered on demand; `seek(i)` lets a live camera skip frames it is late for."""
 
-    def __init__(self, config: CameraConfig) -> None:
+    config: SyntheticCameraConfig
+
+    def __init__(self, config: SyntheticCameraConfig) -> None:
         super().__init__(config)
         self.stream = None
         self._next = 0
@@ -97,10 +194,38 @@ class SyntheticSource(Source):
         return SourceFrame(self.stream.frame_at(i), i, self.stream.time_of(i))
 
 
+# -- file -----------------------------------------------------------------------------------------------
+
+
+class FileCameraConfig(CameraConfig):
+    """A video file or URL (rtsp://, http://, ...) decoded with PyAV, played at the container's frame rate
+    (`fps` only when the container does not tell one)."""
+
+    type: Literal["file"] = "file"
+    path: str = Field(min_length=1)  # a file path, or a URL (anything with "://")
+
+    rate_from_source: ClassVar[bool] = True
+
+    @property
+    def is_url(self) -> bool:
+        return "://" in self.path
+
+    def describe(self) -> str:
+        return f"file {self.path}"
+
+    def preflight(self) -> dict[str, str]:
+        if not self.is_url and not Path(self.path).is_file():
+            return {"path": f"video file not found: {self.path}"}
+        return {}
+
+
+@camera_kind(FileCameraConfig)
 class FileSource(Source):
     """A video file or URL decoded with PyAV, frames as RGB, times from the container's timestamps."""
 
-    def __init__(self, config: CameraConfig) -> None:
+    config: FileCameraConfig
+
+    def __init__(self, config: FileCameraConfig) -> None:
         super().__init__(config)
         self._container = None
         self._frames: Iterator | None = None
@@ -114,12 +239,11 @@ class FileSource(Source):
     def connect(self) -> None:
         import av
 
-        src = self.config.source
-        is_url = "://" in src
-        if not is_url and not Path(src).is_file():
+        src = self.config.path
+        if not self.config.is_url and not Path(src).is_file():
             raise SourceUnavailableError(f"video file not found: {src}")
         try:
-            container = av.open(src, timeout=5.0) if is_url else av.open(src)
+            container = av.open(src, timeout=5.0) if self.config.is_url else av.open(src)
             if not container.streams.video:
                 container.close()
                 raise SourceUnavailableError(f"no video stream in {src}")
@@ -134,13 +258,13 @@ class FileSource(Source):
 
     def read(self) -> SourceFrame | None:
         if self._frames is None:
-            raise SourceUnavailableError(f"source {self.config.source}: read before connect")
+            raise SourceUnavailableError(f"source {self.config.path}: read before connect")
         try:
             frame = next(self._frames)
         except StopIteration:
             return None
         except Exception as exc:  # av raises several error types mid-stream
-            raise SourceUnavailableError(f"cannot decode {self.config.source}: {exc}") from exc
+            raise SourceUnavailableError(f"cannot decode {self.config.path}: {exc}") from exc
         i = self._index
         self._index += 1
         t = float(frame.time) if frame.time is not None else i / self.fps
@@ -154,10 +278,26 @@ class FileSource(Source):
         super().close()
 
 
-class CameraSource(Source):
+# -- opencv ---------------------------------------------------------------------------------------------
+
+
+class OpenCVCameraConfig(CameraConfig):
+    """A local camera by device index through OpenCV (optional: pip install opencv-python-headless)."""
+
+    type: Literal["opencv"] = "opencv"
+    index: int = Field(0, ge=0)  # the device index (/dev/video<index> on Linux)
+
+    def describe(self) -> str:
+        return f"opencv camera {self.index}"
+
+
+@camera_kind(OpenCVCameraConfig)
+class OpenCVSource(Source):
     """A local camera by index through OpenCV (optional dependency)."""
 
-    def __init__(self, config: CameraConfig) -> None:
+    config: OpenCVCameraConfig
+
+    def __init__(self, config: OpenCVCameraConfig) -> None:
         super().__init__(config)
         self._cap = None
         self._index = 0
@@ -168,12 +308,12 @@ class CameraSource(Source):
             import cv2
         except ImportError as exc:
             raise SourceUnavailableError(
-                f"camera {self.config.source}: OpenCV is not installed (pip install opencv-python-headless)"
+                f"camera {self.config.index}: OpenCV is not installed (pip install opencv-python-headless)"
             ) from exc
-        cap = cv2.VideoCapture(int(self.config.source))
+        cap = cv2.VideoCapture(self.config.index)
         if not cap.isOpened():
             cap.release()
-            raise SourceUnavailableError(f"camera {self.config.source} cannot be opened (unplugged or busy?)")
+            raise SourceUnavailableError(f"camera {self.config.index} cannot be opened (unplugged or busy?)")
         cap.set(cv2.CAP_PROP_FPS, self.config.fps)
         self._cap = cap
         self._index = 0
@@ -185,10 +325,10 @@ class CameraSource(Source):
         import cv2
 
         if self._cap is None:
-            raise SourceUnavailableError(f"camera {self.config.source}: read before connect")
+            raise SourceUnavailableError(f"camera {self.config.index}: read before connect")
         ok, bgr = self._cap.read()
         if not ok:
-            raise SourceUnavailableError(f"camera {self.config.source} stopped delivering frames")
+            raise SourceUnavailableError(f"camera {self.config.index} stopped delivering frames")
         now = time.monotonic()
         self._t0 = now if self._t0 is None else self._t0
         i = self._index
@@ -202,8 +342,104 @@ class CameraSource(Source):
         super().close()
 
 
-BACKENDS: dict[str, type[Source]] = {"synthetic": SyntheticSource, "file": FileSource, "camera": CameraSource}
+# -- from the kinds: the config union, the reader, the `--source` shorthand -------------------------------
 
 
 def make_source(config: CameraConfig) -> Source:
-    return BACKENDS[config.kind](config)
+    """The reader for `config`, by its class."""
+    for kind in CAMERA_KINDS.values():
+        if isinstance(config, kind.config):
+            return kind.source(config)
+    raise TypeError(f"no source reads {type(config).__name__}; camera types: {', '.join(CAMERA_KINDS)}")
+
+
+def source_shorthand(text: str) -> dict[str, Any]:
+    """The camera that `perception up --source TEXT` means: `synthetic`, digits (a camera index) -> opencv,
+    anything else -> a video file path or URL."""
+    if text == "synthetic":
+        return {"type": "synthetic"}
+    if text.isdigit():
+        return {"type": "opencv", "index": int(text)}
+    return {"type": "file", "path": text}
+
+
+def with_source(camera: dict[str, Any], text: str) -> dict[str, Any]:
+    """`camera` (a camera config's fields) reading `source_shorthand(text)` instead: the fields every kind
+    has stay, and so do the kind's own when the kind does not change."""
+    new = source_shorthand(text)
+    if camera.get("type", "synthetic") == new["type"]:
+        return {**camera, **new}
+    return {**{k: v for k, v in camera.items() if k in CameraConfig.model_fields}, **new}
+
+
+def _yaml_flow(fields: dict[str, Any]) -> str:
+    """`{type: file, path: clip.mp4}`: fields as a YAML flow mapping, strings quoted only where needed."""
+    import json
+
+    import yaml
+
+    def scalar(v: Any) -> str:
+        plain = isinstance(v, str) and not any(c in v for c in ":#,[]{}&*!|>'\"%@`") and v.strip() == v
+        return v if plain and yaml.safe_load(v) == v else json.dumps(v)
+
+    return "{" + ", ".join(f"{k}: {scalar(v)}" for k, v in fields.items()) + "}"
+
+
+def _validate_camera(data: Any, handler: ValidatorFunctionWrapHandler) -> CameraConfig:
+    """One camera: no `type` is synthetic; the old `source:` key fails at the camera's path with the typed
+    form to write (and what else of the camera would then be wrong); errors carry the camera's own path
+    (pydantic's would name the kind: `cameras.0.file.path`)."""
+    if not isinstance(data, dict):
+        return _at_camera(handler, data)
+    if "source" in data:
+        new = source_shorthand(str(data["source"]))
+        replaced = PydanticCustomError(
+            "source_replaced", "'source' is replaced by typed cameras; write {new}", {"new": _yaml_flow(new)})
+        errors = [InitErrorDetails(type=replaced, loc=(), input=data)]
+        try:
+            _at_camera(handler, {**{k: v for k, v in data.items() if k not in ("source", "type")}, **new})
+        except ValidationError as exc:
+            errors += [relocated(e, e["loc"]) for e in exc.errors()]
+        raise ValidationError.from_exception_data("CameraConfig", errors)
+    tag = data.get("type", "synthetic")
+    if not isinstance(tag, str) or tag not in CAMERA_KINDS:
+        raise PydanticCustomError("camera_type", "unknown camera type {tag}; valid types: {types}",
+                                  {"tag": repr(tag), "types": ", ".join(CAMERA_KINDS)})
+    return _at_camera(handler, {**data, "type": tag})
+
+
+def _at_camera(handler: ValidatorFunctionWrapHandler, data: Any) -> CameraConfig:
+    """`handler(data)`, its errors at the camera's path rather than under the kind's name."""
+    try:
+        return handler(data)
+    except ValidationError as exc:
+        errors = exc.errors()
+        tagged = [bool(e["loc"]) and e["loc"][0] in CAMERA_KINDS for e in errors]
+        if not any(tagged):
+            raise
+        raise ValidationError.from_exception_data(
+            exc.title, [relocated(e, e["loc"][1:] if t else e["loc"]) for e, t in zip(errors, tagged, strict=True)]) from None
+
+
+def _hint_other_kinds_keys() -> None:
+    """A key of another kind (`size` on a file camera, as every camera had before types) fails with the
+    kinds that have it, through each kind's `renamed` hints."""
+    common = set(CameraConfig.model_fields)
+    for tag, kind in CAMERA_KINDS.items():
+        owners: dict[str, list[str]] = {}
+        for other, okind in CAMERA_KINDS.items():
+            for key in set(okind.config.model_fields) - common - set(kind.config.model_fields):
+                owners.setdefault(key, []).append(other)
+        hints = {k: f"only cameras of type {' or '.join(v)} have {k!r}; this one is type {tag}"
+                 for k, v in owners.items()}
+        kind.config.renamed = {**hints, **kind.config.renamed}
+
+
+_hint_other_kinds_keys()
+
+# `pipeline.cameras[]`: one of the kinds above, chosen by `type:`
+AnyCameraConfig = Annotated[
+    Union[tuple(kind.config for kind in CAMERA_KINDS.values())],  # noqa: UP007  built from the registry
+    Field(discriminator="type"),
+    WrapValidator(_validate_camera),
+]

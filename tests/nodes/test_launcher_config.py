@@ -13,6 +13,7 @@ import pytest
 
 from perception.config import ConfigError
 from perception.nodes.launcher import prepare_config
+from perception.nodes.sources import FileCameraConfig, OpenCVCameraConfig, SyntheticCameraConfig
 from tests.support import REPO, child_env
 
 from .conftest import perception, pipeline_config, write_config
@@ -20,7 +21,8 @@ from .conftest import perception, pipeline_config, write_config
 
 def test_bad_config_fails_before_any_process_starts(runtime_dir, random_checkpoint):
     cfg = pipeline_config(runtime_dir, random_checkpoint,
-                          cameras=[{"name": "cam 0", "fps": -1}, {"name": "cam1", "source": "/no/such.mp4"}],
+                          cameras=[{"name": "cam 0", "fps": -1},
+                                   {"name": "cam1", "type": "file", "path": "/no/such.mp4"}],
                           encoder={"max_batch": 0}, events={"watch": [{"label": "x", "enter": 0.2, "leave": 0.6}]},
                           nodes=["capture", "teleporter"])
     path = write_config(runtime_dir / "bad.yaml", cfg)
@@ -39,11 +41,28 @@ def test_missing_video_and_checkpoint_are_reported_with_their_paths(runtime_dir,
     with pytest.raises(ConfigError) as err:
         prepare_config(path, source=str(tmp_path / "missing.mp4"))
     text = str(err.value)
-    assert "pipeline.cameras.0.source: video file not found" in text and "missing.mp4" in text
+    assert "pipeline.cameras.0.path: video file not found" in text and "missing.mp4" in text
     assert "model.checkpoint" in text and "no-checkpoint" in text
     ok = prepare_config(write_config(runtime_dir / "ok.yaml", pipeline_config(runtime_dir, random_checkpoint)),
                         source="3")
-    assert ok.pipeline.cameras[0].kind == "camera"
+    assert ok.pipeline.cameras[0].type == "opencv" and ok.pipeline.cameras[0].index == 3
+
+
+def test_source_shorthand_replaces_the_first_camera_with_each_kind(runtime_dir, random_checkpoint, tmp_path):
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"")  # prepare_config only checks that it exists
+    cams = [{"name": "left", "fps": 12, "loop": True, "retry_max_s": 3, "seed": 5, "size": 32}, {"name": "right"}]
+    path = write_config(runtime_dir / "cfg.yaml", pipeline_config(runtime_dir, random_checkpoint, cameras=cams))
+    for source, cls, own in [("synthetic", SyntheticCameraConfig, {"seed": 5, "size": 32}),
+                             (str(clip), FileCameraConfig, {"path": str(clip)}),
+                             ("rtsp://10.0.0.5:554/cam", FileCameraConfig, {"path": "rtsp://10.0.0.5:554/cam"}),
+                             ("0", OpenCVCameraConfig, {"index": 0})]:
+        first, second = prepare_config(path, source=source).pipeline.cameras
+        assert type(first) is cls and {k: getattr(first, k) for k in own} == own, source
+        assert (first.name, first.fps, first.loop, first.retry_max_s) == ("left", 12.0, True, 3.0)  # kept
+        assert second == SyntheticCameraConfig(name="right")  # only the first camera is replaced
+    with pytest.raises(ConfigError, match=r"(?s)--source '': .*pipeline.cameras.0.path"):
+        prepare_config(path, source="")
 
 
 def test_ask_without_a_pipeline_says_so(runtime_dir, random_checkpoint):

@@ -1,4 +1,5 @@
-"""Frame sources through their real backends: synthetic streams, encoded video files, failure paths."""
+"""Camera kinds: each typed config validates and gets its reader; frame sources through their real backends
+(synthetic streams, encoded video files) and their failure paths; the `--source` shorthand."""
 
 from __future__ import annotations
 
@@ -7,24 +8,94 @@ import pytest
 
 from perception.data.stream import ShapesStream
 from perception.data.video_io import write_video
-from perception.nodes.config import CameraConfig
+from pydantic import TypeAdapter, ValidationError
+
 from perception.nodes.sources import (
-    CameraSource,
+    CAMERA_KINDS,
+    AnyCameraConfig,
+    CameraConfig,
+    FileCameraConfig,
     FileSource,
+    OpenCVCameraConfig,
+    OpenCVSource,
     SourceUnavailableError,
+    SyntheticCameraConfig,
     SyntheticSource,
     make_source,
+    source_shorthand,
+    with_source,
 )
 
+CAMERA = TypeAdapter(AnyCameraConfig)
 
-def test_kind_from_source_string():
-    assert isinstance(make_source(CameraConfig()), SyntheticSource)
-    assert isinstance(make_source(CameraConfig(source="clip.mp4")), FileSource)
-    assert isinstance(make_source(CameraConfig(source="0")), CameraSource)
+
+def test_each_kind_gets_its_reader_from_its_config_class():
+    assert isinstance(make_source(SyntheticCameraConfig()), SyntheticSource)
+    assert isinstance(make_source(FileCameraConfig(path="clip.mp4")), FileSource)
+    assert isinstance(make_source(OpenCVCameraConfig(index=0)), OpenCVSource)
+    assert {t: (k.config, k.source) for t, k in CAMERA_KINDS.items()} == {
+        "synthetic": (SyntheticCameraConfig, SyntheticSource), "file": (FileCameraConfig, FileSource),
+        "opencv": (OpenCVCameraConfig, OpenCVSource)}
+
+
+@pytest.mark.parametrize(("data", "cls", "own"), [
+    ({"type": "synthetic", "seed": 3, "split": "train", "duration_s": 5, "size": 32}, SyntheticCameraConfig,
+     {"seed": 3, "split": "train", "duration_s": 5.0, "size": 32}),
+    ({"type": "file", "path": "clip.mp4"}, FileCameraConfig, {"path": "clip.mp4"}),
+    ({"type": "file", "path": "rtsp://10.0.0.5:554/stream"}, FileCameraConfig, {"path": "rtsp://10.0.0.5:554/stream"}),
+    ({"type": "opencv", "index": 2}, OpenCVCameraConfig, {"index": 2}),
+    ({"type": "opencv"}, OpenCVCameraConfig, {"index": 0}),
+    ({}, SyntheticCameraConfig, {"seed": 0, "size": 64}),  # no type: synthetic
+])
+def test_each_kind_validates_with_the_common_and_its_own_fields(data, cls, own):
+    cam = CAMERA.validate_python({"name": "c1", "fps": 12, "loop": True, "retry_max_s": 3, **data})
+    assert type(cam) is cls and isinstance(cam, CameraConfig)
+    assert (cam.name, cam.fps, cam.loop, cam.realtime, cam.retry_max_s) == ("c1", 12.0, True, True, 3.0)
+    assert {k: getattr(cam, k) for k in own} == own
+    assert CAMERA.validate_json(CAMERA.dump_json(cam)) == cam  # the launcher hands configs to nodes as JSON
+
+
+def test_kind_specific_checks_and_keys():
+    with pytest.raises(ValidationError, match=r"index\n.*greater than or equal to 0"):
+        CAMERA.validate_python({"type": "opencv", "index": -1})
+    with pytest.raises(ValidationError, match=r"path\n.*Field required"):
+        CAMERA.validate_python({"type": "file"})
+    with pytest.raises(ValidationError) as err:  # another kind's key says which kind has it
+        CAMERA.validate_python({"type": "file", "path": "a.mp4", "size": 32})
+    assert "only cameras of type synthetic have 'size'; this one is type file" in str(err.value)
+    assert SyntheticCameraConfig(size=32).frame_size_px == 32 and FileCameraConfig(path="a").frame_size_px is None
+    assert FileCameraConfig(path="a").rate_from_source and not OpenCVCameraConfig().rate_from_source
+
+
+def test_file_preflight_names_a_missing_file_but_not_a_url(tmp_path):
+    assert FileCameraConfig(path=str(tmp_path / "no.mp4")).preflight() == {
+        "path": f"video file not found: {tmp_path / 'no.mp4'}"}
+    (tmp_path / "yes.mp4").write_bytes(b"")
+    assert FileCameraConfig(path=str(tmp_path / "yes.mp4")).preflight() == {}
+    assert FileCameraConfig(path="rtsp://10.0.0.5/x").preflight() == {}
+
+
+def test_source_shorthand_maps_to_each_kind():
+    assert source_shorthand("synthetic") == {"type": "synthetic"}
+    assert source_shorthand("clip.mp4") == {"type": "file", "path": "clip.mp4"}
+    assert source_shorthand("http://host/v.mp4") == {"type": "file", "path": "http://host/v.mp4"}
+    assert source_shorthand("3") == {"type": "opencv", "index": 3}
+
+
+def test_with_source_keeps_the_common_fields_and_drops_the_old_kinds():
+    synthetic = SyntheticCameraConfig(name="left", fps=10, loop=True, size=32, seed=4).model_dump()
+    as_file = CAMERA.validate_python(with_source(synthetic, "clip.mp4"))
+    assert as_file == FileCameraConfig(name="left", fps=10, loop=True, path="clip.mp4")
+    back = CAMERA.validate_python(with_source(as_file.model_dump(), "synthetic"))
+    assert back == SyntheticCameraConfig(name="left", fps=10, loop=True)  # its own defaults again
+    same = CAMERA.validate_python(with_source(synthetic, "synthetic"))
+    assert (same.size, same.seed) == (32, 4)  # the same kind keeps its own keys
+    assert CAMERA.validate_python(with_source(synthetic, "1")) == OpenCVCameraConfig(name="left", fps=10, loop=True,
+                                                                                      index=1)
 
 
 def test_synthetic_frames_match_the_stream_and_seek():
-    cfg = CameraConfig(seed=3, duration_s=2.0, fps=10.0, size=32)
+    cfg = SyntheticCameraConfig(seed=3, duration_s=2.0, fps=10.0, size=32)
     with make_source(cfg) as src:
         first = src.read()
         ref = ShapesStream(seed=3, split="heldout", duration_s=2.0, fps=10.0, size=32)
@@ -37,7 +108,7 @@ def test_synthetic_frames_match_the_stream_and_seek():
 
 
 def test_synthetic_double_connect_is_an_error():
-    src = SyntheticSource(CameraConfig(duration_s=1.0))
+    src = SyntheticSource(SyntheticCameraConfig(duration_s=1.0))
     src.connect()
     with pytest.raises(RuntimeError, match="already connected"):
         src.connect()
@@ -47,7 +118,7 @@ def test_file_source_decodes_every_frame_with_times(tmp_path):
     frames = [np.full((32, 48, 3), 20 * i, dtype=np.uint8) for i in range(6)]
     path = tmp_path / "clip.mp4"
     write_video(path, frames, fps=10.0)
-    with FileSource(CameraConfig(source=str(path))) as src:
+    with FileSource(FileCameraConfig(path=str(path))) as src:
         assert src.fps == pytest.approx(10.0)
         got = []
         while (item := src.read()) is not None:
@@ -60,23 +131,23 @@ def test_file_source_decodes_every_frame_with_times(tmp_path):
 
 def test_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(SourceUnavailableError, match="video file not found: .*nope.mp4"):
-        FileSource(CameraConfig(source=str(tmp_path / "nope.mp4"))).connect()
+        FileSource(FileCameraConfig(path=str(tmp_path / "nope.mp4"))).connect()
 
 
 def test_unreadable_file_is_a_clear_error(tmp_path):
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"this is not a video" * 100)
     with pytest.raises(SourceUnavailableError, match="cannot open video .*bad.mp4"):
-        FileSource(CameraConfig(source=str(bad))).connect()
+        FileSource(FileCameraConfig(path=str(bad))).connect()
     assert issubclass(SourceUnavailableError, ConnectionError)
 
 
 def test_read_before_connect_is_an_error():
     with pytest.raises(SourceUnavailableError, match="read before connect"):
-        FileSource(CameraConfig(source="x.mp4")).read()
+        FileSource(FileCameraConfig(path="x.mp4")).read()
 
 
 def test_camera_that_cannot_open_is_a_clear_error():
     # index 99: no such device here (or OpenCV is absent); either way a SourceUnavailableError, not a crash
     with pytest.raises(SourceUnavailableError, match="camera 99"):
-        CameraSource(CameraConfig(source="99")).connect()
+        OpenCVSource(OpenCVCameraConfig(index=99)).connect()
