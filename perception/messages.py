@@ -1,6 +1,6 @@
 """Every message the perception service puts on the bus, registered with the bus codec by type name.
 
-Topics (DESIGN.md section 2): frames/<cam>, truth/<cam>, embeddings/<cam>, events/<cam>, decode/<cam>,
+Topics (docs/architecture.md): frames/<cam>, truth/<cam>, embeddings/<cam>, events/<cam>, decode/<cam>,
 captions/<cam>, stats/<node>. Times that leave a process are wall-clock ns since the epoch
 (`*_ns`); a message carries the capture time of the newest frame it depends on (`t_capture_ns`), so
 any node can report the latency from the camera to itself.

@@ -47,7 +47,7 @@ class ManifestEntry(BaseModel):
     candidates: list[str] | None = None
 
     @model_validator(mode="after")
-    def _check(self) -> "ManifestEntry":
+    def _check(self) -> ManifestEntry:
         if self.start < 0 or self.end <= self.start:
             raise ValueError(f"need 0 <= start < end, got start={self.start}, end={self.end}")
         has_text = self.text is not None

@@ -14,32 +14,12 @@ import torch
 
 from perception.data import render as raster
 from perception.data import scene
+from perception.data.looks import MAX_OBJECTS, distinct_looks, passive_allowed, split_id
 from perception.data.qa import QA, clip_questions
 from perception.data.scene import Action, ObjectState
-from perception.data.vocab import (
-    COLOUR_NAMES,
-    HELDOUT_COMBOS,
-    SHAPES,
-    SPLITS,
-    Slots,
-    combos_for,
-    paraphrases,
-)
+from perception.data.vocab import COLOUR_NAMES, Slots, combos_for, paraphrases
 
-MAX_OBJECTS = 3
 CLIP_EVENT_RANGE = (0.25, 0.75)  # appear / disappear / change_colour happen inside this fraction
-
-
-def split_id(split: str) -> int:
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; valid: {SPLITS}")
-    return SPLITS.index(split)
-
-
-def passive_allowed(colour: str, shape: str, split: str) -> bool:
-    """May an uncaptioned, motionless object look like this in `split`? In training, not when
-    (colour, shape, stay_still) is held out: a held-out combination is never *shown* in training either."""
-    return split != "train" or Slots(colour, shape, "stay_still") not in HELDOUT_COMBOS
 
 
 @dataclass(frozen=True)
@@ -82,26 +62,6 @@ class Clip:
 
     spec: ClipSpec
     frames: np.ndarray = field(repr=False)  # [T, H, W, 3] uint8
-
-
-def distinct_looks(
-    rng: np.random.Generator, n: int, used_colours: set[str], used_shapes: set[str], split: str,
-) -> list[tuple[str, str]]:
-    """Up to n (colour, shape) pairs, all colours and shapes distinct from each other and the used ones."""
-    looks = []
-    colours = [c for c in COLOUR_NAMES if c not in used_colours]
-    shapes = [s for s in SHAPES if s not in used_shapes]
-    rng.shuffle(colours)
-    rng.shuffle(shapes)
-    for s in shapes:
-        if len(looks) == n:
-            break
-        for c in colours:
-            if passive_allowed(c, s, split):
-                looks.append((c, s))
-                colours.remove(c)
-                break
-    return looks
 
 
 def sample_clip(seed: int, index: int, split: str = "train", max_objects: int = MAX_OBJECTS) -> ClipSpec:

@@ -1,6 +1,6 @@
 """ShapesWorld streams: 30-120 s of continuous video made of timed, captioned segments.
 
-Segment durations are uniform in [1, 8] s (DESIGN.md section 4). Each segment is one action of one
+Segment durations are uniform in [1, 8] s (docs/architecture.md#evaluation). Each segment is one action of one
 object, starting from the previous segment's end state, so the video is continuous across boundaries.
 Instantaneous actions (appear, disappear, change_colour) happen at the segment's midpoint.
 
@@ -18,8 +18,8 @@ import numpy as np
 
 from perception.data import render as raster
 from perception.data import scene
+from perception.data.looks import MAX_OBJECTS, distinct_looks, passive_allowed, split_id
 from perception.data.scene import Action, ObjectState
-from perception.data.shapesworld import MAX_OBJECTS, distinct_looks, passive_allowed, split_id
 from perception.data.vocab import ACTIONS, COLOUR_NAMES, HELDOUT_COMBOS, Slots, combos_for, paraphrases
 
 SEGMENT_SECONDS = (1.0, 8.0)

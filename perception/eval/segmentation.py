@@ -2,7 +2,8 @@
 
 A segmentation is a list of `Segment`s (half-open step ranges) that tile the stream [0, T). Each segment
 is decoded once, either from the embedding at its midpoint step or from the mean embedding of the
-segment (`decode_inputs`). The online causal segmenter lives in `perception.eval.online`.
+segment (`decode_inputs`). The online causal segmenter is the live service's
+(perception/nodes/segmenter.py); `perception.eval.online` runs it over a recorded stream.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ import numpy as np
 
 from bus.logs import get_logger
 from perception.eval.cider import CiderD
-from perception.eval.online import OnlineSegmenterConfig, segment_online
+from perception.eval.online import segment_online
 from perception.eval.segmentation import (
     Pooling,
     Segment,
@@ -38,6 +38,7 @@ from perception.eval.segmentation import (
     uniform_segments,
     ward_segments_for_interval,
 )
+from perception.nodes.segmenter import OnlineSegmenterConfig
 
 log = get_logger("eval.selective")
 

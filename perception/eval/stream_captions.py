@@ -25,9 +25,10 @@ import torch
 from perception.config import load_config
 from perception.data.stream import Segment, ShapesStream
 from perception.data.vocab import parse_slots
-from perception.eval.online import OnlineSegmenterConfig, segment_online, segment_steps
+from perception.eval.online import segment_online
 from perception.eval.suite import SuiteConfig, stream_embeddings
 from perception.model import VLJepa
+from perception.nodes.segmenter import OnlineSegmenterConfig, segment_steps
 
 
 @dataclass

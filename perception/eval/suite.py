@@ -1,4 +1,4 @@
-"""The evaluation suite of DESIGN.md section 4: a model + ShapesWorld held-out data -> the metric JSON.
+"""The evaluation suite of docs/architecture.md "Evaluation": a model + ShapesWorld held-out data -> the metric JSON.
 
 Wires the model (perception/model) and the data (perception/data) into the model-agnostic metric
 functions of this package. Every task reads the same held-out sample, drawn from `seed`:
@@ -169,7 +169,7 @@ def selective_task(model: VLJepa, split: str, seed: int, cfg: SuiteConfig,
 
 def evaluate(model: VLJepa, split: str = "heldout", seed: int = 0, cfg: SuiteConfig | None = None,
              plot: str | Path | None = None) -> dict[str, Any]:
-    """Every metric of DESIGN.md section 4 as one JSON-ready dict."""
+    """Every metric of docs/architecture.md "Evaluation" as one JSON-ready dict."""
     cfg = cfg or SuiteConfig()
     model.eval()
     t0 = time.perf_counter()

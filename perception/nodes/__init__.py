@@ -1,4 +1,4 @@
-"""The perception service: one OS process per node, talking only over the bus (DESIGN.md section 2).
+"""The perception service: one OS process per node, talking only over the bus (docs/architecture.md).
 
     capture -frames/<cam>-> encoder -embeddings/<cam>-> events -events/<cam>, decode/<cam>-> decoder
     -captions/<cam>->; world keeps the state and answers planners (now, history, search, ask).

@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         class ProxyNode(Node):  # the proxy under the same signal handling as every node
             name = "proxy"
 
-            async def run(self) -> None:
+            async def run(self, **_: object) -> None:
                 await Proxy(self.config.bus).run()
 
         node = ProxyNode(config)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from bus.component import Output
 from perception.messages import Frame, GroundTruthSegment
 from perception.nodes.config import CameraConfig
 from perception.nodes.runtime import Node
@@ -19,6 +20,7 @@ from perception.nodes.sources import Source, SourceUnavailableError, SyntheticSo
 
 class CaptureNode(Node):
     name = "capture"
+    outputs = {"frames": Output("frames/{cam}", Frame), "truth": Output("truth/{cam}", GroundTruthSegment)}
 
     def background(self) -> list:
         return [self._camera_loop(cam) for cam in self.config.pipeline.cameras]
@@ -36,7 +38,7 @@ class CaptureNode(Node):
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, cam.retry_max_s)
                 continue
-            self.log.info("source connected", camera=cam.name, source=cam.source, fps=src.fps)
+            self.log.info("source connected", camera=cam.name, source=cam.describe(), fps=src.fps)
             try:
                 offset = await self._stream(cam, src, offset)
                 backoff = cam.retry_initial_s
@@ -54,7 +56,6 @@ class CaptureNode(Node):
 
     async def _stream(self, cam: CameraConfig, src: Source, offset: int) -> int:
         """Publish frames until the source ends; returns the next frame index offset."""
-        topic = f"frames/{cam.name}"
         fps = src.fps
         t0_mono = time.monotonic()
         t0_wall_ns = time.time_ns()
@@ -82,13 +83,13 @@ class CaptureNode(Node):
                 await asyncio.sleep(0)
             while synthetic and next_segment < len(segments) and segments[next_segment].start_s <= item.stream_s:
                 seg = segments[next_segment]
-                self.publish(f"truth/{cam.name}", GroundTruthSegment(
+                self.publish(GroundTruthSegment(
                     cam=cam.name, segment_id=next_segment, start_s=seg.start_s, end_s=seg.end_s,
                     t0_ns=t0_wall_ns, text=seg.caption, slots=list(seg.slots),
                 ))
                 next_segment += 1
             last_index = offset + item.index
-            self.publish(topic, Frame(cam=cam.name, index=last_index, t_capture_ns=time.time_ns(),
+            self.publish(Frame(cam=cam.name, index=last_index, t_capture_ns=time.time_ns(),
                                       stream_s=item.stream_s, image=item.image))
             self.counters[f"{cam.name}.frames"] += 1
 

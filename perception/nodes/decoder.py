@@ -1,7 +1,8 @@
 """Decoder node: Y-decoder over decode/<cam> requests -> captions/<cam>.
 
 Requests queue (bounded: the oldest are dropped and counted if the decoder falls far behind); the worker
-decodes whatever is waiting in one batch of up to `max_batch`, on a worker thread.
+decodes whatever is waiting in one batch of up to `max_batch`, on a worker thread. The queue and its
+batching are `DecodeQueue` (perception/nodes/decode_queue.py).
 
 Anyone on the bus can publish a DecodeRequest, so one is checked before it is queued (a float embedding
 of the model's shape [D], finite) and rejected, counted, otherwise; and a batch whose decode fails anyway
@@ -11,14 +12,13 @@ is decoded again one request at a time, so only the bad request is lost, never i
 from __future__ import annotations
 
 import asyncio
-import collections
 import time
-from collections.abc import Sequence
 
 import numpy as np
 
-from bus.codec import Envelope
+from bus.component import Output, on
 from perception.messages import Caption, DecodeRequest
+from perception.nodes.decode_queue import DecodeQueue
 from perception.nodes.models import load_model
 from perception.nodes.runtime import LatencyWindow, Node
 
@@ -27,12 +27,13 @@ MAX_PENDING = 256
 
 class DecoderNode(Node):
     name = "decoder"
-    topics = ("decode/",)
+    outputs = {"captions": Output("captions/{cam}", Caption)}
 
     async def setup(self) -> None:
         dec = self.config.pipeline.decoder
         self.model, _ = await asyncio.to_thread(load_model, self.config.model, dec.threads)
-        self.pending: collections.deque[DecodeRequest] = collections.deque()
+        self.queue: DecodeQueue[DecodeRequest, str] = DecodeQueue(MAX_PENDING, dec.max_batch, self.counters)
+        self.pending = self.queue.pending  # the requests waiting, oldest first
         self.work = asyncio.Event()
         self.latency = LatencyWindow()
         self.dim = int(self.model.cfg.embed_dim)
@@ -45,21 +46,15 @@ class DecoderNode(Node):
     def extra_stats(self) -> dict[str, float]:
         return self.latency.summary("caption_latency")
 
-    async def process(self, env: Envelope) -> None:
-        req = env.msg
-        if not isinstance(req, DecodeRequest):
-            self.counters["ignored"] += 1
-            return
+    @on("decode/{cam}", DecodeRequest)
+    async def on_request(self, req: DecodeRequest) -> None:
         problem = self._invalid(req)
         if problem is not None:
             self.counters["rejected"] += 1
             self.report_error("request", ValueError(problem), cam=req.cam[:64], segment_id=req.segment_id)
             return
         req.embedding = np.ascontiguousarray(req.embedding, dtype=np.float32)
-        if len(self.pending) >= MAX_PENDING:
-            self.pending.popleft()
-            self.counters["requests_dropped"] += 1
-        self.pending.append(req)
+        self.queue.push(req)
         self.work.set()
 
     def _invalid(self, req: DecodeRequest) -> str | None:
@@ -77,7 +72,7 @@ class DecoderNode(Node):
         """Decode what is still waiting (the events node flushes its open segments as it stops)."""
         await asyncio.sleep(0.2)  # requests published just before we were told to stop
         while self.sub is not None and (env := self.sub.recv_nowait()) is not None:
-            await self.process(env)
+            await self.dispatch(env)
         if self.pending:
             self.log.info("decoding remaining requests before exit", pending=len(self.pending))
             await self._drain()
@@ -94,32 +89,13 @@ class DecoderNode(Node):
             await self._drain()
 
     async def _drain(self) -> None:
-        max_batch = self.config.pipeline.decoder.max_batch
-        while self.pending:
-            batch = [self.pending.popleft() for _ in range(min(max_batch, len(self.pending)))]
-            texts = await self._decode_or_requeue(batch)
-            if texts is not None:
-                self._publish(batch, texts)
-            elif len(batch) > 1:  # one request may have broken the batch: the others must not be lost
-                self.counters["batches_split"] += 1
-                for k, req in enumerate(batch):
-                    texts = await self._decode_or_requeue([req], rest=batch[k + 1 :])
-                    if texts is not None:
-                        self._publish([req], texts)
+        await self.queue.drain(self._decode_batch, self._publish, self._failed)
 
-    async def _decode_or_requeue(self, batch: list[DecodeRequest],
-                                 rest: Sequence[DecodeRequest] = ()) -> list[str] | None:
-        """Texts for `batch`, or None if its decode failed (reported for a single request); when stopping,
-        `batch` and `rest` go back to the front of the queue for teardown to decode."""
-        try:
-            return await asyncio.to_thread(self._decode, np.stack([r.embedding for r in batch]))
-        except asyncio.CancelledError:
-            self.pending.extendleft(reversed([*batch, *rest]))
-            raise
-        except Exception as exc:
-            if len(batch) == 1:
-                self.report_error("decode", exc, cam=batch[0].cam[:64], segment_id=batch[0].segment_id)
-            return None
+    async def _decode_batch(self, batch: list[DecodeRequest]) -> list[str]:
+        return await asyncio.to_thread(self._decode, np.stack([r.embedding for r in batch]))
+
+    def _failed(self, req: DecodeRequest, exc: Exception) -> None:
+        self.report_error("decode", exc, cam=req.cam[:64], segment_id=req.segment_id)
 
     def _publish(self, batch: list[DecodeRequest], texts: list[str]) -> None:
         self.counters["batches"] += 1
@@ -127,7 +103,7 @@ class DecoderNode(Node):
         for req, text in zip(batch, texts):
             latency_ms = (now - req.t_capture_ns) / 1e6
             try:
-                self.publish(f"captions/{req.cam}", Caption(
+                self.publish(Caption(
                     cam=req.cam, segment_id=req.segment_id, text=text, start_ns=req.start_ns,
                     end_ns=req.end_ns, start_s=req.start_s, end_s=req.end_s, t_capture_ns=req.t_capture_ns,
                     latency_ms=round(latency_ms, 2),

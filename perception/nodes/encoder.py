@@ -1,17 +1,20 @@
 """Encoder node (the GPU node): sliding windows per camera -> X-encoder + predictor -> embeddings/<cam>.
 
-Frames are buffered per camera in a bounded ring; window k of a camera ends at frame
-first + (W-1)*step + k*stride and takes every `step`-th frame back from there. The model runs on its own
-thread, back to back while windows are due (no hand-off to the event loop between passes), so the event
-loop keeps ingesting frames meanwhile and publishes results; each pass takes, per camera, only the newest
-due window (older due windows are stale: skipped and counted as `windows_dropped`), batched across
-cameras up to `max_batch`. Nothing queues without bound: the ring holds one window span plus a stride.
+Frames are buffered per camera in a bounded ring and cut into windows by `WindowSchedule`
+(perception/nodes/windows.py: window k of a camera ends at frame first + (W-1)*step + k*stride and takes
+every `step`-th frame back from there). The model runs on its own thread, back to back while windows are
+due (no hand-off to the event loop between passes), so the event loop keeps ingesting frames meanwhile and
+publishes results; each pass takes, per camera, only the newest due window (older due windows are stale:
+skipped and counted as `windows_dropped`), batched across cameras up to `max_batch`. Nothing queues
+without bound: the ring holds one window span plus a stride.
 
 The last S_V of each camera is kept, and `ask` requests (on the encoder's own RPC endpoint, forwarded by
 the world node) re-run only the predictor on it: a candidate list -> nearest answer with scores,
 otherwise decoded text. Asks are bounded (question and choice lengths, number of choices) and run on the
 model thread too, at most one after each window pass, from a small queue (full -> `busy`): however hard
-`ask` is called, windows keep flowing.
+`ask` is called, windows keep flowing. `embed` (perception/nodes/text_embeddings.py: texts -> unit text
+embeddings, for the events node's labels and the world's searches, which hold no model) runs the same
+way, from a queue of its own.
 
 Cameras are whatever names frames arrive with, so at most `encoder.max_cameras` are tracked; beyond that
 the least recently seen camera not in `pipeline.cameras` is evicted (`cameras_evicted`).
@@ -20,28 +23,30 @@ the least recently seen camera not in `pipeline.cameras` is evicted (`cameras_ev
 from __future__ import annotations
 
 import asyncio
-import bisect
 import collections
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from bus.bounded import BoundedDict
-from bus.codec import Envelope
+from bus.component import Output, on
 from bus.logs import RateLimited
 from bus.rpc import RpcError, RpcServer, current_deadline
 from perception.messages import Embedding, Frame
 from perception.nodes.models import load_model
 from perception.nodes.runtime import LatencyWindow, Node
+from perception.nodes.text_embeddings import embed_result, embed_texts_param
+from perception.nodes.windows import CameraWindows, WindowJob, WindowSchedule, stack_windows
 
 MAX_QUESTION_CHARS = 1000
 MAX_CHOICES = 64
 MAX_CHOICE_CHARS = 200
 MAX_QUEUED_ASKS = 4  # asks waiting for the model thread; more get `busy`
+MAX_QUEUED_EMBEDS = 8  # embeds waiting for the model thread; more get `busy`
 
 
 def encoder_endpoint(config) -> str:
@@ -50,51 +55,19 @@ def encoder_endpoint(config) -> str:
 
 
 @dataclass
-class CameraWindows:
-    """Per-camera frame ring and window schedule."""
+class ModelJob:
+    """One `ask` or `embed` waiting for the model thread; its future lives on the event loop."""
 
-    frames: collections.deque  # of Frame, bounded
-    next_end: int | None = None  # frame index that completes the next window
-    window: int = 0  # windows emitted
-    last_index: int = -1
-    s_v: Any = None  # torch [1, N, Dv] of the newest window
-    s_v_info: dict = field(default_factory=dict)
-
-
-@dataclass
-class AskJob:
-    """One `ask` waiting for the model thread; its future lives on the event loop."""
-
-    s_v: Any  # the camera's newest S_V when the ask came in
-    question: str
-    choices: list[str] | None
+    kind: str  # "asks" or "embeds": its counters
+    run: Callable[[], dict[str, Any]]  # on the model thread
     future: asyncio.Future
     loop: asyncio.AbstractEventLoop
     deadline_ns: int | None  # time.monotonic_ns() after which nobody waits for the answer
 
 
-@dataclass
-class WindowJob:
-    cam: str
-    window: int
-    frames: list[Frame]  # the window's frames, oldest first; copied once, straight into the batch
-
-    @property
-    def first(self) -> Frame:
-        return self.frames[0]
-
-    @property
-    def last(self) -> Frame:
-        return self.frames[-1]
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return (len(self.frames), *self.frames[0].image.shape)  # [T, H, W, 3]
-
-
 class EncoderNode(Node):
     name = "encoder"
-    topics = ("frames/",)
+    outputs = {"embeddings": Output("embeddings/{cam}", Embedding)}
 
     async def setup(self) -> None:
         enc = self.config.pipeline.encoder
@@ -104,31 +77,31 @@ class EncoderNode(Node):
         )
 
         self.runner = WindowRunner(self.model, enc.query, jit=enc.jit)
-        self.W = enc.window_frames or self.model.cfg.x_encoder.frames
-        self.step = enc.frame_step
-        self.stride = enc.stride_frames
-        self.span = (self.W - 1) * self.step + 1  # camera frames covered by one window
-        configured = frozenset(c.name for c in self.config.pipeline.cameras)
-        # cams: frames come in on the loop, windows go out on the model thread: every access under `lock`
-        # (BoundedDict reorders itself even on reads). AppConfig refuses more configured cameras than
-        # max_cameras; the max() only keeps a hand-built config from evicting nothing forever.
-        self.cams: BoundedDict[str, CameraWindows] = BoundedDict(
-            max(enc.max_cameras, len(configured)), protected=configured.__contains__,
-            on_evict=self._camera_evicted)
+        for key in ("frames", "windows", "windows_dropped", "windows_incomplete", "frames_substituted",
+                    "batches", "errors", "errors.window", "cameras_evicted", "asks", "asks_busy",
+                    "asks_expired", "embeds", "embeds_busy", "embeds_expired"):
+            self.counters[key] += 0  # created here: the model thread never adds keys while stats iterate
+        # frames come in on the loop, windows go out on the model thread: every access to the schedule
+        # under `lock` (its BoundedDict reorders itself even on reads)
+        self.schedule = WindowSchedule(
+            enc.window_frames or self.model.cfg.x_encoder.frames, enc.frame_step, enc.stride_frames,
+            enc.max_batch, self.counters, max_cameras=enc.max_cameras,
+            protected=[c.name for c in self.config.pipeline.cameras], on_evict=self._camera_evicted,
+            on_bad_window=self._bad_window)
+        self.W, self.step, self.stride, self.span = (self.schedule.W, self.schedule.step, self.schedule.stride,
+                                                     self.schedule.span)
+        self.cams = self.schedule.cams
         self.lock = threading.Lock()
-        self.asks: queue.Queue[AskJob] = queue.Queue(maxsize=MAX_QUEUED_ASKS)
+        self.asks: queue.Queue[ModelJob] = queue.Queue(maxsize=MAX_QUEUED_ASKS)
+        self.embeds: queue.Queue[ModelJob] = queue.Queue(maxsize=MAX_QUEUED_EMBEDS)
         self._evictions = RateLimited(5.0)
         self.due = threading.Event()  # a window is due
         self.stopping = threading.Event()
-        for key in ("frames", "windows", "windows_dropped", "windows_incomplete", "frames_substituted",
-                    "batches", "errors", "errors.window", "cameras_evicted", "asks", "asks_busy",
-                    "asks_expired"):
-            self.counters[key] += 0  # created here: the model thread never adds keys while stats iterate
         self.model_lock = threading.Lock()  # one forward at a time (warm-up, windows and asks share the model)
         self.embed_latency = LatencyWindow()
         self.forward_ms = LatencyWindow()
         await asyncio.to_thread(self._warm_up)
-        self.rpc = RpcServer(self.config.bus, {"ask": self._ask, "info": self._info},
+        self.rpc = RpcServer(self.config.bus, {"ask": self._ask, "embed": self._embed, "info": self._info},
                              endpoint=encoder_endpoint(self.config), name=self.name)
         self.rpc.bind()
         self.log.info("encoder ready", model=self.model_id, window_frames=self.W, frame_step=self.step,
@@ -140,7 +113,7 @@ class EncoderNode(Node):
         windows that arrive meanwhile would go stale and be dropped."""
         if not self.config.pipeline.encoder.jit:
             return
-        sizes = collections.Counter(c.size for c in self.config.pipeline.cameras if c.kind == "synthetic")
+        sizes = collections.Counter(c.frame_size_px for c in self.config.pipeline.cameras if c.frame_size_px)
         rng = np.random.default_rng(0)
         for size, cams in sizes.items():
             for b in range(1, min(cams, self.config.pipeline.encoder.max_batch) + 1):
@@ -161,86 +134,19 @@ class EncoderNode(Node):
             self.log.warning("camera evicted: more cameras than encoder.max_cameras", camera=name[:64],
                              max_cameras=self.cams.max_items)
 
-    async def process(self, env: Envelope) -> None:
-        frame = env.msg
-        if not isinstance(frame, Frame):
-            self.counters["ignored"] += 1
-            return
+    def _bad_window(self, camera: str, exc: ValueError) -> None:
+        """On the model thread, under `lock`: a window whose frames differ in size was skipped."""
+        self.counters["errors"] += 1
+        self.counters["errors.window"] += 1
+        self.log.error("window failed", error=str(exc), camera=camera)
+
+    @on("frames/{cam}", Frame)
+    async def on_frame(self, frame: Frame) -> None:
         with self.lock:
-            cam = self.cams.get(frame.cam)
-            if cam is None or frame.index <= cam.last_index:  # new camera, or its source restarted
-                if cam is not None:
-                    self.counters["camera_resets"] += 1
-                cam = self.cams[frame.cam] = CameraWindows(collections.deque(maxlen=self.span + self.stride))
-                cam.next_end = frame.index + self.span - 1
-            cam.frames.append(frame)
-            cam.last_index = frame.index
+            due = self.schedule.add(frame)
             self.counters["frames"] += 1
-            if frame.index >= cam.next_end:
+            if due:
                 self.due.set()
-
-    def _due_jobs(self) -> list[WindowJob]:
-        """The newest due window of each camera (stale ones skipped), oldest camera first, up to max_batch."""
-        jobs = []
-        for name, cam in self.cams.items():
-            if cam.next_end is None or cam.last_index < cam.next_end:
-                continue
-            behind = (cam.last_index - cam.next_end) // self.stride  # complete windows we are late for
-            if behind:
-                self.counters["windows_dropped"] += behind
-            end = cam.next_end + behind * self.stride
-            cam.next_end = end + self.stride
-            try:
-                frames = self._window_frames(cam, end)
-            except ValueError as exc:  # frames of different sizes in one window: skip it, keep going
-                self.counters["errors"] += 1
-                self.counters["errors.window"] += 1
-                self.log.error("window failed", error=str(exc), camera=name)
-                continue
-            if frames is None:
-                self.counters["windows_incomplete"] += 1
-                continue
-            jobs.append(WindowJob(name, cam.window, frames))
-            cam.window += 1
-        jobs.sort(key=lambda j: j.last.t_capture_ns)
-        if len(jobs) > self.config.pipeline.encoder.max_batch:
-            self.counters["windows_dropped"] += len(jobs) - self.config.pipeline.encoder.max_batch
-            jobs = jobs[-self.config.pipeline.encoder.max_batch :]  # newest win
-        return jobs
-
-    def _window_frames(self, cam: CameraWindows, end: int) -> list[Frame] | None:
-        """Frames end-(W-1)*step ... end by step; a missing frame (dropped upstream) -> nearest earlier one;
-        None when the ring no longer reaches back far enough."""
-        frames, newest = cam.frames, cam.frames[-1].index
-        oldest = frames[0].index
-        contiguous = newest - oldest == len(frames) - 1  # the usual case: found by position, no search
-        # otherwise by binary search over the ring's increasing indices (a gap may be 2**40 frames wide:
-        # counting down through it once froze the model thread)
-        indices = None if contiguous else [f.index for f in frames]
-        picked = []
-        for target in range(end - (self.W - 1) * self.step, end + 1, self.step):
-            if target < oldest:
-                return None
-            if indices is None:
-                picked.append(frames[target - oldest])
-                continue
-            k = bisect.bisect_right(indices, target) - 1  # the nearest frame at or before target
-            if indices[k] != target:
-                self.counters["frames_substituted"] += 1
-            picked.append(frames[k])
-        shape = picked[0].image.shape
-        if any(f.image.shape != shape for f in picked):
-            raise ValueError(f"frames of different sizes in one window: {sorted({f.image.shape for f in picked})}")
-        return picked
-
-    @staticmethod
-    def _batch(group: list[WindowJob]) -> np.ndarray:
-        """uint8 [B, T, H, W, 3], each frame copied once."""
-        out = np.empty((len(group), *group[0].shape), dtype=np.uint8)
-        for b, job in enumerate(group):
-            for t, frame in enumerate(job.frames):
-                out[b, t] = frame.image
-        return out
 
     # -- model --------------------------------------------------------------------------------------------
 
@@ -265,28 +171,28 @@ class EncoderNode(Node):
 
     def _model_thread(self, loop: asyncio.AbstractEventLoop) -> None:
         """Take due windows and run the model, back to back, without a hand-off to the event loop between
-        passes (results are published from the loop via call_soon_threadsafe); one queued ask after each
-        pass (or when no window is due), so asks never starve windows."""
+        passes (results are published from the loop via call_soon_threadsafe); one queued ask and one queued
+        embed after each pass (or when no window is due), so they never starve windows."""
         while not self.stopping.is_set():
             self.due.wait()
             with self.lock:
                 self.due.clear()
-                jobs = self._due_jobs()
+                jobs = self.schedule.take_due()
             shapes = {j.shape for j in jobs}
             for shape in shapes:  # cameras whose frames have one size share a batch
                 group = [j for j in jobs if j.shape == shape]
                 t0 = time.perf_counter_ns()
                 try:
-                    s_v, s_hat = self._forward(self._batch(group))
+                    s_v, s_hat = self._forward(stack_windows(group))
                 except Exception as exc:  # never let one bad pass stop the encoder
                     loop.call_soon_threadsafe(self.report_error, "forward", exc)
                     continue
                 forward_ms = (time.perf_counter_ns() - t0) / 1e6
                 loop.call_soon_threadsafe(self._publish_group, group, s_v, s_hat, time.time_ns(), forward_ms)
-            self._serve_one_ask()
+            self._serve_one(self.asks)
+            self._serve_one(self.embeds)
             with self.lock:
-                if not self.asks.empty() or any(
-                        c.next_end is not None and c.last_index >= c.next_end for c in self.cams.values()):
+                if not self.asks.empty() or not self.embeds.empty() or self.schedule.any_due():
                     self.due.set()  # more became due while the model ran
 
     def _publish_group(self, group: list[WindowJob], s_v, s_hat: np.ndarray, done_ns: int, forward_ms: float) -> None:
@@ -299,7 +205,7 @@ class EncoderNode(Node):
                     cam.s_v = s_v[k : k + 1]
                     cam.s_v_info = {"window": job.window, "start_s": job.first.stream_s,
                                     "end_s": job.last.stream_s, "end_ns": job.last.t_capture_ns}
-            self.publish(f"embeddings/{job.cam}", Embedding(
+            self.publish(Embedding(
                 cam=job.cam, window=job.window, start_ns=job.first.t_capture_ns,
                 end_ns=job.last.t_capture_ns, start_s=job.first.stream_s, end_s=job.last.stream_s,
                 model_id=self.model_id, t_capture_ns=job.last.t_capture_ns, t_done_ns=done_ns,
@@ -319,20 +225,20 @@ class EncoderNode(Node):
                 return {"answer": ans.choices[0], "scores": dict(zip(choices, [round(s, 4) for s in scores]))}
             return {"text": self.model.decode(s_hat)[0]}
 
-    def _serve_one_ask(self) -> None:
-        """On the model thread: answer the oldest queued ask, unless its caller stopped waiting."""
+    def _serve_one(self, jobs: queue.Queue[ModelJob]) -> None:
+        """On the model thread: run the oldest queued ask (or embed), unless its caller stopped waiting."""
         try:
-            job = self.asks.get_nowait()
+            job = jobs.get_nowait()
         except queue.Empty:
             return
         result: dict[str, Any] | None = None
         error: BaseException | None = None
         if job.deadline_ns is not None and time.monotonic_ns() > job.deadline_ns:
-            self.counters["asks_expired"] += 1
-            error = RpcError("expired", "the ask's time budget ran out while it waited for the model")
+            self.counters[f"{job.kind}_expired"] += 1
+            error = RpcError("expired", f"the {job.kind[:-1]}'s time budget ran out while it waited for the model")
         else:
             try:
-                result = self._answer(job.s_v, job.question, job.choices)
+                result = job.run()
             except Exception as exc:  # answered as an `internal` error by the RPC server
                 error = exc
         try:
@@ -371,17 +277,32 @@ class EncoderNode(Node):
             if s_v is None:
                 known = sorted(c for c, v in self.cams.items() if v.s_v is not None)
                 raise RpcError("not_ready", f"no window encoded yet for camera {name!r}; cameras with windows: {known}")
+        result = await self._on_model_thread(self.asks, "asks", lambda: self._answer(s_v, question, choices))
+        return {"camera": name, "question": question, **info, "model_id": self.model_id, **result}
+
+    async def _embed(self, params: dict[str, Any]) -> dict[str, Any]:
+        texts = embed_texts_param(params)
+
+        def run() -> dict[str, Any]:
+            with self.model_lock:
+                return embed_result(self.model, texts, self.model_id)
+
+        return await self._on_model_thread(self.embeds, "embeds", run)
+
+    async def _on_model_thread(self, jobs: queue.Queue[ModelJob], kind: str,
+                               run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """Queue `run` for the model thread (full -> `busy`) and wait for its result."""
         loop = asyncio.get_running_loop()
-        job = AskJob(s_v, question, choices, loop.create_future(), loop, current_deadline())
+        job = ModelJob(kind, run, loop.create_future(), loop, current_deadline())
         try:
-            self.asks.put_nowait(job)
+            jobs.put_nowait(job)
         except queue.Full:
-            self.counters["asks_busy"] += 1
-            raise RpcError("busy", f"{MAX_QUEUED_ASKS} asks already wait for the model; retry later") from None
+            self.counters[f"{kind}_busy"] += 1
+            raise RpcError("busy", f"{jobs.maxsize} {kind} already wait for the model; retry later") from None
         self.due.set()  # wake the model thread if it idles
         result = await job.future
-        self.counters["asks"] += 1
-        return {"camera": name, "question": question, **info, "model_id": self.model_id, **result}
+        self.counters[kind] += 1
+        return result
 
     async def _info(self, params: dict[str, Any]) -> dict[str, Any]:
         with self.lock:

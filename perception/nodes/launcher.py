@@ -37,13 +37,16 @@ from typing import TextIO
 from bus.logs import RateLimited, get_logger
 from bus.message import Stats
 from bus.pubsub import BusNotReady, Subscriber
+from bus.runtime import run_until_stopped
 from bus.security import refuse_live_ipc
 from perception.config import AppConfig, ConfigError, load_config
 from perception.messages import Caption, Event
 from perception.nodes import NODE_NAMES
 from perception.nodes.encoder import encoder_endpoint
+from perception.nodes.graph import Graph
 from perception.nodes.models import ModelUnavailableError, resolve_checkpoint
 from perception.nodes.runtime import PARENT_ENV
+from perception.nodes.sources import with_source
 
 log = get_logger("launcher")
 
@@ -53,21 +56,23 @@ def prepare_config(path: str | Path | None, source: str | None = None) -> AppCon
     config = load_config(path)
     if source is not None:
         data = config.model_dump()
-        data["pipeline"]["cameras"][0]["source"] = source
+        data["pipeline"]["cameras"][0] = with_source(data["pipeline"]["cameras"][0], source)
         try:
             config = AppConfig.model_validate(data)
         except ValueError as exc:
             raise ConfigError(f"--source {source!r}: {exc}") from exc
     problems = []
     for i, cam in enumerate(config.pipeline.cameras):
-        if cam.kind == "file" and "://" not in cam.source and not Path(cam.source).is_file():
-            problems.append(f"  pipeline.cameras.{i}.source: video file not found: {cam.source}")
+        problems += [f"  pipeline.cameras.{i}.{key}: {msg}" for key, msg in cam.preflight().items()]
     try:
         resolve_checkpoint(config.model)
     except ModelUnavailableError as exc:
         problems.append(f"  model.checkpoint: {exc}")
     if problems:
         raise ConfigError("config is invalid ({} errors):\n{}".format(len(problems), "\n".join(problems)))
+    for unwired in Graph.of(config.pipeline.nodes).unwired(config.pipeline.external_inputs):
+        log.warning("input wired to nothing", node=unwired.node, topic=unwired.input.topic,
+                    hint=unwired.describe())
     return config
 
 
@@ -324,9 +329,9 @@ class Launcher:
         self.config.bus.ensure_runtime_dir()
         for endpoint in self.bound_endpoints():
             refuse_live_ipc(endpoint)
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, self.request_stop)
+        return await run_until_stopped(lambda: self._run(duration), on_stop=self.request_stop)
+
+    async def _run(self, duration: float | None) -> int:
         self._config_file = self._write_config()
         listener: asyncio.Task | None = None
         sub: Subscriber | None = None
@@ -368,8 +373,6 @@ class Launcher:
                 await asyncio.gather(listener, return_exceptions=True)
             if sub is not None:
                 sub.close()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
         gave_up = sorted(n for n, c in self.children.items() if c.gave_up)
         log.info("pipeline stopped", restarts={n: c.restarts for n, c in self.children.items()}, gave_up=gave_up)
         return 1 if gave_up else code

@@ -1,17 +1,19 @@
 """Which model a node runs: the configured checkpoint, else checkpoints/tiny, else the preset at random init.
 
-Every model-using node (encoder, events, decoder, world) loads through here, so they all agree on the
-weights and on the `model_id` stamped on embeddings.
+The model-running nodes (encoder, decoder) load through here, so they agree on the weights and on the
+`model_id` stamped on embeddings; the nodes without a model (world, events) read only its sizes, without
+torch, with `model_config` / `embed_dim`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 from bus.logs import get_logger
 from perception.config import REPO_ROOT
-from perception.model.config import ModelSection
+from perception.model.config import ModelSection, VLJepaConfig
 
 DEFAULT_CHECKPOINT = Path("checkpoints/tiny")
 log = get_logger("nodes.models")
@@ -42,6 +44,24 @@ def model_id(section: ModelSection) -> str:
         return f"{section.preset}@random-init"
     digest = hashlib.sha1((path / "config.json").read_bytes()).hexdigest()[:8] if (path / "config.json").exists() else "?"
     return f"{section.preset}@{path.name}:{digest}"
+
+
+def model_config(section: ModelSection) -> VLJepaConfig:
+    """The architecture `load_model` builds, read without torch: the checkpoint's config.json, or the
+    preset with the section's overrides when there is no checkpoint."""
+    path = resolve_checkpoint(section)
+    if path is None:
+        return section.to_model_config()
+    try:
+        meta = json.loads((path / "config.json").read_text())
+        return VLJepaConfig.from_dict(meta["model"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelUnavailableError(f"{path}: no readable VL-JEPA config.json ({type(exc).__name__}: {exc})") from exc
+
+
+def embed_dim(section: ModelSection) -> int:
+    """D, the dimension of every embedding the configured model produces (without loading it)."""
+    return int(model_config(section).embed_dim)
 
 
 def load_model(section: ModelSection, threads: int | None = None):

@@ -17,6 +17,11 @@ RPC methods on `bus.rpc` (results are JSON-friendly maps; malformed params -> Rp
     history  {camera?, since_ns?, until_ns?, kinds?, limit?}   events and captions in a time range
     search   {text, camera?, k?}                 segments ranked by cosine(text S_Y, segment mean S^_Y)
     ask      {question, choices?, camera?}       forwarded to the encoder (re-runs the predictor only)
+
+The node holds no model: `search` has the encoder embed its text (`embed`, perception/nodes/text_embeddings.py),
+and `ask` is the encoder's; without an encoder both fail with "encoder_unavailable". D, which every stored
+embedding must have, comes from the model's config (perception/nodes/models.py `embed_dim`), so the persist
+file is checked and restored before any encoder is up.
 """
 
 from __future__ import annotations
@@ -32,12 +37,13 @@ from typing import Any
 import numpy as np
 
 from bus.bounded import BoundedDict
-from bus.codec import Envelope
+from bus.component import on
 from bus.rpc import RpcClient, RpcError, RpcServer, RpcTimeout
 from perception.messages import Caption, Embedding, Event
 from perception.nodes.encoder import encoder_endpoint
-from perception.nodes.models import load_model
+from perception.nodes.models import embed_dim
 from perception.nodes.runtime import Node
+from perception.nodes.text_embeddings import embeddings_of
 from perception.nodes.world_store import (
     KINDS, PersistFile, caption_record, check_embedding, check_record, encode_line, event_record, is_int, is_number,
     read_lines,
@@ -100,12 +106,10 @@ def _kinds_param(params: dict[str, Any]) -> list[str] | None:
 
 class WorldNode(Node):
     name = "world"
-    topics = ("events/", "captions/", "embeddings/")
 
     async def setup(self) -> None:
         self.wcfg = self.config.pipeline.world
-        self.model, _ = await asyncio.to_thread(load_model, self.config.model, 1)
-        self.dim = int(self.model.cfg.embed_dim)
+        self.dim = embed_dim(self.config.model)
         configured = {c.name for c in self.config.pipeline.cameras}
         if len(configured) > self.wcfg.max_cameras:
             raise ValueError(f"world.max_cameras ({self.wcfg.max_cameras}) is below the number of configured "
@@ -113,7 +117,6 @@ class WorldNode(Node):
         self.memory: BoundedDict[str, CameraMemory] = BoundedDict(
             self.wcfg.max_cameras, protected=configured.__contains__, on_evict=self._evicted)
         self.watch_labels = {w.label for w in self.config.pipeline.events.watch}
-        self._embed_lock = asyncio.Lock()  # one text-model call at a time (searches run as parallel tasks)
         self._persist: PersistFile | None = None
         self._compact_after = 0  # after a failed compaction: lines to reach before trying again
         if self.wcfg.persist is not None:
@@ -191,23 +194,23 @@ class WorldNode(Node):
             self.log.warning("rejected a malformed message", type=type(msg).__name__, camera=str(msg.cam)[:80],
                              error=str(exc)[:200], suppressed=suppressed)
 
-    async def process(self, env: Envelope) -> None:
-        msg = env.msg
-        if isinstance(msg, Embedding):
-            self._cam(msg.cam).windows.append((msg.end_ns, msg.window, msg.start_s, msg.end_s))
-        elif isinstance(msg, (Event, Caption)):
-            try:
-                rec = check_record(event_record(msg) if isinstance(msg, Event) else caption_record(msg))
-                emb = None
-                if isinstance(msg, Event) and msg.kind == "segment" and msg.embedding is not None:
-                    emb = check_embedding(msg.embedding, self.dim)
-            except ValueError as exc:
-                self._reject(msg, exc)
-                return
-            self._remember(rec, emb)
-        else:
-            self.counters["ignored"] += 1
+    @on("embeddings/{cam}", Embedding)
+    def on_embedding(self, msg: Embedding) -> None:
+        self._cam(msg.cam).windows.append((msg.end_ns, msg.window, msg.start_s, msg.end_s))
+        self.counters["stored.Embedding"] += 1
+
+    @on("events/{cam}", Event)
+    @on("captions/{cam}", Caption)
+    def on_record(self, msg: Event | Caption) -> None:
+        try:
+            rec = check_record(event_record(msg) if isinstance(msg, Event) else caption_record(msg))
+            emb = None
+            if isinstance(msg, Event) and msg.kind == "segment" and msg.embedding is not None:
+                emb = check_embedding(msg.embedding, self.dim)
+        except ValueError as exc:
+            self._reject(msg, exc)
             return
+        self._remember(rec, emb)
         self.counters[f"stored.{type(msg).__name__}"] += 1
 
     # -- persistence --------------------------------------------------------------------------------------
@@ -365,18 +368,29 @@ class WorldNode(Node):
                     recs[keys[-1]] = dict(rec, caption=captions.get(rec["segment_id"]))
         if not bank:
             return {"results": []}
-        async with self._embed_lock:  # the text model runs off the event loop, which keeps serving
-            q = await asyncio.to_thread(self._embed_query, text)
+        q = await self._embed_query(text)
         scores = np.stack(bank) @ q  # [M]
         order = np.argsort(-scores)[:k]
         return {"results": [dict(recs[keys[i]], score=round(float(scores[i]), 4)) for i in order]}
 
-    def _embed_query(self, text: str) -> np.ndarray:
-        return self.model.embed_text([text])[0].float().cpu().numpy()  # [D]
+    async def _embed_query(self, text: str) -> np.ndarray:
+        """The query's unit text embedding [D], from the encoder (which queues it with its asks)."""
+        result = await self._encoder_call("embed", {"texts": [text]})
+        try:
+            emb, model_id = embeddings_of(result, 1)
+        except ValueError as exc:
+            raise RpcError("encoder_unavailable", f"the encoder's embed reply is unusable: {exc}") from None
+        if emb.shape[1] != self.dim:
+            raise RpcError("model_mismatch", f"the encoder's model ({model_id}) embeds to D={emb.shape[1]}, the "
+                                             f"stored segments have D={self.dim}: both must run the same model")
+        return emb[0]
 
     async def _ask(self, params: dict[str, Any]) -> Any:
+        return await self._encoder_call("ask", params)
+
+    async def _encoder_call(self, method: str, params: dict[str, Any]) -> Any:
         try:
-            return await self.encoder.call("ask", params)
+            return await self.encoder.call(method, params)
         except RpcTimeout as exc:
             raise RpcError("encoder_unavailable", f"the encoder did not answer: {exc}") from exc
 

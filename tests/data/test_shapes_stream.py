@@ -5,6 +5,7 @@ from perception.data.scene import end_state
 from perception.data.shapesworld import passive_allowed
 from perception.data.stream import ShapesStream
 from perception.data.vocab import HELDOUT_COMBOS, parse_slots
+
 from .pixels import centroid
 
 

@@ -11,6 +11,7 @@ from perception.data.shapesworld import (
     sample_clip,
 )
 from perception.data.vocab import COUNT_WORDS, HELDOUT_COMBOS, SHAPES, Slots
+
 from .pixels import area, centroid, colour_mask, colours_present
 
 N_LABELLED = 240  # clips checked pixel by pixel (about 0.3 s of rendering)

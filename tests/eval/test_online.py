@@ -5,7 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from perception.eval.online import OnlineSegmenter, OnlineSegmenterConfig, segment_online
+from perception.eval.online import segment_online
+from perception.nodes.segmenter import OnlineSegmenter, OnlineSegmenterConfig
 from tests.eval.streams import planted_stream
 
 

@@ -3,7 +3,7 @@
 What runs (every process real, on ipc:// in a private 0700 runtime dir under /tmp):
     proxy      python -m perception.nodes proxy
     world      python -m perception.nodes world      (RPC on bus.rpc: now / history / search / ask)
-    encoder    python -m perception.nodes encoder    (RPC `ask` / `info` on its own endpoint)
+    encoder    python -m perception.nodes encoder    (RPC `ask` / `embed` / `info` on its own endpoint)
     recorder   perception record (MCAP, topics fuzz/ and events/), read back at the end
     campaign   this process: a live Subscriber on fuzz/, the publisher of everything, the RPC clients
     generator  a worker process drawing examples from tests/hostile/strategies.py (hypothesis)
@@ -58,7 +58,7 @@ TARGET_PREFIXES = {
     "encoder": ["frames/hostile"],
 }
 PER_ROUND = {"subscriber": 8, "world": 4, "encoder": 2}  # hostile messages per round and target
-RPC_TARGETS = {"world": ["now", "history", "search", "ask"], "encoder": ["ask", "info"]}
+RPC_TARGETS = {"world": ["now", "history", "search", "ask"], "encoder": ["ask", "embed", "info"]}
 MAX_VALID_EVENTS = 9000  # below the world's max_items (10 000 here): every one must still be there at the end
 RPC_REPLY_TIMEOUT_S = 30.0
 HEARTBEAT_GAP_S = 10.0  # nodes publish stats every 0.5 s here; a node silent this long is frozen
@@ -322,8 +322,8 @@ class Campaign:
                     "ready_timeout_s": 10.0, "max_streams": 1024},
             "model": {"checkpoint": str(ckpt), "device": "cpu", "dtype": "float32"},
             "pipeline": {
-                "cameras": [{"name": FRAME_CAM, "source": "synthetic", "size": 64},
-                            {"name": VALID_CAM, "source": "synthetic", "size": 64}],
+                "cameras": [{"name": FRAME_CAM, "type": "synthetic", "size": 64},
+                            {"name": VALID_CAM, "type": "synthetic", "size": 64}],
                 "encoder": {"frame_step": 1, "stride_frames": 4, "threads": 1, "jit": not self.opts.short},
                 "world": {"max_items": 10_000, "ask_timeout_s": 20.0},
                 "nodes": ["world", "encoder"],
@@ -419,8 +419,8 @@ class Campaign:
     def _valid_blob(self, src: str | None) -> None:
         import numpy as np
 
+        from benchmarks.bus.messages import Blob
         from bus.codec import encode
-        from bus.message import Blob
 
         k = self.valid_sent
         msg = Blob(label=str(k), t_mono_ns=time.monotonic_ns(), data=np.full(k % 7, k % 256, np.uint8))
@@ -587,7 +587,8 @@ class Campaign:
         if target == "world":
             return [("now", {}), ("now", {"camera": VALID_CAM}), ("history", {"camera": VALID_CAM, "limit": 5}),
                     ("search", {"text": "a red circle", "k": 3}), ("ask", ask)]
-        return [("ask", ask), ("ask", {"question": "what happens?", "camera": FRAME_CAM}), ("info", {})]
+        return [("ask", ask), ("ask", {"question": "what happens?", "camera": FRAME_CAM}),
+                ("embed", {"texts": ["a red circle", "a blue square"]}), ("info", {})]
 
     async def _rpc_valid(self, target: str, until_stopped: bool = True) -> None:
         from bus.rpc import RpcClient, RpcError, RpcTimeout

@@ -31,9 +31,10 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import skills.messages  # noqa: F401  registers SkillEvent / Alert with the codec
+from benchmarks.bus.messages import Blob, Text
 from bus.codec import MAX_NDIM, WIRE_DTYPES, encode
 from bus.config import BusConfig
-from bus.message import Blob, Heartbeat, Stats, Text
+from bus.message import Heartbeat, Stats
 from perception.messages import Caption, DecodeRequest, Embedding, Event, Frame, LabelScore
 from skills.messages import SkillEvent
 
@@ -673,12 +674,13 @@ def _rid() -> bytes:
     return uuid.uuid4().bytes
 
 
-# param names each method reads (world: now/history/search/ask, encoder: ask/info)
+# param names each method reads (world: now/history/search/ask, encoder: ask/embed/info)
 RPC_PARAMS = {
     "now": ["camera"],
     "history": ["camera", "since_ns", "until_ns", "kinds", "limit"],
     "search": ["text", "camera", "k"],
     "ask": ["question", "choices", "camera"],
+    "embed": ["texts"],
     "info": [],
 }
 

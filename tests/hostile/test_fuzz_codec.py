@@ -18,9 +18,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from benchmarks.bus.messages import Text
 from bus.codec import DecodeError, Reason, decode, encode, peek
 from bus.config import BusConfig
-from bus.message import Text
 from bus.proxy import proxy_in_background
 from bus.pubsub import Publisher, Subscriber
 from tests.hostile import strategies as S

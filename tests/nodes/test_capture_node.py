@@ -39,13 +39,14 @@ async def test_unreadable_video_is_reported_and_retried(runtime_dir, random_chec
     bad = runtime_dir / "broken.mp4"
     bad.write_bytes(b"\x00not a video\x00" * 64)
     config = node_config(runtime_dir, random_checkpoint,
-                         cameras=[{"name": "cam0", "source": str(bad), "retry_initial_s": 0.1, "retry_max_s": 0.4}])
+                         cameras=[{"name": "cam0", "type": "file", "path": str(bad), "retry_initial_s": 0.1,
+                                  "retry_max_s": 0.4}])
     with structlog.testing.capture_logs() as logs:
         async with running(CaptureNode, config, ["frames/"]) as (node, pub, sub):
             async with asyncio.timeout(20):
                 while node.counters["cam0.source_errors"] < 3:  # retried, with backoff, and still alive
                     await asyncio.sleep(0.05)
-            assert node.ready and node.counters["errors"] == 0  # not a crash: a reported, retried condition
+            assert node.ready.is_set() and node.counters["errors"] == 0  # not a crash: a reported, retried condition
     reports = [x for x in logs if x["event"] == "source unavailable"]
     assert len(reports) >= 3
     assert "cannot open video" in reports[0]["error"] and "broken.mp4" in reports[0]["error"]

@@ -134,10 +134,10 @@ async def test_a_window_mixing_frame_sizes_is_skipped_and_counted(runtime_dir, r
 async def test_the_pass_for_configured_synthetic_cameras_is_traced_before_ready(runtime_dir, random_checkpoint):
     """Two 32 px synthetic cameras: batches of 1 and 2 are traced during setup, so the first live windows
     do not wait for a trace (and go stale meanwhile)."""
-    cams = [{"name": n, "source": "synthetic", "size": 32} for n in ("camA", "camB")]
+    cams = [{"name": n, "type": "synthetic", "size": 32} for n in ("camA", "camB")]
     config = node_config(runtime_dir, random_checkpoint, cameras=cams, encoder={"frame_step": 2, "stride_frames": 4})
     async with running(EncoderNode, config, ["embeddings/"]) as (node, _pub, _sub):
-        assert node.ready and node.counters["frames"] == 0
+        assert node.ready.is_set() and node.counters["frames"] == 0
         assert {shape[0] for shape, fn in node.runner.traced.items() if fn is not None} == {1, 2}
         assert all(shape[1:] == (node.W, 3, 32, 32) for shape in node.runner.traced)
 
@@ -171,6 +171,24 @@ async def test_ask_bounds_its_question_and_choices(runtime_dir, random_checkpoin
             ok = await rpc.call("ask", {"question": "q" * 1000, "choices": [f"c{i}" for i in range(64)]})
             assert len(ok["scores"]) == 64  # the limits themselves are fine
         assert node.counters["asks"] == 1
+
+
+async def test_embed_gives_the_models_text_embeddings_and_bounds_its_texts(runtime_dir, random_checkpoint):
+    """`embed` (what the events and world nodes use instead of a model of their own) needs no window."""
+    config = node_config(runtime_dir, random_checkpoint, encoder={"frame_step": 1, "stride_frames": 4})
+    async with running(EncoderNode, config, ["embeddings/"]) as (node, pub, sub):
+        texts = ["the red circle moves left", "the blue square grows", "the red circle moves left"]
+        async with RpcClient(config.bus, endpoint=encoder_endpoint(config), timeout=30, retries=0) as rpc:
+            got = await rpc.call("embed", {"texts": texts})
+            for params, why in [({"texts": "a red circle"}, "list"), ({"texts": ["ok"] * 257}, "at most 256"),
+                                ({"texts": ["x" * 1001]}, "at most 1000"), ({"texts": [""]}, "non-empty")]:
+                with pytest.raises(RpcError) as err:
+                    await rpc.call("embed", params)
+                assert err.value.code == "bad_request" and why in err.value.message
+        emb = np.asarray(got["embeddings"], dtype=np.float32)
+        assert emb.shape == (3, 32) and got["dim"] == 32 and got["model_id"] == node.model_id
+        np.testing.assert_allclose(emb, node.model.embed_text(texts).numpy(), atol=1e-5)
+        assert node.counters["embeds"] == 1 and node.counters["embeds_busy"] == 0
 
 
 async def test_windows_keep_flowing_while_asks_are_hammered(runtime_dir, random_checkpoint):
@@ -218,7 +236,7 @@ async def wait_until(predicate, timeout: float = 60) -> None:
 
 
 async def test_invented_cameras_are_bounded_and_configured_ones_stay(runtime_dir, random_checkpoint):
-    cams = [{"name": "cam0", "source": "synthetic", "size": 32}]
+    cams = [{"name": "cam0", "type": "synthetic", "size": 32}]
     config = node_config(runtime_dir, random_checkpoint, cameras=cams,
                          encoder={"frame_step": 1, "stride_frames": 4, "max_cameras": 3, "jit": False})
     async with running(EncoderNode, config, ["embeddings/"]) as (node, pub, sub):

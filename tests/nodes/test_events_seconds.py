@@ -12,10 +12,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from perception.messages import Embedding, Event
-from perception.eval.online import segment_steps
-from perception.nodes.events import EventsNode, measured_cadence_s
+from perception.nodes.events import EventsNode
+from perception.nodes.segmenter import segment_steps
+from perception.nodes.segments import measured_cadence_s
 
-from .harness import collect, node_config, running
+from .harness import collect, embed, embed_server, node_config, running
 
 
 @pytest.mark.parametrize(("min_s", "max_s", "cadence", "steps"), [
@@ -60,15 +61,16 @@ def embedding(cam: str, i: int, cadence: float, vec: np.ndarray, t0: int, timed:
                      end_s=end_s * timed, model_id="test", t_capture_ns=end_ns, embedding=vec)
 
 
-async def test_a_forced_boundary_comes_after_max_len_s_of_stream_time_on_every_camera(runtime_dir, random_checkpoint):
+async def test_a_forced_boundary_comes_after_max_len_s_of_stream_time_on_every_camera(runtime_dir, random_checkpoint,
+                                                                                      text_model):
     cameras = [{"name": "slow", "fps": 10}, {"name": "fast", "fps": 40},
-               {"name": "clip", "source": "clip.mp4", "fps": 30}]  # the file plays at its own 25 fps
+               {"name": "clip", "type": "file", "path": "clip.mp4", "fps": 30}]  # the file plays at its own 25 fps
     config = node_config(runtime_dir, random_checkpoint, cameras=cameras, encoder={"stride_frames": 2},
                          events={"threshold": 1000.0, "min_len_s": 0.5, "max_len_s": 2.0, "top_labels": 1})
     cadence = {"slow": 2 / 10, "fast": 2 / 40, "clip": 2 / 25, "replayed": 0.1, "untimed": 0.2}
-    async with running(EventsNode, config, ["events/"]) as (node, pub, sub):
+    async with embed_server(config, text_model), running(EventsNode, config, ["events/"]) as (node, pub, sub):
         rng = np.random.default_rng(0)
-        a = node._embed(["alpha"])[0]
+        a = embed(text_model, ["alpha"])[0]
         t0 = time.time_ns()
         sent = 0
         for cam, c in cadence.items():

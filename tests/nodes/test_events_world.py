@@ -14,7 +14,7 @@ from perception.messages import Caption, Embedding, Event, LabelScore
 from perception.nodes.events import EventsNode
 from perception.nodes.world import WorldNode
 
-from .harness import collect, node_config, running
+from .harness import collect, embed, embed_server, node_config, running
 
 
 def unit(v: np.ndarray) -> np.ndarray:
@@ -27,17 +27,18 @@ def embedding(cam: str, i: int, vec: np.ndarray, t0: int) -> Embedding:
                      end_s=(i + 1) * 0.25, model_id="test", t_capture_ns=end, embedding=vec)
 
 
-async def test_planted_change_gives_one_segment_and_a_decode_request(runtime_dir, random_checkpoint):
+async def test_planted_change_gives_one_segment_and_a_decode_request(runtime_dir, random_checkpoint, text_model):
     watch = "a purple triangle appears"
     config = node_config(runtime_dir, random_checkpoint,
                          events={"threshold": 5.0, "max_len_s": None, "top_labels": 2,
                                  "labels": ["alpha", "beta", "gamma"],
                                  "watch": [{"label": watch, "enter": 0.9, "leave": 0.5}]})
-    async with running(EventsNode, config, ["events/", "decode/"]) as (node, pub, sub):
+    async with embed_server(config, text_model), running(EventsNode, config, ["events/", "decode/"]) as (
+            node, pub, sub):
         rng = np.random.default_rng(0)
-        a = node._embed(["alpha"])[0]  # segment 1 sits on the label "alpha"
+        a = embed(text_model, ["alpha"])[0]  # segment 1 sits on the label "alpha"
         b = unit(rng.normal(size=a.shape))
-        target = node._embed([watch])[0]
+        target = embed(text_model, [watch])[0]
         t0 = time.time_ns()
         vecs = [unit(a + 0.02 * rng.normal(size=a.shape)) for _ in range(12)]
         vecs += [unit(b + 0.02 * rng.normal(size=a.shape)) for _ in range(12)]
@@ -71,16 +72,16 @@ async def test_planted_change_gives_one_segment_and_a_decode_request(runtime_dir
         async with asyncio.timeout(10):
             while node.counters["embeddings"] < 28 or "cam2" not in node.streams:
                 await asyncio.sleep(0.05)
-        assert node.counters["errors.process"] == 1
+        assert node.counters["errors.on_embedding"] == 1
 
 
-async def test_world_remembers_answers_and_persists(runtime_dir, random_checkpoint):
+async def test_world_remembers_answers_and_persists(runtime_dir, random_checkpoint, text_model):
     persist = runtime_dir / "world.jsonl"
     config = node_config(runtime_dir, random_checkpoint, world={"persist": str(persist), "max_items": 50})
     t0 = time.time_ns()
     async with running(WorldNode, config, []) as (node, pub, sub):
         texts = ["the red circle moves left", "the blue square grows", "the green cross shrinks"]
-        embs = node.model.embed_text(texts).numpy()
+        embs = embed(text_model, texts)
         for k, (text, e) in enumerate(zip(texts, embs)):
             span = dict(cam="cam0", segment_id=k, start_ns=t0 + k * 10**9, end_ns=t0 + (k + 1) * 10**9,
                         start_s=float(k), end_s=float(k + 1))
@@ -102,7 +103,8 @@ async def test_world_remembers_answers_and_persists(runtime_dir, random_checkpoi
             assert now["current_segment"]["segment_id"] == 3
             hist = await rpc.call("history", {"since_ns": t0 + int(1.5e9), "kinds": ["caption"]})
             assert [r["text"] for r in hist["items"]] == texts[1:]
-            found = (await rpc.call("search", {"text": "the blue square grows", "k": 2}))["results"]
+            async with embed_server(config, text_model):  # the encoder embeds the query
+                found = (await rpc.call("search", {"text": "the blue square grows", "k": 2}))["results"]
             assert found[0]["segment_id"] == 1 and found[0]["caption"] == "the blue square grows"
             assert found[0]["score"] > found[1]["score"]
             with pytest.raises(RpcError) as err:
@@ -118,5 +120,6 @@ async def test_world_remembers_answers_and_persists(runtime_dir, random_checkpoi
         async with RpcClient(config.bus, timeout=10, retries=1) as rpc:
             hist = await rpc.call("history", {"camera": "cam0", "kinds": ["caption"]})
             assert [r["text"] for r in hist["items"]] == texts
-            found = (await rpc.call("search", {"text": "the red circle moves left", "k": 1}))["results"]
+            async with embed_server(config, text_model):
+                found = (await rpc.call("search", {"text": "the red circle moves left", "k": 1}))["results"]
             assert found[0]["segment_id"] == 0

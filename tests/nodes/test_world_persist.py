@@ -26,7 +26,7 @@ from perception.nodes.world import WorldNode
 from perception.nodes.world_store import MAX_LINE_BYTES, encode_line, load_records
 
 from .conftest import wait_for
-from .harness import collect, node_config, running
+from .harness import collect, embed, embed_server, node_config, running
 
 DIM = 32  # tests.support.SMALL_MODEL's embed_dim
 
@@ -137,7 +137,7 @@ def test_every_kind_of_bad_line_is_dropped_with_its_line_number(tmp_path):
 
 
 async def test_a_node_starts_on_a_corrupted_file_keeps_what_is_valid_and_says_what_it_dropped(
-        runtime_dir, random_checkpoint):
+        runtime_dir, random_checkpoint, text_model):
     persist = runtime_dir / "world.jsonl"
     t0 = time.time_ns()
     records = [(r | {"start_ns": t0, "end_ns": t0 + 1}, e) for r, e in small_file_records(DIM)]
@@ -148,7 +148,7 @@ async def test_a_node_starts_on_a_corrupted_file_keeps_what_is_valid_and_says_wh
     config = node_config(runtime_dir, random_checkpoint, world={"persist": str(persist)})
     get_logger("test")  # logging is configured before it is captured
     with capture_logs() as logs:
-        async with running(WorldNode, config, []) as (node, pub, sub):
+        async with running(WorldNode, config, []) as (node, pub, sub), embed_server(config, text_model):
             assert node.counters["persist_bad_lines"] == 3 and node.counters["restored"] == len(records)
             async with RpcClient(config.bus, timeout=10, retries=1) as rpc:
                 hist = await rpc.call("history", {})
@@ -164,12 +164,12 @@ async def test_a_node_starts_on_a_corrupted_file_keeps_what_is_valid_and_says_wh
 
 
 async def test_a_wrong_dimension_embedding_is_rejected_and_search_works_for_every_camera(
-        runtime_dir, random_checkpoint):
+        runtime_dir, random_checkpoint, text_model):
     config = node_config(runtime_dir, random_checkpoint)
     t0 = time.time_ns()
-    async with running(WorldNode, config, []) as (node, pub, sub):
+    async with running(WorldNode, config, []) as (node, pub, sub), embed_server(config, text_model):
         texts = {"cam0": "the red circle moves left", "cam1": "the blue square grows"}
-        embs = dict(zip(texts, node.model.embed_text(list(texts.values())).numpy()))
+        embs = dict(zip(texts, embed(text_model, list(texts.values()))))
         for cam, e in embs.items():
             pub.publish_nowait(f"events/{cam}", segment(cam, 0, t0, e))
         pub.publish_nowait("events/cam1", segment("cam1", 1, t0, np.ones(DIM + 1, np.float32)))
@@ -190,11 +190,11 @@ async def test_a_wrong_dimension_embedding_is_rejected_and_search_works_for_ever
             assert err.value.code == "unknown_camera"
 
 
-async def test_malformed_query_params_are_bad_requests(runtime_dir, random_checkpoint):
+async def test_malformed_query_params_are_bad_requests(runtime_dir, random_checkpoint, text_model):
     config = node_config(runtime_dir, random_checkpoint)
     t0 = time.time_ns()
-    async with running(WorldNode, config, []) as (node, pub, sub):
-        e = node.model.embed_text(["x"]).numpy()[0]
+    async with running(WorldNode, config, []) as (node, pub, sub), embed_server(config, text_model):
+        e = embed(text_model, ["x"])[0]
         pub.publish_nowait("events/cam0", segment("cam0", 5, t0, e))
         # an events node that restarted numbers from a new, larger base: its watch events carry it
         pub.publish_nowait("events/cam0", Event(cam="cam0", kind="watch", segment_id=9000, start_ns=t0, end_ns=t0,
@@ -259,7 +259,7 @@ async def test_the_file_is_private_compacted_and_reloads_to_the_same_memory(runt
         assert memory_snapshot(node) == before
 
 
-async def test_invented_cameras_stay_bounded_and_configured_ones_are_kept(runtime_dir, random_checkpoint):
+async def test_invented_cameras_stay_bounded_and_configured_ones_are_kept(runtime_dir, random_checkpoint, text_model):
     cameras = [{"name": "cam0"}, {"name": "cam1"}]
     config = node_config(runtime_dir, random_checkpoint, cameras=cameras, world={"max_cameras": 4},
                          events={"max_cameras": 3, "max_len_s": None})
@@ -272,8 +272,8 @@ async def test_invented_cameras_stay_bounded_and_configured_ones_are_kept(runtim
         assert len(node.memory) == 4 and {"cam0", "cam1"} <= set(node.memory)
         assert set(node.memory) - {"cam0", "cam1"} == set(invented[-2:])  # the most recently heard
         assert node.counters["cameras_evicted"] == len(invented) - 2
-    async with running(EventsNode, config, []) as (node, pub, sub):
-        vec = node._embed(["alpha"])[0]
+    async with embed_server(config, text_model), running(EventsNode, config, []) as (node, pub, sub):
+        vec = embed(text_model, ["alpha"])[0]
         for cam in ["cam0", *invented, "cam1"]:
             pub.publish_nowait(f"embeddings/{cam}", window(cam, 0, vec, t0))
         await wait_for(lambda: node.counters["embeddings"] == 2 + len(invented), 20)
@@ -281,7 +281,8 @@ async def test_invented_cameras_stay_bounded_and_configured_ones_are_kept(runtim
         assert node.counters["streams_evicted"] == len(invented) - 1
 
 
-async def test_a_restarted_events_node_numbers_its_segments_above_the_first_runs(runtime_dir, random_checkpoint):
+async def test_a_restarted_events_node_numbers_its_segments_above_the_first_runs(runtime_dir, random_checkpoint,
+                                                                                 text_model):
     # cam0 at 30 fps with stride 8: one window per 0.267 s; a forced boundary every 1 s of stream time
     config = node_config(runtime_dir, random_checkpoint,
                          events={"threshold": 1000.0, "min_len_s": 0.5, "max_len_s": 1.0, "top_labels": 1})
@@ -295,8 +296,9 @@ async def test_a_restarted_events_node_numbers_its_segments_above_the_first_runs
                 end_s=(i + 1) * step_ns / 1e9, model_id="test", t_capture_ns=end, embedding=vec))
 
     async def run(t0s: list[int], n: int) -> list[int]:
-        async with running(EventsNode, config, ["events/", "decode/"]) as (node, pub, sub):
-            vec = node._embed(["alpha"])[0]
+        async with embed_server(config, text_model), running(EventsNode, config, ["events/", "decode/"]) as (
+                node, pub, sub):
+            vec = embed(text_model, ["alpha"])[0]
             for t0 in t0s:
                 feed(pub, vec, t0, n)
             await wait_for(lambda: node.counters["embeddings"] == n * len(t0s), 20)

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmarks.bus.messages import Blob, Text
+from bus.codec import encode
 from bus.config import BusConfig
 from bus.mcapfile import BusMcapWriter, pack_message
-from bus.codec import encode
-from bus.message import Blob, Text
 from bus.proxy import proxy_in_background
 from tests.support import perception_child, wait_line  # noqa: F401  (re-exported for the tests)
 

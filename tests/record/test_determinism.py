@@ -15,6 +15,7 @@ import asyncio
 
 import numpy as np
 import yaml
+from nodes.conftest import SMALL_MODEL, pipeline_config, random_checkpoint, short_tmp  # noqa: F401  (pytest fixtures, used by name)
 
 from bus.proxy import Proxy
 from bus.pubsub import Subscriber
@@ -23,7 +24,6 @@ from perception.nodes.encoder import EncoderNode
 from perception.nodes.events import EventsNode
 
 from .conftest import perception, perception_run, wait_line
-from nodes.conftest import SMALL_MODEL, pipeline_config, random_checkpoint, short_tmp  # noqa: F401
 
 PIPE = {
     "cameras": [{"name": "cam0", "seed": 3, "fps": 10, "size": 32, "duration_s": 60, "loop": False}],
@@ -73,7 +73,7 @@ async def replay_into_fresh_pipeline(recording, checkpoint):
     tasks = [asyncio.create_task(n.run()) for n in nodes]
     try:
         async with asyncio.timeout(120):
-            while not all(n.ready for n in nodes):
+            while not all(n.ready.is_set() for n in nodes):
                 for t in tasks:
                     if t.done():
                         t.result()
@@ -106,7 +106,7 @@ async def replay_into_fresh_pipeline(recording, checkpoint):
         await asyncio.gather(proxy_task, return_exceptions=True)
 
 
-async def test_replayed_frames_reproduce_embeddings_and_events(runtime_dir, random_checkpoint):
+async def test_replayed_frames_reproduce_embeddings_and_events(runtime_dir, random_checkpoint):  # noqa: F811
     recording = runtime_dir / "frames.mcap"
     await record_live(runtime_dir, random_checkpoint, recording)
     first = await replay_into_fresh_pipeline(recording, random_checkpoint)

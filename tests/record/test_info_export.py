@@ -9,11 +9,11 @@ import time
 import numpy as np
 from mcap.reader import make_reader
 
+from benchmarks.bus.messages import Blob, Text
 from bus.codec import encode
 from bus.mcap_export import export_json
 from bus.mcap_info import describe
 from bus.mcapfile import BusMcapWriter, pack_message
-from bus.message import Blob, Text
 from tests.record.conftest import perception_run, sample_blob, write_synthetic
 
 

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from mcap.reader import make_reader
 
+from benchmarks.bus.messages import Text
 from bus.codec import encode
 from bus.mcap_info import describe
 from bus.mcapfile import RecordingError, check_complete, recover
-from bus.message import Text
 from bus.pubsub import Publisher
 from tests.record.conftest import perception, perception_run, sample_blob, wait_line
 

@@ -12,8 +12,8 @@ import threading
 import numpy as np
 import pytest
 
+from benchmarks.bus.messages import Blob, Text
 from bus.mcapfile import SeqTracker, load_metadata, recover, scan, to_stored
-from bus.message import Blob, Text
 from bus.pubsub import Publisher
 from bus.record import Recorder, _WriterThread
 from tests.record.conftest import perception_run

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from bus.message import Text
+from benchmarks.bus.messages import Text
 from bus.pubsub import Publisher, Subscriber
 from bus.record import Recorder
 from bus.replay import Replayer

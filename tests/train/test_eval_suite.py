@@ -1,4 +1,4 @@
-"""`perception eval` end to end: every key of DESIGN.md section 4, values in range, on a tiny random model;
+"""`perception eval` end to end: every key of docs/architecture.md#evaluation, values in range, on a tiny random model;
 and the shipped checkpoint clears a sanity bar on a small held-out sample."""
 
 from __future__ import annotations

@@ -1,0 +1,121 @@
+"""The node graph, read from the nodes' declarations: who feeds whom, with which message type.
+
+Nothing here starts a process or imports a model: the launcher checks a config with it before anything
+starts (an input that nothing in `pipeline.nodes` publishes is reported, unless another host publishes
+it: `pipeline.external_inputs`), and `perception graph` prints it or draws it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+from bus.component import Input, Output, component_inputs
+from perception.nodes import NODE_NAMES
+
+
+@dataclass(frozen=True)
+class Edge:
+    src: str  # node name
+    output: Output
+    dst: str
+    input: Input
+
+    @property
+    def type_name(self) -> str:
+        return self.output.type.__name__
+
+
+@dataclass(frozen=True)
+class Unwired:
+    """An input no configured node publishes to; `publishers` are the nodes that would."""
+
+    node: str
+    input: Input
+    publishers: tuple[str, ...]
+
+    def describe(self) -> str:
+        kind = self.input.type.__name__ if self.input.type is not None else "any message"
+        hint = f"add {' or '.join(self.publishers)} to pipeline.nodes, or " if self.publishers else ""
+        return (f"{self.node} reads {self.input.topic} ({kind}) but no node in pipeline.nodes publishes it: "
+                f"{hint}list {self.input.prefix!r} in pipeline.external_inputs if another host publishes it")
+
+
+def node_class(name: str) -> type:
+    return importlib.import_module(NODE_NAMES[name]).NODE
+
+
+def connects(out: Output, inp: Input) -> bool:
+    """Whether messages on `out` reach `inp`: their topics can meet and the input takes the type."""
+    o, i = out.prefix, inp.prefix
+    topics_meet = o.startswith(i) or i.startswith(o)  # a `{field}` may complete either prefix
+    return topics_meet and (inp.type is None or issubclass(out.type, inp.type))
+
+
+@dataclass(frozen=True)
+class Graph:
+    nodes: tuple[str, ...]
+    outputs: dict[str, tuple[Output, ...]]
+    inputs: dict[str, tuple[Input, ...]]
+
+    @classmethod
+    def of(cls, names: list[str] | tuple[str, ...]) -> Graph:
+        classes = {n: node_class(n) for n in names}
+        return cls(tuple(names), {n: tuple(c.outputs.values()) for n, c in classes.items()},
+                   {n: tuple(component_inputs(c)) for n, c in classes.items()})
+
+    def edges(self) -> list[Edge]:
+        """Upstream first: capture's edges before the encoder's, and so on."""
+        edges = [Edge(src, out, dst, inp) for src in self.nodes for out in self.outputs[src]
+                 for dst in self.nodes if dst != src for inp in self.inputs[dst] if connects(out, inp)]
+        depth = {n: 0 for n in self.nodes}
+        for _ in self.nodes:  # longest chain of edges leading to each node (cycles are cut)
+            for e in edges:
+                depth[e.dst] = max(depth[e.dst], min(depth[e.src] + 1, len(self.nodes)))
+        self.__dict__.setdefault("_depth", depth)
+        return sorted(edges, key=lambda e: (depth[e.src], depth[e.dst]))
+
+    def depth(self) -> dict[str, int]:
+        self.edges()
+        return self.__dict__["_depth"]
+
+    def unwired(self, external: list[str] | tuple[str, ...] = ()) -> list[Unwired]:
+        """Inputs that no node of the graph feeds and that are not declared to come from another host."""
+        fed = {(e.dst, e.input) for e in self.edges()}
+        everyone = Graph.of(list(NODE_NAMES))
+        out = []
+        for node in self.nodes:
+            for inp in self.inputs[node]:
+                if (node, inp) in fed or any(inp.prefix.startswith(x) or x.startswith(inp.prefix) for x in external):
+                    continue
+                publishers = tuple(n for n in everyone.nodes if n != node
+                                   and any(connects(o, inp) for o in everyone.outputs[n]))
+                out.append(Unwired(node, inp, publishers))
+        return out
+
+    def leaves(self) -> list[tuple[str, Output]]:
+        """Outputs no node of the graph reads: what the service offers to skills, recorders, robots."""
+        read = {(e.src, e.output) for e in self.edges()}
+        return [(n, o) for n in self.nodes for o in self.outputs[n] if (n, o) not in read]
+
+    def format(self, external: list[str] | tuple[str, ...] = ()) -> str:
+        lines = ["edges (publisher -> subscriber: topic, message type):"]
+        for e in self.edges():
+            lines.append(f"  {e.src:>8} -> {e.dst:<8} {e.output.topic:<18} {e.type_name}")
+        lines.append("read by no node (there for skills, recorders, robots):")
+        for n, o in self.leaves():
+            lines.append(f"  {n:>8} -> *        {o.topic:<18} {o.type.__name__}")
+        lines.append("  every node -> *     stats/<node>       Stats")
+        problems = self.unwired(external)
+        if problems:
+            lines.append("inputs wired to nothing:")
+            lines.extend(f"  {p.describe()}" for p in problems)
+        return "\n".join(lines)
+
+    def mermaid(self) -> str:
+        lines = ["flowchart LR"]
+        for e in self.edges():
+            lines.append(f"  {e.src} -- \"{e.output.topic}<br/>{e.type_name}\" --> {e.dst}")
+        for n, o in self.leaves():
+            lines.append(f"  {n} -- \"{o.topic}<br/>{o.type.__name__}\" --> out_{n}_{o.prefix.strip('/')}((out))")
+        return "\n".join(lines)
