@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 TORCH   := torch==2.13.0
 export PYTHONUNBUFFERED := 1
 
-.PHONY: run test test-slow hostile bench bench-bus bench-model bench-pipeline venv clean
+.PHONY: run test lint format hostile bench bench-bus bench-model bench-pipeline bench-memory venv clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -23,11 +23,17 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(BIN)/perception up $(ARGS)
 
-test: $(STAMP)
+# Lint first: a style or import error fails in seconds, not after the suite.
+test: lint
 	$(BIN)/python -m pytest -q $(ARGS)
 
-test-slow: $(STAMP)
-	$(BIN)/python -m pytest -q -m slow $(ARGS)
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 # The long hostile-input campaign (tests/hostile/campaign.py): 10 minutes against a live proxy, subscriber,
 # recorder, world and encoder; prints per-class counts, valid delivered, peak RSS; exits 1 on any loss.
@@ -39,7 +45,7 @@ $(VENV)/.bench: $(STAMP)
 	touch $@
 
 # Benchmarks are commands that print figures (never timed tests); each writes its JSON beside docs/benchmarks.md.
-bench: bench-bus bench-model bench-pipeline
+bench: bench-bus bench-model bench-pipeline bench-memory
 
 bench-bus: $(VENV)/.bench
 	$(BIN)/perception bench bus --json docs/bench_bus.json
@@ -49,6 +55,9 @@ bench-model: $(STAMP)
 
 bench-pipeline: $(STAMP)
 	$(BIN)/perception bench pipeline --json docs/bench_pipeline.json
+
+bench-memory: $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/perception bench memory --json docs/bench_memory.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -8,7 +8,8 @@ reached, and the evictions are counted so that a flood shows in the stats instea
 from __future__ import annotations
 
 import collections
-from typing import Callable, Generic, Hashable, Iterator, TypeVar
+from collections.abc import Callable, Hashable, Iterator
+from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -24,8 +25,13 @@ class BoundedDict(Generic[K, V]):
 
     __slots__ = ("max_items", "evicted", "_data", "_protected", "on_evict")
 
-    def __init__(self, max_items: int, *, protected: Callable[[K], bool] | None = None,
-                 on_evict: Callable[[K, V], None] | None = None) -> None:
+    def __init__(
+        self,
+        max_items: int,
+        *,
+        protected: Callable[[K], bool] | None = None,
+        on_evict: Callable[[K, V], None] | None = None,
+    ) -> None:
         if max_items < 1:
             raise ValueError(f"max_items must be >= 1, got {max_items}")
         self.max_items = max_items

@@ -1,4 +1,4 @@
-"""Wire codec: a Message <-> one ZeroMQ multipart, exactly as DESIGN.md section 2 "Wire format".
+"""Wire codec: a Message <-> one ZeroMQ multipart, exactly as docs/architecture.md "Wire format".
 
     part 0   topic, UTF-8 (subscribers filter on this part only)
     part 1   msgpack map {type, v, seq, src, t, body}; an ndarray field in body is
@@ -18,8 +18,9 @@ from __future__ import annotations
 import enum
 import math
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import msgpack
 import numpy as np
@@ -222,6 +223,7 @@ def _check_depth(body: dict, max_depth: int) -> None:
 
 def _guarded(fn):
     """Anything but a DecodeError from a decoder is a bug or an input we did not foresee: still a reject."""
+
     def wrapper(*args: Any, **kw: Any):
         try:
             return fn(*args, **kw)
@@ -229,6 +231,7 @@ def _guarded(fn):
             raise
         except Exception as exc:  # RecursionError, MemoryError-free numpy errors, msgpack oddities ...
             raise DecodeError("invalid_body", f"undecodable ({type(exc).__name__}: {str(exc)[:200]})") from exc
+
     wrapper.__name__, wrapper.__doc__, wrapper.__wrapped__ = fn.__name__, fn.__doc__, fn
     return wrapper
 
@@ -306,11 +309,11 @@ def decode(parts: Sequence[Any], *, max_size: int | None = None, limits: Limits 
     if cls is None:
         raise DecodeError("unknown_type", f"unknown message type {header['type']!r}")
     if header["v"] > cls.VERSION:
-        raise DecodeError(
-            "newer_version", f"{cls.TYPE} v{header['v']} is newer than this reader's v{cls.VERSION}"
-        )
+        raise DecodeError("newer_version", f"{cls.TYPE} v{header['v']} is newer than this reader's v{cls.VERSION}")
     names = cls.FIELD_NAMES
-    fields = body if body.keys() <= names else {k: v for k, v in body.items() if k in names}  # newer minor fields dropped
+    fields = (
+        body if body.keys() <= names else {k: v for k, v in body.items() if k in names}
+    )  # newer minor fields dropped
     used: set[int] = set()
     for name in cls.ARRAY_FIELDS:
         if fields.get(name) is not None:

@@ -127,9 +127,11 @@ class LatencyWindow:
         import numpy as np
 
         arr = np.fromiter(self.values, dtype=np.float64)
-        return {f"{prefix}_p50_ms": round(float(np.percentile(arr, 50)), 2),
-                f"{prefix}_p99_ms": round(float(np.percentile(arr, 99)), 2),
-                f"{prefix}_mean_ms": round(float(arr.mean()), 2)}
+        return {
+            f"{prefix}_p50_ms": round(float(np.percentile(arr, 50)), 2),
+            f"{prefix}_p99_ms": round(float(np.percentile(arr, 99)), 2),
+            f"{prefix}_mean_ms": round(float(arr.mean()), 2),
+        }
 
 
 class Component:
@@ -197,8 +199,10 @@ class Component:
         out = self.outputs[output] if output is not None else self._by_type.get(type(msg))
         if out is None:
             declared = {k: f"{o.topic} ({o.type.__name__})" for k, o in self.outputs.items()}
-            raise TypeError(f"{self.bus_name} declares no single output for {type(msg).__name__} "
-                            f"(outputs: {declared}); declare one in `outputs` or name it")
+            raise TypeError(
+                f"{self.bus_name} declares no single output for {type(msg).__name__} "
+                f"(outputs: {declared}); declare one in `outputs` or name it"
+            )
         if not isinstance(msg, out.type):
             raise TypeError(f"output {out.topic!r} carries {out.type.__name__}, got {type(msg).__name__}")
         seq = self.pub.publish_nowait(out.topic_for(msg), msg)
@@ -216,8 +220,15 @@ class Component:
         self.counters[f"errors.{what}"] += 1
         suppressed = self._errors.should_log(what)
         if suppressed is not None:
-            self.log.error(self.error_event(what), handler=what, error=f"{type(exc).__name__}: {exc}",
-                           suppressed=suppressed, errors_total=self.counters["errors"], exc_info=exc, **context)
+            self.log.error(
+                self.error_event(what),
+                handler=what,
+                error=f"{type(exc).__name__}: {exc}",
+                suppressed=suppressed,
+                errors_total=self.counters["errors"],
+                exc_info=exc,
+                **context,
+            )
 
     def error_event(self, what: str) -> str:
         return f"{what} failed"
@@ -227,13 +238,15 @@ class Component:
         if self.sub is not None:
             out.update({f"sub.{k}": v for k, v in self.sub.stats.as_counters().items()})
         mem = self._proc.memory_info()
-        out.update({
-            "ready": float(self.ready.is_set()),
-            "uptime_s": round(time.monotonic() - self._started, 3),
-            "cpu_pct": round(self._proc.cpu_percent(None), 1),
-            "rss_mb": round(mem.rss / 1e6, 1),
-            "pid": float(os.getpid()),
-        })
+        out.update(
+            {
+                "ready": float(self.ready.is_set()),
+                "uptime_s": round(time.monotonic() - self._started, 3),
+                "cpu_pct": round(self._proc.cpu_percent(None), 1),
+                "rss_mb": round(mem.rss / 1e6, 1),
+                "pid": float(os.getpid()),
+            }
+        )
         out.update(self.extra_stats())
         return out
 
@@ -331,8 +344,7 @@ class Component:
             tasks.append(asyncio.create_task(self._stop.wait(), name="stop"))
             beat = asyncio.create_task(self._heartbeat(), name="heartbeat")
             self.ready.set()
-            self.log.info(f"{self.log_kind} up", topics=self.topics,
-                          outputs=[o.topic for o in self.outputs.values()])
+            self.log.info(f"{self.log_kind} up", topics=self.topics, outputs=[o.topic for o in self.outputs.values()])
             try:
                 await wait_first(tasks, timeout=duration)
             finally:
@@ -351,9 +363,13 @@ class Component:
         """Sockets a subclass opened besides pub/sub (closed after teardown)."""
 
 
-async def run_component(component: Component, *, duration: float | None = None,
-                        max_messages: int | None = None,
-                        on_ready: Callable[[Component], Awaitable[None] | None] | None = None) -> dict[str, float]:
+async def run_component(
+    component: Component,
+    *,
+    duration: float | None = None,
+    max_messages: int | None = None,
+    on_ready: Callable[[Component], Awaitable[None] | None] | None = None,
+) -> dict[str, float]:
     """Run `component` until it ends or SIGTERM / SIGINT / `duration` stop it; errors propagate.
     `on_ready(component)` runs once it is subscribed. Returns its counters."""
 

@@ -153,8 +153,13 @@ class BusConfig(BaseModel):
         """The codec's per-message limits from this config (bus.codec.Limits)."""
         from bus.codec import Limits  # codec imports no config; keep it that way
 
-        return Limits(max_size=self.max_msg_size, max_parts=self.max_parts, max_topic_bytes=self.max_topic_bytes,
-                      max_src_bytes=self.max_src_bytes, max_depth=self.max_depth)
+        return Limits(
+            max_size=self.max_msg_size,
+            max_parts=self.max_parts,
+            max_topic_bytes=self.max_topic_bytes,
+            max_src_bytes=self.max_src_bytes,
+            max_depth=self.max_depth,
+        )
 
     def policy(self, topic: str) -> Literal["latest", "reliable"]:
         return "latest" if any(topic.startswith(p) for p in self.latest_prefixes) else "reliable"

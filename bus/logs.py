@@ -24,9 +24,7 @@ def configure_logging(level: str | None = None, json: bool | None = None) -> Non
     if json is None:
         json = not sys.stderr.isatty()
     renderer = (
-        structlog.processors.JSONRenderer()
-        if json
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
     structlog.configure(
         processors=[

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from mcap.writer import CompressionType, Writer
 
 from bus.logs import get_logger
@@ -116,24 +115,36 @@ def export_json(src: str | Path, dst: str | Path, *, max_values: int = 4096) -> 
                         images.append((key, arr))
             record = _json_safe({k: header.get(k) for k in ("type", "v", "seq", "src", "t")} | {"body": body})
             cid = channel_for(msg.topic, msg.type or "unknown", record)
-            writer.add_message(cid, log_time=msg.log_time, publish_time=msg.publish_time, sequence=msg.seq,
-                               data=json.dumps(record).encode())
+            writer.add_message(
+                cid,
+                log_time=msg.log_time,
+                publish_time=msg.publish_time,
+                sequence=msg.seq,
+                data=json.dumps(record).encode(),
+            )
             counts[msg.topic] = counts.get(msg.topic, 0) + 1
             for key, arr in images:
                 h, w = arr.shape[:2]
                 rgb = arr.ndim == 3
                 image = {
                     "timestamp": {"sec": msg.publish_time // 10**9, "nsec": msg.publish_time % 10**9},
-                    "frame_id": msg.topic, "width": int(w), "height": int(h),
-                    "encoding": "rgb8" if rgb else "mono8", "step": int(w * (3 if rgb else 1)),
+                    "frame_id": msg.topic,
+                    "width": int(w),
+                    "height": int(h),
+                    "encoding": "rgb8" if rgb else "mono8",
+                    "step": int(w * (3 if rgb else 1)),
                     "data": base64.b64encode(np.ascontiguousarray(arr).tobytes()).decode(),
                 }
                 topic = f"{msg.topic}/image" if len(images) == 1 else f"{msg.topic}/{key}"
                 icid = channel_for(topic, "foxglove.RawImage", image, RAW_IMAGE_SCHEMA)
-                writer.add_message(icid, log_time=msg.log_time, publish_time=msg.publish_time, sequence=msg.seq,
-                                   data=json.dumps(image).encode())
+                writer.add_message(
+                    icid,
+                    log_time=msg.log_time,
+                    publish_time=msg.publish_time,
+                    sequence=msg.seq,
+                    data=json.dumps(image).encode(),
+                )
                 counts[topic] = counts.get(topic, 0) + 1
         writer.finish()
     log.info("exported json copy", src=str(src), dst=str(dst), topics=len(counts))
     return counts
-

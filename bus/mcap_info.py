@@ -54,7 +54,9 @@ class RecordingInfo:
         return out
 
     def render(self) -> str:
-        state = "complete" if self.complete else f"INCOMPLETE ({self.damage}); recover with `perception record --recover`"
+        state = (
+            "complete" if self.complete else f"INCOMPLETE ({self.damage}); recover with `perception record --recover`"
+        )
         lines = [
             f"file:      {self.path}",
             f"state:     {state}",
@@ -109,7 +111,13 @@ def describe(path: str | Path) -> RecordingInfo:
         info.gaps = seqs.gaps.get(topic, 0)
         info.resets = seqs.resets.get(topic, 0)
     return RecordingInfo(
-        path=str(path), complete=result.complete, damage=result.damage, messages=messages,
-        start_ns=start, end_ns=end, topics=sorted(topics.values(), key=lambda t: t.topic),
-        metadata={m.name: dict(m.metadata) for m in result.metadata}, foreign_messages=foreign,
+        path=str(path),
+        complete=result.complete,
+        damage=result.damage,
+        messages=messages,
+        start_ns=start,
+        end_ns=end,
+        topics=sorted(topics.values(), key=lambda t: t.topic),
+        metadata={m.name: dict(m.metadata) for m in result.metadata},
+        foreign_messages=foreign,
     )

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Iterable, Iterator, Sequence
+from typing import IO
 
 import msgpack
 from mcap.records import Channel, Chunk, Footer, Message, Metadata
@@ -392,16 +393,28 @@ def recover(broken: str | Path, fixed: str | Path, *, compression: str = "zstd")
             extra = {k: v for k, v in channel.metadata.items() if k not in ("layout", "type", "v")}
             writer.channel(channel.topic, stored.type, stored.v, extra)
             writer.write(
-                channel.topic, stored.type, stored.v, seq=message.sequence, t_pub=message.publish_time,
-                t_log=message.log_time, data=message.data,
+                channel.topic,
+                stored.type,
+                stored.v,
+                seq=message.sequence,
+                t_pub=message.publish_time,
+                t_log=message.log_time,
+                data=message.data,
             )
         for meta in result.metadata[written_meta:]:
             writer.metadata(meta.name, dict(meta.metadata))
-        writer.metadata("recovery", {
-            "source": str(broken), "messages": writer.messages, "input_complete": result.complete,
-            "damage": result.damage or "", "unreadable_messages": result.bad_messages,
-            "gaps": seqs.gaps, "resets": seqs.resets,
-        })
+        writer.metadata(
+            "recovery",
+            {
+                "source": str(broken),
+                "messages": writer.messages,
+                "input_complete": result.complete,
+                "damage": result.damage or "",
+                "unreadable_messages": result.bad_messages,
+                "gaps": seqs.gaps,
+                "resets": seqs.resets,
+            },
+        )
     except RecordingError:
         writer.close()
         Path(fixed).unlink(missing_ok=True)  # no half-made output for an input that is not a recording
@@ -421,7 +434,23 @@ def load_metadata(path: str | Path) -> dict[str, dict[str, str]]:
 
 
 __all__ = [
-    "LAYOUT", "MESSAGE_ENCODING", "BusMcapWriter", "RecordingError", "StoredMessage", "ScanResult",
-    "SeqTracker", "pack_message", "unpack_message", "read_header", "scan", "iter_messages", "recover",
-    "check_complete", "load_metadata", "matches", "is_ours", "to_stored", "header_src",
+    "LAYOUT",
+    "MESSAGE_ENCODING",
+    "BusMcapWriter",
+    "RecordingError",
+    "StoredMessage",
+    "ScanResult",
+    "SeqTracker",
+    "pack_message",
+    "unpack_message",
+    "read_header",
+    "scan",
+    "iter_messages",
+    "recover",
+    "check_complete",
+    "load_metadata",
+    "matches",
+    "is_ours",
+    "to_stored",
+    "header_src",
 ]

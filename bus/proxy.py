@@ -58,7 +58,9 @@ class _Forwarder:
         self.xsub, self.xpub, self.control = xsub, xpub, control
         self.roles = has_roles(config)
         self.counters: collections.Counter[str] = collections.Counter()
-        self._denied: BoundedDict[str | None, list[str]] = BoundedDict(1024)  # key -> prefixes refused since its last probe
+        self._denied: BoundedDict[str | None, list[str]] = BoundedDict(
+            1024
+        )  # key -> prefixes refused since its last probe
         # distinct prefixes in force -> connections holding each: bounds libzmq's subscription tries, which
         # cost ~26 kB per random 200-byte prefix (20k of them took 522 MB). Unsubscriptions, explicit or
         # sent by libzmq for a closed connection (XPUB_MANUAL), give their slot back.
@@ -161,11 +163,14 @@ class _Forwarder:
             if not self._reserve(prefix, reserve=PROBE_RESERVE):
                 c["subscriptions_denied"] += 1
                 return True  # the prober times out: the table is full even for probes
-            self.xpub.setsockopt(zmq.SUBSCRIBE, prefix)  # applies to the connection that sent it, after its earlier ones
+            self.xpub.setsockopt(
+                zmq.SUBSCRIBE, prefix
+            )  # applies to the connection that sent it, after its earlier ones
             denied = self._denied.pop(uid, None) or []
             msg = BusReady(denied=denied)
-            self.xpub.send_multipart(encode(prefix.decode("utf-8", "replace"), msg, seq=self._probe_seq, src="bus",
-                                            t_ns=time.time_ns()))
+            self.xpub.send_multipart(
+                encode(prefix.decode("utf-8", "replace"), msg, seq=self._probe_seq, src="bus", t_ns=time.time_ns())
+            )
             self._probe_seq += 1
             c["probes_answered"] += 1
             return True
@@ -179,8 +184,13 @@ class _Forwarder:
             c["subscriptions_denied"] += 1
             c["subscriptions_table_full"] += 1
             self._denied.setdefault(uid, list).append(text)
-            self._warn("subscription table full", key=uid, prefix=text[:80], active=len(self._active),
-                       active_bytes=self._active_bytes)
+            self._warn(
+                "subscription table full",
+                key=uid,
+                prefix=text[:80],
+                active=len(self._active),
+                active_bytes=self._active_bytes,
+            )
             return True
         self.xpub.setsockopt(zmq.SUBSCRIBE, prefix)
         c["subscriptions"] += 1
@@ -191,8 +201,10 @@ class _Forwarder:
         held = self._active.get(prefix)
         if held is None:
             cfg = self.config
-            if (len(self._active) >= cfg.max_subscriptions + reserve
-                    or self._active_bytes + len(prefix) > cfg.max_subscription_bytes + reserve * 64):
+            if (
+                len(self._active) >= cfg.max_subscriptions + reserve
+                or self._active_bytes + len(prefix) > cfg.max_subscription_bytes + reserve * 64
+            ):
                 return False
             self._active_bytes += len(prefix)
             held = 0

@@ -35,8 +35,9 @@ import os
 import socket as _socket
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Literal
+from typing import Any, Literal
 
 import zmq
 import zmq.asyncio
@@ -316,7 +317,8 @@ class Subscriber:
                     raise SubscriptionDenied(
                         f"the bus refused subscription(s) {denied} on {self.endpoint}: this key's role "
                         "(bus.curve.roles on the proxy) does not allow them, or the proxy's subscription table "
-                        "is full (bus.max_subscriptions; see stats/bus subscriptions_table_full)")
+                        "is full (bus.max_subscriptions; see stats/bus subscriptions_table_full)"
+                    )
                 return
             except TimeoutError:
                 if loop.time() >= deadline:
@@ -432,8 +434,12 @@ class Subscriber:
             suppressed = self._rate_limited.should_log(("bad", source))
             if suppressed is not None:
                 self.log.warning(
-                    "dropped bad message", topic=source, reason=exc.reason, detail=exc.detail,
-                    suppressed=suppressed, bad_total=sum(self.stats.bad.values()),
+                    "dropped bad message",
+                    topic=source,
+                    reason=exc.reason,
+                    detail=exc.detail,
+                    suppressed=suppressed,
+                    bad_total=sum(self.stats.bad.values()),
                 )
             return
         self._check_seq(header.src, header.topic, header.seq)

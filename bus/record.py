@@ -29,9 +29,10 @@ import collections
 import errno
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Iterable
+from typing import Any, ClassVar
 
 from bus.config import BusConfig
 from bus.logs import RateLimited, get_logger
@@ -108,8 +109,15 @@ class _Inbox:
 class _WriterThread(threading.Thread):
     """Owns the MCAP writer: packs, writes, counts seq gaps and flushes on a fixed interval."""
 
-    def __init__(self, writer: BusMcapWriter, flush_interval_s: float, stats: RecordStats, inbox: _Inbox,
-                 max_streams: int, on_error: Any = None) -> None:
+    def __init__(
+        self,
+        writer: BusMcapWriter,
+        flush_interval_s: float,
+        stats: RecordStats,
+        inbox: _Inbox,
+        max_streams: int,
+        on_error: Any = None,
+    ) -> None:
         super().__init__(name="bus-recorder-writer", daemon=True)
         self.writer = writer
         self.flush_interval_s = flush_interval_s
@@ -185,8 +193,10 @@ class Recorder:
         if flush_interval_s <= 0:
             raise ValueError(f"flush_interval_s must be > 0, got {flush_interval_s}")
         if max_queue_bytes < config.max_msg_size:
-            raise ValueError(f"max_queue_bytes ({max_queue_bytes}) must be >= bus.max_msg_size "
-                             f"({config.max_msg_size}), or the largest messages could never be recorded")
+            raise ValueError(
+                f"max_queue_bytes ({max_queue_bytes}) must be >= bus.max_msg_size "
+                f"({config.max_msg_size}), or the largest messages could never be recorded"
+            )
         if max_topics < 1:
             raise ValueError(f"max_topics must be >= 1, got {max_topics}")
         self.config = config
@@ -221,8 +231,11 @@ class Recorder:
                 s.dropped_topic_limit += 1
                 if not self._topic_limit_logged:
                     self._topic_limit_logged = True
-                    self.log.error("topic limit reached: messages on further topics are dropped, not recorded",
-                                   max_topics=self.max_topics, first_refused=h.topic[:80])
+                    self.log.error(
+                        "topic limit reached: messages on further topics are dropped, not recorded",
+                        max_topics=self.max_topics,
+                        first_refused=h.topic[:80],
+                    )
                 return
             self._channels.add(key)
         if self.inbox.offer((raw, time.monotonic_ns()), nbytes):
@@ -233,9 +246,14 @@ class Recorder:
         s.dropped_by_topic[h.topic] = s.dropped_by_topic.get(h.topic, 0) + 1
         suppressed = self._drop_log.should_log("queue")
         if suppressed is not None:
-            self.log.warning("writer queue full (disk too slow): dropping messages", topic=h.topic,
-                             queued_bytes=self.inbox.bytes, max_queue_bytes=self.max_queue_bytes,
-                             dropped=s.dropped, suppressed=suppressed)
+            self.log.warning(
+                "writer queue full (disk too slow): dropping messages",
+                topic=h.topic,
+                queued_bytes=self.inbox.bytes,
+                max_queue_bytes=self.max_queue_bytes,
+                dropped=s.dropped,
+                suppressed=suppressed,
+            )
 
     async def _consume(self, sub: Subscriber, max_messages: int | None) -> None:
         received = 0
@@ -254,12 +272,18 @@ class Recorder:
         )
 
     async def run(self, duration: float | None = None, max_messages: int | None = None) -> RecordStats:
-        writer = BusMcapWriter(self.out, chunk_size=self.chunk_size, compression=self.compression,
-                               overwrite=self.overwrite)
+        writer = BusMcapWriter(
+            self.out, chunk_size=self.chunk_size, compression=self.compression, overwrite=self.overwrite
+        )
         session = {
-            "topics": self.topics, "flush_interval_s": self.flush_interval_s, "chunk_size": self.chunk_size,
-            "compression": self.compression, "max_queue_bytes": self.max_queue_bytes,
-            "max_topics": self.max_topics, "started_ns": time.time_ns(), **self.session,
+            "topics": self.topics,
+            "flush_interval_s": self.flush_interval_s,
+            "chunk_size": self.chunk_size,
+            "compression": self.compression,
+            "max_queue_bytes": self.max_queue_bytes,
+            "max_topics": self.max_topics,
+            "started_ns": time.time_ns(),
+            **self.session,
         }
         try:
             writer.metadata("session", session)
@@ -276,8 +300,9 @@ class Recorder:
             except RuntimeError:  # loop already closed: run() has returned
                 pass
 
-        thread = self.writer_class(writer, self.flush_interval_s, self.stats, self.inbox,
-                                   self.config.max_streams, on_error)
+        thread = self.writer_class(
+            writer, self.flush_interval_s, self.stats, self.inbox, self.config.max_streams, on_error
+        )
         thread.start()
         # The recorder wants every message, frames included: its own subscriber treats every topic as
         # `reliable` (large queue, no newest-wins conflation). Drops upstream still show as seq gaps.
@@ -287,8 +312,12 @@ class Recorder:
         try:
             await sub.start()
             self.ready.set()
-            self.log.info("recording", topics=self.topics, flush_interval_s=self.flush_interval_s,
-                          max_queue_bytes=self.max_queue_bytes)
+            self.log.info(
+                "recording",
+                topics=self.topics,
+                flush_interval_s=self.flush_interval_s,
+                max_queue_bytes=self.max_queue_bytes,
+            )
             consume = asyncio.create_task(self._consume(sub, max_messages))
             tasks = [consume, asyncio.create_task(failed.wait())]
             done, _ = await asyncio.wait(tasks, timeout=duration, return_when=asyncio.FIRST_COMPLETED)
@@ -312,14 +341,26 @@ class Recorder:
             s = self.stats
             try:
                 if thread.error is None:
-                    writer.metadata("recording", {
-                        "messages": s.messages, "bytes": s.bytes, "by_topic": s.by_topic,
-                        "gaps": s.gaps, "resets": s.resets, "ended_ns": time.time_ns(),
-                        "subscriber": sub.stats.as_counters(), "max_queue_delay_ms": round(s.max_queue_delay_ms, 3),
-                        "received": s.received, "dropped": s.dropped, "dropped_bytes": s.dropped_bytes,
-                        "dropped_by_topic": s.dropped_by_topic, "dropped_topic_limit": s.dropped_topic_limit,
-                        "max_queued_bytes": s.max_queued_bytes, "max_queue_bytes": self.max_queue_bytes,
-                    })
+                    writer.metadata(
+                        "recording",
+                        {
+                            "messages": s.messages,
+                            "bytes": s.bytes,
+                            "by_topic": s.by_topic,
+                            "gaps": s.gaps,
+                            "resets": s.resets,
+                            "ended_ns": time.time_ns(),
+                            "subscriber": sub.stats.as_counters(),
+                            "max_queue_delay_ms": round(s.max_queue_delay_ms, 3),
+                            "received": s.received,
+                            "dropped": s.dropped,
+                            "dropped_bytes": s.dropped_bytes,
+                            "dropped_by_topic": s.dropped_by_topic,
+                            "dropped_topic_limit": s.dropped_topic_limit,
+                            "max_queued_bytes": s.max_queued_bytes,
+                            "max_queue_bytes": self.max_queue_bytes,
+                        },
+                    )
                     writer.close()
                 else:
                     writer.abandon()
@@ -327,10 +368,18 @@ class Recorder:
                 thread.error = thread.error or exc
                 writer.abandon()
             log = self.log.error if thread.error is not None else self.log.info
-            log("recording closed", messages=s.messages, bytes=s.bytes, gaps=sum(s.gaps.values()),
-                dropped=s.dropped, dropped_bytes=s.dropped_bytes, dropped_topic_limit=s.dropped_topic_limit,
-                max_queued_bytes=s.max_queued_bytes, max_queue_delay_ms=round(s.max_queue_delay_ms, 3),
-                error=None if thread.error is None else f"{type(thread.error).__name__}: {thread.error}")
+            log(
+                "recording closed",
+                messages=s.messages,
+                bytes=s.bytes,
+                gaps=sum(s.gaps.values()),
+                dropped=s.dropped,
+                dropped_bytes=s.dropped_bytes,
+                dropped_topic_limit=s.dropped_topic_limit,
+                max_queued_bytes=s.max_queued_bytes,
+                max_queue_delay_ms=round(s.max_queue_delay_ms, 3),
+                error=None if thread.error is None else f"{type(thread.error).__name__}: {thread.error}",
+            )
         if thread.error is not None:
             raise self._failure(thread.error) from thread.error
         return self.stats

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import zmq
 
@@ -150,8 +150,13 @@ class Replayer:
         finally:
             pub.close(linger_ms=2000)
             self.stats.wall_s = time.monotonic() - t_begin
-            self.log.info("replay done", messages=self.stats.messages, loops=self.stats.loops,
-                          max_lag_ms=round(self.stats.max_lag_ms, 3), wall_s=round(self.stats.wall_s, 3))
+            self.log.info(
+                "replay done",
+                messages=self.stats.messages,
+                loops=self.stats.loops,
+                max_lag_ms=round(self.stats.max_lag_ms, 3),
+                wall_s=round(self.stats.wall_s, 3),
+            )
         return self.stats
 
     async def _one_pass(self, pub: NoDropPublisher) -> int:

@@ -34,8 +34,9 @@ import contextvars
 import inspect
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import msgpack
 import zmq
@@ -247,13 +248,21 @@ class RpcServer:
         if len(frames) != 3:
             self.counters["malformed"] += 1
             if len(frames) >= 2:
-                self._send(frames[0].bytes, frames[1].bytes, _packed_error(
-                    "bad_request", f"expected [request_id, body], got {len(frames) - 1}+ parts"))
+                self._send(
+                    frames[0].bytes,
+                    frames[1].bytes,
+                    _packed_error("bad_request", f"expected [request_id, body], got {len(frames) - 1}+ parts"),
+                )
             return
         identity, request_id = frames[0].bytes, frames[1].bytes
         if not 1 <= len(request_id) <= self.max_request_id:
-            self._refuse("malformed", identity, request_id, "bad_request",
-                         f"request_id must be 1..{self.max_request_id} bytes, got {len(request_id)}")
+            self._refuse(
+                "malformed",
+                identity,
+                request_id,
+                "bad_request",
+                f"request_id must be 1..{self.max_request_id} bytes, got {len(request_id)}",
+            )
             return
         uid = user_id(frames[1])  # the peer's key name (CURVE), or None
         key: Key = (identity, uid, request_id)
@@ -282,8 +291,13 @@ class RpcServer:
             self._refuse("forbidden", identity, request_id, "forbidden", f"key {uid!r} may not call {method!r}")
             return
         if len(self._inflight) >= self.max_inflight:
-            self._refuse("busy", identity, request_id, "busy",
-                         f"{len(self._inflight)} calls in flight (the server's limit); retry later")
+            self._refuse(
+                "busy",
+                identity,
+                request_id,
+                "busy",
+                f"{len(self._inflight)} calls in flight (the server's limit); retry later",
+            )
             return
         if timeout_ms is None:
             call = _Call(None, self.default_budget_ns)
@@ -336,8 +350,10 @@ class RpcServer:
             return _packed_error("internal", f"result of {method!r} cannot be encoded: {type(exc).__name__}: {exc}")
         if len(packed) > self.config.max_msg_size:  # the client would drop the connection (ZMQ_MAXMSGSIZE)
             self.counters["unencodable"] += 1
-            return _packed_error("internal", f"result of {method!r} is {len(packed)} bytes; "
-                                             f"bus.max_msg_size is {self.config.max_msg_size}")
+            return _packed_error(
+                "internal",
+                f"result of {method!r} is {len(packed)} bytes; bus.max_msg_size is {self.config.max_msg_size}",
+            )
         return packed
 
     # -- reply cache ------------------------------------------------------------------------------------
@@ -350,8 +366,9 @@ class RpcServer:
         if ttl_ns <= 0:
             return
         if self._cost(key, packed) > self.reply_cache_bytes:  # keep a note, not the reply, for a retry
-            packed = _packed_error("internal", f"the reply ({len(packed)} bytes) was sent once and is too "
-                                               "large to keep for a retry")
+            packed = _packed_error(
+                "internal", f"the reply ({len(packed)} bytes) was sent once and is too large to keep for a retry"
+            )
         self._forget(key)
         self._done[key] = (packed, time.monotonic_ns() + ttl_ns)
         self._done_bytes += self._cost(key, packed)
@@ -418,7 +435,11 @@ class RpcClient:
             fut.set_result(reply)
 
     async def request(
-        self, method: str, params: dict[str, Any] | None = None, *, timeout: float | None = None,
+        self,
+        method: str,
+        params: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
         retries: int | None = None,
     ) -> dict[str, Any]:
         """The reply map itself ({ok, result} or {ok: false, error}); RpcTimeout if none came."""
@@ -428,9 +449,15 @@ class RpcClient:
         retries = self.retries if retries is None else retries
         request_id = uuid.uuid4().bytes
         budget_s = timeout * (retries + 1)
-        body = msgpack.packb({"method": method, "params": params or {}, "timeout_ms": int(budget_s * 1000),
-                              "deadline": time.time_ns() + int(budget_s * 1e9)},  # for servers before timeout_ms
-                             use_bin_type=True)
+        body = msgpack.packb(
+            {
+                "method": method,
+                "params": params or {},
+                "timeout_ms": int(budget_s * 1000),
+                "deadline": time.time_ns() + int(budget_s * 1e9),
+            },  # for servers before timeout_ms
+            use_bin_type=True,
+        )
         fut = asyncio.get_running_loop().create_future()
         self._pending[request_id] = fut
         try:
@@ -442,9 +469,7 @@ class RpcClient:
                     return await asyncio.wait_for(asyncio.shield(fut), max(0.0, end - loop.time()))
                 except TimeoutError:
                     self.log.debug("rpc attempt timed out", method=method, attempt=attempt + 1)
-            raise RpcTimeout(
-                f"{method!r} on {self.endpoint}: no reply after {retries + 1} attempt(s) of {timeout}s"
-            )
+            raise RpcTimeout(f"{method!r} on {self.endpoint}: no reply after {retries + 1} attempt(s) of {timeout}s")
         finally:
             self._pending.pop(request_id, None)
             fut.cancel()

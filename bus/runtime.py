@@ -9,9 +9,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 
-async def run_until_stopped(main: Callable[[], Awaitable[Any]], duration: float | None = None, *,
-                            on_stop: Callable[[], None] | None = None,
-                            signals: dict[signal.Signals, Callable[[], None]] | None = None) -> Any:
+async def run_until_stopped(
+    main: Callable[[], Awaitable[Any]],
+    duration: float | None = None,
+    *,
+    on_stop: Callable[[], None] | None = None,
+    signals: dict[signal.Signals, Callable[[], None]] | None = None,
+) -> Any:
     """Run `main()` until it returns; SIGINT / SIGTERM or `duration` s stop it. Returns its result (None
     when stopped). The one signal path of every process: nodes, skills, the launcher, the CLI commands.
 
@@ -56,8 +60,9 @@ async def wait_first(tasks: list[asyncio.Task], timeout: float | None = None) ->
             raise task.exception()
 
 
-async def wind_down(tasks: list[asyncio.Task], teardown: Callable[[], Awaitable[Any]], *, log: Any,
-                    teardown_timeout_s: float = 5.0) -> None:
+async def wind_down(
+    tasks: list[asyncio.Task], teardown: Callable[[], Awaitable[Any]], *, log: Any, teardown_timeout_s: float = 5.0
+) -> None:
     """Cancel `tasks` (waiting up to 1 s), then run `teardown()` with a timeout; a failing teardown is logged,
     never raised, so that the caller's remaining clean-up (closing sockets) still happens."""
     for task in tasks:

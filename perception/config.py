@@ -43,8 +43,10 @@ class AppConfig(BaseModel):
         if enc.rpc:
             check_endpoint(enc.rpc, self.bus.curve.enabled, "pipeline.encoder.rpc")
         if len(self.pipeline.cameras) > enc.max_cameras:
-            raise ValueError(f"pipeline.cameras has {len(self.pipeline.cameras)} cameras but "
-                             f"pipeline.encoder.max_cameras is {enc.max_cameras}; raise it")
+            raise ValueError(
+                f"pipeline.cameras has {len(self.pipeline.cameras)} cameras but "
+                f"pipeline.encoder.max_cameras is {enc.max_cameras}; raise it"
+            )
         return self
 
 

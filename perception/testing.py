@@ -81,9 +81,14 @@ def input_topic(component: Component, msg: Message) -> str:
     raise ValueError(f"{component.bus_name} has no input for {type(msg).__name__}; give (topic, msg)")
 
 
-async def run_test(component: Component, inputs: Sequence[Input] = (), *,
-                   until: Callable[[TestResult], bool] | None = None, settle_s: float = 0.3,
-                   timeout_s: float = 60.0) -> TestResult:
+async def run_test(
+    component: Component,
+    inputs: Sequence[Input] = (),
+    *,
+    until: Callable[[TestResult], bool] | None = None,
+    settle_s: float = 0.3,
+    timeout_s: float = 60.0,
+) -> TestResult:
     """Run `component` on a proxy of its own bus, publish `inputs` (messages, or (topic, message) pairs)
     once it is subscribed, and return what it published.
 
@@ -122,8 +127,15 @@ async def run_test(component: Component, inputs: Sequence[Input] = (), *,
     return result
 
 
-async def _collect(component: Component, sub: Subscriber | None, result: TestResult, n_inputs: int,
-                   until: Callable[[TestResult], bool] | None, settle_s: float, task: asyncio.Task) -> None:
+async def _collect(
+    component: Component,
+    sub: Subscriber | None,
+    result: TestResult,
+    n_inputs: int,
+    until: Callable[[TestResult], bool] | None,
+    settle_s: float,
+    task: asyncio.Task,
+) -> None:
     quiet = 0.0
     while True:
         if until is not None and until(result):

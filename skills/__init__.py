@@ -1,6 +1,6 @@
 """Downstream subscribers: narrator, watcher, planner, timeline, and the SDK to write your own.
 
-    from skills import Skill, on, run_skill
+from skills import Skill, on, run_skill
 """
 
 from bus.component import Output

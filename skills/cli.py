@@ -52,8 +52,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"perception skill {args.name}: {exc}", file=sys.stderr)
         return 2
     try:
-        counters = run_skill(skill, duration=opts.duration, max_messages=opts.count,
-                             on_ready=lambda sk: print(f"skill {sk.name} ready topics={sk.topics}", flush=True))
+        counters = run_skill(
+            skill,
+            duration=opts.duration,
+            max_messages=opts.count,
+            on_ready=lambda sk: print(f"skill {sk.name} ready topics={sk.topics}", flush=True),
+        )
     except Exception as exc:  # BusNotReady and the like: say what failed
         print(f"perception skill {args.name}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

@@ -46,7 +46,8 @@ class Narrator(Skill):
             if self._speaking is not None and self._speaking.returncode is None:
                 self._speaking.kill()  # a newer caption interrupts an old one: never fall behind
             self._speaking = await asyncio.create_subprocess_exec(
-                self.espeak, caption.text, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+                self.espeak, caption.text, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+            )
 
     async def teardown(self) -> None:
         if self._speaking is not None and self._speaking.returncode is None:

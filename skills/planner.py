@@ -29,9 +29,20 @@ class Planner(Skill):
     name = "planner"
     outputs = {"decisions": Output("skills/{skill}", SkillEvent)}
 
-    def __init__(self, config=None, *, goal: str = "the red circle", question: str = "what colour is the shape?",
-                 choices: list[str] | None = None, interval: float = 2.0, goal_threshold: float = 0.5,
-                 decisions: int | None = None, out: IO[str] | None = None, keep: int = 100, **kw: Any) -> None:
+    def __init__(
+        self,
+        config=None,
+        *,
+        goal: str = "the red circle",
+        question: str = "what colour is the shape?",
+        choices: list[str] | None = None,
+        interval: float = 2.0,
+        goal_threshold: float = 0.5,
+        decisions: int | None = None,
+        out: IO[str] | None = None,
+        keep: int = 100,
+        **kw: Any,
+    ) -> None:
         super().__init__(config, **kw)
         self.goal, self.question, self.interval = goal, question, interval
         self.choices = choices or ["red", "green", "blue", "yellow", "purple", "orange"]
@@ -53,10 +64,17 @@ class Planner(Skill):
 
     @classmethod
     def from_args(cls, config, args) -> Planner:
-        return cls(config, goal=args.goal, question=args.question,
-                   choices=[c.strip() for c in args.choices.split(",") if c.strip()], interval=args.interval,
-                   goal_threshold=args.goal_threshold, decisions=args.decisions, camera=args.camera,
-                   rpc_timeout=args.rpc_timeout)
+        return cls(
+            config,
+            goal=args.goal,
+            question=args.question,
+            choices=[c.strip() for c in args.choices.split(",") if c.strip()],
+            interval=args.interval,
+            goal_threshold=args.goal_threshold,
+            decisions=args.decisions,
+            camera=args.camera,
+            rpc_timeout=args.rpc_timeout,
+        )
 
     async def decide(self) -> dict[str, Any]:
         """One turn of the loop; every query failure is recorded in `errors` instead of raised."""
@@ -85,8 +103,11 @@ class Planner(Skill):
         except (WorldUnavailable, RpcError) as exc:
             d["errors"]["ask"], d["answer"] = str(exc), None
         best = d["best_match"]
-        found = (best is not None and best.get("score", -1) >= self.goal_threshold
-                 and best.get("segment_id") == d["last_segment"])
+        found = (
+            best is not None
+            and best.get("score", -1) >= self.goal_threshold
+            and best.get("segment_id") == d["last_segment"]
+        )
         d["decision"] = "approach" if found else "explore"
         return d
 
@@ -100,9 +121,17 @@ class Planner(Skill):
             if d["errors"]:
                 self.counters["degraded"] += 1
             print(json.dumps(d, default=str), file=self.out, flush=True)
-            self.log.info("decision", decision=d["decision"], camera=d["camera"], answer=d.get("answer"),
-                          errors=sorted(d["errors"]))
-            self.publish(SkillEvent(skill=self.name, name="decision", text=d["decision"],
-                                    data=json.loads(json.dumps(d, default=str))))
+            self.log.info(
+                "decision",
+                decision=d["decision"],
+                camera=d["camera"],
+                answer=d.get("answer"),
+                errors=sorted(d["errors"]),
+            )
+            self.publish(
+                SkillEvent(
+                    skill=self.name, name="decision", text=d["decision"], data=json.loads(json.dumps(d, default=str))
+                )
+            )
             if self.max_decisions is None or self.n_decisions < self.max_decisions:
                 await asyncio.sleep(self.interval)

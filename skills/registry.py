@@ -23,8 +23,10 @@ class SkillNotFound(LookupError):
 
 
 def _hint(name: str) -> str:
-    return (f"unknown skill {name!r}: shipped skills are {sorted(SHIPPED)}; "
-            "or give module:Class (importable) or path/to/file.py[:Class]")
+    return (
+        f"unknown skill {name!r}: shipped skills are {sorted(SHIPPED)}; "
+        "or give module:Class (importable) or path/to/file.py[:Class]"
+    )
 
 
 def _from_file(path: Path) -> object:
@@ -58,9 +60,14 @@ def load_skill_class(name: str) -> type[Skill]:
         if not (inspect.isclass(cls) and issubclass(cls, Skill)):
             raise SkillNotFound(f"{module_part} has no Skill subclass named {attr!r}")
         return cls
-    found = [c for _, c in inspect.getmembers(module, inspect.isclass)
-             if issubclass(c, Skill) and c is not Skill and c.__module__ == module.__name__]
+    found = [
+        c
+        for _, c in inspect.getmembers(module, inspect.isclass)
+        if issubclass(c, Skill) and c is not Skill and c.__module__ == module.__name__
+    ]
     if len(found) != 1:
-        raise SkillNotFound(f"{module_part} defines {len(found)} Skill subclasses "
-                            f"({[c.__name__ for c in found]}); name one as {module_part}:Class")
+        raise SkillNotFound(
+            f"{module_part} defines {len(found)} Skill subclasses "
+            f"({[c.__name__ for c in found]}); name one as {module_part}:Class"
+        )
     return found[0]

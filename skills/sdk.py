@@ -50,8 +50,9 @@ class Skill(Component):
     log_kind: ClassVar[str] = "skill"
     uses_bus: bool = True  # False: run() only calls setup/main/teardown (a skill working on a file)
 
-    def __init__(self, config: AppConfig | BusConfig | None = None, *, camera: str | None = None,
-                 rpc_timeout: float = 2.0) -> None:
+    def __init__(
+        self, config: AppConfig | BusConfig | None = None, *, camera: str | None = None, rpc_timeout: float = 2.0
+    ) -> None:
         if config is None:
             config = AppConfig()
         elif isinstance(config, BusConfig):
@@ -111,8 +112,11 @@ class Skill(Component):
     def inputs(self) -> list[Input]:
         """The overridden typed handlers (on this camera's topics) plus any `@on` methods."""
         cam = self.camera or "{cam}"
-        typed = [Input(root + cam, msg_type, handler) for handler, (root, msg_type) in TYPED_HANDLERS.items()
-                 if getattr(type(self), handler) is not getattr(Skill, handler)]
+        typed = [
+            Input(root + cam, msg_type, handler)
+            for handler, (root, msg_type) in TYPED_HANDLERS.items()
+            if getattr(type(self), handler) is not getattr(Skill, handler)
+        ]
         return [*typed, *super().inputs()]
 
     def accepts(self, route: Input, msg: Any) -> bool:
@@ -143,8 +147,13 @@ class Skill(Component):
             await self.teardown()
 
 
-def run_skill(skill: Skill, *, duration: float | None = None, max_messages: int | None = None,
-              on_ready: Callable[[Skill], None] | None = None) -> dict[str, float]:
+def run_skill(
+    skill: Skill,
+    *,
+    duration: float | None = None,
+    max_messages: int | None = None,
+    on_ready: Callable[[Skill], None] | None = None,
+) -> dict[str, float]:
     """Blocking entry point for scripts: run until done, Ctrl-C or SIGTERM; returns the skill's counters.
 
     `on_ready(skill)` is called once the skill is subscribed (the CLI prints its readiness line there)."""

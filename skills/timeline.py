@@ -103,8 +103,9 @@ def label_colour(label: str, cmap) -> tuple:
     return cmap(int(hashlib.sha1(label.encode()).hexdigest()[:6], 16) % cmap.N)
 
 
-def render(session: Session, out: str | Path, *, phrase_scores: dict[str, dict[str, np.ndarray]] | None = None,
-           title: str = "") -> Path:
+def render(
+    session: Session, out: str | Path, *, phrase_scores: dict[str, dict[str, np.ndarray]] | None = None, title: str = ""
+) -> Path:
     """Write the PNG; `phrase_scores[cam][phrase]` are per-window cosines aligned with the camera's windows."""
     import matplotlib
 
@@ -113,8 +114,13 @@ def render(session: Session, out: str | Path, *, phrase_scores: dict[str, dict[s
     plt = pyplot()
 
     cams = sorted(session.cameras) or ["(empty)"]
-    fig, axes = plt.subplots(2 * len(cams), 1, figsize=(14, 4.2 * len(cams)), squeeze=False,
-                             gridspec_kw={"height_ratios": [1, 2.2] * len(cams)})
+    fig, axes = plt.subplots(
+        2 * len(cams),
+        1,
+        figsize=(14, 4.2 * len(cams)),
+        squeeze=False,
+        gridspec_kw={"height_ratios": [1, 2.2] * len(cams)},
+    )
     seg_cmap = matplotlib.colormaps["tab20"]
     for i, cam in enumerate(cams):
         band, plot = axes[2 * i][0], axes[2 * i + 1][0]
@@ -124,8 +130,15 @@ def render(session: Session, out: str | Path, *, phrase_scores: dict[str, dict[s
             # a segment spans its first window's first frame to its last window's last frame, so neighbours
             # overlap by one window length: draw each from where the previous one ended
             start, prev_end = max(start, min(prev_end, end)), end
-            band.barh(0, max(end - start, 0.05), left=start, height=0.8, color=label_colour(label, seg_cmap),
-                      edgecolor="black", linewidth=0.5)
+            band.barh(
+                0,
+                max(end - start, 0.05),
+                left=start,
+                height=0.8,
+                color=label_colour(label, seg_cmap),
+                edgecolor="black",
+                linewidth=0.5,
+            )
             text = track.captions.get(seg_id, label)
             band.text((start + end) / 2, 0, text, ha="center", va="center", fontsize=7, rotation=12, clip_on=True)
         band.set_yticks([])
@@ -182,8 +195,16 @@ class Timeline(Skill):
     name = "timeline"
     teardown_timeout_s = 120.0  # rendering may load the model first
 
-    def __init__(self, config=None, *, out: str | Path = "timeline.png", input: str | Path | None = None,
-                 watch: list[str] | None = None, max_windows: int = MAX_WINDOWS, **kw: Any) -> None:
+    def __init__(
+        self,
+        config=None,
+        *,
+        out: str | Path = "timeline.png",
+        input: str | Path | None = None,
+        watch: list[str] | None = None,
+        max_windows: int = MAX_WINDOWS,
+        **kw: Any,
+    ) -> None:
         super().__init__(config, **kw)
         self.out, self.input, self.watch = Path(out), input, list(watch or [])
         self.max_windows = max_windows
@@ -195,15 +216,27 @@ class Timeline(Skill):
     def add_arguments(cls, parser) -> None:
         parser.add_argument("--input", default=None, help="an MCAP recording (default: collect live until stopped)")
         parser.add_argument("--out", default="timeline.png", help="PNG to write")
-        parser.add_argument("--watch", nargs="*", default=[],
-                            help="phrases to score per window (default: the session's watch phrases)")
-        parser.add_argument("--max-windows", type=int, default=MAX_WINDOWS,
-                            help="windows (and segments, captions, crossings) kept per camera: the newest")
+        parser.add_argument(
+            "--watch", nargs="*", default=[], help="phrases to score per window (default: the session's watch phrases)"
+        )
+        parser.add_argument(
+            "--max-windows",
+            type=int,
+            default=MAX_WINDOWS,
+            help="windows (and segments, captions, crossings) kept per camera: the newest",
+        )
 
     @classmethod
     def from_args(cls, config, args) -> Timeline:
-        return cls(config, out=args.out, input=args.input, watch=args.watch, max_windows=args.max_windows,
-                   camera=args.camera, rpc_timeout=args.rpc_timeout)
+        return cls(
+            config,
+            out=args.out,
+            input=args.input,
+            watch=args.watch,
+            max_windows=args.max_windows,
+            camera=args.camera,
+            rpc_timeout=args.rpc_timeout,
+        )
 
     # live mode: collect everything, render on the way out
     async def on_embedding(self, emb: Embedding) -> None:
@@ -219,8 +252,9 @@ class Timeline(Skill):
         if self.input is None:
             await super().main()  # live: wait until stopped; teardown renders
             return
-        self.session = await asyncio.to_thread(load_session, self.input, [self.camera] if self.camera else None,
-                                               self.max_windows)
+        self.session = await asyncio.to_thread(
+            load_session, self.input, [self.camera] if self.camera else None, self.max_windows
+        )
 
     async def teardown(self) -> None:
         await asyncio.to_thread(self.render)

@@ -31,8 +31,17 @@ class Watcher(Skill):
     name = "watcher"
     outputs = {"alerts": Output("alerts/{cam}", Alert)}
 
-    def __init__(self, config=None, phrase: str = "", *, threshold: float = 0.5, release: float | None = None,
-                 via: Literal["embedding", "events"] = "embedding", out: IO[str] | None = None, **kw: Any) -> None:
+    def __init__(
+        self,
+        config=None,
+        phrase: str = "",
+        *,
+        threshold: float = 0.5,
+        release: float | None = None,
+        via: Literal["embedding", "events"] = "embedding",
+        out: IO[str] | None = None,
+        **kw: Any,
+    ) -> None:
         if not phrase.strip():
             raise ValueError("watcher needs a non-empty phrase")
         if via not in ("embedding", "events"):
@@ -57,21 +66,37 @@ class Watcher(Skill):
     def add_arguments(cls, parser) -> None:
         parser.add_argument("phrase", help='what to watch for, e.g. "a purple triangle appears"')
         parser.add_argument("--threshold", type=float, default=0.5, help="cosine that raises an alert (embedding)")
-        parser.add_argument("--release", type=float, default=None, help="cosine that re-arms it (default threshold-0.1)")
-        parser.add_argument("--via", choices=["embedding", "events"], default="embedding",
-                            help="own threshold on embeddings (default) or the events node's watch list")
+        parser.add_argument(
+            "--release", type=float, default=None, help="cosine that re-arms it (default threshold-0.1)"
+        )
+        parser.add_argument(
+            "--via",
+            choices=["embedding", "events"],
+            default="embedding",
+            help="own threshold on embeddings (default) or the events node's watch list",
+        )
 
     @classmethod
     def from_args(cls, config, args) -> Watcher:
-        return cls(config, args.phrase, threshold=args.threshold, release=args.release, via=args.via,
-                   camera=args.camera, rpc_timeout=args.rpc_timeout)
+        return cls(
+            config,
+            args.phrase,
+            threshold=args.threshold,
+            release=args.release,
+            via=args.via,
+            camera=args.camera,
+            rpc_timeout=args.rpc_timeout,
+        )
 
     async def setup(self) -> None:
         if self.via == "events":
             listed = [w.label for w in self.config.pipeline.events.watch]
             if self.phrase not in listed:
-                self.log.warning("phrase is not in the events node's watch list: no alert can come",
-                                 phrase=self.phrase, watch_list=listed)
+                self.log.warning(
+                    "phrase is not in the events node's watch list: no alert can come",
+                    phrase=self.phrase,
+                    watch_list=listed,
+                )
             return
         from perception.nodes.models import load_model
 
@@ -100,8 +125,17 @@ class Watcher(Skill):
 
     async def _alert(self, cam: str, score: float, via: str, *span: Any) -> None:
         start_ns, end_ns, start_s, end_s = span
-        alert = Alert(cam=cam, phrase=self.phrase, score=round(score, 4), via=via, start_ns=start_ns,
-                      end_ns=end_ns, start_s=start_s, end_s=end_s, skill=self.name)
+        alert = Alert(
+            cam=cam,
+            phrase=self.phrase,
+            score=round(score, 4),
+            via=via,
+            start_ns=start_ns,
+            end_ns=end_ns,
+            start_s=start_s,
+            end_s=end_s,
+            skill=self.name,
+        )
         self.publish(alert)
         self.counters["alerts"] += 1
         print(f"ALERT {cam} {self.phrase!r} score={score:.3f} at {end_s:.2f}s (via {via})", file=self.out, flush=True)

@@ -35,25 +35,49 @@ class WorldClient:
         """Per camera: current segment, last closed segment, latest caption, active watch labels."""
         return await self._call("now", {"camera": camera}, timeout)
 
-    async def history(self, camera: str | None = None, *, since_ns: int | None = None, until_ns: int | None = None,
-                      kinds: Iterable[str] | None = None, limit: int | None = None,
-                      timeout: float | None = None) -> list[dict[str, Any]]:
+    async def history(
+        self,
+        camera: str | None = None,
+        *,
+        since_ns: int | None = None,
+        until_ns: int | None = None,
+        kinds: Iterable[str] | None = None,
+        limit: int | None = None,
+        timeout: float | None = None,
+    ) -> list[dict[str, Any]]:
         """Events and captions in a capture-time range, oldest first."""
-        res = await self._call("history", {"camera": camera, "since_ns": since_ns, "until_ns": until_ns,
-                                           "kinds": list(kinds) if kinds else None, "limit": limit}, timeout)
+        res = await self._call(
+            "history",
+            {
+                "camera": camera,
+                "since_ns": since_ns,
+                "until_ns": until_ns,
+                "kinds": list(kinds) if kinds else None,
+                "limit": limit,
+            },
+            timeout,
+        )
         return res["items"]
 
-    async def search(self, text: str, camera: str | None = None, *, k: int = 5,
-                     timeout: float | None = None) -> list[dict[str, Any]]:
+    async def search(
+        self, text: str, camera: str | None = None, *, k: int = 5, timeout: float | None = None
+    ) -> list[dict[str, Any]]:
         """Segments ranked by cosine(text S_Y, segment mean S^_Y), best first, each with `score`."""
         res = await self._call("search", {"text": text, "camera": camera, "k": k}, timeout)
         return res["results"]
 
-    async def ask(self, question: str, choices: Iterable[str] | None = None, camera: str | None = None, *,
-                  timeout: float | None = None) -> dict[str, Any]:
+    async def ask(
+        self,
+        question: str,
+        choices: Iterable[str] | None = None,
+        camera: str | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
         """Discriminative VQA on the camera's latest window (`answer` + `scores`), or decoded `text`."""
-        return await self._call("ask", {"question": question, "choices": list(choices) if choices else None,
-                                        "camera": camera}, timeout)
+        return await self._call(
+            "ask", {"question": question, "choices": list(choices) if choices else None, "camera": camera}, timeout
+        )
 
     def close(self) -> None:
         self._rpc.close()

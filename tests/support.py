@@ -17,11 +17,9 @@ REPO = Path(__file__).resolve().parents[1]
 # A randomly initialised VLJepa small enough for a forward pass in a few ms on one core.
 SMALL_MODEL = {
     "embed_dim": 32,
-    "x_encoder": {"image_size": 32, "patch_size": 8, "frames": 4, "tubelet": 2, "hidden": 48, "layers": 1,
-                  "heads": 2},
+    "x_encoder": {"image_size": 32, "patch_size": 8, "frames": 4, "tubelet": 2, "hidden": 48, "layers": 1, "heads": 2},
     "predictor": {"hidden": 32, "layers": 1, "heads": 2, "kv_heads": 2, "intermediate": 64},
-    "y_decoder": {"hidden": 32, "layers": 1, "heads": 2, "intermediate": 64, "prefix_tokens": 2,
-                  "max_tokens": 6},
+    "y_decoder": {"hidden": 32, "layers": 1, "heads": 2, "intermediate": 64, "prefix_tokens": 2, "max_tokens": 6},
     "device": "cpu",
     "dtype": "float32",
 }
@@ -53,13 +51,20 @@ def child_env(log_level: str | None = None, **extra: str) -> dict[str, str]:
     return env
 
 
-async def perception_child(*args: str, cwd: Path = REPO, env: dict[str, str] | None = None,
-                           stdin: bool = False) -> asyncio.subprocess.Process:
+async def perception_child(
+    *args: str, cwd: Path = REPO, env: dict[str, str] | None = None, stdin: bool = False
+) -> asyncio.subprocess.Process:
     """`perception ARGS` as an asyncio child process with piped stdout/stderr (and stdin if asked)."""
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "perception.cli", *args, cwd=cwd, env=env or child_env(),
+        sys.executable,
+        "-m",
+        "perception.cli",
+        *args,
+        cwd=cwd,
+        env=env or child_env(),
         stdin=asyncio.subprocess.PIPE if stdin else None,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
 
 

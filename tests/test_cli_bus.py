@@ -91,9 +91,14 @@ def test_topics_echo_hz_against_a_live_bus(live_bus):
 
 
 def test_echo_summarises_arrays(live_bus):
-    out = subprocess.run(PERCEPTION + ["echo", "frames/demo", "--config", str(live_bus), "-n", "1",
-                                       "--duration", "60"], cwd=REPO, env=_env(), capture_output=True,
-                         text=True, timeout=120)
+    out = subprocess.run(
+        PERCEPTION + ["echo", "frames/demo", "--config", str(live_bus), "-n", "1", "--duration", "60"],
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     row = json.loads(out.stdout.splitlines()[0])
     assert row["msg"]["data"] == "<ndarray uint8 (48, 64, 3)>"
@@ -109,10 +114,33 @@ def nested(depth: int) -> dict:
 def deep_raw(topic: str, depth: int, seq: int) -> list[bytes]:
     """A SkillEvent whose `data` is `depth` maps deep, packed by hand (msgpack's packer refuses > 511)."""
     pk = msgpack.packb
-    body = (b"\x84" + pk("skill") + pk("deep") + pk("name") + pk("n") + pk("text") + pk("") + pk("data")
-            + b"\x81\xa1a" * depth + pk("leaf"))
-    header = (b"\x86" + pk("type") + pk("SkillEvent") + pk("v") + pk(1) + pk("seq") + pk(seq) + pk("src")
-              + pk("deep-talker") + pk("t") + pk(time.time_ns()) + pk("body") + body)
+    body = (
+        b"\x84"
+        + pk("skill")
+        + pk("deep")
+        + pk("name")
+        + pk("n")
+        + pk("text")
+        + pk("")
+        + pk("data")
+        + b"\x81\xa1a" * depth
+        + pk("leaf")
+    )
+    header = (
+        b"\x86"
+        + pk("type")
+        + pk("SkillEvent")
+        + pk("v")
+        + pk(1)
+        + pk("seq")
+        + pk(seq)
+        + pk("src")
+        + pk("deep-talker")
+        + pk("t")
+        + pk(time.time_ns())
+        + pk("body")
+        + body
+    )
     return [topic.encode(), header]
 
 
@@ -128,8 +156,20 @@ async def test_echo_survives_deeply_nested_messages(live_bus):
         decode(deep_raw("deep/x", 600, 0))
 
     echo = await asyncio.create_subprocess_exec(
-        *PERCEPTION, "echo", "deep/", "--config", str(live_bus), "-n", "4", "--duration", "120", cwd=REPO,
-        env=_env(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        *PERCEPTION,
+        "echo",
+        "deep/",
+        "--config",
+        str(live_bus),
+        "-n",
+        "4",
+        "--duration",
+        "120",
+        cwd=REPO,
+        env=_env(),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     pub = Publisher(config, src="deep-talker")
     await pub.ready()
     seq = 0
@@ -138,8 +178,15 @@ async def test_echo_survives_deeply_nested_messages(live_bus):
             while echo.returncode is None:  # rounds until echo has printed 4 lines (it joins when it joins)
                 pub.publish_raw(encode("deep/x", deep, seq=seq, src="deep-talker", t_ns=time.time_ns()))
                 pub.publish_raw(deep_raw("deep/x", 600, seq + 1))
-                pub.publish_raw(encode("deep/x", SkillEvent(skill="deep", name="after"), seq=seq + 2,
-                                       src="deep-talker", t_ns=time.time_ns()))
+                pub.publish_raw(
+                    encode(
+                        "deep/x",
+                        SkillEvent(skill="deep", name="after"),
+                        seq=seq + 2,
+                        src="deep-talker",
+                        t_ns=time.time_ns(),
+                    )
+                )
                 seq += 3
                 try:
                     await asyncio.wait_for(asyncio.shield(echo.wait()), 0.2)
@@ -168,24 +215,37 @@ def test_echo_without_a_bus_fails_clearly(tmp_path):
     rdir = Path(tempfile.mkdtemp(prefix="bus-", dir="/tmp"))
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(yaml.safe_dump({"bus": {"runtime_dir": str(rdir), "ready_timeout_s": 0.5}}))
-    out = subprocess.run(PERCEPTION + ["echo", "x/", "--config", str(cfg)], cwd=REPO, env=_env(),
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        PERCEPTION + ["echo", "x/", "--config", str(cfg)],
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     shutil.rmtree(rdir, ignore_errors=True)
     assert out.returncode == 1
     assert "no proxy answered" in out.stderr
 
 
 def test_keys_writes_a_key_pair(tmp_path):
-    out = subprocess.run(PERCEPTION + ["keys", str(tmp_path / "k"), "--name", "robot1"], cwd=REPO,
-                         env=_env(), capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        PERCEPTION + ["keys", str(tmp_path / "k"), "--name", "robot1"],
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "k" / "robot1.key").exists() and (tmp_path / "k" / "robot1.key_secret").exists()
     assert "robot1.key_secret" in out.stdout
 
 
 def _keys(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(PERCEPTION + ["keys", *args], cwd=REPO, env=_env(), capture_output=True, text=True,
-                          timeout=120, check=False)
+    return subprocess.run(
+        PERCEPTION + ["keys", *args], cwd=REPO, env=_env(), capture_output=True, text=True, timeout=120, check=False
+    )
 
 
 def test_keys_are_private_from_the_start_and_never_replaced_without_force(tmp_path):

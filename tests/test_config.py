@@ -96,20 +96,32 @@ def test_configured_cameras_must_fit_the_encoders_camera_bound(tmp_path: Path):
 
 def test_cameras_are_typed_and_a_camera_without_type_is_synthetic(tmp_path: Path):
     path = tmp_path / "cfg.yaml"
-    path.write_text("pipeline:\n  cameras:\n    - {name: a}\n    - {name: b, type: file, path: clip.mp4, fps: 25}\n"
-                    "    - {name: c, type: opencv, index: 1}\n")
+    path.write_text(
+        "pipeline:\n  cameras:\n    - {name: a}\n    - {name: b, type: file, path: clip.mp4, fps: 25}\n"
+        "    - {name: c, type: opencv, index: 1}\n"
+    )
     a, b, c = load_config(path).pipeline.cameras
-    assert (a.type, a.size, b.type, b.path, b.fps, c.type, c.index) == ("synthetic", 64, "file", "clip.mp4", 25.0,
-                                                                         "opencv", 1)
+    assert (a.type, a.size, b.type, b.path, b.fps, c.type, c.index) == (
+        "synthetic",
+        64,
+        "file",
+        "clip.mp4",
+        25.0,
+        "opencv",
+        1,
+    )
 
 
-@pytest.mark.parametrize(("old", "new"), [
-    ("video.mp4", "{type: file, path: video.mp4}"),
-    ("/data/clips/run 1.mp4", "{type: file, path: /data/clips/run 1.mp4}"),
-    ("rtsp://10.0.0.5:554/cam", '{type: file, path: "rtsp://10.0.0.5:554/cam"}'),
-    ("'0'", "{type: opencv, index: 0}"),
-    ("synthetic", "{type: synthetic}"),
-])
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("video.mp4", "{type: file, path: video.mp4}"),
+        ("/data/clips/run 1.mp4", "{type: file, path: /data/clips/run 1.mp4}"),
+        ("rtsp://10.0.0.5:554/cam", '{type: file, path: "rtsp://10.0.0.5:554/cam"}'),
+        ("'0'", "{type: opencv, index: 0}"),
+        ("synthetic", "{type: synthetic}"),
+    ],
+)
 def test_an_old_source_key_shows_the_typed_form_at_the_cameras_path(tmp_path: Path, old: str, new: str):
     path = tmp_path / "old.yaml"
     path.write_text(f"pipeline:\n  cameras:\n    - {{name: ok}}\n    - name: cam1\n      source: {old}\n")
@@ -139,8 +151,11 @@ def test_an_old_camera_gets_every_hint_at_once(tmp_path: Path):
 def test_an_unknown_camera_type_lists_the_valid_ones(tmp_path: Path):
     path = tmp_path / "cfg.yaml"
     path.write_text("pipeline:\n  cameras:\n    - {name: cam0, type: webcam}\n")
-    with pytest.raises(ConfigError, match=r"pipeline\.cameras\.0: unknown camera type 'webcam'; "
-                                          r"valid types: synthetic, file, opencv"):
+    with pytest.raises(
+        ConfigError,
+        match=r"pipeline\.cameras\.0: unknown camera type 'webcam'; "
+        r"valid types: synthetic, file, opencv",
+    ):
         load_config(path)
 
 

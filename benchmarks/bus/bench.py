@@ -74,21 +74,41 @@ def _run_dora(common: list[str], rdir: Path, env: dict[str, str]) -> dict:
     """Sender and receiver as nodes of a dora dataflow; they talk to us through files in `rdir`."""
     node_env = {"PYTHONPATH": env["PYTHONPATH"], "PERCEPTION_LOG_LEVEL": "WARNING"}
     args = " ".join(common[2:])
-    flow = {"nodes": [
-        {"id": "sender", "path": sys.executable, "args": f"-m benchmarks.bus.worker send {args}",
-         "outputs": ["data"], "env": node_env},
-        {"id": "receiver", "path": sys.executable, "args": f"-m benchmarks.bus.worker recv {args}",
-         "inputs": {"data": "sender/data"}, "env": node_env},
-    ]}
+    flow = {
+        "nodes": [
+            {
+                "id": "sender",
+                "path": sys.executable,
+                "args": f"-m benchmarks.bus.worker send {args}",
+                "outputs": ["data"],
+                "env": node_env,
+            },
+            {
+                "id": "receiver",
+                "path": sys.executable,
+                "args": f"-m benchmarks.bus.worker recv {args}",
+                "inputs": {"data": "sender/data"},
+                "env": node_env,
+            },
+        ]
+    }
     (rdir / "flow.yml").write_text(json.dumps(flow))  # JSON is YAML
-    proc = subprocess.Popen([_dora_cli(), "run", str(rdir / "flow.yml")], cwd=rdir, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [_dora_cli(), "run", str(rdir / "flow.yml")],
+        cwd=rdir,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         for name, timeout in (("warm", 60), ("result", 120)):
             deadline = time.monotonic() + timeout
             while not (rdir / name).exists():
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"dora gave no {name!r}: {(proc.stderr.read() if proc.poll() is not None else '')[-500:]}")
+                    raise RuntimeError(
+                        f"dora gave no {name!r}: {(proc.stderr.read() if proc.poll() is not None else '')[-500:]}"
+                    )
                 time.sleep(0.01)
             if name == "warm":
                 (rdir / "go").touch()
@@ -118,7 +138,11 @@ def _hwm(size: int) -> int:
 
 def _popen(args: list[str], env: dict[str, str], stdin: bool = False) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, *args], env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [sys.executable, *args],
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
     )
 
@@ -145,10 +169,30 @@ def run_pair(transport: str, size: int, mode: str, quick: bool) -> dict:
     hwm = _hwm(size)
     interval = max(0.002, size / 200e6)  # latency samples spaced so queues are empty between them
     count = (50 if quick else 300) if size < (1 << 20) else (20 if quick else 100)
-    common = ["-m", "benchmarks.bus.worker", "--transport", transport, "--size", str(size), "--mode", mode,
-              "--hwm", str(hwm), "--runtime-dir", str(rdir), "--port", str(_free_port()),
-              "--domain", str(random.randint(1, 200)), "--count", str(count), "--interval", f"{interval:.6f}",
-              "--seconds", "0.5" if quick else "1.5"]
+    common = [
+        "-m",
+        "benchmarks.bus.worker",
+        "--transport",
+        transport,
+        "--size",
+        str(size),
+        "--mode",
+        mode,
+        "--hwm",
+        str(hwm),
+        "--runtime-dir",
+        str(rdir),
+        "--port",
+        str(_free_port()),
+        "--domain",
+        str(random.randint(1, 200)),
+        "--count",
+        str(count),
+        "--interval",
+        f"{interval:.6f}",
+        "--seconds",
+        "0.5" if quick else "1.5",
+    ]
     if transport == "dora":
         try:
             return _run_dora(common, rdir, env)
@@ -181,10 +225,23 @@ def run_pair(transport: str, size: int, mode: str, quick: bool) -> dict:
 def machine_info() -> dict:
     import zmq
 
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    info = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "os": platform.platform(),
-            "pyzmq": zmq.__version__, "libzmq": zmq.zmq_version(), "loadavg_start": os.getloadavg()[0]}
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    info = {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "os": platform.platform(),
+        "pyzmq": zmq.__version__,
+        "libzmq": zmq.zmq_version(),
+        "loadavg_start": os.getloadavg()[0],
+    }
     for dist in ("eclipse-zenoh", "cyclonedds", "dora-rs", "dora-rs-cli"):
         try:
             from importlib.metadata import version
@@ -230,8 +287,10 @@ def _fmt(v: float | None, spec: str) -> str:
 
 
 def table(results: list[dict]) -> str:
-    lines = ["| size | transport | p50 us | p99 us | msgs/s | MB/s | p50 / raw | p99 / raw | msgs/s / raw |",
-             "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| size | transport | p50 us | p99 us | msgs/s | MB/s | p50 / raw | p99 / raw | msgs/s / raw |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in results:
         lines.append(
             f"| {r['size']} | {r['transport']} | {_fmt(r.get('p50_us'), '.0f')} | {_fmt(r.get('p99_us'), '.0f')} | "

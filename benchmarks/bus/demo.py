@@ -64,8 +64,7 @@ async def listen(config: BusConfig, *, topics: list[str], count: int | None, as_
         n = 0
         async for env in sub:
             if as_json:
-                line = {"topic": env.topic, "type": env.type, "seq": env.seq, "src": env.src,
-                        "msg": summarise(env.msg)}
+                line = {"topic": env.topic, "type": env.type, "seq": env.seq, "src": env.src, "msg": summarise(env.msg)}
                 print(json.dumps(line, default=str), flush=True)
             else:
                 print(str(env), flush=True)
@@ -101,8 +100,9 @@ async def _main(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.bus.demo", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.bus.demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("role", choices=["proxy", "talker", "listener"])
     p.add_argument("--bus-json", default=None, help="BusConfig as JSON (default: the default config)")
     p.add_argument("--rate", type=float, default=2.0, help="talker: messages per second")

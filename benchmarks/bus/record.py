@@ -76,20 +76,43 @@ def run(args: argparse.Namespace) -> int:
                 for name, fn in (("mcap-raw", bench_raw), ("recorder", bench_recorder)):
                     secs = fn(Path(tmp) / f"{name}.mcap", parts, n, compression)
                     row[name] = total / secs / 1e6
-                    results.append({"mode": name, "compression": compression, "size": size, "messages": n,
-                                    "msgs_per_s": n / secs, "mb_per_s": total / secs / 1e6})
-                print(f"{compression:<12} {size:>9} {row['mcap-raw']:>14.1f} {row['recorder']:>14.1f} "
-                      f"{row['recorder'] / row['mcap-raw']:>7.2f}")
+                    results.append(
+                        {
+                            "mode": name,
+                            "compression": compression,
+                            "size": size,
+                            "messages": n,
+                            "msgs_per_s": n / secs,
+                            "mb_per_s": total / secs / 1e6,
+                        }
+                    )
+                print(
+                    f"{compression:<12} {size:>9} {row['mcap-raw']:>14.1f} {row['recorder']:>14.1f} "
+                    f"{row['recorder'] / row['mcap-raw']:>7.2f}"
+                )
     if args.json_out:
-        Path(args.json_out).write_text(json.dumps({"results": results, "machine": {
-            "platform": platform.platform(), "python": platform.python_version(), "processor": platform.processor()}},
-            indent=1))
+        Path(args.json_out).write_text(
+            json.dumps(
+                {
+                    "results": results,
+                    "machine": {
+                        "platform": platform.platform(),
+                        "python": platform.python_version(),
+                        "processor": platform.processor(),
+                    },
+                },
+                indent=1,
+            )
+        )
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.bus.record", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.bus.record",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--quick", action="store_true", help="64 MB per case instead of 512 MB")
     p.add_argument("--json", dest="json_out", default=None)
     return run(p.parse_args(argv))

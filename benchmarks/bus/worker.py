@@ -201,7 +201,12 @@ class Dora:
 
 
 TRANSPORTS = {
-    "pyzmq-raw": PyzmqRaw, "pyzmq-direct": PyzmqRaw, "pyzmq-zmq_proxy": PyzmqRaw, "bus": TypedBus, "zenoh": Zenoh, "cyclonedds": Cyclone,
+    "pyzmq-raw": PyzmqRaw,
+    "pyzmq-direct": PyzmqRaw,
+    "pyzmq-zmq_proxy": PyzmqRaw,
+    "bus": TypedBus,
+    "zenoh": Zenoh,
+    "cyclonedds": Cyclone,
     "dora": Dora,
 }
 

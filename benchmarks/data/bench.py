@@ -53,10 +53,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"{name:36s} {rate:10.1f} {unit}")
     if getattr(args, "json_out", None):
         results = [{"mode": name, "rate": round(rate, 1), "unit": unit} for name, rate, unit in rows]
-        machine = {"platform": platform.platform(), "python": platform.python_version(),
-                   "load_avg_1m": round(os.getloadavg()[0], 2)}
-        Path(args.json_out).write_text(json.dumps({"results": results, "machine": machine, "quick": args.quick},
-                                                  indent=2))
+        machine = {
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "load_avg_1m": round(os.getloadavg()[0], 2),
+        }
+        Path(args.json_out).write_text(
+            json.dumps({"results": results, "machine": machine, "quick": args.quick}, indent=2)
+        )
     return 0
 
 

@@ -44,9 +44,15 @@ def _row(mode: str, batch: int, ms: list[float]) -> dict:
     ms_sorted = sorted(ms)
     p50 = statistics.median(ms_sorted)
     p99 = ms_sorted[min(len(ms_sorted) - 1, int(round(0.99 * (len(ms_sorted) - 1))))]
-    return {"mode": mode, "batch": batch, "min_ms": round(ms_sorted[0], 3), "p50_ms": round(p50, 3),
-            "p99_ms": round(p99, 3),
-            "windows_per_s": round(1000.0 * batch / p50, 2), "iters": len(ms)}
+    return {
+        "mode": mode,
+        "batch": batch,
+        "min_ms": round(ms_sorted[0], 3),
+        "p50_ms": round(p50, 3),
+        "p99_ms": round(p99, 3),
+        "windows_per_s": round(1000.0 * batch / p50, 2),
+        "iters": len(ms),
+    }
 
 
 def run(args: argparse.Namespace) -> int:
@@ -80,10 +86,12 @@ def run(args: argparse.Namespace) -> int:
         log.info("measured", **results[-1])
     by = {(r["mode"], r["batch"]): r for r in results}
     ratios = {
-        "reencode_over_reuse_4_queries": round(by[("4_queries_reencode", 1)]["p50_ms"]
-                                               / by[("4_queries_reuse_s_v", 1)]["p50_ms"], 2),
-        "batch8_throughput_over_batch1": round(by[("window", 8)]["windows_per_s"]
-                                               / by[("window", 1)]["windows_per_s"], 2),
+        "reencode_over_reuse_4_queries": round(
+            by[("4_queries_reencode", 1)]["p50_ms"] / by[("4_queries_reuse_s_v", 1)]["p50_ms"], 2
+        ),
+        "batch8_throughput_over_batch1": round(
+            by[("window", 8)]["windows_per_s"] / by[("window", 1)]["windows_per_s"], 2
+        ),
     }
     machine = {
         "cpu": platform.processor() or platform.machine(),
@@ -99,22 +107,26 @@ def run(args: argparse.Namespace) -> int:
         "patch_size": cfg.patch_size,
         "visual_tokens": cfg.num_tokens,
     }
-    print(f"model latency ({machine['preset']}, {machine['frames']}x{cfg.image_size}px patch {cfg.patch_size}, "
-          f"{machine['device']} {machine['dtype']}, {machine['torch_threads']} threads)")
+    print(
+        f"model latency ({machine['preset']}, {machine['frames']}x{cfg.image_size}px patch {cfg.patch_size}, "
+        f"{machine['device']} {machine['dtype']}, {machine['torch_threads']} threads)"
+    )
     print(f"{'mode':<28}{'batch':>6}{'min ms':>10}{'p50 ms':>10}{'p99 ms':>10}{'windows/s':>11}")
     for r in results:
-        print(f"{r['mode']:<28}{r['batch']:>6}{r['min_ms']:>10.2f}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}"
-              f"{r['windows_per_s']:>11.1f}")
+        print(
+            f"{r['mode']:<28}{r['batch']:>6}{r['min_ms']:>10.2f}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}"
+            f"{r['windows_per_s']:>11.1f}"
+        )
     for k, v in ratios.items():
         print(f"{k}: {v}x")
     if getattr(args, "json_out", None):
-        Path(args.json_out).write_text(json.dumps({"results": results, "ratios": ratios, "machine": machine},
-                                                  indent=2))
+        Path(args.json_out).write_text(json.dumps({"results": results, "ratios": ratios, "machine": machine}, indent=2))
     return 0
 
 
-def measure_windows(model: VLJepa, batches: tuple[int, ...] = (1, 8), iters: int = 20, warmup: int = 3,
-                    query_tokens: int = 16) -> list[dict]:
+def measure_windows(
+    model: VLJepa, batches: tuple[int, ...] = (1, 8), iters: int = 20, warmup: int = 3, query_tokens: int = 16
+) -> list[dict]:
     """ms per window and clips/s of encode + predict at each batch size, with random query token ids (works
     without any tokenizer, so a preset built with random weights can be timed)."""
     from perception.model.y_encoder import TokenBatch
@@ -122,14 +134,18 @@ def measure_windows(model: VLJepa, batches: tuple[int, ...] = (1, 8), iters: int
     cfg = model.cfg.x_encoder
     dev = model.device
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-    vocab = model.predictor.query_embed.table.num_embeddings if model.predictor.query_embed.table is not None \
+    vocab = (
+        model.predictor.query_embed.table.num_embeddings
+        if model.predictor.query_embed.table is not None
         else model.y_encoder.word_embeddings.num_embeddings
+    )
     rows = []
     for b in batches:
-        clips = torch.randint(0, 256, (b, cfg.frames, 3, cfg.image_size, cfg.image_size), dtype=torch.uint8,
-                              device=dev)
-        q = TokenBatch(torch.randint(0, vocab, (b, query_tokens), device=dev),
-                       torch.ones(b, query_tokens, dtype=torch.long, device=dev))
+        clips = torch.randint(0, 256, (b, cfg.frames, 3, cfg.image_size, cfg.image_size), dtype=torch.uint8, device=dev)
+        q = TokenBatch(
+            torch.randint(0, vocab, (b, query_tokens), device=dev),
+            torch.ones(b, query_tokens, dtype=torch.long, device=dev),
+        )
         ms = _time(lambda clips=clips, q=q: model.predict(model.encode_video(clips), q), iters, warmup, sync)
         row = _row("window", b, ms)
         row["ms_per_window"] = round(row["p50_ms"] / b, 3)
@@ -151,10 +167,16 @@ def vitl_random(out_json: str | None = None) -> int:
         model = VLJepa(preset_config("vjepa2-vitl"), load_weights=False)
     model.to(dtype=torch.bfloat16).eval()
     rows = measure_windows(model, (1, 8))
-    machine = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__, "dtype": "bfloat16",
-               "preset": "vjepa2-vitl", "frames": model.cfg.x_encoder.frames,
-               "image_size": model.cfg.x_encoder.image_size, "visual_tokens": model.cfg.x_encoder.num_tokens,
-               "peak_mem_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2)}
+    machine = {
+        "gpu": torch.cuda.get_device_name(0),
+        "torch": torch.__version__,
+        "dtype": "bfloat16",
+        "preset": "vjepa2-vitl",
+        "frames": model.cfg.x_encoder.frames,
+        "image_size": model.cfg.x_encoder.image_size,
+        "visual_tokens": model.cfg.x_encoder.num_tokens,
+        "peak_mem_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2),
+    }
     print(json.dumps({"results": rows, "machine": machine}, indent=2))
     if out_json:
         Path(out_json).write_text(json.dumps({"results": rows, "machine": machine}, indent=2))

@@ -69,8 +69,10 @@ def bare_loop(config: AppConfig, seconds: float, batch: int = 1, jit: bool | Non
     stream = ShapesStream(seed=0, duration_s=30, fps=30, size=size)
     span = (W - 1) * enc.frame_step + 1
     clips = [np.stack([stream.frame_at(s + k * enc.frame_step) for k in range(W)]) for s in range(0, 200, 7)]
-    x = [torch.from_numpy(np.stack([clips[(i + b) % len(clips)] for b in range(batch)])).permute(0, 1, 4, 2, 3)
-         for i in range(len(clips))]  # [B, T, 3, H, W] each
+    x = [
+        torch.from_numpy(np.stack([clips[(i + b) % len(clips)] for b in range(batch)])).permute(0, 1, 4, 2, 3)
+        for i in range(len(clips))
+    ]  # [B, T, 3, H, W] each
     for i in range(3):  # warm-up (and the trace)
         runner(x[i])
     n, t0, c0 = 0, time.perf_counter(), time.process_time()
@@ -79,11 +81,22 @@ def bare_loop(config: AppConfig, seconds: float, batch: int = 1, jit: bool | Non
         n += 1
     dt = time.perf_counter() - t0
     cpu_s = time.process_time() - c0
-    return {"mode": "bare" + ("" if jit else "-eager"), "batch": batch, "jit": jit, "windows": n * batch, "seconds": round(dt, 2),
-            "windows_per_s": round(n * batch / dt, 2), "msgs_per_s": round(n * batch / dt, 2),
-            "windows_per_cpu_s": round(n * batch / cpu_s, 2), "cpu_pct": round(100 * cpu_s / dt, 1),
-            "model_id": model_id, "window_frames": W, "frame_span": span,
-            "visual_tokens": model.cfg.x_encoder.num_tokens, "tubelet": model.cfg.x_encoder.tubelet}
+    return {
+        "mode": "bare" + ("" if jit else "-eager"),
+        "batch": batch,
+        "jit": jit,
+        "windows": n * batch,
+        "seconds": round(dt, 2),
+        "windows_per_s": round(n * batch / dt, 2),
+        "msgs_per_s": round(n * batch / dt, 2),
+        "windows_per_cpu_s": round(n * batch / cpu_s, 2),
+        "cpu_pct": round(100 * cpu_s / dt, 1),
+        "model_id": model_id,
+        "window_frames": W,
+        "frame_span": span,
+        "visual_tokens": model.cfg.x_encoder.num_tokens,
+        "tubelet": model.cfg.x_encoder.tubelet,
+    }
 
 
 class Probe:
@@ -150,18 +163,23 @@ async def service_phase(config: AppConfig, seconds: float, label: str) -> dict[s
         nodes[node] = {"cpu_pct": round(float(np.mean(cpu)), 1), "rss_mb": rows[-1].get("rss_mb")}
     enc = (probe.stats.get("encoder") or [{}])[-1]
     out = {
-        "mode": label, "seconds": round(dt, 2),
+        "mode": label,
+        "seconds": round(dt, 2),
         "windows_per_s": round((end_windows - start_windows) / dt, 2),
         "msgs_per_s": round((end_windows - start_windows) / dt, 2),
         "windows_per_min": round(probe.windows * 60 / dt, 1),
         "decodes_per_min": round(probe.captions * 60 / dt, 1),
-        "embed_p50_ms": _pct(probe.embed_ms, 50), "embed_p99_ms": _pct(probe.embed_ms, 99),
-        "caption_p50_ms": _pct(probe.caption_ms, 50), "caption_p99_ms": _pct(probe.caption_ms, 99),
+        "embed_p50_ms": _pct(probe.embed_ms, 50),
+        "embed_p99_ms": _pct(probe.embed_ms, 99),
+        "caption_p50_ms": _pct(probe.caption_ms, 50),
+        "caption_p99_ms": _pct(probe.caption_ms, 99),
         "caption_after_segment_end_p50_ms": _pct(probe.caption_from_end_ms, 50),
         "p50_us": None if not probe.embed_ms else round(float(np.percentile(probe.embed_ms, 50)) * 1000),
         "p99_us": None if not probe.embed_ms else round(float(np.percentile(probe.embed_ms, 99)) * 1000),
-        "windows_dropped": enc.get("windows_dropped"), "frames_superseded": enc.get("sub.superseded"),
-        "forward_p50_ms": enc.get("forward_p50_ms"), "forward_mean_ms": enc.get("forward_mean_ms"),
+        "windows_dropped": enc.get("windows_dropped"),
+        "frames_superseded": enc.get("sub.superseded"),
+        "forward_p50_ms": enc.get("forward_p50_ms"),
+        "forward_mean_ms": enc.get("forward_mean_ms"),
         # share of the phase the encoder spent inside forward passes (the rest: waiting, plumbing)
         "encoder_busy": round((end_windows - start_windows) / dt * enc.get("forward_mean_ms", 0.0) / 1000, 3),
         "nodes": nodes,
@@ -181,8 +199,9 @@ def _phase_config(base: AppConfig, runtime_dir: Path, fps: float = 30.0, **encod
     data["bus"]["runtime_dir"] = str(runtime_dir)
     data["bus"]["pub"] = data["bus"]["sub"] = data["bus"]["rpc"] = ""
     data["pipeline"]["encoder"]["rpc"] = ""
-    data["pipeline"]["cameras"] = [dict(with_source(data["pipeline"]["cameras"][0], "synthetic"), fps=fps,
-                                        realtime=True, loop=True)]
+    data["pipeline"]["cameras"] = [
+        dict(with_source(data["pipeline"]["cameras"][0], "synthetic"), fps=fps, realtime=True, loop=True)
+    ]
     data["pipeline"]["encoder"].update(encoder)
     data["pipeline"]["world"]["persist"] = None
     return AppConfig.model_validate(data)
@@ -195,15 +214,21 @@ def run(args: argparse.Namespace) -> int:
     try:
         bare = bare_loop(base, seconds / 2)
         jit = "traced" if bare["jit"] else "eager"
-        print(f"bare model loop      {bare['windows_per_s']:8.2f} windows/s  ({bare['model_id']}, batch 1, {jit}; "
-              f"{bare['windows_per_cpu_s']} per CPU-second at {bare['cpu_pct']} % CPU)")
+        print(
+            f"bare model loop      {bare['windows_per_s']:8.2f} windows/s  ({bare['model_id']}, batch 1, {jit}; "
+            f"{bare['windows_per_cpu_s']} per CPU-second at {bare['cpu_pct']} % CPU)"
+        )
         eager = bare_loop(base, seconds / 2, jit=False) if bare["jit"] else None
         if eager:
-            print(f"  eager, for reference {eager['windows_per_s']:6.2f} windows/s (traced / eager "
-                  f"{bare['windows_per_s'] / eager['windows_per_s']:.2f}x)")
+            print(
+                f"  eager, for reference {eager['windows_per_s']:6.2f} windows/s (traced / eager "
+                f"{bare['windows_per_s'] / eager['windows_per_s']:.2f}x)"
+            )
         fps = saturating_fps(bare["windows_per_s"])
         print(f"saturating camera    {fps:.0f} fps, a window due at every frame")
-        sat = asyncio.run(service_phase(_phase_config(base, rdir / "s", fps=fps, stride_frames=1), seconds, "service-saturated"))
+        sat = asyncio.run(
+            service_phase(_phase_config(base, rdir / "s", fps=fps, stride_frames=1), seconds, "service-saturated")
+        )
         # the same with only capture + encoder: what the bus and the encoder's plumbing cost on their own
         solo_cfg = _phase_config(base, rdir / "e", fps=fps, stride_frames=1)
         solo_cfg.pipeline.nodes = ["encoder", "capture"]
@@ -215,36 +240,51 @@ def run(args: argparse.Namespace) -> int:
         ref_cpu = (bare["windows_per_cpu_s"] + after["windows_per_cpu_s"]) / 2
         print(f"bare model loop again {after['windows_per_s']:7.2f} windows/s  (reference: the mean, {ref:.2f})")
         ratio, solo_ratio = sat["windows_per_s"] / ref, solo["windows_per_s"] / ref
-        print(f"service (saturated)  {sat['windows_per_s']:8.2f} windows/s  ratio {ratio:.2f} "
-              f"[{sat['windows_per_s'] / max(bare['windows_per_s'], after['windows_per_s']):.2f}-"
-              f"{sat['windows_per_s'] / min(bare['windows_per_s'], after['windows_per_s']):.2f} against either run] "
-              f"(dropped {sat['windows_dropped']:.0f} stale windows; forward mean {sat['forward_mean_ms']} ms, "
-              f"encoder in forward {100 * sat['encoder_busy']:.0f} % of the time)")
+        print(
+            f"service (saturated)  {sat['windows_per_s']:8.2f} windows/s  ratio {ratio:.2f} "
+            f"[{sat['windows_per_s'] / max(bare['windows_per_s'], after['windows_per_s']):.2f}-"
+            f"{sat['windows_per_s'] / min(bare['windows_per_s'], after['windows_per_s']):.2f} against either run] "
+            f"(dropped {sat['windows_dropped']:.0f} stale windows; forward mean {sat['forward_mean_ms']} ms, "
+            f"encoder in forward {100 * sat['encoder_busy']:.0f} % of the time)"
+        )
         cpu_ratio = (sat["windows_per_cpu_s"] or 0) / ref_cpu
         print(f"  per CPU-second of the encoder: {sat['windows_per_cpu_s']} windows, ratio {cpu_ratio:.2f}")
         print("  cpu %: " + ", ".join(f"{n} {v['cpu_pct']}" for n, v in sorted(sat["nodes"].items())))
-        print(f"  encoder+capture only {solo['windows_per_s']:6.2f} windows/s  ratio {solo_ratio:.2f} "
-              f"(forward mean {solo['forward_mean_ms']} ms vs bare {1000 / ref:.1f} ms per window; "
-              f"encoder in forward {100 * solo['encoder_busy']:.0f} % of the time)")
+        print(
+            f"  encoder+capture only {solo['windows_per_s']:6.2f} windows/s  ratio {solo_ratio:.2f} "
+            f"(forward mean {solo['forward_mean_ms']} ms vs bare {1000 / ref:.1f} ms per window; "
+            f"encoder in forward {100 * solo['encoder_busy']:.0f} % of the time)"
+        )
         live = asyncio.run(service_phase(_phase_config(base, rdir / "l"), seconds, "service-30fps"))
         stride_ms = base.pipeline.encoder.stride_frames / 30 * 1000
-        print(f"service (30 fps)     {live['windows_per_s']:8.2f} windows/s  embedding p50 {live['embed_p50_ms']} ms "
-              f"p99 {live['embed_p99_ms']} ms (target p99 < {stride_ms + 50:.0f} ms)")
-        print(f"                     caption p50 {live['caption_p50_ms']} ms p99 {live['caption_p99_ms']} ms; "
-              f"{live['decodes_per_min']} decodes/min vs {live['windows_per_min']} windows/min")
+        print(
+            f"service (30 fps)     {live['windows_per_s']:8.2f} windows/s  embedding p50 {live['embed_p50_ms']} ms "
+            f"p99 {live['embed_p99_ms']} ms (target p99 < {stride_ms + 50:.0f} ms)"
+        )
+        print(
+            f"                     caption p50 {live['caption_p50_ms']} ms p99 {live['caption_p99_ms']} ms; "
+            f"{live['decodes_per_min']} decodes/min vs {live['windows_per_min']} windows/min"
+        )
         for node, v in sorted(live["nodes"].items()):
             print(f"  {node:9s} cpu {v['cpu_pct']:6.1f} %  rss {v['rss_mb']} MB")
         result = {
             "results": [bare, sat, solo, after, live] + ([eager] if eager else []),
             "saturating_fps": fps,
-            "ratios": {"service_vs_bare_saturated": round(ratio, 3),
-                       "encoder_only_vs_bare_saturated": round(solo_ratio, 3),
-                       "service_vs_bare_per_cpu_second": round(cpu_ratio, 3),
-                       "traced_vs_eager_bare": round(bare["windows_per_s"] / eager["windows_per_s"], 3) if eager else None,
-                       "decodes_per_window": round(live["decodes_per_min"] / live["windows_per_min"], 4)
-                       if live["windows_per_min"] else None},
-            "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                        "load_avg_1m": round(os.getloadavg()[0], 2)},
+            "ratios": {
+                "service_vs_bare_saturated": round(ratio, 3),
+                "encoder_only_vs_bare_saturated": round(solo_ratio, 3),
+                "service_vs_bare_per_cpu_second": round(cpu_ratio, 3),
+                "traced_vs_eager_bare": round(bare["windows_per_s"] / eager["windows_per_s"], 3) if eager else None,
+                "decodes_per_window": round(live["decodes_per_min"] / live["windows_per_min"], 4)
+                if live["windows_per_min"]
+                else None,
+            },
+            "machine": {
+                "cpus": os.cpu_count(),
+                "platform": platform.platform(),
+                "python": platform.python_version(),
+                "load_avg_1m": round(os.getloadavg()[0], 2),
+            },
             "command": "perception bench pipeline" + (" --quick" if args.quick else ""),
         }
         if args.json_out:

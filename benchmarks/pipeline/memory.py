@@ -36,8 +36,7 @@ def run(args: argparse.Namespace) -> int:
     data["bus"]["runtime_dir"] = tempfile.mkdtemp(prefix="bench-memory-")  # never a live pipeline's bus
     seconds = 10.0 if args.quick else 40.0
     peak = asyncio.run(peak_rss_mb(AppConfig.model_validate(data), seconds))
-    result = {"seconds": seconds, "peak_rss_mb": dict(sorted(peak.items())),
-              "total_mb": round(sum(peak.values()), 1)}
+    result = {"seconds": seconds, "peak_rss_mb": dict(sorted(peak.items())), "total_mb": round(sum(peak.values()), 1)}
     print(f"peak RSS per node over {seconds:.0f} s (MB):")
     for name, mb in sorted(peak.items()):
         print(f"  {name:<8} {mb:7.1f}")

@@ -51,8 +51,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = asyncio.run(ask(config, args.question, choices, args.camera, args.timeout))
     except RpcTimeout:
-        print(f"perception ask: no answer from the pipeline on {config.bus.endpoint('rpc')} "
-              f"within {args.timeout}s (is `perception up` running with this config?)", file=sys.stderr)
+        print(
+            f"perception ask: no answer from the pipeline on {config.bus.endpoint('rpc')} "
+            f"within {args.timeout}s (is `perception up` running with this config?)",
+            file=sys.stderr,
+        )
         return 1
     except RpcError as exc:
         print(json.dumps({"error": {"code": exc.code, "message": exc.message}}))

@@ -19,11 +19,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="draws another sample of the same split")
     p.add_argument("--json", dest="json_out", default=None, help="write the full result JSON here")
     p.add_argument("--quick", action="store_true", help="small sample (smoke run, not a reported figure)")
-    p.add_argument("--plot", default=None,
-                   help=f"selective-decoding PNG (default: {DEFAULT_PLOT.relative_to(REPO_ROOT)}; 'none' to skip)")
+    p.add_argument(
+        "--plot",
+        default=None,
+        help=f"selective-decoding PNG (default: {DEFAULT_PLOT.relative_to(REPO_ROOT)}; 'none' to skip)",
+    )
     p.add_argument("--device", default=None, help="cpu / cuda (default: the checkpoint's config)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch intra-op threads (1 is fastest on an oversubscribed CPU; default: torch's)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch intra-op threads (1 is fastest on an oversubscribed CPU; default: torch's)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -53,22 +53,49 @@ def draw(graph, path: str, title: str = "") -> None:
         (x0, y0), (x1, y1) = pos[e.src], pos[e.dst]
         span = col[e.dst] - col[e.src]
         if span == 1:  # neighbours: a straight arrow, its label above
-            ax.annotate("", xy=(x1 - 0.75, y1), xytext=(x0 + 0.75, y0),
-                        arrowprops=dict(arrowstyle="->", color="#444", lw=1.4))
-            ax.text((x0 + x1) / 2, y0 + 0.18, f"{e.output.topic}\n{e.type_name}", ha="center", va="bottom",
-                    fontsize=8, color="#224")
+            ax.annotate(
+                "", xy=(x1 - 0.75, y1), xytext=(x0 + 0.75, y0), arrowprops=dict(arrowstyle="->", color="#444", lw=1.4)
+            )
+            ax.text(
+                (x0 + x1) / 2,
+                y0 + 0.18,
+                f"{e.output.topic}\n{e.type_name}",
+                ha="center",
+                va="bottom",
+                fontsize=8,
+                color="#224",
+            )
             continue
         skips += 1  # a longer edge arcs below the row, each a little deeper than the last
         rad = 0.12 + 0.06 * skips
-        ax.annotate("", xy=(x1, y1 - 0.3), xytext=(x0, y0 - 0.3),
-                    arrowprops=dict(arrowstyle="->", color="#777", lw=1.1, connectionstyle=f"arc3,rad={rad}"))
+        ax.annotate(
+            "",
+            xy=(x1, y1 - 0.3),
+            xytext=(x0, y0 - 0.3),
+            arrowprops=dict(arrowstyle="->", color="#777", lw=1.1, connectionstyle=f"arc3,rad={rad}"),
+        )
         t = 0.3  # the label sits on the arc near its start, clear of the arcs meeting at a shared target
         depth = 2 * t * (1 - t) * rad * (x1 - x0)  # a quadratic Bezier's offset at t (control: rad*length)
-        ax.text(x0 + t * (x1 - x0), y0 - 0.3 - depth - 0.05, f"{e.output.topic} {e.type_name}",
-                ha="center", va="top", fontsize=7.5, color="#444")
+        ax.text(
+            x0 + t * (x1 - x0),
+            y0 - 0.3 - depth - 0.05,
+            f"{e.output.topic} {e.type_name}",
+            ha="center",
+            va="top",
+            fontsize=7.5,
+            color="#444",
+        )
     for n, (x, y) in pos.items():
-        ax.text(x, y, n, ha="center", va="center", fontsize=11, weight="bold",
-                bbox=dict(boxstyle="round,pad=0.5", fc="#dde8f5", ec="#2a4d7a"))
+        ax.text(
+            x,
+            y,
+            n,
+            ha="center",
+            va="center",
+            fontsize=11,
+            weight="bold",
+            bbox=dict(boxstyle="round,pad=0.5", fc="#dde8f5", ec="#2a4d7a"),
+        )
     for n, o in graph.leaves():  # read by no node: offered to skills, recorders, robots
         x, y = pos[n]
         ax.annotate("", xy=(x, y + 0.75), xytext=(x, y + 0.3), arrowprops=dict(arrowstyle="->", color="#999", lw=1))

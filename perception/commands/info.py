@@ -14,8 +14,12 @@ from bus.mcapfile import RecordingError
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", help="MCAP file")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    p.add_argument("--export-json", metavar="OUT.mcap", default=None,
-                   help="also write a Foxglove-viewable copy (json + jsonschema channels) to OUT.mcap")
+    p.add_argument(
+        "--export-json",
+        metavar="OUT.mcap",
+        default=None,
+        help="also write a Foxglove-viewable copy (json + jsonschema channels) to OUT.mcap",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -25,7 +29,9 @@ def run(args: argparse.Namespace) -> int:
         if args.export_json:
             counts = export_json(args.input, args.export_json)
             if not args.json:
-                print(f"\nexported {sum(counts.values())} json message(s) on {len(counts)} channel(s) to {args.export_json}")
+                print(
+                    f"\nexported {sum(counts.values())} json message(s) on {len(counts)} channel(s) to {args.export_json}"
+                )
     except RecordingError as exc:
         print(f"perception info: {exc}", file=sys.stderr)
         return 2

@@ -71,8 +71,14 @@ def run_topics(args: argparse.Namespace) -> int:
     code = _run(main, args.duration)
     window = max(time.monotonic() - started, 1e-9)
     rows = [
-        {"topic": t, "type": r["type"], "rate_hz": round(r["count"] / window, 2), "count": r["count"],
-         "mb_per_s": round(r["bytes"] / window / 1e6, 3), "publishers": sorted(r["publishers"])}
+        {
+            "topic": t,
+            "type": r["type"],
+            "rate_hz": round(r["count"] / window, 2),
+            "count": r["count"],
+            "mb_per_s": round(r["bytes"] / window / 1e6, 3),
+            "publishers": sorted(r["publishers"]),
+        }
         for t, r in sorted(seen.items())
     ]
     if args.json:
@@ -80,7 +86,9 @@ def run_topics(args: argparse.Namespace) -> int:
     elif code == 0:
         print(f"{'TOPIC':<28} {'TYPE':<16} {'RATE Hz':>9} {'MB/s':>8}  PUBLISHERS")
         for r in rows:
-            print(f"{r['topic']:<28} {r['type']:<16} {r['rate_hz']:>9} {r['mb_per_s']:>8}  {', '.join(r['publishers'])}")
+            print(
+                f"{r['topic']:<28} {r['type']:<16} {r['rate_hz']:>9} {r['mb_per_s']:>8}  {', '.join(r['publishers'])}"
+            )
     return code
 
 
@@ -95,8 +103,15 @@ def add_echo_arguments(p: argparse.ArgumentParser) -> None:
 
 def echo_line(env) -> str:
     """One JSON line; `summarise` cuts arrays, long strings and nesting, so the line is bounded too."""
-    line = {"topic": env.topic, "type": env.type, "v": env.v, "seq": env.seq, "src": env.src,
-            "t": env.t, "msg": summarise(env.msg)}
+    line = {
+        "topic": env.topic,
+        "type": env.type,
+        "v": env.v,
+        "seq": env.seq,
+        "src": env.src,
+        "t": env.t,
+        "msg": summarise(env.msg),
+    }
     return json.dumps(line, default=str)
 
 
@@ -111,8 +126,12 @@ def run_echo(args: argparse.Namespace) -> int:
                     text = echo_line(env)
                 except Exception as exc:  # whatever a peer sent, one message never ends the echo
                     if unprintable.should_log(env.topic) is not None:
-                        print(f"perception echo: cannot print {env.topic} seq={env.seq} from {env.src!r}: "
-                              f"{type(exc).__name__}: {str(exc)[:200]}", file=sys.stderr, flush=True)
+                        print(
+                            f"perception echo: cannot print {env.topic} seq={env.seq} from {env.src!r}: "
+                            f"{type(exc).__name__}: {str(exc)[:200]}",
+                            file=sys.stderr,
+                            flush=True,
+                        )
                     continue
                 print(text, flush=True)
                 n += 1
@@ -138,8 +157,13 @@ def period_stats(times_ns: deque[int]) -> dict[str, float] | None:
         return None
     periods = [(b - a) / 1e9 for a, b in zip(times_ns, list(times_ns)[1:])]
     mean = sum(periods) / len(periods)
-    return {"rate_hz": 1.0 / mean if mean > 0 else float("inf"), "min_s": min(periods), "max_s": max(periods),
-            "std_s": statistics.pstdev(periods), "window": len(periods)}
+    return {
+        "rate_hz": 1.0 / mean if mean > 0 else float("inf"),
+        "min_s": min(periods),
+        "max_s": max(periods),
+        "std_s": statistics.pstdev(periods),
+        "window": len(periods),
+    }
 
 
 def run_hz(args: argparse.Namespace) -> int:
@@ -152,8 +176,11 @@ def run_hz(args: argparse.Namespace) -> int:
         elif args.json:
             print(json.dumps({"topic": args.topic, **{k: round(v, 6) for k, v in s.items()}}), flush=True)
         else:
-            print(f"average rate: {s['rate_hz']:.3f} Hz  min: {s['min_s']:.4f}s  max: {s['max_s']:.4f}s  "
-                  f"std dev: {s['std_s']:.5f}s  window: {s['window']}", flush=True)
+            print(
+                f"average rate: {s['rate_hz']:.3f} Hz  min: {s['min_s']:.4f}s  max: {s['max_s']:.4f}s  "
+                f"std dev: {s['std_s']:.5f}s  window: {s['window']}",
+                flush=True,
+            )
 
     async def main() -> None:
         async with Subscriber(_bus(args), [args.topic], raw=True, policy="reliable", name="hz") as sub:

@@ -22,8 +22,10 @@ _NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")  # a file name in OUT_DIR,
 
 def run(args: argparse.Namespace) -> int:
     if not _NAME.match(args.name):
-        print(f"perception keys: --name {args.name!r} must be letters, digits, '_', '-' or '.' "
-              "(not starting with '.')", file=sys.stderr)
+        print(
+            f"perception keys: --name {args.name!r} must be letters, digits, '_', '-' or '.' (not starting with '.')",
+            file=sys.stderr,
+        )
         return 2
     try:
         public, secret = generate_keypair(args.out_dir, args.name, overwrite=args.force)

@@ -25,30 +25,58 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("out", nargs="?", help="MCAP file to write")
     p.add_argument("--topics", nargs="+", default=[""], metavar="PREFIX", help="topic prefixes (default: all)")
     p.add_argument("--duration", type=float, default=None, help="stop after S seconds (default: until Ctrl-C)")
-    p.add_argument("--flush-interval", type=float, default=0.5,
-                   help="seconds between chunk flushes: the crash-safety bound (default 0.5)")
+    p.add_argument(
+        "--flush-interval",
+        type=float,
+        default=0.5,
+        help="seconds between chunk flushes: the crash-safety bound (default 0.5)",
+    )
     p.add_argument("--chunk-size", type=int, default=1024 * 1024, help="bytes per MCAP chunk before it is closed early")
     p.add_argument("--compression", choices=sorted(COMPRESSIONS), default="zstd")
-    p.add_argument("--max-queue-mb", type=float, default=DEFAULT_MAX_QUEUE_BYTES / 2**20,
-                   help="MiB queued for the writer before messages are dropped (and counted) (default 256)")
-    p.add_argument("--max-topics", type=int, default=DEFAULT_MAX_TOPICS,
-                   help="distinct topics recorded; messages on further ones are dropped and counted (default 1024)")
+    p.add_argument(
+        "--max-queue-mb",
+        type=float,
+        default=DEFAULT_MAX_QUEUE_BYTES / 2**20,
+        help="MiB queued for the writer before messages are dropped (and counted) (default 256)",
+    )
+    p.add_argument(
+        "--max-topics",
+        type=int,
+        default=DEFAULT_MAX_TOPICS,
+        help="distinct topics recorded; messages on further ones are dropped and counted (default 1024)",
+    )
     p.add_argument("--force", action="store_true", help="replace OUT (or FIXED) if it exists")
-    p.add_argument("--recover", nargs=2, metavar=("BROKEN", "FIXED"),
-                   help="rewrite what is readable in BROKEN (e.g. after a crash) into a complete FIXED file")
+    p.add_argument(
+        "--recover",
+        nargs=2,
+        metavar=("BROKEN", "FIXED"),
+        help="rewrite what is readable in BROKEN (e.g. after a crash) into a complete FIXED file",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         target = args.recover[1] if args.recover else args.out
         if target and Path(target).exists() and not args.force:
-            print(f"perception record: {target} exists; refusing to overwrite it (pass --force to replace it)",
-                  file=sys.stderr)
+            print(
+                f"perception record: {target} exists; refusing to overwrite it (pass --force to replace it)",
+                file=sys.stderr,
+            )
             return 2
         if args.recover:
             res = recover(*args.recover, compression=args.compression)
-            print(json.dumps({"recovered": args.recover[1], "messages": res.messages, "channels": res.channels,
-                              "input_complete": res.complete, "damage": res.damage, "gaps": res.gaps}))
+            print(
+                json.dumps(
+                    {
+                        "recovered": args.recover[1],
+                        "messages": res.messages,
+                        "channels": res.channels,
+                        "input_complete": res.complete,
+                        "damage": res.damage,
+                        "gaps": res.gaps,
+                    }
+                )
+            )
             return 0
         if not args.out:
             print("perception record: OUT.mcap is required (or --recover BROKEN FIXED)", file=sys.stderr)
@@ -58,9 +86,16 @@ def run(args: argparse.Namespace) -> int:
             return 2
         config = load_config(args.config)
         recorder = Recorder(
-            config.bus, args.out, topics=args.topics, session=session_metadata(config),
-            flush_interval_s=args.flush_interval, chunk_size=args.chunk_size, compression=args.compression,
-            max_queue_bytes=int(args.max_queue_mb * 2**20), max_topics=args.max_topics, overwrite=args.force,
+            config.bus,
+            args.out,
+            topics=args.topics,
+            session=session_metadata(config),
+            flush_interval_s=args.flush_interval,
+            chunk_size=args.chunk_size,
+            compression=args.compression,
+            max_queue_bytes=int(args.max_queue_mb * 2**20),
+            max_topics=args.max_topics,
+            overwrite=args.force,
         )
     except (ConfigError, RecordingError, ValueError, OSError) as exc:
         print(f"perception record: {exc}", file=sys.stderr)
@@ -86,7 +121,19 @@ def run(args: argparse.Namespace) -> int:
         print(f"perception record: {exc}", file=sys.stderr)
         return 1
     s = recorder.stats
-    print(json.dumps({"file": args.out, "messages": s.messages, "bytes": s.bytes, "by_topic": s.by_topic,
-                      "gaps": s.gaps, "dropped": s.dropped, "dropped_bytes": s.dropped_bytes,
-                      "dropped_topic_limit": s.dropped_topic_limit}), flush=True)
+    print(
+        json.dumps(
+            {
+                "file": args.out,
+                "messages": s.messages,
+                "bytes": s.bytes,
+                "by_topic": s.by_topic,
+                "gaps": s.gaps,
+                "dropped": s.dropped,
+                "dropped_bytes": s.dropped_bytes,
+                "dropped_topic_limit": s.dropped_topic_limit,
+            }
+        ),
+        flush=True,
+    )
     return 0

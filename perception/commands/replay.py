@@ -20,18 +20,34 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--loop", action="store_true", help="start again at the end, until Ctrl-C")
     p.add_argument("--topics", nargs="+", default=None, metavar="PREFIX", help="only these topic prefixes")
     p.add_argument("--start", type=float, default=0.0, help="skip the first S seconds of the recording")
-    p.add_argument("--paused", action="store_true",
-                   help="wait for Enter (or SIGUSR1) before sending; SIGUSR1 toggles pause while running")
-    p.add_argument("--wait-for", nargs="+", default=[], metavar="PREFIX",
-                   help="wait until a message is seen on each prefix (e.g. stats/encoder) before sending")
+    p.add_argument(
+        "--paused",
+        action="store_true",
+        help="wait for Enter (or SIGUSR1) before sending; SIGUSR1 toggles pause while running",
+    )
+    p.add_argument(
+        "--wait-for",
+        nargs="+",
+        default=[],
+        metavar="PREFIX",
+        help="wait until a message is seen on each prefix (e.g. stats/encoder) before sending",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config)
         check_complete(args.input)
-        replayer = Replayer(config.bus, args.input, rate=args.rate, loop=args.loop, topics=args.topics,
-                            start_s=args.start, paused=args.paused, wait_for=args.wait_for)
+        replayer = Replayer(
+            config.bus,
+            args.input,
+            rate=args.rate,
+            loop=args.loop,
+            topics=args.topics,
+            start_s=args.start,
+            paused=args.paused,
+            wait_for=args.wait_for,
+        )
     except (ConfigError, RecordingError, ValueError) as exc:
         print(f"perception replay: {exc}", file=sys.stderr)
         return 2
@@ -58,6 +74,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"perception replay: {exc}", file=sys.stderr)
         return 1
     stats = stats or replayer.stats
-    print(json.dumps({"messages": stats.messages, "bytes": stats.bytes, "loops": stats.loops,
-                      "wall_s": round(stats.wall_s, 4), "max_lag_ms": round(stats.max_lag_ms, 3)}), flush=True)
+    print(
+        json.dumps(
+            {
+                "messages": stats.messages,
+                "bytes": stats.bytes,
+                "loops": stats.loops,
+                "wall_s": round(stats.wall_s, 4),
+                "max_lag_ms": round(stats.max_lag_ms, 3),
+            }
+        ),
+        flush=True,
+    )
     return 0

@@ -18,8 +18,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default="tiny", help="training preset (its YAML in configs/) when --config is not given")
     p.add_argument("--out", default="runs/tiny", help="output directory (final model + last/ resumable state)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last at its saved step")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set stage1.steps=100 (VALUE is YAML)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set stage1.steps=100 (VALUE is YAML)",
+    )
 
 
 def parse_overrides(items: list[str]) -> dict:
@@ -48,7 +54,16 @@ def run(args: argparse.Namespace) -> int:
         return 2
     # one write per line: under torchrun every rank prints its summary to the same pipe, and print()'s
     # separate write of the newline let two ranks' lines run together
-    sys.stdout.write(json.dumps({"out": str(result.out_dir), "global_step": result.global_step,
-                                 "wall_s": round(result.wall_s, 1), "last_losses": result.last_losses}) + "\n")
+    sys.stdout.write(
+        json.dumps(
+            {
+                "out": str(result.out_dir),
+                "global_step": result.global_step,
+                "wall_s": round(result.wall_s, 1),
+                "last_losses": result.last_losses,
+            }
+        )
+        + "\n"
+    )
     sys.stdout.flush()
     return 0

@@ -16,9 +16,11 @@ from perception.config import ConfigError
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("config_path", nargs="?", default=None, help="YAML config (same as --config)")
-    p.add_argument("--source", default=None,
-                   help="replace the first camera: 'synthetic', a video file or URL (type file), "
-                        "or a camera index (type opencv)")
+    p.add_argument(
+        "--source",
+        default=None,
+        help="replace the first camera: 'synthetic', a video file or URL (type file), or a camera index (type opencv)",
+    )
     p.add_argument("--duration", type=float, default=None, help="stop S seconds after the pipeline is up")
     p.add_argument("--json", action="store_true", help="print captions and events as JSON lines")
 

@@ -25,7 +25,11 @@ def passive_allowed(colour: str, shape: str, split: str) -> bool:
 
 
 def distinct_looks(
-    rng: np.random.Generator, n: int, used_colours: set[str], used_shapes: set[str], split: str,
+    rng: np.random.Generator,
+    n: int,
+    used_colours: set[str],
+    used_shapes: set[str],
+    split: str,
 ) -> list[tuple[str, str]]:
     """Up to n (colour, shape) pairs, all colours and shapes distinct from each other and the used ones."""
     looks = []

@@ -152,7 +152,7 @@ def _resize_crop(frame: av.VideoFrame, size: int) -> np.ndarray:
     nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
     rgb = frame.to_ndarray(width=nw, height=nh, format="rgb24", interpolation="AREA")  # [nh, nw, 3]
     y0, x0 = (nh - size) // 2, (nw - size) // 2
-    return rgb[y0:y0 + size, x0:x0 + size]
+    return rgb[y0 : y0 + size, x0 : x0 + size]
 
 
 class ManifestDataset(torch.utils.data.Dataset):

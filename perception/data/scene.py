@@ -101,14 +101,22 @@ def feasible(objects: tuple[ObjectState, ...], action: Action) -> bool:
 
 
 def random_action(
-    rng: np.random.Generator, objects: tuple[ObjectState, ...], kind: str, target: int,
-    new_colour: str | None = None, event_range: tuple[float, float] = (0.5, 0.5),
+    rng: np.random.Generator,
+    objects: tuple[ObjectState, ...],
+    kind: str,
+    target: int,
+    new_colour: str | None = None,
+    event_range: tuple[float, float] = (0.5, 0.5),
 ) -> Action:
     """Draw parameters for `kind` (not checked: call `feasible`)."""
     event_at = float(rng.uniform(*event_range))
     dist = float(rng.uniform(*MOVE_DIST))
-    dx, dy = {"move_left": (-dist, 0.0), "move_right": (dist, 0.0),
-              "move_up": (0.0, -dist), "move_down": (0.0, dist)}.get(kind, (0.0, 0.0))
+    dx, dy = {
+        "move_left": (-dist, 0.0),
+        "move_right": (dist, 0.0),
+        "move_up": (0.0, -dist),
+        "move_down": (0.0, dist),
+    }.get(kind, (0.0, 0.0))
     r = objects[target].r
     r_end = None
     if kind == "grow":
@@ -128,7 +136,10 @@ def start_radius(rng: np.random.Generator, kind: str) -> float:
 
 
 def place(
-    rng: np.random.Generator, obj: ObjectState, objects: tuple[ObjectState, ...], tries: int = 40,
+    rng: np.random.Generator,
+    obj: ObjectState,
+    objects: tuple[ObjectState, ...],
+    tries: int = 40,
 ) -> ObjectState | None:
     """obj moved to a random spot inside the frame and clear of `objects`, or None if none was found."""
     lo, hi = obj.r + MARGIN, 1.0 - obj.r - MARGIN

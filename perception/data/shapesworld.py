@@ -114,9 +114,17 @@ def sample_clip(seed: int, index: int, split: str = "train", max_objects: int = 
     caps = paraphrases(colour, shape, kind, new_colour)
     qa = clip_questions(rng, slots, new_colour, seen, len(objects))
     return ClipSpec(
-        seed=seed, index=index, split=split, objects=tuple(objects), action=action,
-        bg_seed=int(rng.integers(2**63)), slots=slots, new_colour=new_colour, captions=tuple(caps),
-        qa=tuple(qa), count=len(objects),
+        seed=seed,
+        index=index,
+        split=split,
+        objects=tuple(objects),
+        action=action,
+        bg_seed=int(rng.integers(2**63)),
+        slots=slots,
+        new_colour=new_colour,
+        captions=tuple(caps),
+        qa=tuple(qa),
+        count=len(objects),
     )
 
 
@@ -133,7 +141,12 @@ class ShapesWorldClips(torch.utils.data.Dataset):
     """
 
     def __init__(
-        self, length: int, seed: int = 0, split: str = "train", frames: int = 8, size: int = 64,
+        self,
+        length: int,
+        seed: int = 0,
+        split: str = "train",
+        frames: int = 8,
+        size: int = 64,
         max_objects: int = MAX_OBJECTS,
     ) -> None:
         split_id(split)
@@ -152,8 +165,9 @@ class ShapesWorldClips(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict:
         spec = self.spec(index)
-        return training_item(spec.render(self.frames, self.size), spec.captions, spec.slots, spec.new_colour,
-                             spec.qa, spec.count, index)
+        return training_item(
+            spec.render(self.frames, self.size), spec.captions, spec.slots, spec.new_colour, spec.qa, spec.count, index
+        )
 
 
 def training_item(frames: np.ndarray, captions, slots, new_colour, qa, count: int, index: int) -> dict:

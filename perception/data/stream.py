@@ -53,8 +53,12 @@ class Segment:
 
     def to_dict(self) -> dict:
         return {
-            "start": self.start_s, "end": self.end_s, "text": self.caption, "captions": list(self.captions),
-            "slots": list(self.slots), "new_colour": self.new_colour,
+            "start": self.start_s,
+            "end": self.end_s,
+            "text": self.caption,
+            "captions": list(self.captions),
+            "slots": list(self.slots),
+            "new_colour": self.new_colour,
         }
 
 
@@ -67,7 +71,11 @@ class ShapesStream:
     """
 
     def __init__(
-        self, seed: int = 0, split: str = "train", duration_s: float | None = None, fps: float = 30.0,
+        self,
+        seed: int = 0,
+        split: str = "train",
+        duration_s: float | None = None,
+        fps: float = 30.0,
         size: int = 64,
     ) -> None:
         if fps <= 0:
@@ -129,7 +137,10 @@ def _initial_objects(rng: np.random.Generator, split: str) -> tuple[ObjectState,
 
 
 def _try_action(
-    rng: np.random.Generator, objects: tuple[ObjectState, ...], kind: str, split: str,
+    rng: np.random.Generator,
+    objects: tuple[ObjectState, ...],
+    kind: str,
+    split: str,
 ) -> tuple[tuple[ObjectState, ...], Action, str | None] | None:
     """A feasible (start objects, action, new colour) for `kind` in this scene, or None."""
     new_colour = None
@@ -140,8 +151,9 @@ def _try_action(
         if not looks:
             return None
         c, s = looks[0]
-        placed = scene.place(rng, ObjectState(s, c, 0.5, 0.5, scene.start_radius(rng, "stay_still"),
-                                              visible=False), objects)
+        placed = scene.place(
+            rng, ObjectState(s, c, 0.5, 0.5, scene.start_radius(rng, "stay_still"), visible=False), objects
+        )
         if placed is None:
             return None
         objects = objects + (placed,)
@@ -189,10 +201,17 @@ def _plan(rng: np.random.Generator, split: str, duration_s: float) -> list[Segme
             chosen = (objects, Action("stay_still", target), None, Slots(actor.colour, actor.shape, "stay_still"))
             assert split != "train" or chosen[3] not in HELDOUT_COMBOS, "spawn rule keeps still combos legal"
         start_objs, action, new_colour, slots = chosen
-        segments.append(Segment(
-            start_s=t, end_s=t + seg_len, slots=slots, new_colour=new_colour,
-            captions=tuple(paraphrases(*slots, new_colour)), objects=start_objs, action=action,
-        ))
+        segments.append(
+            Segment(
+                start_s=t,
+                end_s=t + seg_len,
+                slots=slots,
+                new_colour=new_colour,
+                captions=tuple(paraphrases(*slots, new_colour)),
+                objects=start_objs,
+                action=action,
+            )
+        )
         objects = scene.end_state(start_objs, action)
         t += seg_len
     return segments

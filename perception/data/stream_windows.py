@@ -19,11 +19,21 @@ from perception.data.stream import ShapesStream
 
 
 class StreamWindows(Dataset):
-    def __init__(self, length: int, seed: int = 0, split: str = "train", frames: int = 8, size: int = 64,
-                 window_s: float = 2.0, stream_s: float = 12.0) -> None:
+    def __init__(
+        self,
+        length: int,
+        seed: int = 0,
+        split: str = "train",
+        frames: int = 8,
+        size: int = 64,
+        window_s: float = 2.0,
+        stream_s: float = 12.0,
+    ) -> None:
         if length < 1 or frames < 2 or not 0 < window_s < stream_s:
-            raise ValueError(f"need length >= 1, frames >= 2, 0 < window_s < stream_s; got {length}, {frames}, "
-                             f"{window_s}, {stream_s}")
+            raise ValueError(
+                f"need length >= 1, frames >= 2, 0 < window_s < stream_s; got {length}, {frames}, "
+                f"{window_s}, {stream_s}"
+            )
         self.length, self.seed, self.split = length, seed, split
         self.frames, self.size, self.window_s, self.stream_s = frames, size, window_s, stream_s
 
@@ -35,8 +45,13 @@ class StreamWindows(Dataset):
             raise IndexError(f"window index {index} out of range for a dataset of {self.length}")
         rng = np.random.default_rng([self.seed, index, 0x5717])
         # the stream is rendered at the window's frame rate: frame k of the window is frame c - T/2 + k
-        stream = ShapesStream(seed=int(rng.integers(2**31)), split=self.split, duration_s=self.stream_s,
-                              fps=self.frames / self.window_s, size=self.size)
+        stream = ShapesStream(
+            seed=int(rng.integers(2**31)),
+            split=self.split,
+            duration_s=self.stream_s,
+            fps=self.frames / self.window_s,
+            size=self.size,
+        )
         half = self.frames // 2
         centre = int(rng.integers(half, stream.num_frames - self.frames + half + 1))
         video = stream.frames(centre - half, centre - half + self.frames)  # [T, H, W, 3]
@@ -54,8 +69,7 @@ class MixedItems(Dataset):
 
     def __init__(self, clips: Dataset, windows: Dataset, fraction: float, seed: int = 0) -> None:
         if len(clips) != len(windows) or not 0 <= fraction <= 1:
-            raise ValueError(f"need equal lengths and 0 <= fraction <= 1; got {len(clips)}, {len(windows)}, "
-                             f"{fraction}")
+            raise ValueError(f"need equal lengths and 0 <= fraction <= 1; got {len(clips)}, {len(windows)}, {fraction}")
         self.clips, self.windows, self.fraction, self.seed = clips, windows, fraction, seed
 
     def __len__(self) -> int:

@@ -24,7 +24,11 @@ DEFAULT_CODEC = "libx264"
 
 
 def write_video(
-    path: str | Path, frames: Iterable[np.ndarray], fps: float, codec: str = DEFAULT_CODEC, crf: int = 16,
+    path: str | Path,
+    frames: Iterable[np.ndarray],
+    fps: float,
+    codec: str = DEFAULT_CODEC,
+    crf: int = 16,
 ) -> int:
     """Encode uint8 [H, W, 3] frames (H, W even for yuv420p) into `path`; returns the frame count.
 
@@ -57,8 +61,15 @@ def write_video(
 
 
 def write_clip_set(
-    out_dir: str | Path, count: int, seed: int = 0, split: str = "train", frames: int = 8, size: int = 64,
-    fps: float = 8.0, qa: bool = True, codec: str = DEFAULT_CODEC,
+    out_dir: str | Path,
+    count: int,
+    seed: int = 0,
+    split: str = "train",
+    frames: int = 8,
+    size: int = 64,
+    fps: float = 8.0,
+    qa: bool = True,
+    codec: str = DEFAULT_CODEC,
 ) -> Path:
     """Clips 0..count-1 of (seed, split) as out_dir/clip_NNNNN.mp4 plus out_dir/manifest.jsonl.
 
@@ -74,21 +85,40 @@ def write_clip_set(
             name = f"clip_{index:05d}.mp4"
             write_video(out_dir / name, spec.render(frames, size), fps, codec)
             span = {"video": name, "start": 0.0, "end": frames / fps}
-            fh.write(json.dumps(span | {
-                "text": spec.caption, "captions": list(spec.captions), "slots": list(spec.slots),
-            }) + "\n")
+            fh.write(
+                json.dumps(
+                    span
+                    | {
+                        "text": spec.caption,
+                        "captions": list(spec.captions),
+                        "slots": list(spec.slots),
+                    }
+                )
+                + "\n"
+            )
             if qa:
                 for q in spec.qa:
-                    fh.write(json.dumps(span | {
-                        "query": q.question, "answer": q.answer, "candidates": list(q.candidates),
-                        "kind": q.kind,
-                    }) + "\n")
+                    fh.write(
+                        json.dumps(
+                            span
+                            | {
+                                "query": q.question,
+                                "answer": q.answer,
+                                "candidates": list(q.candidates),
+                                "kind": q.kind,
+                            }
+                        )
+                        + "\n"
+                    )
     log.info("wrote clip set", dir=str(out_dir), clips=count, split=split, seed=seed)
     return manifest
 
 
 def write_stream(
-    out_dir: str | Path, stream: ShapesStream, name: str | None = None, codec: str = DEFAULT_CODEC,
+    out_dir: str | Path,
+    stream: ShapesStream,
+    name: str | None = None,
+    codec: str = DEFAULT_CODEC,
 ) -> Path:
     """The stream as out_dir/NAME.mp4 plus out_dir/NAME.jsonl with one caption line per segment."""
     out_dir = Path(out_dir)

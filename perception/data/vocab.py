@@ -172,7 +172,7 @@ def parse_slots(text: str) -> Slots | None:
     shape = _SHAPE_RE.search(lowered)
     if colour is None or shape is None:
         return None
-    rest = lowered[shape.end():]
+    rest = lowered[shape.end() :]
     for action, pattern in _ACTION_PATTERNS:
         if re.search(pattern, rest):
             return Slots(colour.group(1), shape.group(1), action)

@@ -106,9 +106,7 @@ class CiderD:
     def score(self, candidates: Sequence[str]) -> CiderResult:
         """Score candidates[i] against references[i]; returns the corpus mean and per-item scores."""
         if len(candidates) != len(self._ref_counts):
-            raise ValueError(
-                f"got {len(candidates)} candidates for {len(self._ref_counts)} reference items"
-            )
+            raise ValueError(f"got {len(candidates)} candidates for {len(self._ref_counts)} reference items")
         per_item = np.zeros(len(candidates))
         for i, (cand, refs) in enumerate(zip(candidates, self._ref_vectors, strict=True)):
             if not isinstance(cand, str):

@@ -64,10 +64,7 @@ def recall_at_k(
         raise ValueError(f"k must be >= 1, got {k}")
     clip_norm = np.array([normalize_text(c) for c in clip_captions], dtype=object)
     order = np.argsort(-sim, axis=1, kind="stable")[:, :k]  # (Q, k) clip indices, best first
-    hits = [
-        bool(np.any(clip_norm[order[q]] == normalize_text(query_captions[q])))
-        for q in range(len(query_captions))
-    ]
+    hits = [bool(np.any(clip_norm[order[q]] == normalize_text(query_captions[q]))) for q in range(len(query_captions))]
     return float(np.mean(hits))
 
 
@@ -78,17 +75,13 @@ class VQAAccuracy:
     counts: dict[str, int] = field(default_factory=dict)  # questions per type
 
 
-def vqa_accuracy(
-    predictions: Sequence[str], answers: Sequence[str], question_types: Sequence[str]
-) -> VQAAccuracy:
+def vqa_accuracy(predictions: Sequence[str], answers: Sequence[str], question_types: Sequence[str]) -> VQAAccuracy:
     """Exact-match accuracy (after `normalize_text`) overall and per question type."""
     n = len(predictions)
     if n == 0:
         raise ValueError("vqa_accuracy needs at least one question")
     if len(answers) != n or len(question_types) != n:
-        raise ValueError(
-            f"length mismatch: {n} predictions, {len(answers)} answers, {len(question_types)} types"
-        )
+        raise ValueError(f"length mismatch: {n} predictions, {len(answers)} answers, {len(question_types)} types")
     correct: dict[str, int] = defaultdict(int)
     counts: dict[str, int] = defaultdict(int)
     for pred, ans, qtype in zip(predictions, answers, question_types, strict=True):
@@ -140,6 +133,4 @@ def slot_accuracy(
             right[s] += int(ok)
             ok_all &= ok
         all_right += int(ok_all)
-    return SlotAccuracy(
-        all_slots=all_right / n, per_slot={s: right[s] / n for s in slots}, parse_failures=failures
-    )
+    return SlotAccuracy(all_slots=all_right / n, per_slot={s: right[s] / n for s in slots}, parse_failures=failures)

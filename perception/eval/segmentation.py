@@ -88,9 +88,9 @@ def ward_segments(embs: np.ndarray, n_segments: int) -> list[Segment]:
     if n_segments == 1:
         return [Segment(0, n_steps)]
     chain = diags([np.ones(n_steps - 1), np.ones(n_steps - 1)], [-1, 1], shape=(n_steps, n_steps))
-    labels = AgglomerativeClustering(
-        n_clusters=n_segments, linkage="ward", connectivity=chain.tocsr()
-    ).fit_predict(embs)
+    labels = AgglomerativeClustering(n_clusters=n_segments, linkage="ward", connectivity=chain.tocsr()).fit_predict(
+        embs
+    )
     cuts = np.flatnonzero(np.diff(labels)) + 1
     return segments_from_boundaries(cuts.tolist(), n_steps)
 

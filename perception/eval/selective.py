@@ -241,13 +241,22 @@ def selective_decoding_curve(
                 extra = asdict(cfg) if method == "online" else None
                 points.append(CurvePoint(method, pooling, target, setting, n, avg, cider, extra))
         log.debug("selective sweep point", target_s=target)
-    ref = next(
-        p for p in points
-        if p.method == "uniform" and p.pooling == "mid" and p.target_interval_s == reference_interval_s
-    ) if "mid" in poolings else None
-    ref_cider = ref.cider if ref is not None else _score(
-        streams, [uniform_segments(s.times, reference_interval_s) for s in streams], "mid", cache, scorer
-    )[2]
+    ref = (
+        next(
+            p
+            for p in points
+            if p.method == "uniform" and p.pooling == "mid" and p.target_interval_s == reference_interval_s
+        )
+        if "mid" in poolings
+        else None
+    )
+    ref_cider = (
+        ref.cider
+        if ref is not None
+        else _score(streams, [uniform_segments(s.times, reference_interval_s) for s in streams], "mid", cache, scorer)[
+            2
+        ]
+    )
     if not 0 <= tolerance < 1:
         raise ValueError(f"tolerance must lie in [0, 1), got {tolerance}")
     result = SelectiveDecodingResult(
@@ -276,18 +285,26 @@ def plot_curve(result: SelectiveDecodingResult, path: str | Path, title: str = "
             pts = result.curve(method, pooling)
             if pts:
                 ax.plot(
-                    [p.avg_interval_s for p in pts], [p.cider for p in pts],
-                    styles[pooling], marker="o", ms=3, color=colours[method],
+                    [p.avg_interval_s for p in pts],
+                    [p.cider for p in pts],
+                    styles[pooling],
+                    marker="o",
+                    ms=3,
+                    color=colours[method],
                     label=f"{method} ({'midpoint' if pooling == 'mid' else 'segment mean'})",
                 )
-    ax.axhline(result.reference_cider, color="k", lw=0.8, ls=":",
-               label=f"uniform @ {result.reference_interval_s:g} s")
+    ax.axhline(result.reference_cider, color="k", lw=0.8, ls=":", label=f"uniform @ {result.reference_interval_s:g} s")
     for key, ratio in result.reduction_at_matched_quality.items():
         if ratio is not None and "_" not in key:
             ax.axvline(ratio * result.reference_interval_s, color=colours[key], lw=0.8, ls=":")
-            ax.annotate(f"{key} {ratio:.2f}x", (ratio * result.reference_interval_s, result.reference_cider),
-                        textcoords="offset points", xytext=(4, -12 if key == "offline" else -24),
-                        fontsize=8, color=colours[key])
+            ax.annotate(
+                f"{key} {ratio:.2f}x",
+                (ratio * result.reference_interval_s, result.reference_cider),
+                textcoords="offset points",
+                xytext=(4, -12 if key == "offline" else -24),
+                fontsize=8,
+                color=colours[key],
+            )
     ax.set_xscale("log")
     ax.set_xlabel("average decoding interval (s)")
     ax.set_ylabel("CIDEr-D")

@@ -53,16 +53,19 @@ def overlap(c: Caption, t: Segment) -> float:
     return min(c.end_s, t.end_s) - max(c.start_s, t.start_s)
 
 
-def stream_captions(model: VLJepa, stream: ShapesStream, seg_cfg: OnlineSegmenterConfig,
-                    suite: SuiteConfig) -> list[Caption]:
+def stream_captions(
+    model: VLJepa, stream: ShapesStream, seg_cfg: OnlineSegmenterConfig, suite: SuiteConfig
+) -> list[Caption]:
     """One caption per online segment, decoded from the segment's mean embedding (as the events node asks)."""
     embs, times = stream_embeddings(model, stream, suite)  # [T, D], [T]
     segments, _ = segment_online(embs, times, seg_cfg)
-    means = torch.from_numpy(np.stack([embs[s.start:s.end].mean(0) for s in segments])).float()  # [S, D]
+    means = torch.from_numpy(np.stack([embs[s.start : s.end].mean(0) for s in segments])).float()  # [S, D]
     texts = model.decode(means)
     half = suite.step_s / 2
-    return [Caption(float(times[s.start]) - half, float(times[s.end - 1]) + half, t)
-            for s, t in zip(segments, texts, strict=True)]
+    return [
+        Caption(float(times[s.start]) - half, float(times[s.end - 1]) + half, t)
+        for s, t in zip(segments, texts, strict=True)
+    ]
 
 
 def score(stream: ShapesStream, caps: list[Caption], seed: int) -> StreamScore:
@@ -91,8 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--first-seed", type=int, default=5, help="the end-to-end test's stream is seed 5")
     p.add_argument("--seconds", type=float, default=120.0)
     p.add_argument("--split", default="train", help="the end-to-end test's stream is from the train split")
-    p.add_argument("--config", default=None, help="service config whose events section to replay "
-                   "(default: configs/tiny-cpu.yaml)")
+    p.add_argument(
+        "--config", default=None, help="service config whose events section to replay (default: configs/tiny-cpu.yaml)"
+    )
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -100,21 +104,34 @@ def main(argv: list[str] | None = None) -> int:
     suite = SuiteConfig()  # windows of 8 frames over 2 s every 0.25 s: the service's 2.1 s every 0.27 s
     ev = load_config(args.config).pipeline.events  # the events node's settings, its seconds as steps here
     min_len, max_len = segment_steps(ev.min_len_s, ev.max_len_s, suite.step_s)
-    seg_cfg = OnlineSegmenterConfig(threshold=ev.threshold, window=ev.window, confirm=ev.confirm,
-                                    min_len=min_len, max_len=max_len)
+    seg_cfg = OnlineSegmenterConfig(
+        threshold=ev.threshold, window=ev.window, confirm=ev.confirm, min_len=min_len, max_len=max_len
+    )
     rows = []
     for seed in range(args.first_seed, args.first_seed + args.streams):
-        stream = ShapesStream(seed=seed, split=args.split, duration_s=args.seconds,  # at the windows' frame rate
-                              fps=model.cfg.x_encoder.frames / suite.window_s, size=model.cfg.x_encoder.image_size)
+        stream = ShapesStream(
+            seed=seed,
+            split=args.split,
+            duration_s=args.seconds,  # at the windows' frame rate
+            fps=model.cfg.x_encoder.frames / suite.window_s,
+            size=model.cfg.x_encoder.image_size,
+        )
         rows.append(score(stream, stream_captions(model, stream, seg_cfg, suite), seed))
         r = rows[-1]
-        print(f"seed {seed}: described {r.described}/{r.segments}, captions {r.captions}, "
-              f"colour {r.colour}, action {r.action}", flush=True)
+        print(
+            f"seed {seed}: described {r.described}/{r.segments}, captions {r.captions}, "
+            f"colour {r.colour}, action {r.action}",
+            flush=True,
+        )
     seg, cap = sum(r.segments for r in rows), sum(r.captions for r in rows)
-    total = {"described": round(sum(r.described for r in rows) / seg, 3),
-             "colour": round(sum(r.colour for r in rows) / cap, 3),
-             "action": round(sum(r.action for r in rows) / cap, 3),
-             "segments": seg, "captions": cap, "checkpoint": args.checkpoint}
+    total = {
+        "described": round(sum(r.described for r in rows) / seg, 3),
+        "colour": round(sum(r.colour for r in rows) / cap, 3),
+        "action": round(sum(r.action for r in rows) / cap, 3),
+        "segments": seg,
+        "captions": cap,
+        "checkpoint": args.checkpoint,
+    }
     print(json.dumps({"total": total, "streams": [asdict(r) for r in rows]}))
     return 0
 

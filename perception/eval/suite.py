@@ -132,17 +132,24 @@ def stream_embeddings(model: VLJepa, stream: ShapesStream, cfg: SuiteConfig) -> 
     return np.concatenate(embs).astype(np.float64), times
 
 
-def selective_task(model: VLJepa, split: str, seed: int, cfg: SuiteConfig,
-                   plot: str | Path | None) -> dict[str, Any]:
+def selective_task(model: VLJepa, split: str, seed: int, cfg: SuiteConfig, plot: str | Path | None) -> dict[str, Any]:
     T = model.cfg.x_encoder.frames
     fps = T / cfg.window_s
     streams, seg_lengths = [], []
     for k in range(cfg.streams):
-        st = ShapesStream(seed=seed * 1000 + k, split=split, duration_s=cfg.stream_seconds, fps=fps,
-                          size=model.cfg.x_encoder.image_size)
+        st = ShapesStream(
+            seed=seed * 1000 + k,
+            split=split,
+            duration_s=cfg.stream_seconds,
+            fps=fps,
+            size=model.cfg.x_encoder.image_size,
+        )
         embs, times = stream_embeddings(model, st, cfg)
-        anns = [Annotation(time=(s.start_s + s.end_s) / 2, references=list(s.captions)) for s in st.segments
-                if times[0] <= (s.start_s + s.end_s) / 2 <= times[-1]]
+        anns = [
+            Annotation(time=(s.start_s + s.end_s) / 2, references=list(s.captions))
+            for s in st.segments
+            if times[0] <= (s.start_s + s.end_s) / 2 <= times[-1]
+        ]
         seg_lengths += [s.duration_s for s in st.segments]
         streams.append(Stream(embs=embs, times=times, annotations=anns))
 
@@ -158,17 +165,22 @@ def selective_task(model: VLJepa, split: str, seed: int, cfg: SuiteConfig,
         d["reduction_at_matched_quality"] = {k: None for k in d["reduction_at_matched_quality"]}
         d["matched_how"] = {k: "reference_cider_zero" for k in d["matched_how"]}
     d["perfect_segmentation_bound"] = float(np.mean(seg_lengths)) / result.reference_interval_s
-    d["streams"] = {"count": len(streams), "seconds": [float(s.times[-1] - s.times[0]) for s in streams],
-                    "step_s": cfg.step_s, "window_s": cfg.window_s,
-                    "annotations": sum(len(s.annotations) for s in streams)}
+    d["streams"] = {
+        "count": len(streams),
+        "seconds": [float(s.times[-1] - s.times[0]) for s in streams],
+        "step_s": cfg.step_s,
+        "window_s": cfg.window_s,
+        "annotations": sum(len(s.annotations) for s in streams),
+    }
     if plot:
         plot_curve(result, plot, title=f"Selective decoding, ShapesWorld {split} streams")
         d["plot"] = str(plot)
     return d
 
 
-def evaluate(model: VLJepa, split: str = "heldout", seed: int = 0, cfg: SuiteConfig | None = None,
-             plot: str | Path | None = None) -> dict[str, Any]:
+def evaluate(
+    model: VLJepa, split: str = "heldout", seed: int = 0, cfg: SuiteConfig | None = None, plot: str | Path | None = None
+) -> dict[str, Any]:
     """Every metric of docs/architecture.md "Evaluation" as one JSON-ready dict."""
     cfg = cfg or SuiteConfig()
     model.eval()
@@ -194,11 +206,19 @@ def summary_table(result: dict[str, Any]) -> str:
     rows = [
         ("classification_top1", f(result["classification_top1"])),
         ("retrieval_r1", f(result["retrieval_r1"])),
-        ("vqa_accuracy", f(result["vqa_accuracy"]) + "  " + " ".join(
-            f"{k}={v:.2f}" for k, v in result["vqa_accuracy_per_type"].items())),
+        (
+            "vqa_accuracy",
+            f(result["vqa_accuracy"])
+            + "  "
+            + " ".join(f"{k}={v:.2f}" for k, v in result["vqa_accuracy_per_type"].items()),
+        ),
         ("caption_cider", f(result["caption_cider"])),
-        ("caption_slot_accuracy", f(result["caption_slot_accuracy"]) + "  " + " ".join(
-            f"{k}={v:.2f}" for k, v in result["caption_slot_accuracy_per_slot"].items())),
+        (
+            "caption_slot_accuracy",
+            f(result["caption_slot_accuracy"])
+            + "  "
+            + " ".join(f"{k}={v:.2f}" for k, v in result["caption_slot_accuracy_per_slot"].items()),
+        ),
         ("uniform@1s CIDEr", f(sel["reference_cider"])),
         ("reduction offline", f"{f(red.get('offline'))} ({sel['matched_how'].get('offline')})"),
         ("reduction online", f"{f(red.get('online'))} ({sel['matched_how'].get('online')})"),

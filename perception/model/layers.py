@@ -15,17 +15,32 @@ from transformers import LlamaConfig
 from transformers.models.llama.modeling_llama import LlamaDecoderLayer, LlamaRMSNorm, LlamaRotaryEmbedding
 
 
-def llama_config(hidden: int, layers: int, heads: int, kv_heads: int, intermediate: int, rope_theta: float,
-                 vocab_size: int = 1, hf_config: dict[str, Any] | None = None) -> LlamaConfig:
+def llama_config(
+    hidden: int,
+    layers: int,
+    heads: int,
+    kv_heads: int,
+    intermediate: int,
+    rope_theta: float,
+    vocab_size: int = 1,
+    hf_config: dict[str, Any] | None = None,
+) -> LlamaConfig:
     """LlamaConfig from our dims, or from a recorded/pretrained config dict with `layers` layers."""
     if hf_config is not None:
         cfg = LlamaConfig.from_dict({**hf_config, "num_hidden_layers": layers})
     else:
         cfg = LlamaConfig(
-            hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
-            intermediate_size=intermediate, vocab_size=vocab_size, max_position_embeddings=4096,
+            hidden_size=hidden,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            num_key_value_heads=kv_heads,
+            intermediate_size=intermediate,
+            vocab_size=vocab_size,
+            max_position_embeddings=4096,
             rope_parameters={"rope_type": "default", "rope_theta": rope_theta},
-            bos_token_id=None, eos_token_id=None, pad_token_id=None,  # ids live in our tokenizers, not here
+            bos_token_id=None,
+            eos_token_id=None,
+            pad_token_id=None,  # ids live in our tokenizers, not here
         )
     cfg._attn_implementation = "sdpa"
     return cfg

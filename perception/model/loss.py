@@ -51,8 +51,9 @@ def embedding_spread(x: torch.Tensor) -> float:
     return float((sim.sum() - sim.diagonal().sum()) / (B * (B - 1)))
 
 
-def info_nce(pred: torch.Tensor, target: torch.Tensor, temperature: torch.Tensor | float,
-             groups: torch.Tensor | None = None) -> LossOutput:
+def info_nce(
+    pred: torch.Tensor, target: torch.Tensor, temperature: torch.Tensor | float, groups: torch.Tensor | None = None
+) -> LossOutput:
     """pred, target [B,D] (any norm; L2-normalised here); temperature > 0; groups [B] or None."""
     B, D = pred.shape
     assert target.shape == (B, D), f"pred {tuple(pred.shape)} and target {tuple(target.shape)} differ"

@@ -55,15 +55,30 @@ class QueryEmbedder(nn.Module):
 
 
 class Predictor(nn.Module):
-    def __init__(self, cfg: PredictorConfig, visual_dim: int, embed_dim: int, vocab_size: int,
-                 shared_table: nn.Embedding | None = None, load_weights: bool = True):
+    def __init__(
+        self,
+        cfg: PredictorConfig,
+        visual_dim: int,
+        embed_dim: int,
+        vocab_size: int,
+        shared_table: nn.Embedding | None = None,
+        load_weights: bool = True,
+    ):
         super().__init__()
         path = None
         if cfg.weights and load_weights:
             path = resolve_source(cfg.weights, "predictor")
             cfg.hf_config = read_hf_config(path)
-        hf = llama_config(cfg.hidden, cfg.layers, cfg.heads, cfg.kv_heads, cfg.intermediate, cfg.rope_theta,
-                          vocab_size=vocab_size, hf_config=cfg.hf_config)
+        hf = llama_config(
+            cfg.hidden,
+            cfg.layers,
+            cfg.heads,
+            cfg.kv_heads,
+            cfg.intermediate,
+            cfg.rope_theta,
+            vocab_size=vocab_size,
+            hf_config=cfg.hf_config,
+        )
         cfg.hidden, cfg.heads, cfg.kv_heads = hf.hidden_size, hf.num_attention_heads, hf.num_key_value_heads
         cfg.intermediate = hf.intermediate_size
         self.cfg = cfg
@@ -86,7 +101,7 @@ class Predictor(nn.Module):
         for k in keys:
             if not k.startswith(prefix + "layers."):
                 continue
-            idx, rest = k[len(prefix + "layers."):].split(".", 1)
+            idx, rest = k[len(prefix + "layers.") :].split(".", 1)
             if int(idx) >= first:
                 rename[k] = f"stack.layers.{int(idx) - first}.{rest}"
         rename[prefix + "norm.weight"] = "stack.norm.weight"

@@ -104,10 +104,21 @@ class VLJepa(nn.Module):
         self.x_encoder = XEncoder(cfg.x_encoder, load_weights=want("x_encoder"))
         self.query_tokenizer = self._query_tokenizer()
         vocab = len(self.query_tokenizer) if self.query_tokenizer is not None else table.num_embeddings
-        self.predictor = Predictor(cfg.predictor, self.x_encoder.out_dim, cfg.embed_dim, vocab,
-                                   shared_table=table, load_weights=want("predictor"))
-        self.y_decoder = YDecoder(cfg.y_decoder, cfg.embed_dim, tokenizer=self.y_encoder.tokenizer,
-                                  shared_table=table, load_weights=want("y_decoder"))
+        self.predictor = Predictor(
+            cfg.predictor,
+            self.x_encoder.out_dim,
+            cfg.embed_dim,
+            vocab,
+            shared_table=table,
+            load_weights=want("predictor"),
+        )
+        self.y_decoder = YDecoder(
+            cfg.y_decoder,
+            cfg.embed_dim,
+            tokenizer=self.y_encoder.tokenizer,
+            shared_table=table,
+            load_weights=want("y_decoder"),
+        )
         # log(temperature): learnable (CLIP-style) or a fixed buffer
         log_t = torch.tensor(math.log(cfg.temperature))
         if cfg.learn_temperature:
@@ -122,8 +133,9 @@ class VLJepa(nn.Module):
         if source is None:
             return self.y_encoder.tokenizer
         try:
-            return AutoTokenizer.from_pretrained(str(resolve_source(source, "predictor tokenizer")),
-                                                 local_files_only=True)
+            return AutoTokenizer.from_pretrained(
+                str(resolve_source(source, "predictor tokenizer")), local_files_only=True
+            )
         except FileNotFoundError:
             if p.hf_config is None:
                 raise
@@ -175,9 +187,14 @@ class VLJepa(nn.Module):
         return self.y_encoder.tokenize(list(texts))
 
     # ------------------------------------------------------------------------------------ training
-    def forward(self, clips: torch.Tensor | None = None, queries: Sequence[str] | TokenBatch = ("",),
-                targets: Sequence[str] | TokenBatch | None = None, s_v: torch.Tensor | None = None,
-                groups: torch.Tensor | None = None) -> VLJepaOutput:
+    def forward(
+        self,
+        clips: torch.Tensor | None = None,
+        queries: Sequence[str] | TokenBatch = ("",),
+        targets: Sequence[str] | TokenBatch | None = None,
+        s_v: torch.Tensor | None = None,
+        groups: torch.Tensor | None = None,
+    ) -> VLJepaOutput:
         """The training forward: predicted and target embeddings, and InfoNCE when targets are given.
 
         clips [B,T,C,H,W] (or precomputed s_v [B,N,Dv], e.g. cached from a frozen X-encoder); queries: one
@@ -229,12 +246,18 @@ class VLJepa(nn.Module):
         for name, p in self.named_parameters():
             if not p.requires_grad:
                 continue
-            part = ("y_encoder" if name.startswith("y_encoder.backbone.")
-                    else "y_head" if name.startswith("y_encoder.head.") and yc.head_lr_mult != 1.0 else "main")
+            part = (
+                "y_encoder"
+                if name.startswith("y_encoder.backbone.")
+                else "y_head"
+                if name.startswith("y_encoder.head.") and yc.head_lr_mult != 1.0
+                else "main"
+            )
             decay = p.dim() >= 2 and "norm" not in name
             key = f"{part}_{'decay' if decay else 'no_decay'}"
-            g = groups.setdefault(key, {"name": key, "params": [], "lr": lr * rates[part],
-                                        "weight_decay": weight_decay if decay else 0.0})
+            g = groups.setdefault(
+                key, {"name": key, "params": [], "lr": lr * rates[part], "weight_decay": weight_decay if decay else 0.0}
+            )
             g["params"].append(p)
         return list(groups.values())
 
@@ -256,7 +279,11 @@ class VLJepa(nn.Module):
     def predict(self, s_v: torch.Tensor, queries: Sequence[str] | str | TokenBatch = "") -> torch.Tensor:
         """S_V [B,N,Dv] + queries -> L2-normalised S^_Y. One query: applied to every clip ([B,D]); B queries:
         paired ([B,D]); B == 1 and Q queries: the one S_V answers each query ([Q,D])."""
-        n_q = queries.ids.shape[0] if isinstance(queries, TokenBatch) else (1 if isinstance(queries, str) else len(queries))
+        n_q = (
+            queries.ids.shape[0]
+            if isinstance(queries, TokenBatch)
+            else (1 if isinstance(queries, str) else len(queries))
+        )
         if s_v.shape[0] == 1 and n_q > 1:
             s_v = s_v.expand(n_q, -1, -1)  # [Q,N,Dv] no re-encoding
         q = self._query_batch(queries, s_v.shape[0])
@@ -297,7 +324,9 @@ class VLJepa(nn.Module):
         """Discriminative VQA: the candidate answer nearest each row of S^_Y [B,D]. candidates: one list
         shared by all rows, or one list per row."""
         B = s_hat.shape[0]
-        per_row = [list(candidates)] * B if candidates and isinstance(candidates[0], str) else [list(c) for c in candidates]
+        per_row = (
+            [list(candidates)] * B if candidates and isinstance(candidates[0], str) else [list(c) for c in candidates]
+        )
         if len(per_row) != B:
             raise ValueError(f"got {len(per_row)} candidate lists for {B} rows")
         C = max(len(c) for c in per_row)
@@ -337,14 +366,20 @@ class VLJepa(nn.Module):
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         ext = self.external_parts()
-        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()
-                 if not any(k.startswith(p) for p in ext)}
+        state = {
+            k: v.detach().contiguous().cpu()
+            for k, v in self.state_dict().items()
+            if not any(k.startswith(p) for p in ext)
+        }
         save_file(state, str(out / WEIGHTS_FILE), metadata={"format": "pt"})
-        meta = {"format": CHECKPOINT_FORMAT, "model": self.cfg.to_dict(), "external": ext,
-                "stored_tensors": len(state)}
+        meta = {"format": CHECKPOINT_FORMAT, "model": self.cfg.to_dict(), "external": ext, "stored_tensors": len(state)}
         (out / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
-        log.info("checkpoint saved", dir=str(out), tensors=len(state),
-                 mb=round(sum(v.numel() * v.element_size() for v in state.values()) / 1e6, 2))
+        log.info(
+            "checkpoint saved",
+            dir=str(out),
+            tensors=len(state),
+            mb=round(sum(v.numel() * v.element_size() for v in state.values()) / 1e6, 2),
+        )
         return out
 
     @classmethod
@@ -367,8 +402,9 @@ class VLJepa(nn.Module):
         missing, unexpected = model.load_state_dict(state, strict=False)
         missing = [k for k in missing if not any(k.startswith(p) for p in ext)]
         if missing or unexpected:
-            raise CheckpointError(f"{d}: tensors do not match the config: missing {missing[:8]}, "
-                                  f"unexpected {unexpected[:8]}")
+            raise CheckpointError(
+                f"{d}: tensors do not match the config: missing {missing[:8]}, unexpected {unexpected[:8]}"
+            )
         model._text_cache.clear()
         return model._place(device or cfg.device, dtype or cfg.dtype)
 
@@ -378,7 +414,10 @@ class VLJepa(nn.Module):
         out: dict[str, dict[str, int]] = {}
         for part in ("x_encoder", "predictor", "y_encoder", "y_decoder"):
             ps = list(getattr(self, part).parameters())
-            out[part] = {"total": sum(p.numel() for p in ps), "trainable": sum(p.numel() for p in ps if p.requires_grad)}
+            out[part] = {
+                "total": sum(p.numel() for p in ps),
+                "trainable": sum(p.numel() for p in ps if p.requires_grad),
+            }
         ps = list(self.parameters())
         out["all"] = {"total": sum(p.numel() for p in ps), "trainable": sum(p.numel() for p in ps if p.requires_grad)}
         return out

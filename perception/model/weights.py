@@ -86,7 +86,9 @@ def load_tensors(path: Path, rename: dict[str, str]) -> dict[str, torch.Tensor]:
                     out[rename[key]] = sf.get_tensor(key)
     missing = sorted(set(rename) - {k for k, v in rename.items() if v in out})
     if missing:
-        raise MissingWeightsError(f"{path}: expected tensors not found: {missing[:5]}{'...' if len(missing) > 5 else ''}")
+        raise MissingWeightsError(
+            f"{path}: expected tensors not found: {missing[:5]}{'...' if len(missing) > 5 else ''}"
+        )
     return out
 
 

@@ -94,8 +94,9 @@ class XEncoder(nn.Module):
         if (H, W) != (S, S):
             scale = S / min(H, W)
             h, w = max(S, round(H * scale)), max(S, round(W * scale))
-            x = F.interpolate(x.reshape(B * Tm, 3, H, W), size=(h, w), mode="bilinear", antialias=True,
-                              align_corners=False)  # [B*Tm,3,h,w]
+            x = F.interpolate(
+                x.reshape(B * Tm, 3, H, W), size=(h, w), mode="bilinear", antialias=True, align_corners=False
+            )  # [B*Tm,3,h,w]
             top, left = (h - S) // 2, (w - S) // 2
             x = x[:, :, top : top + S, left : left + S].reshape(B, Tm, 3, S, S)
         return (x - self.mean) / self.std

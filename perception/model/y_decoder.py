@@ -32,8 +32,14 @@ class DecoderOutput:
 
 
 class YDecoder(nn.Module):
-    def __init__(self, cfg: YDecoderConfig, embed_dim: int, tokenizer=None,
-                 shared_table: nn.Embedding | None = None, load_weights: bool = True):
+    def __init__(
+        self,
+        cfg: YDecoderConfig,
+        embed_dim: int,
+        tokenizer=None,
+        shared_table: nn.Embedding | None = None,
+        load_weights: bool = True,
+    ):
         super().__init__()
         self.cfg = cfg
         self._shared: list[nn.Embedding] = []
@@ -94,8 +100,9 @@ class YDecoder(nn.Module):
             words = self._shared[0](ids)  # [B,L,Dw] frozen
         return self.token_in(words.to(self.token_in.weight.dtype))  # [B,L,H]
 
-    def _run(self, embedding: torch.Tensor, ids: torch.Tensor, keep: torch.Tensor,
-             last_only: bool = False) -> torch.Tensor:
+    def _run(
+        self, embedding: torch.Tensor, ids: torch.Tensor, keep: torch.Tensor, last_only: bool = False
+    ) -> torch.Tensor:
         """embedding [B,D], ids/keep [B,L] -> logits [B,L,V] for the token positions (next-token);
         last_only: logits of the last position only, [B,1,V] (generation)."""
         B, L = ids.shape

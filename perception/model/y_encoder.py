@@ -40,6 +40,7 @@ def config_from_dict(d: dict):
 
 class YEncoder(nn.Module):
     POOLED_CACHE_MAX = 200_000  # texts; ShapesWorld has a few thousand distinct captions
+
     def __init__(self, cfg: YEncoderConfig, embed_dim: int, load_weights: bool = True):
         super().__init__()
         try:

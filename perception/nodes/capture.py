@@ -83,14 +83,28 @@ class CaptureNode(Node):
                 await asyncio.sleep(0)
             while synthetic and next_segment < len(segments) and segments[next_segment].start_s <= item.stream_s:
                 seg = segments[next_segment]
-                self.publish(GroundTruthSegment(
-                    cam=cam.name, segment_id=next_segment, start_s=seg.start_s, end_s=seg.end_s,
-                    t0_ns=t0_wall_ns, text=seg.caption, slots=list(seg.slots),
-                ))
+                self.publish(
+                    GroundTruthSegment(
+                        cam=cam.name,
+                        segment_id=next_segment,
+                        start_s=seg.start_s,
+                        end_s=seg.end_s,
+                        t0_ns=t0_wall_ns,
+                        text=seg.caption,
+                        slots=list(seg.slots),
+                    )
+                )
                 next_segment += 1
             last_index = offset + item.index
-            self.publish(Frame(cam=cam.name, index=last_index, t_capture_ns=time.time_ns(),
-                                      stream_s=item.stream_s, image=item.image))
+            self.publish(
+                Frame(
+                    cam=cam.name,
+                    index=last_index,
+                    t_capture_ns=time.time_ns(),
+                    stream_s=item.stream_s,
+                    image=item.image,
+                )
+            )
             self.counters[f"{cam.name}.frames"] += 1
 
 

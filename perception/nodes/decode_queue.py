@@ -50,9 +50,12 @@ class DecodeQueue(Generic[T, R]):
         """Put `items` back at the front, in their order."""
         self.pending.extendleft(reversed(list(items)))
 
-    async def drain(self, decode: Callable[[list[T]], Awaitable[list[R]]],
-                    deliver: Callable[[list[T], list[R]], None],
-                    failed: Callable[[T, Exception], None]) -> None:
+    async def drain(
+        self,
+        decode: Callable[[list[T]], Awaitable[list[R]]],
+        deliver: Callable[[list[T], list[R]], None],
+        failed: Callable[[T, Exception], None],
+    ) -> None:
         """Decode until the queue is empty: `deliver(batch, results)` for each decoded batch (or single),
         `failed(request, error)` for a request that fails on its own."""
         while self.pending:
@@ -67,8 +70,13 @@ class DecodeQueue(Generic[T, R]):
                     if results is not None:
                         deliver([item], results)
 
-    async def _attempt(self, decode: Callable[[list[T]], Awaitable[list[R]]], failed: Callable[[T, Exception], None],
-                       batch: list[T], rest: Sequence[T] = ()) -> list[R] | None:
+    async def _attempt(
+        self,
+        decode: Callable[[list[T]], Awaitable[list[R]]],
+        failed: Callable[[T, Exception], None],
+        batch: list[T],
+        rest: Sequence[T] = (),
+    ) -> list[R] | None:
         """Results for `batch`, or None if its decode raised (reported for a single request); when cancelled,
         `batch` and `rest` go back to the front of the queue."""
         try:

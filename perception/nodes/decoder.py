@@ -103,11 +103,19 @@ class DecoderNode(Node):
         for req, text in zip(batch, texts):
             latency_ms = (now - req.t_capture_ns) / 1e6
             try:
-                self.publish(Caption(
-                    cam=req.cam, segment_id=req.segment_id, text=text, start_ns=req.start_ns,
-                    end_ns=req.end_ns, start_s=req.start_s, end_s=req.end_s, t_capture_ns=req.t_capture_ns,
-                    latency_ms=round(latency_ms, 2),
-                ))
+                self.publish(
+                    Caption(
+                        cam=req.cam,
+                        segment_id=req.segment_id,
+                        text=text,
+                        start_ns=req.start_ns,
+                        end_ns=req.end_ns,
+                        start_s=req.start_s,
+                        end_s=req.end_s,
+                        t_capture_ns=req.t_capture_ns,
+                        latency_ms=round(latency_ms, 2),
+                    )
+                )
             except Exception as exc:  # e.g. fields the codec cannot encode: this caption only, not the worker
                 self.report_error("publish", exc, cam=req.cam[:64], segment_id=req.segment_id)
                 continue

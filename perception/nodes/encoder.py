@@ -77,19 +77,43 @@ class EncoderNode(Node):
         )
 
         self.runner = WindowRunner(self.model, enc.query, jit=enc.jit)
-        for key in ("frames", "windows", "windows_dropped", "windows_incomplete", "frames_substituted",
-                    "batches", "errors", "errors.window", "cameras_evicted", "asks", "asks_busy",
-                    "asks_expired", "embeds", "embeds_busy", "embeds_expired"):
+        for key in (
+            "frames",
+            "windows",
+            "windows_dropped",
+            "windows_incomplete",
+            "frames_substituted",
+            "batches",
+            "errors",
+            "errors.window",
+            "cameras_evicted",
+            "asks",
+            "asks_busy",
+            "asks_expired",
+            "embeds",
+            "embeds_busy",
+            "embeds_expired",
+        ):
             self.counters[key] += 0  # created here: the model thread never adds keys while stats iterate
         # frames come in on the loop, windows go out on the model thread: every access to the schedule
         # under `lock` (its BoundedDict reorders itself even on reads)
         self.schedule = WindowSchedule(
-            enc.window_frames or self.model.cfg.x_encoder.frames, enc.frame_step, enc.stride_frames,
-            enc.max_batch, self.counters, max_cameras=enc.max_cameras,
-            protected=[c.name for c in self.config.pipeline.cameras], on_evict=self._camera_evicted,
-            on_bad_window=self._bad_window)
-        self.W, self.step, self.stride, self.span = (self.schedule.W, self.schedule.step, self.schedule.stride,
-                                                     self.schedule.span)
+            enc.window_frames or self.model.cfg.x_encoder.frames,
+            enc.frame_step,
+            enc.stride_frames,
+            enc.max_batch,
+            self.counters,
+            max_cameras=enc.max_cameras,
+            protected=[c.name for c in self.config.pipeline.cameras],
+            on_evict=self._camera_evicted,
+            on_bad_window=self._bad_window,
+        )
+        self.W, self.step, self.stride, self.span = (
+            self.schedule.W,
+            self.schedule.step,
+            self.schedule.stride,
+            self.schedule.span,
+        )
         self.cams = self.schedule.cams
         self.lock = threading.Lock()
         self.asks: queue.Queue[ModelJob] = queue.Queue(maxsize=MAX_QUEUED_ASKS)
@@ -101,11 +125,21 @@ class EncoderNode(Node):
         self.embed_latency = LatencyWindow()
         self.forward_ms = LatencyWindow()
         await asyncio.to_thread(self._warm_up)
-        self.rpc = RpcServer(self.config.bus, {"ask": self._ask, "embed": self._embed, "info": self._info},
-                             endpoint=encoder_endpoint(self.config), name=self.name)
+        self.rpc = RpcServer(
+            self.config.bus,
+            {"ask": self._ask, "embed": self._embed, "info": self._info},
+            endpoint=encoder_endpoint(self.config),
+            name=self.name,
+        )
         self.rpc.bind()
-        self.log.info("encoder ready", model=self.model_id, window_frames=self.W, frame_step=self.step,
-                      stride_frames=self.stride, rpc=self.rpc.endpoint)
+        self.log.info(
+            "encoder ready",
+            model=self.model_id,
+            window_frames=self.W,
+            frame_step=self.step,
+            stride_frames=self.stride,
+            rpc=self.rpc.endpoint,
+        )
 
     def _warm_up(self) -> None:
         """Run (and so trace) the pass for every batch shape the config already tells - synthetic cameras
@@ -123,16 +157,22 @@ class EncoderNode(Node):
         return [self._worker(), self.rpc.run()]
 
     def extra_stats(self) -> dict[str, float]:
-        return {**self.embed_latency.summary("embed_latency"), **self.forward_ms.summary("forward"),
-                **{f"rpc.{k}": float(v) for k, v in self.rpc.counters.items()}}  # busy, expired, forbidden ...
+        return {
+            **self.embed_latency.summary("embed_latency"),
+            **self.forward_ms.summary("forward"),
+            **{f"rpc.{k}": float(v) for k, v in self.rpc.counters.items()},
+        }  # busy, expired, forbidden ...
 
     # -- frames in ----------------------------------------------------------------------------------------
 
     def _camera_evicted(self, name: str, cam: CameraWindows) -> None:
         self.counters["cameras_evicted"] += 1
         if self._evictions.should_log("camera") is not None:
-            self.log.warning("camera evicted: more cameras than encoder.max_cameras", camera=name[:64],
-                             max_cameras=self.cams.max_items)
+            self.log.warning(
+                "camera evicted: more cameras than encoder.max_cameras",
+                camera=name[:64],
+                max_cameras=self.cams.max_items,
+            )
 
     def _bad_window(self, camera: str, exc: ValueError) -> None:
         """On the model thread, under `lock`: a window whose frames differ in size was skipped."""
@@ -203,14 +243,26 @@ class EncoderNode(Node):
                 cam = self.cams.get(job.cam)
                 if cam is not None:
                     cam.s_v = s_v[k : k + 1]
-                    cam.s_v_info = {"window": job.window, "start_s": job.first.stream_s,
-                                    "end_s": job.last.stream_s, "end_ns": job.last.t_capture_ns}
-            self.publish(Embedding(
-                cam=job.cam, window=job.window, start_ns=job.first.t_capture_ns,
-                end_ns=job.last.t_capture_ns, start_s=job.first.stream_s, end_s=job.last.stream_s,
-                model_id=self.model_id, t_capture_ns=job.last.t_capture_ns, t_done_ns=done_ns,
-                embedding=s_hat[k],
-            ))
+                    cam.s_v_info = {
+                        "window": job.window,
+                        "start_s": job.first.stream_s,
+                        "end_s": job.last.stream_s,
+                        "end_ns": job.last.t_capture_ns,
+                    }
+            self.publish(
+                Embedding(
+                    cam=job.cam,
+                    window=job.window,
+                    start_ns=job.first.t_capture_ns,
+                    end_ns=job.last.t_capture_ns,
+                    start_s=job.first.stream_s,
+                    end_s=job.last.stream_s,
+                    model_id=self.model_id,
+                    t_capture_ns=job.last.t_capture_ns,
+                    t_done_ns=done_ns,
+                    embedding=s_hat[k],
+                )
+            )
             self.counters["windows"] += 1
             self.embed_latency.add((done_ns - job.last.t_capture_ns) / 1e6)
 
@@ -289,8 +341,9 @@ class EncoderNode(Node):
 
         return await self._on_model_thread(self.embeds, "embeds", run)
 
-    async def _on_model_thread(self, jobs: queue.Queue[ModelJob], kind: str,
-                               run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    async def _on_model_thread(
+        self, jobs: queue.Queue[ModelJob], kind: str, run: Callable[[], dict[str, Any]]
+    ) -> dict[str, Any]:
         """Queue `run` for the model thread (full -> `busy`) and wait for its result."""
         loop = asyncio.get_running_loop()
         job = ModelJob(kind, run, loop.create_future(), loop, current_deadline())
@@ -307,8 +360,13 @@ class EncoderNode(Node):
     async def _info(self, params: dict[str, Any]) -> dict[str, Any]:
         with self.lock:
             cameras = {n: c.window for n, c in self.cams.items()}
-        return {"model_id": self.model_id, "window_frames": self.W, "frame_step": self.step,
-                "stride_frames": self.stride, "cameras": cameras}
+        return {
+            "model_id": self.model_id,
+            "window_frames": self.W,
+            "frame_step": self.step,
+            "stride_frames": self.stride,
+            "cameras": cameras,
+        }
 
 
 def _settle(future: asyncio.Future, result: Any, error: BaseException | None) -> None:

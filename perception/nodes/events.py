@@ -64,16 +64,29 @@ class EventsNode(Node):
         client = RpcClient(self.config.bus, endpoint=encoder_endpoint(self.config))
         try:
             emb, model_id = await fetch_text_embeddings(
-                client, [*labels, *phrases], wait_s=self.config.pipeline.supervisor.startup_timeout_s, log=self.log)
+                client, [*labels, *phrases], wait_s=self.config.pipeline.supervisor.startup_timeout_s, log=self.log
+            )
         except (TimeoutError, RuntimeError, ValueError) as exc:
             raise RuntimeError(f"events: no label embeddings: {exc}") from exc
         finally:
             client.close()
         self.vocab = Vocabulary(labels, emb[: len(labels)], ev.watch, emb[len(labels) :] if phrases else None)
-        self.log.info("label embeddings from the encoder", labels=len(labels), watch=len(phrases),
-                      dim=self.vocab.dim, model=model_id)
-        self.segments = SegmentTracker(ev, self.config.pipeline.encoder, self.config.pipeline.cameras, self.vocab,
-                                       self.counters, on_start=self._stream_started, on_evict=self._evicted)
+        self.log.info(
+            "label embeddings from the encoder",
+            labels=len(labels),
+            watch=len(phrases),
+            dim=self.vocab.dim,
+            model=model_id,
+        )
+        self.segments = SegmentTracker(
+            ev,
+            self.config.pipeline.encoder,
+            self.config.pipeline.cameras,
+            self.vocab,
+            self.counters,
+            on_start=self._stream_started,
+            on_evict=self._evicted,
+        )
         self.streams = self.segments.streams
         for key in ("embeddings", "segments", "watch_events"):
             self.counters[key] += 0
@@ -89,17 +102,30 @@ class EventsNode(Node):
     def _stream_started(self, start: StreamStart) -> None:
         if start.cadence_from == "fallback":
             camera = self.segments.cameras.get(start.cam) or self.config.pipeline.cameras[0]
-            self.log.warning("no increasing stream times to measure the window cadence from; using a "
-                             "configured camera's", camera=start.cam, configured_camera=camera.name)
-        self.log.info("segment lengths", camera=start.cam, cadence_s=round(start.cadence_s, 6),
-                      cadence_from=start.cadence_from, min_len_steps=start.min_len, max_len_steps=start.max_len)
+            self.log.warning(
+                "no increasing stream times to measure the window cadence from; using a configured camera's",
+                camera=start.cam,
+                configured_camera=camera.name,
+            )
+        self.log.info(
+            "segment lengths",
+            camera=start.cam,
+            cadence_s=round(start.cadence_s, 6),
+            cadence_from=start.cadence_from,
+            min_len_steps=start.min_len,
+            max_len_steps=start.max_len,
+        )
 
     def _evicted(self, cam: str, s: SegmentStream) -> None:
         """A stream fell out of the bound (more cameras than `max_cameras`): its open segment is lost."""
         suppressed = self._errors.should_log("streams_evicted")
         if suppressed is not None:
-            self.log.warning("too many cameras: dropped the least recently heard stream", camera=cam[:80],
-                             max_cameras=self.config.pipeline.events.max_cameras, suppressed=suppressed)
+            self.log.warning(
+                "too many cameras: dropped the least recently heard stream",
+                camera=cam[:80],
+                max_cameras=self.config.pipeline.events.max_cameras,
+                suppressed=suppressed,
+            )
 
     @on("embeddings/{cam}", Embedding)
     async def on_embedding(self, emb: Embedding) -> None:

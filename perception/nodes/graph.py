@@ -37,8 +37,10 @@ class Unwired:
     def describe(self) -> str:
         kind = self.input.type.__name__ if self.input.type is not None else "any message"
         hint = f"add {' or '.join(self.publishers)} to pipeline.nodes, or " if self.publishers else ""
-        return (f"{self.node} reads {self.input.topic} ({kind}) but no node in pipeline.nodes publishes it: "
-                f"{hint}list {self.input.prefix!r} in pipeline.external_inputs if another host publishes it")
+        return (
+            f"{self.node} reads {self.input.topic} ({kind}) but no node in pipeline.nodes publishes it: "
+            f"{hint}list {self.input.prefix!r} in pipeline.external_inputs if another host publishes it"
+        )
 
 
 def node_class(name: str) -> type:
@@ -61,13 +63,23 @@ class Graph:
     @classmethod
     def of(cls, names: list[str] | tuple[str, ...]) -> Graph:
         classes = {n: node_class(n) for n in names}
-        return cls(tuple(names), {n: tuple(c.outputs.values()) for n, c in classes.items()},
-                   {n: tuple(component_inputs(c)) for n, c in classes.items()})
+        return cls(
+            tuple(names),
+            {n: tuple(c.outputs.values()) for n, c in classes.items()},
+            {n: tuple(component_inputs(c)) for n, c in classes.items()},
+        )
 
     def edges(self) -> list[Edge]:
         """Upstream first: capture's edges before the encoder's, and so on."""
-        edges = [Edge(src, out, dst, inp) for src in self.nodes for out in self.outputs[src]
-                 for dst in self.nodes if dst != src for inp in self.inputs[dst] if connects(out, inp)]
+        edges = [
+            Edge(src, out, dst, inp)
+            for src in self.nodes
+            for out in self.outputs[src]
+            for dst in self.nodes
+            if dst != src
+            for inp in self.inputs[dst]
+            if connects(out, inp)
+        ]
         depth = {n: 0 for n in self.nodes}
         for _ in self.nodes:  # longest chain of edges leading to each node (cycles are cut)
             for e in edges:
@@ -88,8 +100,9 @@ class Graph:
             for inp in self.inputs[node]:
                 if (node, inp) in fed or any(inp.prefix.startswith(x) or x.startswith(inp.prefix) for x in external):
                     continue
-                publishers = tuple(n for n in everyone.nodes if n != node
-                                   and any(connects(o, inp) for o in everyone.outputs[n]))
+                publishers = tuple(
+                    n for n in everyone.nodes if n != node and any(connects(o, inp) for o in everyone.outputs[n])
+                )
                 out.append(Unwired(node, inp, publishers))
         return out
 
@@ -115,7 +128,7 @@ class Graph:
     def mermaid(self) -> str:
         lines = ["flowchart LR"]
         for e in self.edges():
-            lines.append(f"  {e.src} -- \"{e.output.topic}<br/>{e.type_name}\" --> {e.dst}")
+            lines.append(f'  {e.src} -- "{e.output.topic}<br/>{e.type_name}" --> {e.dst}')
         for n, o in self.leaves():
-            lines.append(f"  {n} -- \"{o.topic}<br/>{o.type.__name__}\" --> out_{n}_{o.prefix.strip('/')}((out))")
+            lines.append(f'  {n} -- "{o.topic}<br/>{o.type.__name__}" --> out_{n}_{o.prefix.strip("/")}((out))')
         return "\n".join(lines)

@@ -71,8 +71,7 @@ def prepare_config(path: str | Path | None, source: str | None = None) -> AppCon
     if problems:
         raise ConfigError("config is invalid ({} errors):\n{}".format(len(problems), "\n".join(problems)))
     for unwired in Graph.of(config.pipeline.nodes).unwired(config.pipeline.external_inputs):
-        log.warning("input wired to nothing", node=unwired.node, topic=unwired.input.topic,
-                    hint=unwired.describe())
+        log.warning("input wired to nothing", node=unwired.node, topic=unwired.input.topic, hint=unwired.describe())
     return config
 
 
@@ -115,8 +114,9 @@ class Child:
 
 
 class Launcher:
-    def __init__(self, config: AppConfig, *, json_lines: bool = False, out: TextIO | None = None,
-                 log_level: str | None = None) -> None:
+    def __init__(
+        self, config: AppConfig, *, json_lines: bool = False, out: TextIO | None = None, log_level: str | None = None
+    ) -> None:
         self.config = config
         self.json_lines = json_lines
         self.out = out or sys.stdout
@@ -147,7 +147,10 @@ class Launcher:
         if self.log_level:
             env["PERCEPTION_LOG_LEVEL"] = self.log_level
         child.proc = await asyncio.create_subprocess_exec(
-            *child.argv, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=sys.stderr.fileno(),
+            *child.argv,
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=sys.stderr.fileno(),
             start_new_session=True,
         )
         child.started = time.monotonic()
@@ -163,8 +166,9 @@ class Launcher:
             child.failed_starts += 1
             child.last_returncode = None
             child.last_error = f"{type(exc).__name__}: {exc}"
-            log.warning("node failed to start", node=child.name, error=child.last_error,
-                        failed_starts=child.failed_starts)
+            log.warning(
+                "node failed to start", node=child.name, error=child.last_error, failed_starts=child.failed_starts
+            )
             return False
         child.last_error = None
         child.last_returncode = await child.proc.wait()
@@ -187,8 +191,14 @@ class Launcher:
                     return
                 child.restarts += 1
                 child.loop_restarts += 1
-                log.warning("node exited, restarting", node=child.name, returncode=child.last_returncode,
-                            error=child.last_error, restart_in_s=child.backoff, restarts=child.restarts)
+                log.warning(
+                    "node exited, restarting",
+                    node=child.name,
+                    returncode=child.last_returncode,
+                    error=child.last_error,
+                    restart_in_s=child.backoff,
+                    restarts=child.restarts,
+                )
                 try:
                     await asyncio.wait_for(self._stop.wait(), timeout=child.backoff)
                     return
@@ -204,11 +214,15 @@ class Launcher:
     def _give_up(self, child: Child) -> None:
         child.gave_up = True
         child.done.set()
-        log.error(f"node {child.name} gave up: it failed {child.loop_restarts + 1} times in a row "
-                  f"(restarts={child.loop_restarts}, supervisor.max_restarts={self.sup.max_restarts}); "
-                  + ("the other nodes keep running" if self._up else "the pipeline cannot start without it"),
-                  node=child.name, restarts=child.loop_restarts,
-                  returncode=child.last_returncode, error=child.last_error)
+        log.error(
+            f"node {child.name} gave up: it failed {child.loop_restarts + 1} times in a row "
+            f"(restarts={child.loop_restarts}, supervisor.max_restarts={self.sup.max_restarts}); "
+            + ("the other nodes keep running" if self._up else "the pipeline cannot start without it"),
+            node=child.name,
+            restarts=child.loop_restarts,
+            returncode=child.last_returncode,
+            error=child.last_error,
+        )
 
     def _argv(self, name: str) -> list[str]:
         return [sys.executable, "-m", "perception.nodes", name, "--config-json", str(self._config_file)]
@@ -251,8 +265,7 @@ class Launcher:
         for child in self.children.values():
             if child.supervisor is not None:
                 child.supervisor.cancel()
-        await asyncio.gather(*(c.supervisor for c in self.children.values() if c.supervisor),
-                             return_exceptions=True)
+        await asyncio.gather(*(c.supervisor for c in self.children.values() if c.supervisor), return_exceptions=True)
         if self._config_file is not None:
             self._config_file.unlink(missing_ok=True)
 
@@ -302,12 +315,15 @@ class Launcher:
 
     async def _wait_ready(self, names: list[str]) -> None:
         try:
-            await asyncio.wait_for(asyncio.gather(*(self._ready_or_given_up(n) for n in names)),
-                                   timeout=self.sup.startup_timeout_s)
+            await asyncio.wait_for(
+                asyncio.gather(*(self._ready_or_given_up(n) for n in names)), timeout=self.sup.startup_timeout_s
+            )
         except TimeoutError:
             missing = [n for n in names if not self._ready[n].is_set()]
-            raise TimeoutError(f"node(s) {missing} did not report ready within {self.sup.startup_timeout_s}s "
-                               "(see their log lines above)") from None
+            raise TimeoutError(
+                f"node(s) {missing} did not report ready within {self.sup.startup_timeout_s}s "
+                "(see their log lines above)"
+            ) from None
 
     # -- main ---------------------------------------------------------------------------------------------
 

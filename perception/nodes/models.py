@@ -42,7 +42,9 @@ def model_id(section: ModelSection) -> str:
     path = resolve_checkpoint(section)
     if path is None:
         return f"{section.preset}@random-init"
-    digest = hashlib.sha1((path / "config.json").read_bytes()).hexdigest()[:8] if (path / "config.json").exists() else "?"
+    digest = (
+        hashlib.sha1((path / "config.json").read_bytes()).hexdigest()[:8] if (path / "config.json").exists() else "?"
+    )
     return f"{section.preset}@{path.name}:{digest}"
 
 
@@ -74,8 +76,11 @@ def load_model(section: ModelSection, threads: int | None = None):
         torch.set_num_threads(threads)
     path = resolve_checkpoint(section)
     if path is None:
-        log.warning("no checkpoint: running the preset at random init (captions will be noise)",
-                    preset=section.preset, expected=str(REPO_ROOT / DEFAULT_CHECKPOINT))
+        log.warning(
+            "no checkpoint: running the preset at random init (captions will be noise)",
+            preset=section.preset,
+            expected=str(REPO_ROOT / DEFAULT_CHECKPOINT),
+        )
         model = VLJepa.from_config(section)
     else:
         model = VLJepa.load(path, device=section.device, dtype=section.dtype)

@@ -67,8 +67,10 @@ class Vocabulary:
         if self.label_emb.ndim != 2 or self.label_emb.shape[0] != len(self.labels):
             raise ValueError(f"label embeddings {self.label_emb.shape} for {len(self.labels)} labels")
         if self.watch and (self.watch_emb is None or self.watch_emb.shape != (len(self.watch), self.dim)):
-            raise ValueError(f"watch embeddings {getattr(self.watch_emb, 'shape', None)} for {len(self.watch)} "
-                             f"phrases of D={self.dim}")
+            raise ValueError(
+                f"watch embeddings {getattr(self.watch_emb, 'shape', None)} for {len(self.watch)} "
+                f"phrases of D={self.dim}"
+            )
 
     @property
     def dim(self) -> int:
@@ -91,9 +93,16 @@ class SegmentStream:
 
     `push(emb, x)` takes the next window (x: its checked float32 embedding [D]) and returns what to publish."""
 
-    def __init__(self, cam: str, first: Embedding, events: EventsConfig, vocab: Vocabulary,
-                 cadence_s: float | None, fallback_cadence_s: float,
-                 on_start: Callable[[StreamStart], None] | None = None) -> None:
+    def __init__(
+        self,
+        cam: str,
+        first: Embedding,
+        events: EventsConfig,
+        vocab: Vocabulary,
+        cadence_s: float | None,
+        fallback_cadence_s: float,
+        on_start: Callable[[StreamStart], None] | None = None,
+    ) -> None:
         self.cam = cam
         self.events = events
         self.vocab = vocab
@@ -114,11 +123,13 @@ class SegmentStream:
         """The segmenter, with the configured seconds as steps at `cadence_s` seconds per step."""
         ev = self.events
         min_len, max_len = segment_steps(ev.min_len_s, ev.max_len_s, cadence_s)
-        cfg = OnlineSegmenterConfig(threshold=ev.threshold, window=ev.window, confirm=ev.confirm,
-                                    min_len=min_len, max_len=max_len)
+        cfg = OnlineSegmenterConfig(
+            threshold=ev.threshold, window=ev.window, confirm=ev.confirm, min_len=min_len, max_len=max_len
+        )
         self.segmenter = OnlineSegmenter(cfg)
-        self.recent = collections.deque(self.recent,
-                                        maxlen=(max_len or UNBOUNDED_RECENT) + cfg.window + cfg.confirm + 1)
+        self.recent = collections.deque(
+            self.recent, maxlen=(max_len or UNBOUNDED_RECENT) + cfg.window + cfg.confirm + 1
+        )
         self.cadence_from = source
         if self.on_start is not None:
             self.on_start(StreamStart(self.cam, cadence_s, source, min_len, max_len))
@@ -177,12 +188,19 @@ class SegmentStream:
         best = np.argsort(-scores)[: self.events.top_labels]
         labels = [LabelScore(label=self.vocab.labels[i], score=round(float(scores[i]), 4)) for i in best]
         first = members[0]
-        span = dict(cam=trigger.cam, segment_id=self.segment_id,
-                    start_ns=(first.start_ns + first.end_ns) // 2, end_ns=(nxt.start_ns + nxt.end_ns) // 2,
-                    start_s=(first.start_s + first.end_s) / 2, end_s=(nxt.start_s + nxt.end_s) / 2)
+        span = dict(
+            cam=trigger.cam,
+            segment_id=self.segment_id,
+            start_ns=(first.start_ns + first.end_ns) // 2,
+            end_ns=(nxt.start_ns + nxt.end_ns) // 2,
+            start_s=(first.start_s + first.end_s) / 2,
+            end_s=(nxt.start_s + nxt.end_s) / 2,
+        )
         self.segment_id += 1
-        return [Event(kind="segment", labels=labels, t_capture_ns=trigger.t_capture_ns, embedding=mean, **span),
-                DecodeRequest(t_capture_ns=trigger.t_capture_ns, embedding=mean, **span)]
+        return [
+            Event(kind="segment", labels=labels, t_capture_ns=trigger.t_capture_ns, embedding=mean, **span),
+            DecodeRequest(t_capture_ns=trigger.t_capture_ns, embedding=mean, **span),
+        ]
 
     def _watch(self, emb: Embedding, x: np.ndarray) -> list[Published]:
         assert self.vocab.watch_emb is not None
@@ -192,12 +210,22 @@ class SegmentStream:
             active = self.watch_active.get(w.label, False)
             if (not active and score >= w.enter) or (active and score <= w.leave):
                 self.watch_active[w.label] = not active
-                out.append(Event(
-                    cam=emb.cam, kind="watch", segment_id=self.segment_id, start_ns=emb.start_ns,
-                    end_ns=emb.end_ns, start_s=emb.start_s, end_s=emb.end_s, watch=w.label, active=not active,
-                    labels=[LabelScore(label=w.label, score=round(float(score), 4))],
-                    t_capture_ns=emb.t_capture_ns, embedding=x,
-                ))
+                out.append(
+                    Event(
+                        cam=emb.cam,
+                        kind="watch",
+                        segment_id=self.segment_id,
+                        start_ns=emb.start_ns,
+                        end_ns=emb.end_ns,
+                        start_s=emb.start_s,
+                        end_s=emb.end_s,
+                        watch=w.label,
+                        active=not active,
+                        labels=[LabelScore(label=w.label, score=round(float(score), 4))],
+                        t_capture_ns=emb.t_capture_ns,
+                        embedding=x,
+                    )
+                )
         return out
 
 
@@ -207,20 +235,30 @@ class SegmentTracker:
     Counts, in the `counters` it is given: embeddings, segments, watch_events, stream_resets (a camera whose
     times went back: its open segment is dropped, its ids keep counting) and streams_evicted."""
 
-    def __init__(self, events: EventsConfig, encoder: EncoderConfig, cameras: Sequence[CameraConfig],
-                 vocab: Vocabulary, counters: MutableMapping[str, int], *,
-                 on_start: Callable[[StreamStart], None] | None = None,
-                 on_evict: Callable[[str, SegmentStream], None] | None = None) -> None:
+    def __init__(
+        self,
+        events: EventsConfig,
+        encoder: EncoderConfig,
+        cameras: Sequence[CameraConfig],
+        vocab: Vocabulary,
+        counters: MutableMapping[str, int],
+        *,
+        on_start: Callable[[StreamStart], None] | None = None,
+        on_evict: Callable[[str, SegmentStream], None] | None = None,
+    ) -> None:
         self.events, self.encoder, self.vocab, self.counters = events, encoder, vocab, counters
         self.cameras: Mapping[str, CameraConfig] = {c.name: c for c in cameras}
         if len(self.cameras) > events.max_cameras:
-            raise ValueError(f"events.max_cameras ({events.max_cameras}) is below the number of configured "
-                             f"cameras ({len(self.cameras)})")
+            raise ValueError(
+                f"events.max_cameras ({events.max_cameras}) is below the number of configured "
+                f"cameras ({len(self.cameras)})"
+            )
         self._first_camera = cameras[0]
         self.on_start = on_start
         self._on_evict = on_evict
         self.streams: BoundedDict[str, SegmentStream] = BoundedDict(
-            events.max_cameras, protected=self.cameras.__contains__, on_evict=self._evicted)
+            events.max_cameras, protected=self.cameras.__contains__, on_evict=self._evicted
+        )
 
     @property
     def dim(self) -> int:

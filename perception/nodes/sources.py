@@ -394,7 +394,8 @@ def _validate_camera(data: Any, handler: ValidatorFunctionWrapHandler) -> Camera
     if "source" in data:
         new = source_shorthand(str(data["source"]))
         replaced = PydanticCustomError(
-            "source_replaced", "'source' is replaced by typed cameras; write {new}", {"new": _yaml_flow(new)})
+            "source_replaced", "'source' is replaced by typed cameras; write {new}", {"new": _yaml_flow(new)}
+        )
         errors = [InitErrorDetails(type=replaced, loc=(), input=data)]
         try:
             _at_camera(handler, {**{k: v for k, v in data.items() if k not in ("source", "type")}, **new})
@@ -403,8 +404,11 @@ def _validate_camera(data: Any, handler: ValidatorFunctionWrapHandler) -> Camera
         raise ValidationError.from_exception_data("CameraConfig", errors)
     tag = data.get("type", "synthetic")
     if not isinstance(tag, str) or tag not in CAMERA_KINDS:
-        raise PydanticCustomError("camera_type", "unknown camera type {tag}; valid types: {types}",
-                                  {"tag": repr(tag), "types": ", ".join(CAMERA_KINDS)})
+        raise PydanticCustomError(
+            "camera_type",
+            "unknown camera type {tag}; valid types: {types}",
+            {"tag": repr(tag), "types": ", ".join(CAMERA_KINDS)},
+        )
     return _at_camera(handler, {**data, "type": tag})
 
 
@@ -418,7 +422,8 @@ def _at_camera(handler: ValidatorFunctionWrapHandler, data: Any) -> CameraConfig
         if not any(tagged):
             raise
         raise ValidationError.from_exception_data(
-            exc.title, [relocated(e, e["loc"][1:] if t else e["loc"]) for e, t in zip(errors, tagged, strict=True)]) from None
+            exc.title, [relocated(e, e["loc"][1:] if t else e["loc"]) for e, t in zip(errors, tagged, strict=True)]
+        ) from None
 
 
 def _hint_other_kinds_keys() -> None:
@@ -430,8 +435,9 @@ def _hint_other_kinds_keys() -> None:
         for other, okind in CAMERA_KINDS.items():
             for key in set(okind.config.model_fields) - common - set(kind.config.model_fields):
                 owners.setdefault(key, []).append(other)
-        hints = {k: f"only cameras of type {' or '.join(v)} have {k!r}; this one is type {tag}"
-                 for k, v in owners.items()}
+        hints = {
+            k: f"only cameras of type {' or '.join(v)} have {k!r}; this one is type {tag}" for k, v in owners.items()
+        }
         kind.config.renamed = {**hints, **kind.config.renamed}
 
 

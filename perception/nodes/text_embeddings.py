@@ -45,8 +45,12 @@ def embed_result(model: Any, texts: list[str], model_id: str) -> dict[str, Any]:
     """`embed`'s reply for checked `texts`: the model's unit text embeddings S_Y [L, D]. Blocking (a forward
     of the text model): the encoder runs it on its model thread. Not cached in the model: texts come from
     anyone who can call, and the model's text cache never forgets."""
-    emb = np.concatenate([model.embed_text(texts[k : k + EMBED_BATCH], cache=False).float().cpu().numpy()
-                          for k in range(0, len(texts), EMBED_BATCH)])  # [L, D]
+    emb = np.concatenate(
+        [
+            model.embed_text(texts[k : k + EMBED_BATCH], cache=False).float().cpu().numpy()
+            for k in range(0, len(texts), EMBED_BATCH)
+        ]
+    )  # [L, D]
     return {"embeddings": emb.tolist(), "dim": int(emb.shape[1]), "model_id": model_id}
 
 
@@ -64,8 +68,9 @@ def embeddings_of(result: Any, n: int) -> tuple[np.ndarray, str]:
     return emb, model_id
 
 
-async def fetch_text_embeddings(client: RpcClient, texts: Sequence[str], *, wait_s: float,
-                                attempt_s: float = 10.0, log: Any = None) -> tuple[np.ndarray, str]:
+async def fetch_text_embeddings(
+    client: RpcClient, texts: Sequence[str], *, wait_s: float, attempt_s: float = 10.0, log: Any = None
+) -> tuple[np.ndarray, str]:
     """Unit text embeddings [len(texts), D] and the encoder's model_id, asked in chunks of MAX_EMBED_TEXTS.
     While the encoder is not up yet (no reply) or `busy`, retries for up to `wait_s` seconds in all, then
     raises TimeoutError saying so; any other error reply raises RuntimeError with the encoder's reason."""
@@ -77,8 +82,7 @@ async def fetch_text_embeddings(client: RpcClient, texts: Sequence[str], *, wait
         while True:
             left = deadline - time.monotonic()
             try:
-                result = await client.call("embed", {"texts": chunk}, timeout=max(0.1, min(attempt_s, left)),
-                                           retries=0)
+                result = await client.call("embed", {"texts": chunk}, timeout=max(0.1, min(attempt_s, left)), retries=0)
                 break
             except RpcTimeout:
                 why = "did not answer"
@@ -87,8 +91,10 @@ async def fetch_text_embeddings(client: RpcClient, texts: Sequence[str], *, wait
                     raise RuntimeError(f"the encoder refused to embed {len(chunk)} text(s): {exc}") from None
                 why = "stayed busy"
             if time.monotonic() >= deadline:
-                raise TimeoutError(f"no `embed` reply from the encoder at {client.endpoint} within {wait_s:g} s "
-                                   f"(it {why}; is the encoder node running, on the same bus and encoder.rpc?)")
+                raise TimeoutError(
+                    f"no `embed` reply from the encoder at {client.endpoint} within {wait_s:g} s "
+                    f"(it {why}; is the encoder node running, on the same bus and encoder.rpc?)"
+                )
             if log is not None and not waited:
                 log.info("waiting for the encoder to embed texts", endpoint=client.endpoint, texts=len(texts))
                 waited = True

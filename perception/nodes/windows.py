@@ -76,10 +76,19 @@ class WindowSchedule:
     """Every camera's frame ring and next window; `add(frame)` then `take_due()` (see the module docstring).
     `on_bad_window(cam, error)` hears of a window skipped because its frames differ in size."""
 
-    def __init__(self, window_frames: int, frame_step: int, stride_frames: int, max_batch: int,
-                 counters: MutableMapping[str, int], *, max_cameras: int, protected: Collection[str] = (),
-                 on_evict: Callable[[str, CameraWindows], None] | None = None,
-                 on_bad_window: Callable[[str, ValueError], None] | None = None) -> None:
+    def __init__(
+        self,
+        window_frames: int,
+        frame_step: int,
+        stride_frames: int,
+        max_batch: int,
+        counters: MutableMapping[str, int],
+        *,
+        max_cameras: int,
+        protected: Collection[str] = (),
+        on_evict: Callable[[str, CameraWindows], None] | None = None,
+        on_bad_window: Callable[[str, ValueError], None] | None = None,
+    ) -> None:
         if min(window_frames, frame_step, stride_frames, max_batch, max_cameras) < 1:
             raise ValueError("window_frames, frame_step, stride_frames, max_batch and max_cameras must be >= 1")
         self.W, self.step, self.stride, self.max_batch = window_frames, frame_step, stride_frames, max_batch
@@ -91,7 +100,8 @@ class WindowSchedule:
         keep = frozenset(protected)
         # max(): a hand-built config with more protected cameras than max_cameras evicts none of them forever
         self.cams: BoundedDict[str, CameraWindows] = BoundedDict(
-            max(max_cameras, len(keep)), protected=keep.__contains__, on_evict=on_evict)
+            max(max_cameras, len(keep)), protected=keep.__contains__, on_evict=on_evict
+        )
 
     def add(self, frame: Frame) -> bool:
         """Buffer one frame; True if its camera now has a window due."""

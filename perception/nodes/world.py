@@ -45,7 +45,15 @@ from perception.nodes.models import embed_dim
 from perception.nodes.runtime import Node
 from perception.nodes.text_embeddings import embeddings_of
 from perception.nodes.world_store import (
-    KINDS, PersistFile, caption_record, check_embedding, check_record, encode_line, event_record, is_int, is_number,
+    KINDS,
+    PersistFile,
+    caption_record,
+    check_embedding,
+    check_record,
+    encode_line,
+    event_record,
+    is_int,
+    is_number,
     read_lines,
 )
 
@@ -112,19 +120,26 @@ class WorldNode(Node):
         self.dim = embed_dim(self.config.model)
         configured = {c.name for c in self.config.pipeline.cameras}
         if len(configured) > self.wcfg.max_cameras:
-            raise ValueError(f"world.max_cameras ({self.wcfg.max_cameras}) is below the number of configured "
-                             f"cameras ({len(configured)})")
+            raise ValueError(
+                f"world.max_cameras ({self.wcfg.max_cameras}) is below the number of configured "
+                f"cameras ({len(configured)})"
+            )
         self.memory: BoundedDict[str, CameraMemory] = BoundedDict(
-            self.wcfg.max_cameras, protected=configured.__contains__, on_evict=self._evicted)
+            self.wcfg.max_cameras, protected=configured.__contains__, on_evict=self._evicted
+        )
         self.watch_labels = {w.label for w in self.config.pipeline.events.watch}
         self._persist: PersistFile | None = None
         self._compact_after = 0  # after a failed compaction: lines to reach before trying again
         if self.wcfg.persist is not None:
             self._open_persist(Path(self.wcfg.persist))
-        self.encoder = RpcClient(self.config.bus, endpoint=encoder_endpoint(self.config),
-                                 timeout=self.wcfg.ask_timeout_s, retries=0)
-        self.rpc = RpcServer(self.config.bus, {"now": self._now, "history": self._history, "search": self._search,
-                                               "ask": self._ask}, name=self.name)
+        self.encoder = RpcClient(
+            self.config.bus, endpoint=encoder_endpoint(self.config), timeout=self.wcfg.ask_timeout_s, retries=0
+        )
+        self.rpc = RpcServer(
+            self.config.bus,
+            {"now": self._now, "history": self._history, "search": self._search, "ask": self._ask},
+            name=self.name,
+        )
         self.rpc.bind()
 
     def background(self) -> list:
@@ -139,17 +154,28 @@ class WorldNode(Node):
             self._persist.close()
 
     def _cam(self, name: str) -> CameraMemory:
-        return self.memory.setdefault(name, lambda: CameraMemory(
-            collections.deque(maxlen=self.wcfg.max_items), collections.deque(maxlen=self.wcfg.max_embeddings),
-            {}, BoundedDict(MAX_ACTIVE_WATCH, protected=self.watch_labels.__contains__)))
+        return self.memory.setdefault(
+            name,
+            lambda: CameraMemory(
+                collections.deque(maxlen=self.wcfg.max_items),
+                collections.deque(maxlen=self.wcfg.max_embeddings),
+                {},
+                BoundedDict(MAX_ACTIVE_WATCH, protected=self.watch_labels.__contains__),
+            ),
+        )
 
     def _evicted(self, name: str, mem: CameraMemory) -> None:
         """A camera fell out of the bound (more cameras heard than `max_cameras`): counted, logged."""
         self.counters["cameras_evicted"] += 1
         suppressed = self._errors.should_log("cameras_evicted")
         if suppressed is not None:
-            self.log.warning("too many cameras: forgot the least recently heard", camera=name[:80],
-                             items=len(mem.items), max_cameras=self.wcfg.max_cameras, suppressed=suppressed)
+            self.log.warning(
+                "too many cameras: forgot the least recently heard",
+                camera=name[:80],
+                items=len(mem.items),
+                max_cameras=self.wcfg.max_cameras,
+                suppressed=suppressed,
+            )
 
     # -- memory -------------------------------------------------------------------------------------------
 
@@ -191,8 +217,13 @@ class WorldNode(Node):
         self.counters[f"rejected.{type(msg).__name__}"] += 1
         suppressed = self._errors.should_log("rejected")
         if suppressed is not None:
-            self.log.warning("rejected a malformed message", type=type(msg).__name__, camera=str(msg.cam)[:80],
-                             error=str(exc)[:200], suppressed=suppressed)
+            self.log.warning(
+                "rejected a malformed message",
+                type=type(msg).__name__,
+                camera=str(msg.cam)[:80],
+                error=str(exc)[:200],
+                suppressed=suppressed,
+            )
 
     @on("embeddings/{cam}", Embedding)
     def on_embedding(self, msg: Embedding) -> None:
@@ -241,10 +272,12 @@ class WorldNode(Node):
         self.counters["persist_bad_lines"] += dropped
         self.counters["restored"] = sum(len(m.items) for m in self.memory.values())
         if dropped:
-            self.log.warning("dropped bad lines from the world memory file", path=str(path), dropped=dropped,
-                             first=shown, kept=kept)
-        self.log.info("world memory restored", path=str(path), items=self.counters["restored"],
-                      cameras=len(self.memory))
+            self.log.warning(
+                "dropped bad lines from the world memory file", path=str(path), dropped=dropped, first=shown, kept=kept
+            )
+        self.log.info(
+            "world memory restored", path=str(path), items=self.counters["restored"], cameras=len(self.memory)
+        )
         return number
 
     def _records(self) -> Iterator[bytes]:
@@ -261,8 +294,11 @@ class WorldNode(Node):
         except OSError as exc:
             self.counters["persist_errors"] += 1
             self._compact_after = self._persist.lines + self.wcfg.compact_every
-            self.log.error("could not compact the world memory file", path=str(self._persist.path),
-                           error=f"{type(exc).__name__}: {exc}")
+            self.log.error(
+                "could not compact the world memory file",
+                path=str(self._persist.path),
+                error=f"{type(exc).__name__}: {exc}",
+            )
             return False
         self.counters["compactions"] += 1
         return True
@@ -277,8 +313,11 @@ class WorldNode(Node):
             self.counters["persist_errors"] += 1
             suppressed = self._errors.should_log("persist_append")
             if suppressed is not None:
-                self.log.error("could not append to the world memory file", error=f"{type(exc).__name__}: {exc}",
-                               suppressed=suppressed)
+                self.log.error(
+                    "could not append to the world memory file",
+                    error=f"{type(exc).__name__}: {exc}",
+                    suppressed=suppressed,
+                )
             return
         live = sum(len(m.items) for m in self.memory.values())
         lines = self._persist.lines
@@ -327,10 +366,18 @@ class WorldNode(Node):
             current = None
             if mem.windows:
                 start = last_closed["end_s"] if last_closed else mem.windows[0][2]
-                current = {"segment_id": self._current_segment_id(mem), "start_s": start,
-                           "end_s": mem.windows[-1][3], "windows_seen": mem.windows[-1][1] + 1}
-            out[name] = {"current_segment": current, "last_segment": last_closed,
-                         "latest_caption": mem.latest_caption, "active_watch": sorted(mem.active_watch)}
+                current = {
+                    "segment_id": self._current_segment_id(mem),
+                    "start_s": start,
+                    "end_s": mem.windows[-1][3],
+                    "windows_seen": mem.windows[-1][1] + 1,
+                }
+            out[name] = {
+                "current_segment": current,
+                "last_segment": last_closed,
+                "latest_caption": mem.latest_caption,
+                "active_watch": sorted(mem.active_watch),
+            }
         return {"cameras": out, "t_ns": time.time_ns()}
 
     def _history(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -381,8 +428,11 @@ class WorldNode(Node):
         except ValueError as exc:
             raise RpcError("encoder_unavailable", f"the encoder's embed reply is unusable: {exc}") from None
         if emb.shape[1] != self.dim:
-            raise RpcError("model_mismatch", f"the encoder's model ({model_id}) embeds to D={emb.shape[1]}, the "
-                                             f"stored segments have D={self.dim}: both must run the same model")
+            raise RpcError(
+                "model_mismatch",
+                f"the encoder's model ({model_id}) embeds to D={emb.shape[1]}, the "
+                f"stored segments have D={self.dim}: both must run the same model",
+            )
         return emb[0]
 
     async def _ask(self, params: dict[str, Any]) -> Any:

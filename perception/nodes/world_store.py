@@ -18,15 +18,13 @@ import numpy as np
 
 from perception.messages import Caption, Event
 
-
 KINDS = ("segment", "watch", "caption")
 MAX_LINE_BYTES = 1 << 22  # a D=1536 segment line is ~40 KB; anything far longer is garbage
 CRC_MARK = b',"crc32":'
 
 # record fields: int = an int64 (bool refused), id = 0 <= int < 2**62 (as perception.messages), float =
 # a finite number, labels = [{label: str, score: float}]
-_SPAN = {"camera": "str", "segment_id": "id", "start_ns": "int", "end_ns": "int", "start_s": "float",
-         "end_s": "float"}
+_SPAN = {"camera": "str", "segment_id": "id", "start_ns": "int", "end_ns": "int", "start_s": "float", "end_s": "float"}
 FIELDS: dict[str, dict[str, str]] = {
     "segment": {**_SPAN, "labels": "labels"},
     "watch": {**_SPAN, "labels": "labels", "watch": "str", "active": "bool"},
@@ -34,20 +32,34 @@ FIELDS: dict[str, dict[str, str]] = {
 }
 
 
-
 def event_record(ev: Event) -> dict[str, Any]:
-    rec = {"kind": ev.kind, "camera": ev.cam, "segment_id": ev.segment_id, "start_ns": ev.start_ns,
-           "end_ns": ev.end_ns, "start_s": ev.start_s, "end_s": ev.end_s,
-           "labels": [{"label": x.label, "score": x.score} for x in ev.labels]}
+    rec = {
+        "kind": ev.kind,
+        "camera": ev.cam,
+        "segment_id": ev.segment_id,
+        "start_ns": ev.start_ns,
+        "end_ns": ev.end_ns,
+        "start_s": ev.start_s,
+        "end_s": ev.end_s,
+        "labels": [{"label": x.label, "score": x.score} for x in ev.labels],
+    }
     if ev.kind == "watch":
         rec.update(watch=ev.watch, active=ev.active)
     return rec
 
 
 def caption_record(c: Caption) -> dict[str, Any]:
-    return {"kind": "caption", "camera": c.cam, "segment_id": c.segment_id, "text": c.text,
-            "start_ns": c.start_ns, "end_ns": c.end_ns, "start_s": c.start_s, "end_s": c.end_s,
-            "latency_ms": c.latency_ms}
+    return {
+        "kind": "caption",
+        "camera": c.cam,
+        "segment_id": c.segment_id,
+        "text": c.text,
+        "start_ns": c.start_ns,
+        "end_ns": c.end_ns,
+        "start_s": c.start_s,
+        "end_s": c.end_s,
+        "latency_ms": c.latency_ms,
+    }
 
 
 # -- record checks (messages and persisted lines go through the same ones) ----------------------------------
@@ -65,7 +77,8 @@ def is_number(v: Any) -> bool:
 def _is_labels(v: Any) -> bool:
     return type(v) is list and all(
         type(x) is dict and x.keys() == {"label", "score"} and type(x["label"]) is str and is_number(x["score"])
-        for x in v)
+        for x in v
+    )
 
 
 _CHECKS = {
@@ -295,7 +308,7 @@ class PersistFile:
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
 def _fsync_dir(path: Path) -> None:

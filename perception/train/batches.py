@@ -73,8 +73,9 @@ class StepBatches(Sampler[list[int]]):
     steps, ranks or stages (offset separates the stages), and depend only on (step, rank). With `modulo`
     they cycle through a fixed pool of clips instead."""
 
-    def __init__(self, start: int, steps: int, batch: int, rank: int, world: int, offset: int,
-                 modulo: int | None = None) -> None:
+    def __init__(
+        self, start: int, steps: int, batch: int, rank: int, world: int, offset: int, modulo: int | None = None
+    ) -> None:
         self.start, self.steps, self.batch, self.modulo = start, steps, batch, modulo
         self.rank, self.world, self.offset = rank, world, offset
 

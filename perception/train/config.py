@@ -42,8 +42,9 @@ class Stage2Config(StageConfig):
 
     stage1_fraction: float = Field(default=0.25, ge=0, le=1)  # rows that keep the neutral query
     vqa_fraction: float = Field(default=0.5, ge=0, le=1)  # of the remaining rows: VQA (else caption query)
-    caption_queries: list[str] = Field(default_factory=lambda: [
-        "what is happening?", "describe the scene.", "what does the shape do?"])
+    caption_queries: list[str] = Field(
+        default_factory=lambda: ["what is happening?", "describe the scene.", "what does the shape do?"]
+    )
 
 
 class Stage3Config(StageConfig):
@@ -106,8 +107,9 @@ class TrainConfig(_Strict):
 PRESET_FILES = {"tiny": "train-tiny.yaml", "tiny-gpu": "train-tiny-gpu.yaml"}
 
 
-def load_train_config(path: str | Path | None = None, preset: str = "tiny",
-                      overrides: dict | None = None) -> TrainConfig:
+def load_train_config(
+    path: str | Path | None = None, preset: str = "tiny", overrides: dict | None = None
+) -> TrainConfig:
     """Read a training YAML (default: the preset's file in configs/), apply dotted overrides, validate."""
     if path is None:
         if preset not in PRESET_FILES:

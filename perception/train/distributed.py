@@ -16,7 +16,6 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-
 _GATHER_GROUP: list = []  # the side group used by gather_rows (created once per process)
 
 

@@ -111,8 +111,10 @@ def load_trainer_state(path: Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as exc:
-        raise ResumeError(f"cannot resume from {path}: {str(exc).splitlines()[0][:300]} "
-                          "(it must be a trainer state written by `perception train`)") from exc
+        raise ResumeError(
+            f"cannot resume from {path}: {str(exc).splitlines()[0][:300]} "
+            "(it must be a trainer state written by `perception train`)"
+        ) from exc
     if not isinstance(state, dict) or not {"optimizer", "global_step"} <= set(state):
         raise ResumeError(f"cannot resume from {path}: not a trainer state (no optimizer / global_step)")
     return state
@@ -143,8 +145,10 @@ class Trainer:
         self.step_module: nn.Module = StepModule(self.model)
         if self.env.enabled:
             self.step_module = DistributedDataParallel(
-                self.step_module, device_ids=[self.env.local_rank] if self.device.type == "cuda" else None,
-                find_unused_parameters=True)  # stages 1-2 leave the decoder unused, stage 3 the encoders
+                self.step_module,
+                device_ids=[self.env.local_rank] if self.device.type == "cuda" else None,
+                find_unused_parameters=True,
+            )  # stages 1-2 leave the decoder unused, stage 3 the encoders
         groups = self.model.param_groups(lr=1.0, weight_decay=cfg.optim.weight_decay)
         for g in groups:
             g["lr_scale"] = g["lr"]  # 1.0, or the Y-encoder multiplier
@@ -155,8 +159,11 @@ class Trainer:
             self.opt.load_state_dict(state["optimizer"])
             self.global_step = int(state["global_step"])
             self.log.info("resumed", step=self.global_step, dir=str(last))
-        self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda"
-                         else torch.autocast("cpu", enabled=False))
+        self.autocast = (
+            torch.autocast("cuda", dtype=torch.bfloat16)
+            if self.device.type == "cuda"
+            else torch.autocast("cpu", enabled=False)
+        )
 
     # -------------------------------------------------------------------------------- the loop
     def run(self) -> TrainResult:
@@ -182,30 +189,51 @@ class Trainer:
     def _batches(self, k: int, stage: StageConfig, start: int, render: bool) -> Iterator[dict]:
         mc, dc = self.model.cfg.x_encoder, self.cfg.data
         pool = dc.pool
-        data = ShapesWorldClips(pool or STAGE_OFFSET * 4, seed=dc.seed, split="train", frames=mc.frames,
-                                size=mc.image_size, max_objects=dc.max_objects)
-        sampler = StepBatches(start, stage.steps, stage.batch_size, self.env.rank, self.env.world,
-                              offset=0 if pool else k * STAGE_OFFSET, modulo=pool)
+        data = ShapesWorldClips(
+            pool or STAGE_OFFSET * 4,
+            seed=dc.seed,
+            split="train",
+            frames=mc.frames,
+            size=mc.image_size,
+            max_objects=dc.max_objects,
+        )
+        sampler = StepBatches(
+            start,
+            stage.steps,
+            stage.batch_size,
+            self.env.rank,
+            self.env.world,
+            offset=0 if pool else k * STAGE_OFFSET,
+            modulo=pool,
+        )
         if not render:  # stage 3 needs only the captions: plan clips, skip rasterising
             for idx in sampler:
                 yield {"captions": [list(data.spec(i).captions) for i in idx]}
             return
         if dc.stream_windows > 0:
-            windows = StreamWindows(len(data), seed=dc.seed, split="train", frames=mc.frames, size=mc.image_size,
-                                    window_s=dc.window_s)
+            windows = StreamWindows(
+                len(data), seed=dc.seed, split="train", frames=mc.frames, size=mc.image_size, window_s=dc.window_s
+            )
             data = MixedItems(data, windows, dc.stream_windows, seed=dc.seed)
         workers = dc.num_workers
         if pool and workers == 0:
             data = self._pool_cache.setdefault("clips", CachedClips(data))
-        yield from DataLoader(data, batch_sampler=sampler, num_workers=workers, collate_fn=collate_clips,
-                              persistent_workers=False, prefetch_factor=4 if workers else None)
+        yield from DataLoader(
+            data,
+            batch_sampler=sampler,
+            num_workers=workers,
+            collate_fn=collate_clips,
+            persistent_workers=False,
+            prefetch_factor=4 if workers else None,
+        )
 
     def _run_stage(self, k: int, name: str, stage: StageConfig, start: int, first: int) -> float:
         env, cfg = self.env, self.cfg
         global_batch = stage.batch_size * env.world
         if self.env.is_main:
-            self.log.info("stage start", stage=name, steps=stage.steps, from_step=start, lr=stage.lr,
-                          global_batch=global_batch)
+            self.log.info(
+                "stage start", stage=name, steps=stage.steps, from_step=start, lr=stage.lr, global_batch=global_batch
+            )
         taken = 0
         window: list[float] = []
         last_mean = float("nan")
@@ -233,7 +261,8 @@ class Trainer:
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             gnorm = torch.nn.utils.clip_grad_norm_(
-                [p for p in self.model.parameters() if p.requires_grad], cfg.optim.grad_clip)
+                [p for p in self.model.parameters() if p.requires_grad], cfg.optim.grad_clip
+            )
             self.opt.step()
             self.global_step += 1
             taken += 1
@@ -248,10 +277,17 @@ class Trainer:
                 mean_loss = mean_over_ranks(float(np.mean(window)), env)  # a collective: every rank calls it
                 if env.is_main:
                     self.log.info(
-                        "progress", stage=name, step=f"{s + 1}/{stage.steps}", global_step=self.global_step,
-                        loss=round(mean_loss, 4), **info, lr=f"{lr:.2e}",
-                        grad_norm=round(float(gnorm), 3), clips_per_s=round(global_batch / step_s, 1),
-                        stage_eta_min=round(eta_s / 60, 1))
+                        "progress",
+                        stage=name,
+                        step=f"{s + 1}/{stage.steps}",
+                        global_step=self.global_step,
+                        loss=round(mean_loss, 4),
+                        **info,
+                        lr=f"{lr:.2e}",
+                        grad_norm=round(float(gnorm), 3),
+                        clips_per_s=round(global_batch / step_s, 1),
+                        stage_eta_min=round(eta_s / 60, 1),
+                    )
                 last_mean = float(np.mean(window))
                 window, t_last, n_last = [], now, 0
             if self.global_step % cfg.checkpoint_every == 0 and env.is_main:
@@ -265,17 +301,22 @@ class Trainer:
         return last_mean
 
     def _contrastive_step(self, name: str, batch: dict, rng: np.random.Generator):
-        rows: TextRows = (stage1_rows(batch, self.cfg.stage1, rng) if name == "stage1"
-                          else stage2_rows(batch, self.cfg.stage2, self.cfg.stage1.neutral_query, rng))
+        rows: TextRows = (
+            stage1_rows(batch, self.cfg.stage1, rng)
+            if name == "stage1"
+            else stage2_rows(batch, self.cfg.stage2, self.cfg.stage1.neutral_query, rng)
+        )
         clips = batch["video"].to(self.device, non_blocking=True)
-        pred, target, temp = self.step_module("contrastive", clips=clips, queries=rows.queries,
-                                              targets=rows.targets)
+        pred, target, temp = self.step_module("contrastive", clips=clips, queries=rows.queries, targets=rows.targets)
         pred_all = gather_rows(pred.float(), self.env)  # [world*B, D]
         target_all = gather_rows(target.float(), self.env)  # [world*B, D]
         groups = keys_to_groups(gather_objects(rows.keys, self.env))
         out = info_nce(pred_all, target_all, temp, groups)
-        return out.loss, {"ln_b": round(out.baseline, 3), "temp": round(out.temperature, 4),
-                          "spread": round(out.spread, 3)}
+        return out.loss, {
+            "ln_b": round(out.baseline, 3),
+            "temp": round(out.temperature, 4),
+            "spread": round(out.spread, 3),
+        }
 
     def _decoder_step(self, batch: dict, stage, rng: np.random.Generator):
         texts = decoder_texts(batch["captions"], rng)
@@ -300,8 +341,14 @@ class Trainer:
         last = self.out / "last"
         self.model.save(last)
         tmp = last / (TRAINER_STATE + ".tmp")
-        torch.save({"optimizer": self.opt.state_dict(), "global_step": self.global_step,
-                    "config": self.cfg.model_dump(mode="json")}, tmp)
+        torch.save(
+            {
+                "optimizer": self.opt.state_dict(),
+                "global_step": self.global_step,
+                "config": self.cfg.model_dump(mode="json"),
+            },
+            tmp,
+        )
         tmp.replace(last / TRAINER_STATE)
         (self.out / "last" / "progress.json").write_text(json.dumps({"global_step": self.global_step}))
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 
 
-def cosine_lr(step: int, steps: int, peak: float, warmup: int = 0, min_ratio: float = 0.05,
-              progress: float | None = None) -> float:
+def cosine_lr(
+    step: int, steps: int, peak: float, warmup: int = 0, min_ratio: float = 0.05, progress: float | None = None
+) -> float:
     """LR at stage-local `step` (0-based) of a stage of `steps` steps. `progress` in [0, 1] (e.g. the
     fraction of a time budget spent) overrides the step-based position of the decay when it is ahead."""
     if steps <= 0:

@@ -28,8 +28,13 @@ async def proxy(bus_config):
 def spawn(*args: str, **kw) -> subprocess.Popen:
     """A real child process running `python -m ...` with this repo on the path."""
     return subprocess.Popen(
-        [sys.executable, *args], cwd=REPO, env=child_env(), stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, **kw,
+        [sys.executable, *args],
+        cwd=REPO,
+        env=child_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
     )
 
 

@@ -146,7 +146,10 @@ BAD = {
     "bad_dtype": (_with_header(_good(), body_data={"nd": 0, "dtype": "object", "shape": [2, 3]}), "bad_buffer"),
     "negative_shape": (_with_header(_good(), body_data={"nd": 0, "dtype": "float32", "shape": [-2, -3]}), "bad_buffer"),
     "bad_index": (_with_header(_good(), body_data={"nd": -1, "dtype": "float32", "shape": [2, 3]}), "bad_buffer"),
-    "index_past_parts": (_with_header(_good(), body_data={"nd": 4, "dtype": "float32", "shape": [2, 3]}), "bad_part_count"),
+    "index_past_parts": (
+        _with_header(_good(), body_data={"nd": 4, "dtype": "float32", "shape": [2, 3]}),
+        "bad_part_count",
+    ),
     "ref_not_map": (_with_header(_good(), body_data=[1, 2]), "bad_buffer"),
 }
 
@@ -200,14 +203,34 @@ def test_random_bytes_never_raise_anything_but_decode_error(parts):
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.dictionaries(st.sampled_from(["type", "v", "seq", "src", "t", "body", "x"]),
-                       st.one_of(st.integers(-3, 3), st.text(max_size=5), st.none(), st.booleans(),
-                                 st.sampled_from(["Blob", "Text"]),
-                                 st.dictionaries(st.sampled_from(["data", "label", "text"]),
-                                                 st.one_of(st.integers(-2**63, 2**64 - 1), st.text(max_size=3),
-                                                           st.fixed_dictionaries({"nd": st.integers(-1, 2), "dtype": st.sampled_from(sorted(WIRE_DTYPES) + ["x"]), "shape": st.lists(st.integers(-1, 3), max_size=3)})))),
-                       max_size=7),
-       st.lists(st.binary(max_size=16), max_size=2))
+@given(
+    st.dictionaries(
+        st.sampled_from(["type", "v", "seq", "src", "t", "body", "x"]),
+        st.one_of(
+            st.integers(-3, 3),
+            st.text(max_size=5),
+            st.none(),
+            st.booleans(),
+            st.sampled_from(["Blob", "Text"]),
+            st.dictionaries(
+                st.sampled_from(["data", "label", "text"]),
+                st.one_of(
+                    st.integers(-(2**63), 2**64 - 1),
+                    st.text(max_size=3),
+                    st.fixed_dictionaries(
+                        {
+                            "nd": st.integers(-1, 2),
+                            "dtype": st.sampled_from(sorted(WIRE_DTYPES) + ["x"]),
+                            "shape": st.lists(st.integers(-1, 3), max_size=3),
+                        }
+                    ),
+                ),
+            ),
+        ),
+        max_size=7,
+    ),
+    st.lists(st.binary(max_size=16), max_size=2),
+)
 def test_structured_garbage_never_raises_anything_but_decode_error(header, buffers):
     try:
         decode([b"t/x", msgpack.packb(header), *buffers])

@@ -49,7 +49,10 @@ class Echo(Component):
 def test_declarations_are_data():
     inputs = component_inputs(Echo)
     assert {(i.topic, i.type, i.handler) for i in inputs} == {
-        ("ping/{cam}", Ping, "on_ping"), ("raw/", None, "on_raw"), ("more/", None, "on_raw")}
+        ("ping/{cam}", Ping, "on_ping"),
+        ("raw/", None, "on_raw"),
+        ("more/", None, "on_raw"),
+    }
     assert Input("ping/{cam}", Ping, "x").prefix == "ping/"
     assert Echo.outputs["pongs"].topic_for(Pong(cam="cam7", n=1)) == "pong/cam7"
 
@@ -72,8 +75,14 @@ def test_publish_refuses_an_undeclared_type():
 async def test_typed_inputs_outputs_and_a_raising_handler():
     with private_bus() as bus:
         echo = Echo(bus)
-        inputs = [Ping(cam="a", n=1), Ping(cam="b", n=13), ("ping/a", Pong(cam="a", n=99)),
-                  Ping(cam="a", n=2), ("raw/x", Pong(cam="z", n=0)), ("more/y", Ping(cam="z", n=0))]
+        inputs = [
+            Ping(cam="a", n=1),
+            Ping(cam="b", n=13),
+            ("ping/a", Pong(cam="a", n=99)),
+            Ping(cam="a", n=2),
+            ("raw/x", Pong(cam="z", n=0)),
+            ("more/y", Ping(cam="z", n=0)),
+        ]
         result = await run_test(echo, inputs)
     assert result.topics == ["pong/a", "pong/a"]  # n=13 raised, the Pong on ping/ was not a Ping
     assert [p.n for p in result.of(Pong)] == [1, 2]

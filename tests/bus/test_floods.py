@@ -52,8 +52,18 @@ sys.stdin.read()  # stay connected until the test is done
 
 
 async def test_upstream_and_subscription_floods_never_reach_a_publisher(bus_config, proxy):
-    talker = spawn("-m", "benchmarks.bus.demo", "talker", "--bus-json", bus_config.model_dump_json(), "--rate", "50",
-                   "--no-frames", "--src", "flooded")
+    talker = spawn(
+        "-m",
+        "benchmarks.bus.demo",
+        "talker",
+        "--bus-json",
+        bus_config.model_dump_json(),
+        "--rate",
+        "50",
+        "--no-frames",
+        "--src",
+        "flooded",
+    )
     flood = None
     try:
         async with Subscriber(bus_config, ["demo/"]) as sub:

@@ -185,8 +185,13 @@ def _bad_messages(rng: np.random.Generator, good: list[bytes]):
         lambda: [good[0], msgpack.packb({**header, "v": 99}), good[2]],
         lambda: [good[0], msgpack.packb({**header, "seq": "x"}), good[2]],
         lambda: [good[0], msgpack.packb({**header, "body": {**header["body"], "label": 3}}), good[2]],
-        lambda: [good[0], msgpack.packb({**header, "body": {**header["body"],
-                 "data": {"nd": 0, "dtype": "float64", "shape": [4, 4]}}}), good[2]],
+        lambda: [
+            good[0],
+            msgpack.packb(
+                {**header, "body": {**header["body"], "data": {"nd": 0, "dtype": "float64", "shape": [4, 4]}}}
+            ),
+            good[2],
+        ],
         lambda: [b"fuzz/\xff\xfe", good[1], good[2]],
         lambda: [good[0], *[rng.bytes(40_000) for _ in range(4)]],  # oversize in total (limit 100 kB)
         lambda: [good[0], *(rng.bytes(int(rng.integers(0, 30))) for _ in range(int(rng.integers(2, 6))))],
@@ -226,8 +231,14 @@ async def test_fuzz_bad_messages_never_stop_delivery(runtime_dir):
     assert labels == list(range(n_good))
     assert sub.stats.gaps == 0
     assert sum(sub.stats.bad.values()) >= n_bad * 0.7  # the rest were not subscribed (bad topic) or empty
-    assert {"bad_part_count", "bad_header", "unknown_type", "newer_version", "invalid_body", "bad_buffer",
-            } <= set(sub.stats.bad)
+    assert {
+        "bad_part_count",
+        "bad_header",
+        "unknown_type",
+        "newer_version",
+        "invalid_body",
+        "bad_buffer",
+    } <= set(sub.stats.bad)
     assert proxy.counters["dropped_size"] > 0  # oversize in total: dropped at the proxy, never forwarded
     assert "oversize" not in sub.stats.bad
 
@@ -236,14 +247,27 @@ async def test_multi_process_pubsub_through_proxy_process(bus_config):
     """Three real processes: proxy, talker, listener (python -m benchmarks.bus.demo)."""
     cfg = bus_config.model_dump_json()
     proxy = spawn("-m", "benchmarks.bus.demo", "proxy", "--bus-json", cfg)
-    listener = spawn("-m", "benchmarks.bus.demo", "listener", "--bus-json", cfg, "--topics", "demo/text",
-                     "--count", "30", "--json")
+    listener = spawn(
+        "-m", "benchmarks.bus.demo", "listener", "--bus-json", cfg, "--topics", "demo/text", "--count", "30", "--json"
+    )
     talker = None
     try:
         line = await asyncio.wait_for(asyncio.to_thread(listener.stdout.readline), 20)
         assert line.strip() == "ready"
-        talker = spawn("-m", "benchmarks.bus.demo", "talker", "--bus-json", cfg, "--rate", "200", "--count", "30",
-                       "--no-frames", "--src", "talker-1")
+        talker = spawn(
+            "-m",
+            "benchmarks.bus.demo",
+            "talker",
+            "--bus-json",
+            cfg,
+            "--rate",
+            "200",
+            "--count",
+            "30",
+            "--no-frames",
+            "--src",
+            "talker-1",
+        )
         out, err = await asyncio.to_thread(listener.communicate, timeout=30)
         assert listener.returncode == 0, err
         assert (await asyncio.to_thread(talker.wait, 30)) == 0

@@ -316,14 +316,24 @@ async def test_curve_roles_limit_the_methods_a_key_may_call(tmp_path, runtime_di
     client_pub, client_secret = generate_keypair(keys, "viewer")
     (allowed / "viewer.key").write_bytes(client_pub.read_bytes())
     rpc = f"tcp://127.0.0.1:{free_port()}"
-    server_cfg = BusConfig(runtime_dir=runtime_dir, rpc=rpc, curve=CurveConfig(
-        enabled=True, server_secret=server_secret, authorized_keys=allowed, roles={"viewer": Role(rpc=["now"])}))
-    client_cfg = BusConfig(runtime_dir=runtime_dir, rpc=rpc, curve=CurveConfig(
-        enabled=True, server_public=server_pub, client_secret=client_secret))
+    server_cfg = BusConfig(
+        runtime_dir=runtime_dir,
+        rpc=rpc,
+        curve=CurveConfig(
+            enabled=True, server_secret=server_secret, authorized_keys=allowed, roles={"viewer": Role(rpc=["now"])}
+        ),
+    )
+    client_cfg = BusConfig(
+        runtime_dir=runtime_dir,
+        rpc=rpc,
+        curve=CurveConfig(enabled=True, server_public=server_pub, client_secret=client_secret),
+    )
     ran = []
     handlers = {"now": lambda p: "now", "shutdown": lambda p: ran.append("shutdown")}
-    async with (serving(server_cfg, handlers, ctx=zmq.asyncio.Context()) as srv,
-                RpcClient(client_cfg, ctx=zmq.asyncio.Context(), timeout=5, retries=0) as client):
+    async with (
+        serving(server_cfg, handlers, ctx=zmq.asyncio.Context()) as srv,
+        RpcClient(client_cfg, ctx=zmq.asyncio.Context(), timeout=5, retries=0) as client,
+    ):
         assert await client.call("now") == "now"
         with pytest.raises(RpcError) as err:
             await client.call("shutdown")
@@ -334,11 +344,13 @@ async def test_curve_roles_limit_the_methods_a_key_may_call(tmp_path, runtime_di
 async def test_many_callers_on_one_client_never_stall(bus_config):
     """Sixteen callers share one client, replies and requests interleaving on both sockets: every call
     is answered (a send must not swallow the wake-up of the socket's pending receive)."""
+
     async def echo(params):
         await asyncio.sleep(0)
         return params["i"]
 
     async with serving(bus_config, {"echo": echo}) as srv, RpcClient(bus_config, timeout=30, retries=0) as client:
+
         async def caller(k: int) -> list[int]:
             return [await client.call("echo", {"i": k * 1000 + n}) for n in range(150)]
 

@@ -47,10 +47,17 @@ def keys(tmp_path: Path) -> dict[str, Path]:
 
 def tcp_configs(keys, runtime_dir, who: str) -> tuple[BusConfig, BusConfig]:
     eps = {n: f"tcp://127.0.0.1:{free_port()}" for n in ("pub", "sub", "rpc")}
-    server = BusConfig(runtime_dir=runtime_dir, **eps, curve=CurveConfig(
-        enabled=True, server_secret=keys["server_secret"], authorized_keys=keys["authorized"]))
-    client = BusConfig(runtime_dir=runtime_dir, **eps, ready_timeout_s=1.0, curve=CurveConfig(
-        enabled=True, server_public=keys["server"], client_secret=keys[who + "_secret"]))
+    server = BusConfig(
+        runtime_dir=runtime_dir,
+        **eps,
+        curve=CurveConfig(enabled=True, server_secret=keys["server_secret"], authorized_keys=keys["authorized"]),
+    )
+    client = BusConfig(
+        runtime_dir=runtime_dir,
+        **eps,
+        ready_timeout_s=1.0,
+        curve=CurveConfig(enabled=True, server_public=keys["server"], client_secret=keys[who + "_secret"]),
+    )
     return server, client
 
 
@@ -124,8 +131,17 @@ async def test_curve_without_keys_is_a_clear_error(runtime_dir):
 
 # -- every endpoint that binds goes through one check --------------------------------------------------
 
-@pytest.mark.parametrize("endpoint", ["tcp://0.0.0.0:{port}", "tcp://*:{port}", "tipc://{{2,0,0}}",
-                                      "udp://127.0.0.1:{port}", "pgm://eth0;239.192.1.1:{port}"])
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "tcp://0.0.0.0:{port}",
+        "tcp://*:{port}",
+        "tipc://{{2,0,0}}",
+        "udp://127.0.0.1:{port}",
+        "pgm://eth0;239.192.1.1:{port}",
+    ],
+)
 def test_bind_refuses_network_or_unknown_endpoints_without_curve(runtime_dir, endpoint):
     endpoint = endpoint.format(port=free_port())
     cfg = BusConfig(runtime_dir=runtime_dir)
@@ -156,14 +172,18 @@ async def test_curve_server_on_a_non_bus_endpoint_still_authenticates(keys, runt
     task = asyncio.create_task(srv.run())
 
     def client(who: str) -> BusConfig:
-        return BusConfig(runtime_dir=runtime_dir, curve=CurveConfig(
-            enabled=True, server_public=keys["server"], client_secret=keys[who + "_secret"]))
+        return BusConfig(
+            runtime_dir=runtime_dir,
+            curve=CurveConfig(enabled=True, server_public=keys["server"], client_secret=keys[who + "_secret"]),
+        )
+
     try:
         await srv.bound.wait()
         async with RpcClient(client("client"), endpoint=endpoint, ctx=zmq.asyncio.Context(), timeout=2) as ok:
             assert await ok.call("ping") == "pong"
-        async with RpcClient(client("intruder"), endpoint=endpoint, ctx=zmq.asyncio.Context(), timeout=0.3,
-                             retries=1) as bad:
+        async with RpcClient(
+            client("intruder"), endpoint=endpoint, ctx=zmq.asyncio.Context(), timeout=0.3, retries=1
+        ) as bad:
             with pytest.raises(RpcTimeout):
                 await bad.call("ping")
     finally:
@@ -172,7 +192,7 @@ async def test_curve_server_on_a_non_bus_endpoint_still_authenticates(keys, runt
 
 
 def test_a_malformed_key_in_the_allow_list_is_named_not_a_silent_deny_all(keys):
-    (keys["authorized"] / "broken.key").write_text("metadata\ncurve\n    public-key = \"not z85 at all\"\n")
+    (keys["authorized"] / "broken.key").write_text('metadata\ncurve\n    public-key = "not z85 at all"\n')
     with pytest.raises(SecurityConfigError, match="broken.key"):
         load_allow_list(CurveConfig(enabled=True, authorized_keys=keys["authorized"]))
     (keys["authorized"] / "broken.key").unlink()
@@ -257,22 +277,40 @@ def role_keys(keys, tmp_path):
 
 def role_configs(keys, runtime_dir) -> tuple[BusConfig, dict[str, BusConfig]]:
     eps = {n: f"tcp://127.0.0.1:{free_port()}" for n in ("pub", "sub", "rpc")}
-    roles = {"dashboard": Role(subscribe=["captions/"], publish=[], rpc=["now"]),
-             "camera": Role(subscribe=[], publish=["frames/"], rpc=[])}
-    server = BusConfig(runtime_dir=runtime_dir, **eps, stats_interval_s=0.2, curve=CurveConfig(
-        enabled=True, server_secret=keys["server_secret"], authorized_keys=keys["authorized"], roles=roles))
-    clients = {who: BusConfig(runtime_dir=runtime_dir, **eps, ready_timeout_s=2.0, curve=CurveConfig(
-        enabled=True, server_public=keys["server"], client_secret=keys[who + "_secret"]))
-        for who in ("client", "dashboard", "camera")}
+    roles = {
+        "dashboard": Role(subscribe=["captions/"], publish=[], rpc=["now"]),
+        "camera": Role(subscribe=[], publish=["frames/"], rpc=[]),
+    }
+    server = BusConfig(
+        runtime_dir=runtime_dir,
+        **eps,
+        stats_interval_s=0.2,
+        curve=CurveConfig(
+            enabled=True, server_secret=keys["server_secret"], authorized_keys=keys["authorized"], roles=roles
+        ),
+    )
+    clients = {
+        who: BusConfig(
+            runtime_dir=runtime_dir,
+            **eps,
+            ready_timeout_s=2.0,
+            curve=CurveConfig(enabled=True, server_public=keys["server"], client_secret=keys[who + "_secret"]),
+        )
+        for who in ("client", "dashboard", "camera")
+    }
     return server, clients
 
 
 async def test_roles_limit_what_each_key_may_subscribe_and_publish(role_keys, runtime_dir):
     server, c = role_configs(role_keys, runtime_dir)
     async with proxy_in_background(server) as proxy:
-        async with Subscriber(c["client"], [""]) as everything, Subscriber(c["dashboard"], ["captions/"]) as dash, \
-                Publisher(c["client"]) as admin, Publisher(c["dashboard"]) as dash_pub, \
-                Publisher(c["camera"]) as camera:
+        async with (
+            Subscriber(c["client"], [""]) as everything,
+            Subscriber(c["dashboard"], ["captions/"]) as dash,
+            Publisher(c["client"]) as admin,
+            Publisher(c["dashboard"]) as dash_pub,
+            Publisher(c["camera"]) as camera,
+        ):
             await dash_pub.publish("captions/cam0", Text(text="forged by the dashboard"))
             await camera.publish("captions/cam0", Text(text="forged by the camera"))
             await camera.publish("frames/cam0", Text(text="a frame"))
@@ -323,7 +361,9 @@ async def test_roles_limit_which_rpc_methods_each_key_may_call(role_keys, runtim
 async def test_a_client_with_the_wrong_server_key_gets_nothing(keys, runtime_dir):
     """Wrong key: an allow-listed client that trusts another server key never completes the CURVE handshake."""
     server_cfg, client_cfg = tcp_configs(keys, runtime_dir, "client")
-    wrong = client_cfg.model_copy(update={"curve": client_cfg.curve.model_copy(update={"server_public": keys["intruder"]})})
+    wrong = client_cfg.model_copy(
+        update={"curve": client_cfg.curve.model_copy(update={"server_public": keys["intruder"]})}
+    )
     srv = RpcServer(server_cfg, {"ping": lambda p: "pong"}, ctx=zmq.asyncio.Context())
     task = asyncio.create_task(srv.run())
     try:

@@ -44,9 +44,11 @@ def test_paraphrases_differ_and_first_is_canonical():
     assert caps[0] == canonical_caption("red", "circle", "move_left") == "the red circle moves left"
 
 
-@pytest.mark.parametrize("text", ["", "something happens", "the red thing moves left", "a circle moves left",
-                                  "the blue square"], ids=["empty", "no-slots", "no-shape", "no-colour",
-                                                           "no-action"])
+@pytest.mark.parametrize(
+    "text",
+    ["", "something happens", "the red thing moves left", "a circle moves left", "the blue square"],
+    ids=["empty", "no-slots", "no-shape", "no-colour", "no-action"],
+)
 def test_unparseable_text_gives_none(text):
     assert parse_slots(text) is None
 

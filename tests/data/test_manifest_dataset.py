@@ -89,8 +89,14 @@ def test_bad_lines_are_all_reported_with_line_numbers(tmp_path: Path):
         read_manifest(path)
     message = str(err.value)
     assert "6 bad line(s)" in message
-    for number, why in [(2, "invalid JSON"), (3, "end"), (5, "start < end"), (6, "either"),
-                        (7, "not among candidates"), (8, "JSON object")]:
+    for number, why in [
+        (2, "invalid JSON"),
+        (3, "end"),
+        (5, "start < end"),
+        (6, "either"),
+        (7, "not among candidates"),
+        (8, "JSON object"),
+    ]:
         assert f"bad.jsonl:{number}:" in message and why in message, (number, why)
     assert "bad.jsonl:1:" not in message and "bad.jsonl:4:" not in message
 

@@ -34,7 +34,7 @@ def test_segments_continue_from_the_previous_end_state():
     s = ShapesStream(2, duration_s=90)
     for prev, seg in zip(s.segments, s.segments[1:]):
         carried = end_state(prev.objects, prev.action)
-        appearing = seg.objects[len(carried):]
+        appearing = seg.objects[len(carried) :]
         assert seg.objects[: len(carried)] == carried
         assert len(appearing) == (seg.action.kind == "appear")
         # Instantaneous changes happen mid-segment, so the picture hardly changes across a boundary.

@@ -77,7 +77,7 @@ def test_shapes_are_distinct_silhouettes_at_64px():
     bg = np.zeros((64, 64, 3), dtype=np.uint8)
     masks = {s: colour_mask(render(bg, [Drawable(s, "red", 0.5, 0.5, 0.13)]), "red") for s in SHAPES}
     for i, a in enumerate(SHAPES):
-        for b in SHAPES[i + 1:]:
+        for b in SHAPES[i + 1 :]:
             differ = (masks[a] ^ masks[b]).sum()  # pixels inside exactly one of the two silhouettes
             # The closest pair (circle, square) differs in its corners: 28 fill pixels at r = 8 px.
             assert differ >= 24 and differ / (masks[a] | masks[b]).sum() >= 0.12, (a, b, differ)
@@ -93,7 +93,8 @@ def test_qa_answers_are_candidates_and_presence_is_balanced():
     for index in range(300):
         spec = sample_clip(1, index)
         looks = {(o.colour, o.shape) for o in spec.objects} | (
-            {(spec.new_colour, spec.slots.shape)} if spec.new_colour else set())
+            {(spec.new_colour, spec.slots.shape)} if spec.new_colour else set()
+        )
         for q in spec.qa:
             assert q.answer in q.candidates
             if q.kind == "presence":

@@ -22,8 +22,13 @@ class Planted:
 
 
 def planted_stream(
-    seed: int, duration_s: float = 60.0, dt: float = 0.25, dim: int = 16, noise: float = 0.5,
-    min_s: float = 1.0, max_s: float = 8.0,
+    seed: int,
+    duration_s: float = 60.0,
+    dt: float = 0.25,
+    dim: int = 16,
+    noise: float = 0.5,
+    min_s: float = 1.0,
+    max_s: float = 8.0,
 ) -> Planted:
     """Segments of U(min_s, max_s) seconds, each a random caption's centroid plus noise; adjacent
     segments always differ; one annotation per segment at its middle with two paraphrases."""

@@ -28,7 +28,7 @@ def test_matched_interval_rule():
     interval, how = matched_interval(curve, 8.5)
     # first fall below 8.5 after reaching it: between 2 s (9.0) and 4 s (7.0), a quarter of the way in log
     assert how == "interpolated"
-    assert interval == pytest.approx(2.0 * 2 ** 0.25)
+    assert interval == pytest.approx(2.0 * 2**0.25)
     assert matched_interval(curve, 10.0) == (None, "not_reached")
     assert matched_interval(curve[:3], 8.5) == (2.0, "lower_bound")
 

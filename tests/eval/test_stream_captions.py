@@ -11,8 +11,11 @@ def test_true_captions_describe_every_segment_and_wrong_ones_none():
     r = score(stream, right, seed=5)
     assert r.segments == len(truths) and r.described == r.segments and r.colour == r.action == r.captions
     # each caption split in two halves: still described, twice the captions
-    halves = [Caption(c.start_s + k * (c.end_s - c.start_s) / 2, c.start_s + (k + 1) * (c.end_s - c.start_s) / 2,
-                      c.text) for c in right for k in (0, 1)]
+    halves = [
+        Caption(c.start_s + k * (c.end_s - c.start_s) / 2, c.start_s + (k + 1) * (c.end_s - c.start_s) / 2, c.text)
+        for c in right
+        for k in (0, 1)
+    ]
     assert score(stream, halves, seed=5).described == len(truths)
     # every caption shifted onto its neighbour's segment text: described only where neighbours agree
     shifted = [Caption(c.start_s, c.end_s, right[(i + 1) % len(right)].text) for i, c in enumerate(right)]

@@ -74,8 +74,9 @@ def _collect(strategy: Any, n: int, seed: int) -> list:
     out: list = []
 
     @hseed(seed)
-    @settings(max_examples=n, database=None, deadline=None, phases=[Phase.generate],
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=n, database=None, deadline=None, phases=[Phase.generate], suppress_health_check=list(HealthCheck)
+    )
     @given(strategy)
     def collect(x: Any) -> None:
         out.append(x)
@@ -142,10 +143,13 @@ def codec_verdict(parts: list[bytes], limits: Any, types: frozenset[str] | None 
 
 def node_message_types() -> frozenset[str]:
     """The message types a world or encoder process has registered (asked of a fresh interpreter)."""
-    code = ("import json, perception.nodes.world, perception.nodes.encoder, perception.nodes.runtime; "
-            "from bus.message import registered_types; print(json.dumps(sorted(registered_types())))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=_env(), capture_output=True, text=True,
-                         timeout=120, check=True).stdout
+    code = (
+        "import json, perception.nodes.world, perception.nodes.encoder, perception.nodes.runtime; "
+        "from bus.message import registered_types; print(json.dumps(sorted(registered_types())))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=_env(), capture_output=True, text=True, timeout=120, check=True
+    ).stdout
     return frozenset(json.loads(out.strip().splitlines()[-1]))
 
 
@@ -169,8 +173,13 @@ class Tally:
             self.reasons[verdict] += 1
 
     def as_dict(self) -> dict[str, Any]:
-        return {"tried": self.tried, "proxy_dropped": self.proxy_dropped, "rejected": self.rejected,
-                "accepted": self.accepted, "reasons": dict(self.reasons)}
+        return {
+            "tried": self.tried,
+            "proxy_dropped": self.proxy_dropped,
+            "rejected": self.rejected,
+            "accepted": self.accepted,
+            "reasons": dict(self.reasons),
+        }
 
 
 @dataclass
@@ -184,8 +193,15 @@ class RpcTally:
     codes: collections.Counter = field(default_factory=collections.Counter)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"tried": self.tried, "ok": self.ok, "error": self.error, "no_reply": self.no_reply,
-                "unanswered": self.unanswered, "max_reply_s": round(self.max_reply_s, 3), "codes": dict(self.codes)}
+        return {
+            "tried": self.tried,
+            "ok": self.ok,
+            "error": self.error,
+            "no_reply": self.no_reply,
+            "unanswered": self.unanswered,
+            "max_reply_s": round(self.max_reply_s, 3),
+            "codes": dict(self.codes),
+        }
 
 
 # -- processes ----------------------------------------------------------------------------------------------
@@ -222,8 +238,15 @@ def spawn(name: str, argv: list[str], rt: Path, *, stdout: bool = False) -> Chil
     log = rt / f"{name}.log"
     out = rt / f"{name}.out" if stdout else None
     with open(log, "wb") as err, open(out or os.devnull, "wb") as so:
-        proc = subprocess.Popen([sys.executable, *argv], cwd=REPO, env=_env(), stdin=subprocess.DEVNULL,
-                                stdout=so, stderr=err, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, *argv],
+            cwd=REPO,
+            env=_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=so,
+            stderr=err,
+            start_new_session=True,
+        )
     return Child(name, proc, log, out)
 
 
@@ -278,6 +301,7 @@ class Campaign:
         self.children: dict[str, Child] = {}
         self.failures: list[str] = []
         self.stop = asyncio.Event()
+        self._side_tasks: set[asyncio.Future] = set()  # fire-and-forget publishers, kept referenced
         self.tally: dict[str, Tally] = collections.defaultdict(Tally)  # by class
         self.seed_tally: dict[str, Tally] = collections.defaultdict(Tally)  # by seed corpus name
         self.expect: dict[str, collections.Counter] = {t: collections.Counter() for t in TARGET_PREFIXES}
@@ -316,19 +340,28 @@ class Campaign:
         ckpt = Path(self.opts.checkpoint)
         if not ckpt.is_absolute():
             ckpt = REPO / ckpt
-        return AppConfig.model_validate({
-            "name": "hostile",
-            "bus": {"runtime_dir": str(rt), "max_msg_size": self.opts.max_msg_size, "stats_interval_s": 0.5,
-                    "ready_timeout_s": 10.0, "max_streams": 1024},
-            "model": {"checkpoint": str(ckpt), "device": "cpu", "dtype": "float32"},
-            "pipeline": {
-                "cameras": [{"name": FRAME_CAM, "type": "synthetic", "size": 64},
-                            {"name": VALID_CAM, "type": "synthetic", "size": 64}],
-                "encoder": {"frame_step": 1, "stride_frames": 4, "threads": 1, "jit": not self.opts.short},
-                "world": {"max_items": 10_000, "ask_timeout_s": 20.0},
-                "nodes": ["world", "encoder"],
-            },
-        })
+        return AppConfig.model_validate(
+            {
+                "name": "hostile",
+                "bus": {
+                    "runtime_dir": str(rt),
+                    "max_msg_size": self.opts.max_msg_size,
+                    "stats_interval_s": 0.5,
+                    "ready_timeout_s": 10.0,
+                    "max_streams": 1024,
+                },
+                "model": {"checkpoint": str(ckpt), "device": "cpu", "dtype": "float32"},
+                "pipeline": {
+                    "cameras": [
+                        {"name": FRAME_CAM, "type": "synthetic", "size": 64},
+                        {"name": VALID_CAM, "type": "synthetic", "size": 64},
+                    ],
+                    "encoder": {"frame_step": 1, "stride_frames": 4, "threads": 1, "jit": not self.opts.short},
+                    "world": {"max_items": 10_000, "ask_timeout_s": 20.0},
+                    "nodes": ["world", "encoder"],
+                },
+            }
+        )
 
     async def _start(self) -> None:
         import yaml
@@ -360,8 +393,12 @@ class Campaign:
             self.children[name] = spawn(name, ["-m", "perception.nodes", name, "--config-json", cfg], rt)
         self.node_types = await asyncio.to_thread(node_message_types)
         self.mcap = rt / "session.mcap"
-        self.children["recorder"] = spawn("recorder", ["-m", "tests.hostile.campaign", "--recorder-child",
-                                                       str(rt / "config.yaml"), str(self.mcap)], rt, stdout=True)
+        self.children["recorder"] = spawn(
+            "recorder",
+            ["-m", "tests.hostile.campaign", "--recorder-child", str(rt / "config.yaml"), str(self.mcap)],
+            rt,
+            stdout=True,
+        )
         self.sub = Subscriber(self.bus, ["fuzz/"], name="campaign")
         await self.sub.start()
         # one publisher for everything, frames/ included, on its `reliable` socket (HWM 100 000): nothing we
@@ -371,8 +408,11 @@ class Campaign:
         self.reader_task = asyncio.create_task(self._read_fuzz())
         deadline = time.monotonic() + 240
         rec = self.children["recorder"]
-        while not (self._node_ready("world") and self._node_ready("encoder")
-                   and "recording" in rec.stdout.read_text(errors="replace")):
+        while not (
+            self._node_ready("world")
+            and self._node_ready("encoder")
+            and "recording" in rec.stdout.read_text(errors="replace")
+        ):
             self._check_alive()
             if self.failures:
                 raise RuntimeError("; ".join(self.failures))
@@ -438,9 +478,19 @@ class Campaign:
         k = len(self.events_sent)
         v = np.random.default_rng(k).standard_normal(self.embed_dim).astype(np.float32)
         now = time.time_ns()
-        self.pub.publish_nowait(f"events/{VALID_CAM}", Event(
-            cam=VALID_CAM, kind="segment", segment_id=k, start_ns=now - 1_000_000, end_ns=now,
-            labels=[LabelScore(label="a red circle", score=0.5)], t_capture_ns=now, embedding=v / np.linalg.norm(v)))
+        self.pub.publish_nowait(
+            f"events/{VALID_CAM}",
+            Event(
+                cam=VALID_CAM,
+                kind="segment",
+                segment_id=k,
+                start_ns=now - 1_000_000,
+                end_ns=now,
+                labels=[LabelScore(label="a red circle", score=0.5)],
+                t_capture_ns=now,
+                embedding=v / np.linalg.norm(v),
+            ),
+        )
         self.events_sent.append(k)
 
     def _send_hostile(self, target: str, cls: str, parts: list[bytes], seed_name: str | None = None) -> None:
@@ -471,7 +521,9 @@ class Campaign:
     async def _generator(self) -> None:
         """Keep fresh examples coming for every pub/sub target and RPC target, one batch at a time."""
         loop = asyncio.get_running_loop()
-        jobs = [("rpc", t, None) for t in RPC_TARGETS] + [("pub", t, p) for t, ps in TARGET_PREFIXES.items() for p in ps]
+        jobs = [("rpc", t, None) for t in RPC_TARGETS] + [
+            ("pub", t, p) for t, ps in TARGET_PREFIXES.items() for p in ps
+        ]
         for _, t, p in jobs:
             key = f"pub:{p}" if p else f"rpc:{t}"
             self.pools[key] = collections.deque(maxlen=2000)
@@ -482,11 +534,14 @@ class Campaign:
             seed = self.seed * 100_000 + i
             i += 1
             if kind == "pub":
-                batch = await loop.run_in_executor(self.executor, generate_messages, seed, 40, prefix, self.opts.max_len)
+                batch = await loop.run_in_executor(
+                    self.executor, generate_messages, seed, 40, prefix, self.opts.max_len
+                )
                 key = f"pub:{prefix}"
             else:
-                batch = await loop.run_in_executor(self.executor, generate_rpc, seed, 20, RPC_TARGETS[target],
-                                                   self.opts.max_len)
+                batch = await loop.run_in_executor(
+                    self.executor, generate_rpc, seed, 20, RPC_TARGETS[target], self.opts.max_len
+                )
                 key = f"rpc:{target}"
             self.fresh[key].extend(batch)
             self.generated[key] += len(batch)
@@ -494,8 +549,10 @@ class Campaign:
     async def _pubsub(self) -> None:
         from tests.hostile.strategies import seed_corpus
 
-        by_target = {t: seed_corpus(self.bus, prefix=TARGET_PREFIXES[t][0].rstrip("/") + "/", short=self.opts.short)
-                     for t in TARGET_PREFIXES}
+        by_target = {
+            t: seed_corpus(self.bus, prefix=TARGET_PREFIXES[t][0].rstrip("/") + "/", short=self.opts.short)
+            for t in TARGET_PREFIXES
+        }
         corpus = [(t, by_target[t][i]) for i in range(len(by_target["subscriber"])) for t in TARGET_PREFIXES]
         # the whole corpus in the first ~7 s (so that the run outlasts what a seed case does by far), then
         # one case a second (short runs: ten)
@@ -532,7 +589,9 @@ class Campaign:
     def _oversize_frame_now_and_then(self) -> None:
         """Sometimes a frame over ZMQ_MAXMSGSIZE, from a publisher of its own (the proxy disconnects it)."""
         if self.rng.random() < 0.2:
-            asyncio.ensure_future(self._oversize_frame())
+            task = asyncio.ensure_future(self._oversize_frame())
+            self._side_tasks.add(task)  # a task nobody references can be garbage-collected mid-flight
+            task.add_done_callback(self._side_tasks.discard)
 
     async def _oversize_frame(self) -> None:
         from bus.pubsub import Publisher
@@ -543,7 +602,7 @@ class Campaign:
             pub.publish_raw([b"fuzz/bad/oversize", b"\x00" * (self.bus.max_msg_size + 1)])
             self.oversize_frames += 1
             await asyncio.sleep(0.2)
-        except Exception as exc:  # noqa: BLE001 - a refused connection is the expected outcome
+        except Exception as exc:
             self.failures.append(f"oversize-frame publisher: {type(exc).__name__}: {exc}")
         finally:
             pub.close(linger_ms=0)
@@ -555,8 +614,9 @@ class Campaign:
         try:
             await asyncio.wait_for(self._delivered.wait(), timeout)
         except TimeoutError:
-            self.failures.append(f"valid messages stalled: {len(self.valid_got)} of {self.valid_sent} delivered "
-                                 f"after {timeout} s")
+            self.failures.append(
+                f"valid messages stalled: {len(self.valid_got)} of {self.valid_sent} delivered after {timeout} s"
+            )
             self.stop.set()
 
     async def _frames(self) -> None:
@@ -569,9 +629,16 @@ class Campaign:
         fps = 8.0
         while not self.stop.is_set():
             now = time.time_ns()
-            self.pub.publish_nowait(f"frames/{FRAME_CAM}", Frame(
-                cam=FRAME_CAM, index=self.frames_sent, t_capture_ns=now, stream_s=self.frames_sent / fps,
-                image=rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)))
+            self.pub.publish_nowait(
+                f"frames/{FRAME_CAM}",
+                Frame(
+                    cam=FRAME_CAM,
+                    index=self.frames_sent,
+                    t_capture_ns=now,
+                    stream_s=self.frames_sent / fps,
+                    image=rng.integers(0, 256, (64, 64, 3), dtype=np.uint8),
+                ),
+            )
             self.frames_sent += 1
             await asyncio.sleep(1 / fps)
 
@@ -585,17 +652,28 @@ class Campaign:
     def _valid_calls(self, target: str) -> list[tuple[str, dict]]:
         ask = {"question": "what colour is the shape?", "choices": ["red", "green", "blue"], "camera": FRAME_CAM}
         if target == "world":
-            return [("now", {}), ("now", {"camera": VALID_CAM}), ("history", {"camera": VALID_CAM, "limit": 5}),
-                    ("search", {"text": "a red circle", "k": 3}), ("ask", ask)]
-        return [("ask", ask), ("ask", {"question": "what happens?", "camera": FRAME_CAM}),
-                ("embed", {"texts": ["a red circle", "a blue square"]}), ("info", {})]
+            return [
+                ("now", {}),
+                ("now", {"camera": VALID_CAM}),
+                ("history", {"camera": VALID_CAM, "limit": 5}),
+                ("search", {"text": "a red circle", "k": 3}),
+                ("ask", ask),
+            ]
+        return [
+            ("ask", ask),
+            ("ask", {"question": "what happens?", "camera": FRAME_CAM}),
+            ("embed", {"texts": ["a red circle", "a blue square"]}),
+            ("info", {}),
+        ]
 
     async def _rpc_valid(self, target: str, until_stopped: bool = True) -> None:
         from bus.rpc import RpcClient, RpcError, RpcTimeout
 
         calls = self._valid_calls(target)
         tally = self.rpc_valid[target]
-        async with RpcClient(self.bus, endpoint=self._endpoint(target), timeout=RPC_REPLY_TIMEOUT_S, retries=0) as client:
+        async with RpcClient(
+            self.bus, endpoint=self._endpoint(target), timeout=RPC_REPLY_TIMEOUT_S, retries=0
+        ) as client:
             i = 0
             while not (until_stopped and self.stop.is_set()):
                 method, params = calls[i % len(calls)]
@@ -610,8 +688,10 @@ class Campaign:
                     tally["sent"] += 1
                     tally["failed"] += 1
                     if tally["failed"] <= 5:
-                        self.failures.append(f"valid RPC {target}.{method}({json.dumps(params)[:120]}) failed: "
-                                             f"{type(exc).__name__}: {exc}"[:400])
+                        self.failures.append(
+                            f"valid RPC {target}.{method}({json.dumps(params)[:120]}) failed: "
+                            f"{type(exc).__name__}: {exc}"[:400]
+                        )
                 self.inflight_valid.pop(target, None)
                 tally["max_ms"] = max(tally["max_ms"], int((time.monotonic() - t0) * 1000))
                 if not until_stopped and i >= len(calls):
@@ -678,7 +758,7 @@ class Campaign:
             t.max_reply_s = max(t.max_reply_s, dt)
             try:
                 body = msgpack.unpackb(reply[1], raw=False) if len(reply) == 2 else None
-            except Exception:  # noqa: BLE001
+            except Exception:
                 body = None
             if isinstance(body, dict) and body.get("ok") is True:
                 t.ok += 1
@@ -689,10 +769,20 @@ class Campaign:
         if reply is None and case.expect_reply is True:
             sizes = [len(f) for f in case.frames]
             if len(self.unanswered_cases) < 20:
-                self.unanswered_cases.append({"target": target, "cls": case.cls, "t_s": round(t0 - self.t_fuzz, 2),
-                                              "frames_hex": [f[:65536].hex() for f in case.frames]})
-            self.failures.append(f"{target} RPC gave no reply within {wait:.0f} s to a {case.cls} request "
-                                 f"(frame sizes {sizes[:6]}, body {case.frames[1][:120] if len(case.frames) > 1 else case.frames[0][:120]!r})"[:500])
+                self.unanswered_cases.append(
+                    {
+                        "target": target,
+                        "cls": case.cls,
+                        "t_s": round(t0 - self.t_fuzz, 2),
+                        "frames_hex": [f[:65536].hex() for f in case.frames],
+                    }
+                )
+            self.failures.append(
+                f"{target} RPC gave no reply within {wait:.0f} s to a {case.cls} request "
+                f"(frame sizes {sizes[:6]}, body {case.frames[1][:120] if len(case.frames) > 1 else case.frames[0][:120]!r})"[
+                    :500
+                ]
+            )
 
     # -- measurement ------------------------------------------------------------------------------------
 
@@ -724,8 +814,9 @@ class Campaign:
                 r["last_mb"] = mb
             if time.monotonic() >= next_point:  # a coarse timeline, to tell growth from a one-off peak
                 next_point = time.monotonic() + 10.0
-                self.rss_timeline.append({"t_s": round(time.monotonic() - self.t_fuzz, 1),
-                                          **{k: round(v, 1) for k, v in sample.items()}})
+                self.rss_timeline.append(
+                    {"t_s": round(time.monotonic() - self.t_fuzz, 1), **{k: round(v, 1) for k, v in sample.items()}}
+                )
             self._check_alive()
             if time.monotonic() >= self.deadline:
                 self.stop.set()
@@ -739,7 +830,9 @@ class Campaign:
         configure_logging(level="CRITICAL")  # our subscriber would log every hostile message it drops
         self.rt = Path(tempfile.mkdtemp(prefix="hx-", dir="/tmp"))
         os.chmod(self.rt, 0o700)
-        self.executor = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init)
+        self.executor = ProcessPoolExecutor(
+            1, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init
+        )
         started = time.monotonic()
         tasks: list[asyncio.Task] = []
         try:
@@ -771,8 +864,10 @@ class Campaign:
                 if self.stop_time - t0 > 5.0:
                     self.rpc_valid[target]["sent"] += 1
                     self.rpc_valid[target]["failed"] += 1
-                    self.failures.append(f"valid RPC {target}.{call} still unanswered after "
-                                         f"{self.stop_time - t0:.0f} s when the run ended")
+                    self.failures.append(
+                        f"valid RPC {target}.{call} still unanswered after "
+                        f"{self.stop_time - t0:.0f} s when the run ended"
+                    )
             for t in tasks:
                 if t.done() and not t.cancelled() and t.exception() is not None:
                     exc = t.exception()
@@ -781,7 +876,7 @@ class Campaign:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await self._finish()
-        except Exception as exc:  # noqa: BLE001 - reported, and the processes still go
+        except Exception as exc:
             import traceback
 
             self.failures.append(f"campaign error: {type(exc).__name__}: {exc}\n{traceback.format_exc()[-1500:]}")
@@ -834,8 +929,10 @@ class Campaign:
         await self._wait_delivered(30)
         # the world's subscriber: its counters arrive in its stats once per stats_interval_s
         for _ in range(60):  # the nodes' subscribers: their counters arrive in their stats, twice a second
-            if all(self.node_stats.get(node, {}).get("sub.bad", -1) >= self.expect[node]["rejected"]
-                   for node in ("world", "encoder")):
+            if all(
+                self.node_stats.get(node, {}).get("sub.bad", -1) >= self.expect[node]["rejected"]
+                for node in ("world", "encoder")
+            ):
                 break
             await asyncio.sleep(0.25)
         await asyncio.sleep(1.2)  # one more stats period, and the proxy's counters too
@@ -851,8 +948,11 @@ class Campaign:
                 hist = await client.call("history", {"camera": VALID_CAM, "kinds": ["segment"], "limit": 10_000})
                 now = await client.call("now", {"camera": VALID_CAM})
             ids = [r["segment_id"] for r in hist["items"]]
-            self.world_history = {"stored": len(set(ids) & set(self.events_sent)), "total": hist["total"],
-                                  "last_segment": (now["cameras"][VALID_CAM]["last_segment"] or {}).get("segment_id")}
+            self.world_history = {
+                "stored": len(set(ids) & set(self.events_sent)),
+                "total": hist["total"],
+                "last_segment": (now["cameras"][VALID_CAM]["last_segment"] or {}).get("segment_id"),
+            }
         except (RpcError, RpcTimeout, KeyError, TypeError) as exc:
             self.failures.append(f"world history after the run failed: {type(exc).__name__}: {exc}")
         # the recorder: stop it cleanly (SIGINT writes the footer), then read every valid message back
@@ -866,7 +966,7 @@ class Campaign:
             self.failures.append(f"recorder exited {code}: {rec.tail(1500)}")
         try:
             self._read_recording()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             self.failures.append(f"reading the recording failed: {type(exc).__name__}: {exc}")
 
     def _read_recording(self) -> None:
@@ -880,8 +980,11 @@ class Campaign:
                 labels.append(int(env.msg.label))
             else:
                 events.append(env.msg.segment_id)
-        self.recorded.update(valid=len(set(labels)), valid_dupes=len(labels) - len(set(labels)),
-                             events=len(set(events) & set(self.events_sent)))
+        self.recorded.update(
+            valid=len(set(labels)),
+            valid_dupes=len(labels) - len(set(labels)),
+            events=len(set(events) & set(self.events_sent)),
+        )
 
     # -- result -----------------------------------------------------------------------------------------
 
@@ -897,74 +1000,131 @@ class Campaign:
             checks.append({"check": name, "ok": bool(ok), "detail": detail})
 
         got = len(self.valid_got)
-        check("valid delivered to the subscriber", got == self.valid_sent and self.valid_out_of_order == 0
-              and self.valid_got == list(range(self.valid_sent)),
-              f"{got}/{self.valid_sent} in order ({self.valid_out_of_order} out of order)")
+        check(
+            "valid delivered to the subscriber",
+            got == self.valid_sent and self.valid_out_of_order == 0 and self.valid_got == list(range(self.valid_sent)),
+            f"{got}/{self.valid_sent} in order ({self.valid_out_of_order} out of order)",
+        )
         rec = getattr(self, "recorded", {})
-        check("valid recorded by the recorder", rec.get("valid") == self.valid_sent and not rec.get("valid_dupes"),
-              f"{rec.get('valid')}/{self.valid_sent} (+ events {rec.get('events')}/{len(self.events_sent)})")
-        check("valid events recorded", rec.get("events") == len(self.events_sent),
-              f"{rec.get('events')}/{len(self.events_sent)}")
+        check(
+            "valid recorded by the recorder",
+            rec.get("valid") == self.valid_sent and not rec.get("valid_dupes"),
+            f"{rec.get('valid')}/{self.valid_sent} (+ events {rec.get('events')}/{len(self.events_sent)})",
+        )
+        check(
+            "valid events recorded",
+            rec.get("events") == len(self.events_sent),
+            f"{rec.get('events')}/{len(self.events_sent)}",
+        )
         wh = getattr(self, "world_history", {})
-        check("valid events stored by the world", wh.get("stored") == len(self.events_sent)
-              and wh.get("last_segment") == (self.events_sent[-1] if self.events_sent else None),
-              f"{wh.get('stored')}/{len(self.events_sent)}, last {wh.get('last_segment')}")
+        check(
+            "valid events stored by the world",
+            wh.get("stored") == len(self.events_sent)
+            and wh.get("last_segment") == (self.events_sent[-1] if self.events_sent else None),
+            f"{wh.get('stored')}/{len(self.events_sent)}, last {wh.get('last_segment')}",
+        )
         for target, c in self.rpc_valid.items():
-            check(f"valid RPC answered ok ({target})", c["sent"] > 0 and c["ok"] == c["sent"],
-                  f"{c['ok']}/{c['sent']} (slowest {c['max_ms']} ms)")
+            check(
+                f"valid RPC answered ok ({target})",
+                c["sent"] > 0 and c["ok"] == c["sent"],
+                f"{c['ok']}/{c['sent']} (slowest {c['max_ms']} ms)",
+            )
         unanswered = sum(t.unanswered for t in self.rpc_tally.values())  # seed cases are counted in their class too
         check("hostile RPC requests answered where due", unanswered == 0, f"{unanswered} unanswered")
         exp = self.expect["subscriber"]
         bad_total = sum(sub_bad.values())
-        check("subscriber rejected exactly what the codec rejects", bad_total == exp["rejected"],
-              f"live {bad_total} vs judged {exp['rejected']}")
-        check("subscriber delivered exactly what the codec accepts", self.extras_delivered == exp["accepted"],
-              f"live {self.extras_delivered} vs judged {exp['accepted']}")
-        check("proxy dropped exactly what its rule drops", proxy_dropped == self.proxy_expected,
-              f"live {proxy_dropped} vs judged {self.proxy_expected}")
+        check(
+            "subscriber rejected exactly what the codec rejects",
+            bad_total == exp["rejected"],
+            f"live {bad_total} vs judged {exp['rejected']}",
+        )
+        check(
+            "subscriber delivered exactly what the codec accepts",
+            self.extras_delivered == exp["accepted"],
+            f"live {self.extras_delivered} vs judged {exp['accepted']}",
+        )
+        check(
+            "proxy dropped exactly what its rule drops",
+            proxy_dropped == self.proxy_expected,
+            f"live {proxy_dropped} vs judged {self.proxy_expected}",
+        )
         wexp = self.expect["world"]["rejected"]
-        check("world's subscriber rejected what the codec rejects", world.get("sub.bad", -1) == wexp,
-              f"live {world.get('sub.bad')} vs judged {wexp}")
+        check(
+            "world's subscriber rejected what the codec rejects",
+            world.get("sub.bad", -1) == wexp,
+            f"live {world.get('sub.bad')} vs judged {wexp}",
+        )
         eexp = self.expect["encoder"]["rejected"]
-        check("encoder's subscriber rejected what the codec rejects", encoder.get("sub.bad", -1) == eexp,
-              f"live {encoder.get('sub.bad')} vs judged {eexp}")
+        check(
+            "encoder's subscriber rejected what the codec rejects",
+            encoder.get("sub.bad", -1) == eexp,
+            f"live {encoder.get('sub.bad')} vs judged {eexp}",
+        )
         max_streams = self.bus.max_streams if hasattr(self, "bus") else 0
-        check("subscriber per-stream state within bus.max_streams", 0 < self.max_streams_seen <= max_streams,
-              f"peak len(sub._last_seq) {self.max_streams_seen} <= {max_streams}")
+        check(
+            "subscriber per-stream state within bus.max_streams",
+            0 < self.max_streams_seen <= max_streams,
+            f"peak len(sub._last_seq) {self.max_streams_seen} <= {max_streams}",
+        )
         rss_rows = {}
         for name, r in self.rss.items():
             bound = r["baseline_mb"] + self.opts.rss_margin_mb
-            rss_rows[name] = {"baseline_mb": round(r["baseline_mb"], 1), "peak_mb": round(r["peak_mb"], 1),
-                              "bound_mb": round(bound, 1)}
-            check(f"RSS of {name} within bound", r["peak_mb"] <= bound,
-                  f"peak {r['peak_mb']:.0f} MiB <= {bound:.0f} MiB")
+            rss_rows[name] = {
+                "baseline_mb": round(r["baseline_mb"], 1),
+                "peak_mb": round(r["peak_mb"], 1),
+                "bound_mb": round(bound, 1),
+            }
+            check(
+                f"RSS of {name} within bound", r["peak_mb"] <= bound, f"peak {r['peak_mb']:.0f} MiB <= {bound:.0f} MiB"
+            )
         for node in ("world", "encoder", "bus"):
             gap = self.heartbeat_gap.get(node)
-            check(f"{node} kept publishing its stats (not frozen)", gap is not None and gap <= HEARTBEAT_GAP_S,
-                  f"longest silence {gap if gap is None else round(gap, 1)} s <= {HEARTBEAT_GAP_S} s")
+            check(
+                f"{node} kept publishing its stats (not frozen)",
+                gap is not None and gap <= HEARTBEAT_GAP_S,
+                f"longest silence {gap if gap is None else round(gap, 1)} s <= {HEARTBEAT_GAP_S} s",
+            )
         died = [f for f in self.failures if " died " in f]
         check("no process died", not died, "; ".join(d[:200] for d in died) or "all alive to the end")
         failures = list(self.failures) + [f"check failed: {c['check']}: {c['detail']}" for c in checks if not c["ok"]]
         return {
-            "ok": not failures, "seed": self.seed, "duration_s": self.opts.duration, "short": self.opts.short,
-            "startup_s": getattr(self, "startup_s", None), "fuzz_s": getattr(self, "fuzz_s", None),
-            "rounds": self.rounds, "limits": {"max_msg_size": self.opts.max_msg_size, "max_len": self.opts.max_len},
+            "ok": not failures,
+            "seed": self.seed,
+            "duration_s": self.opts.duration,
+            "short": self.opts.short,
+            "startup_s": getattr(self, "startup_s", None),
+            "fuzz_s": getattr(self, "fuzz_s", None),
+            "rounds": self.rounds,
+            "limits": {"max_msg_size": self.opts.max_msg_size, "max_len": self.opts.max_len},
             "messages": {k: v.as_dict() for k, v in sorted(self.tally.items())},
             "seed_corpus": {k: v.as_dict() for k, v in sorted(self.seed_tally.items())},
             "generated": dict(self.generated),
-            "valid": {"sent": self.valid_sent, "delivered": got, "recorded": rec.get("valid"),
-                      "events_sent": len(self.events_sent), "events_stored_by_world": wh.get("stored"),
-                      "events_recorded": rec.get("events"), "frames_sent": self.frames_sent},
+            "valid": {
+                "sent": self.valid_sent,
+                "delivered": got,
+                "recorded": rec.get("valid"),
+                "events_sent": len(self.events_sent),
+                "events_stored_by_world": wh.get("stored"),
+                "events_recorded": rec.get("events"),
+                "frames_sent": self.frames_sent,
+            },
             "rpc": {f"{t}:{c}": v.as_dict() for (t, c), v in sorted(self.rpc_tally.items())},
             "rpc_seed_corpus": {f"{t}:{c}": v.as_dict() for (t, c), v in sorted(self.rpc_seed_tally.items())},
             "rpc_valid": {t: dict(c) for t, c in self.rpc_valid.items()},
-            "live_counters": {"subscriber_bad": sub_bad, "proxy": {k: v for k, v in bus_counters.items()
-                                                                  if k.startswith("dropped") or k == "upstream_dropped"},
-                              "world_sub_bad": world.get("sub.bad"), "encoder_sub_bad": encoder.get("sub.bad"),
-                              "oversize_frames_sent": self.oversize_frames},
+            "live_counters": {
+                "subscriber_bad": sub_bad,
+                "proxy": {k: v for k, v in bus_counters.items() if k.startswith("dropped") or k == "upstream_dropped"},
+                "world_sub_bad": world.get("sub.bad"),
+                "encoder_sub_bad": encoder.get("sub.bad"),
+                "oversize_frames_sent": self.oversize_frames,
+            },
             "recorder": getattr(self, "recorder_summary", {}),
-            "rss": rss_rows, "rss_margin_mb": self.opts.rss_margin_mb, "rss_timeline": self.rss_timeline,
-            "checks": checks, "failures": failures, "unanswered_rpc_cases": self.unanswered_cases,
+            "rss": rss_rows,
+            "rss_margin_mb": self.opts.rss_margin_mb,
+            "rss_timeline": self.rss_timeline,
+            "checks": checks,
+            "failures": failures,
+            "unanswered_rpc_cases": self.unanswered_cases,
             "node_counters": {k: stats.get(k, {}) for k in ("world", "encoder", "bus")},
         }
 
@@ -975,8 +1135,10 @@ class Campaign:
 def render(res: dict[str, Any]) -> str:
     out = []
     w = out.append
-    w(f"hostile campaign: seed {res['seed']}, {res.get('fuzz_s')} s of fuzzing after {res.get('startup_s')} s "
-      f"start-up, {res['rounds']} rounds, max_msg_size {res['limits']['max_msg_size'] // MiB} MiB")
+    w(
+        f"hostile campaign: seed {res['seed']}, {res.get('fuzz_s')} s of fuzzing after {res.get('startup_s')} s "
+        f"start-up, {res['rounds']} rounds, max_msg_size {res['limits']['max_msg_size'] // MiB} MiB"
+    )
     w("")
     w(f"{'pub/sub class':<22}{'tried':>9}{'proxy drop':>12}{'rejected':>10}{'accepted':>10}   top reasons")
     tot = collections.Counter()
@@ -986,8 +1148,10 @@ def render(res: dict[str, Any]) -> str:
         for k in ("tried", "proxy_dropped", "rejected", "accepted"):
             tot[k] += t[k]
     w(f"{'total':<22}{tot['tried']:>9}{tot['proxy_dropped']:>12}{tot['rejected']:>10}{tot['accepted']:>10}")
-    w("distinct examples generated (sent again from a pool of the last 2000 when none is fresh): "
-      + ", ".join(f"{k} {v}" for k, v in res["generated"].items()))
+    w(
+        "distinct examples generated (sent again from a pool of the last 2000 when none is fresh): "
+        + ", ".join(f"{k} {v}" for k, v in res["generated"].items())
+    )
     w("")
     w(f"{'seed corpus case':<36}{'sent':>6}{'proxy drop':>12}{'rejected':>10}{'accepted':>10}")
     for name, t in res["seed_corpus"].items():
@@ -995,17 +1159,25 @@ def render(res: dict[str, Any]) -> str:
     w("")
     w(f"{'RPC target:class':<36}{'tried':>7}{'ok':>6}{'error':>7}{'none due':>9}{'UNANSWERED':>11}{'slowest s':>10}")
     for key, t in list(res["rpc"].items()) + [(f"seed {k}", v) for k, v in res["rpc_seed_corpus"].items()]:
-        w(f"{key[:36]:<36}{t['tried']:>7}{t['ok']:>6}{t['error']:>7}{t['no_reply']:>9}{t['unanswered']:>11}"
-          f"{t['max_reply_s']:>10.2f}")
+        w(
+            f"{key[:36]:<36}{t['tried']:>7}{t['ok']:>6}{t['error']:>7}{t['no_reply']:>9}{t['unanswered']:>11}"
+            f"{t['max_reply_s']:>10.2f}"
+        )
     w("")
     v = res["valid"]
-    w(f"valid messages: sent {v['sent']}, delivered {v['delivered']}, recorded {v['recorded']} "
-      f"({100.0 * (v['delivered'] or 0) / max(1, v['sent']):.1f} % delivered)")
-    w(f"valid events:   sent {v['events_sent']}, stored by the world {v['events_stored_by_world']}, "
-      f"recorded {v['events_recorded']}")
+    w(
+        f"valid messages: sent {v['sent']}, delivered {v['delivered']}, recorded {v['recorded']} "
+        f"({100.0 * (v['delivered'] or 0) / max(1, v['sent']):.1f} % delivered)"
+    )
+    w(
+        f"valid events:   sent {v['events_sent']}, stored by the world {v['events_stored_by_world']}, "
+        f"recorded {v['events_recorded']}"
+    )
     for t, c in res["rpc_valid"].items():
-        w(f"valid RPC {t:<8} sent {c.get('sent', 0)}, answered ok {c.get('ok', 0)} "
-          f"({100.0 * c.get('ok', 0) / max(1, c.get('sent', 0)):.1f} %), slowest {c.get('max_ms', 0)} ms")
+        w(
+            f"valid RPC {t:<8} sent {c.get('sent', 0)}, answered ok {c.get('ok', 0)} "
+            f"({100.0 * c.get('ok', 0) / max(1, c.get('sent', 0)):.1f} %), slowest {c.get('max_ms', 0)} ms"
+        )
     w("")
     w(f"{'process':<24}{'baseline MiB':>13}{'peak MiB':>10}{'bound MiB':>11}")
     for name, r in res["rss"].items():
@@ -1032,12 +1204,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=None, help="reproduce a run (default: random, printed)")
     p.add_argument("--checkpoint", default="checkpoints/tiny")
     p.add_argument("--short", action="store_true", help="the `make test` size: 20k empty parts, no JIT trace")
-    p.add_argument("--rss-margin-mb", type=float, default=200.0,
-                   help="RSS bound of each process: its baseline after warm-up + this (default 200)")
+    p.add_argument(
+        "--rss-margin-mb",
+        type=float,
+        default=200.0,
+        help="RSS bound of each process: its baseline after warm-up + this (default 200)",
+    )
     p.add_argument("--keep", action="store_true", help="keep the runtime dir (logs, recording)")
     args = p.parse_args(argv)
-    opts = Options(duration=args.duration, seed=args.seed, checkpoint=args.checkpoint, short=args.short,
-                   rss_margin_mb=args.rss_margin_mb, json_out=args.json, keep=args.keep)
+    opts = Options(
+        duration=args.duration,
+        seed=args.seed,
+        checkpoint=args.checkpoint,
+        short=args.short,
+        rss_margin_mb=args.rss_margin_mb,
+        json_out=args.json,
+        keep=args.keep,
+    )
     res = asyncio.run(Campaign(opts).run())
     print(render(res), flush=True)
     if args.json is not None:

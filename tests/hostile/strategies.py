@@ -101,7 +101,12 @@ CLAIMS = [
 ]
 
 INVALID_UTF8 = [
-    b"\xff", b"\xfe\xff", b"\xc3\x28", b"\xa0\xa1", b"\xe2\x28\xa1", b"\xf0\x28\x8c\xbc",
+    b"\xff",
+    b"\xfe\xff",
+    b"\xc3\x28",
+    b"\xa0\xa1",
+    b"\xe2\x28\xa1",
+    b"\xf0\x28\x8c\xbc",
     b"\xed\xa0\x80",  # an encoded UTF-16 surrogate (U+D800)
     b"\xed\xbf\xbf\xed\xa0\x80",  # a surrogate pair spelt as two code points
     b"\xf4\x90\x80\x80",  # above U+10FFFF
@@ -130,10 +135,19 @@ class Wire:
         parts = encode(topic, msg, seq=seq, src=src, t_ns=t_ns)
         header = msgpack.unpackb(bytes(parts[1]), raw=False)
         body = header.pop("body")
-        arrays = tuple(k for k, v in body.items() if type(v) is dict and set(v) == {"nd", "dtype", "shape"}
-                       and k in type(msg).ARRAY_FIELDS)
-        return cls(bytes(parts[0]), [(mp(k), mp(v)) for k, v in header.items()],
-                   [(mp(k), mp(v)) for k, v in body.items()], [bytes(p) for p in parts[2:]], msg.TYPE, arrays)
+        arrays = tuple(
+            k
+            for k, v in body.items()
+            if type(v) is dict and set(v) == {"nd", "dtype", "shape"} and k in type(msg).ARRAY_FIELDS
+        )
+        return cls(
+            bytes(parts[0]),
+            [(mp(k), mp(v)) for k, v in header.items()],
+            [(mp(k), mp(v)) for k, v in body.items()],
+            [bytes(p) for p in parts[2:]],
+            msg.TYPE,
+            arrays,
+        )
 
     def header_bytes(self) -> bytes:
         return mp_map([*self.head, (mp("body"), mp_map(self.body))])
@@ -196,7 +210,8 @@ short_text = st.text(max_size=24)
 # never the campaign's own cameras (cam0, valid-events): a frame from anyone for cam0 with a lower index is a
 # camera restart by design, and would reset the window the valid `ask` calls need
 cam_names = st.sampled_from(["hostile", "c1", "x"]) | st.text(min_size=1, max_size=16).filter(
-    lambda s: s not in ("cam0", "valid-events"))
+    lambda s: s not in ("cam0", "valid-events")
+)
 
 
 def _dtypes() -> st.SearchStrategy[np.dtype]:
@@ -213,7 +228,9 @@ def arrays(max_dims: int = 4, max_side: int = 4) -> st.SearchStrategy[np.ndarray
 
 
 labels = st.lists(st.builds(LabelScore, label=short_text, score=floats), max_size=4)
-msgpack_leaves = st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | floats | short_text | st.binary(max_size=16)
+msgpack_leaves = (
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | floats | short_text | st.binary(max_size=16)
+)
 msgpack_values = st.recursive(
     msgpack_leaves,
     lambda kids: st.lists(kids, max_size=4) | st.dictionaries(short_text, kids, max_size=4),
@@ -225,20 +242,70 @@ valid_messages = st.one_of(
     st.builds(Text, text=st.text(max_size=200)),
     st.builds(Stats, node=short_text, counters=st.dictionaries(short_text, floats, max_size=6)),
     st.builds(Heartbeat, node=short_text, uptime_s=floats),
-    st.builds(Event, cam=cam_names, kind=st.sampled_from(["segment", "watch"]), segment_id=ids, start_ns=ns,
-              end_ns=ns, start_s=floats, end_s=floats, labels=labels, watch=st.none() | short_text,
-              active=st.none() | st.booleans(), t_capture_ns=ns,
-              embedding=st.none() | hnp.arrays(np.float32, st.integers(0, 16))),
-    st.builds(Embedding, cam=cam_names, window=ids, start_ns=ns, end_ns=ns, start_s=floats, end_s=floats,
-              model_id=short_text, t_capture_ns=ns, t_done_ns=ns, embedding=arrays(max_dims=2, max_side=16)),
-    st.builds(Caption, cam=cam_names, segment_id=ids, text=st.text(max_size=80), start_ns=ns, end_ns=ns,
-              start_s=floats, end_s=floats, t_capture_ns=ns, latency_ms=floats),
-    st.builds(Frame, cam=cam_names, index=ids, t_capture_ns=ns, stream_s=floats,
-              image=hnp.arrays(np.uint8, st.tuples(st.integers(0, 8), st.integers(0, 8), st.just(3)))),
-    st.builds(DecodeRequest, cam=cam_names, segment_id=ids, start_ns=ns, end_ns=ns, t_capture_ns=ns,
-              embedding=hnp.arrays(np.float32, st.integers(0, 16))),
-    st.builds(SkillEvent, skill=short_text, name=short_text, text=short_text,
-              data=st.dictionaries(short_text, msgpack_values, max_size=4)),
+    st.builds(
+        Event,
+        cam=cam_names,
+        kind=st.sampled_from(["segment", "watch"]),
+        segment_id=ids,
+        start_ns=ns,
+        end_ns=ns,
+        start_s=floats,
+        end_s=floats,
+        labels=labels,
+        watch=st.none() | short_text,
+        active=st.none() | st.booleans(),
+        t_capture_ns=ns,
+        embedding=st.none() | hnp.arrays(np.float32, st.integers(0, 16)),
+    ),
+    st.builds(
+        Embedding,
+        cam=cam_names,
+        window=ids,
+        start_ns=ns,
+        end_ns=ns,
+        start_s=floats,
+        end_s=floats,
+        model_id=short_text,
+        t_capture_ns=ns,
+        t_done_ns=ns,
+        embedding=arrays(max_dims=2, max_side=16),
+    ),
+    st.builds(
+        Caption,
+        cam=cam_names,
+        segment_id=ids,
+        text=st.text(max_size=80),
+        start_ns=ns,
+        end_ns=ns,
+        start_s=floats,
+        end_s=floats,
+        t_capture_ns=ns,
+        latency_ms=floats,
+    ),
+    st.builds(
+        Frame,
+        cam=cam_names,
+        index=ids,
+        t_capture_ns=ns,
+        stream_s=floats,
+        image=hnp.arrays(np.uint8, st.tuples(st.integers(0, 8), st.integers(0, 8), st.just(3))),
+    ),
+    st.builds(
+        DecodeRequest,
+        cam=cam_names,
+        segment_id=ids,
+        start_ns=ns,
+        end_ns=ns,
+        t_capture_ns=ns,
+        embedding=hnp.arrays(np.float32, st.integers(0, 16)),
+    ),
+    st.builds(
+        SkillEvent,
+        skill=short_text,
+        name=short_text,
+        text=short_text,
+        data=st.dictionaries(short_text, msgpack_values, max_size=4),
+    ),
 )
 
 _TOPIC_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789/_-."
@@ -250,21 +317,46 @@ def topics(prefix: str) -> st.SearchStrategy[str]:
 
 def wires(prefix: str = "fuzz/", messages: st.SearchStrategy = valid_messages) -> st.SearchStrategy[Wire]:
     """Valid envelopes: any topic under `prefix`, any message, any seq / src / t the codec allows."""
-    return st.builds(lambda topic, msg, seq, src, t: Wire.of(topic, msg, seq=seq, src=src, t_ns=t),
-                     topics(prefix), messages, st.integers(0, 2**64 - 1), st.text(max_size=40),
-                     st.integers(0, 2**63 - 1))  # t: ns since the epoch; the codec refuses the rest
+    return st.builds(
+        lambda topic, msg, seq, src, t: Wire.of(topic, msg, seq=seq, src=src, t_ns=t),
+        topics(prefix),
+        messages,
+        st.integers(0, 2**64 - 1),
+        st.text(max_size=40),
+        st.integers(0, 2**63 - 1),
+    )  # t: ns since the epoch; the codec refuses the rest
 
 
 def array_wires(prefix: str = "fuzz/") -> st.SearchStrategy[Wire]:
     """Valid envelopes that carry at least one array buffer."""
     with_arrays = st.one_of(
         st.builds(Blob, label=short_text, data=arrays()),
-        st.builds(Embedding, cam=cam_names, window=ids, start_ns=ns, end_ns=ns, model_id=short_text,
-                  t_capture_ns=ns, embedding=hnp.arrays(np.float32, st.integers(0, 16))),
-        st.builds(Event, cam=cam_names, kind=st.just("segment"), segment_id=ids, start_ns=ns, end_ns=ns,
-                  embedding=hnp.arrays(np.float32, st.integers(0, 16))),
-        st.builds(Frame, cam=cam_names, index=ids, t_capture_ns=ns,
-                  image=hnp.arrays(np.uint8, st.tuples(st.integers(0, 4), st.integers(0, 4), st.just(3)))),
+        st.builds(
+            Embedding,
+            cam=cam_names,
+            window=ids,
+            start_ns=ns,
+            end_ns=ns,
+            model_id=short_text,
+            t_capture_ns=ns,
+            embedding=hnp.arrays(np.float32, st.integers(0, 16)),
+        ),
+        st.builds(
+            Event,
+            cam=cam_names,
+            kind=st.just("segment"),
+            segment_id=ids,
+            start_ns=ns,
+            end_ns=ns,
+            embedding=hnp.arrays(np.float32, st.integers(0, 16)),
+        ),
+        st.builds(
+            Frame,
+            cam=cam_names,
+            index=ids,
+            t_capture_ns=ns,
+            image=hnp.arrays(np.uint8, st.tuples(st.integers(0, 4), st.integers(0, 4), st.just(3))),
+        ),
     )
     return wires(prefix, with_arrays)
 
@@ -273,13 +365,43 @@ def array_wires(prefix: str = "fuzz/") -> st.SearchStrategy[Wire]:
 
 HUGE_INTS = [2**64 - 1, 2**63, 2**63 - 1, 2**62, 2**62 - 1, 2**32, 2**31, -1, -(2**31), -(2**63)]
 HOSTILE_SCALARS: list[Any] = [
-    None, True, False, 0, 1, *HUGE_INTS, 0.0, -0.0, 1.5, math.nan, math.inf, -math.inf,
-    "", "x", "\x00", "\U0010ffff", b"", b"\x00\xff", [], [None], {}, {"k": 1}, {"": {"": {}}},
-    msgpack.ExtType(1, b"x"), msgpack.ExtType(127, b""), msgpack.ExtType(0, b"\x00" * 16),
-    msgpack.Timestamp(0), msgpack.Timestamp(2**34, 999_999_999), msgpack.Timestamp(-(2**63), 0),
+    None,
+    True,
+    False,
+    0,
+    1,
+    *HUGE_INTS,
+    0.0,
+    -0.0,
+    1.5,
+    math.nan,
+    math.inf,
+    -math.inf,
+    "",
+    "x",
+    "\x00",
+    "\U0010ffff",
+    b"",
+    b"\x00\xff",
+    [],
+    [None],
+    {},
+    {"k": 1},
+    {"": {"": {}}},
+    msgpack.ExtType(1, b"x"),
+    msgpack.ExtType(127, b""),
+    msgpack.ExtType(0, b"\x00" * 16),
+    msgpack.Timestamp(0),
+    msgpack.Timestamp(2**34, 999_999_999),
+    msgpack.Timestamp(-(2**63), 0),
 ]
-hostile_scalars = (st.sampled_from(HOSTILE_SCALARS) | st.integers(-(2**63), 2**64 - 1) | floats
-                   | st.text(max_size=20) | st.binary(max_size=20))
+hostile_scalars = (
+    st.sampled_from(HOSTILE_SCALARS)
+    | st.integers(-(2**63), 2**64 - 1)
+    | floats
+    | st.text(max_size=20)
+    | st.binary(max_size=20)
+)
 
 
 def lengths(max_len: int) -> st.SearchStrategy[int]:
@@ -319,25 +441,82 @@ NON_INT_DIMS: list[Any] = [True, False, None, 1.0, math.nan, "1", b"1", [], {}, 
 
 # Every spelling of a numpy dtype we could think of: numpy's own names and type codes, each with every
 # byte-order prefix, and the families that must never travel (object, strings, void, datetimes, records).
-DTYPE_STRINGS: list[Any] = sorted({
-    *[k for k in np.sctypeDict if isinstance(k, str)],
-    *np.typecodes["All"],
-    *[o + c for o in "<>=|" for c in np.typecodes["All"]],
-    *[o + n for o in "<>=|" for n in ("f4", "f8", "i2", "i4", "i8", "u2", "u4", "u8", "c8", "c16", "f2", "b1", "u1")],
-    "object", "O", "<U4", ">U4", "U", "U0", "S", "S3", "a5", "V", "V8", "V0", "M8", "M8[ns]", "<M8[ns]", "m8[s]",
-    "datetime64[D]", "timedelta64", "float32", ">f4", "f4,i4", "(2,3)f4", "[('a', '<i4')]", "{'names': []}",
-    "", " ", "uint8 ", " uint8", "UINT8", "Float32", "float31", "int128", "float256", "bfloat16", "str_",
-    "uint8\x00", "b\xfcool",
-})
+DTYPE_STRINGS: list[Any] = sorted(
+    {
+        *[k for k in np.sctypeDict if isinstance(k, str)],
+        *np.typecodes["All"],
+        *[o + c for o in "<>=|" for c in np.typecodes["All"]],
+        *[
+            o + n
+            for o in "<>=|"
+            for n in ("f4", "f8", "i2", "i4", "i8", "u2", "u4", "u8", "c8", "c16", "f2", "b1", "u1")
+        ],
+        "object",
+        "O",
+        "<U4",
+        ">U4",
+        "U",
+        "U0",
+        "S",
+        "S3",
+        "a5",
+        "V",
+        "V8",
+        "V0",
+        "M8",
+        "M8[ns]",
+        "<M8[ns]",
+        "m8[s]",
+        "datetime64[D]",
+        "timedelta64",
+        "float32",
+        ">f4",
+        "f4,i4",
+        "(2,3)f4",
+        "[('a', '<i4')]",
+        "{'names': []}",
+        "",
+        " ",
+        "uint8 ",
+        " uint8",
+        "UINT8",
+        "Float32",
+        "float31",
+        "int128",
+        "float256",
+        "bfloat16",
+        "str_",
+        "uint8\x00",
+        "b\xfcool",
+    }
+)
 NON_STR_DTYPES: list[Any] = [None, 0, 1, 2**64 - 1, -1, 1.5, b"uint8", b"<f4", ["uint8"], {"dtype": "uint8"}, True]
-ND_VALUES: list[Any] = [-1, 0, 1, 2, 63, 64, 2**31, 2**63, 2**64 - 1, -(2**63), True, False, None, 0.0, "0", b"\x00",
-                        [0], {}]
+ND_VALUES: list[Any] = [
+    -1,
+    0,
+    1,
+    2,
+    63,
+    64,
+    2**31,
+    2**63,
+    2**64 - 1,
+    -(2**63),
+    True,
+    False,
+    None,
+    0.0,
+    "0",
+    b"\x00",
+    [0],
+    {},
+]
 
 
 def _itemsize(dtype: Any) -> int | None:
     try:
         return np.dtype(dtype).itemsize if isinstance(dtype, str) else None
-    except Exception:  # noqa: BLE001 - any spelling numpy refuses
+    except Exception:
         return None
 
 
@@ -348,14 +527,16 @@ def array_shape(draw, prefix: str = "fuzz/", max_len: int = 4096) -> Hostile:
     name = draw(st.sampled_from(w.array_fields))
     ref = w.body_value(name)
     dims = st.sampled_from(DIMS) | st.integers(-(2**63), 2**64 - 1)
-    shape = draw(st.one_of(
-        st.lists(dims, max_size=8),
-        st.integers(MAX_NDIM - 1, 100).map(lambda n: [0] * n),  # huge counts of (empty) dims
-        st.integers(MAX_NDIM - 1, 100).map(lambda n: [1] * n),
-        st.lists(dims, min_size=1, max_size=4).map(lambda s: [*s, 0]),  # an absurd dim hidden by a zero
-        st.lists(st.sampled_from(NON_INT_DIMS) | dims, min_size=1, max_size=4),
-        st.sampled_from([None, 0, "[]", b"", {}, {"0": 1}, 2**64 - 1]),  # not a list at all
-    ))
+    shape = draw(
+        st.one_of(
+            st.lists(dims, max_size=8),
+            st.integers(MAX_NDIM - 1, 100).map(lambda n: [0] * n),  # huge counts of (empty) dims
+            st.integers(MAX_NDIM - 1, 100).map(lambda n: [1] * n),
+            st.lists(dims, min_size=1, max_size=4).map(lambda s: [*s, 0]),  # an absurd dim hidden by a zero
+            st.lists(st.sampled_from(NON_INT_DIMS) | dims, min_size=1, max_size=4),
+            st.sampled_from([None, 0, "[]", b"", {}, {"0": 1}, 2**64 - 1]),  # not a list at all
+        )
+    )
     ref["shape"] = shape
     w.set_body(name, mp(ref))
     # usually make the buffer match what the shape claims, so only the shape check can refuse it
@@ -430,8 +611,9 @@ def header_field(draw, prefix: str = "fuzz/", max_len: int = 4096) -> Hostile:
 def header_keys(draw, prefix: str = "fuzz/", max_len: int = 4096) -> Hostile:
     """Keys missing, duplicated, extra, not strings; `body` missing or not a map."""
     w = draw(wires(prefix))
-    how = draw(st.sampled_from(["drop", "duplicate", "extra", "non_str_key", "body_missing", "body_not_map",
-                                "body_twice"]))
+    how = draw(
+        st.sampled_from(["drop", "duplicate", "extra", "non_str_key", "body_missing", "body_not_map", "body_twice"])
+    )
     if how == "drop":
         w.drop_head(draw(st.sampled_from(HEADER_KEYS)))
         return Hostile("header_keys", w.parts())
@@ -478,11 +660,16 @@ def body_value(draw, prefix: str = "fuzz/", max_len: int = 4096) -> Hostile:
 @st.composite
 def body_depth(draw, prefix: str = "fuzz/", max_len: int = 4096) -> Hostile:
     """A body field (dict-typed: Stats.counters, SkillEvent.data; or any other) nested up to 100 000 deep."""
-    w = draw(wires(prefix, st.one_of(
-        st.builds(SkillEvent, skill=short_text, name=short_text),
-        st.builds(Stats, node=short_text),
-        valid_messages,
-    )))
+    w = draw(
+        wires(
+            prefix,
+            st.one_of(
+                st.builds(SkillEvent, skill=short_text, name=short_text),
+                st.builds(Stats, node=short_text),
+                valid_messages,
+            ),
+        )
+    )
     depth = draw(depths(max_len))
     kind = draw(st.sampled_from(["list", "map", "mixed"]))
     names = w.body_names() + ["deep"]
@@ -519,13 +706,15 @@ def part_count(draw, prefix: str = "fuzz/", max_len: int = 4096) -> Hostile:
 def topic(draw, prefix: str = "fuzz/", max_len: int = 4096) -> Hostile:
     """The topic part: invalid UTF-8, encoded surrogates, NULs, empty, up to `max_len` long."""
     w = draw(wires(prefix))
-    suffix = draw(st.one_of(
-        st.sampled_from(INVALID_UTF8),
-        big_bytes(max_len),
-        st.binary(max_size=40),
-        st.just(b"\x00"),
-        st.text(max_size=20).map(lambda s: s.encode()),
-    ))
+    suffix = draw(
+        st.one_of(
+            st.sampled_from(INVALID_UTF8),
+            big_bytes(max_len),
+            st.binary(max_size=40),
+            st.just(b"\x00"),
+            st.text(max_size=20).map(lambda s: s.encode()),
+        )
+    )
     w.topic = prefix.encode() + suffix
     return Hostile("topic", w.parts())
 
@@ -534,13 +723,15 @@ def topic(draw, prefix: str = "fuzz/", max_len: int = 4096) -> Hostile:
 def src(draw, prefix: str = "fuzz/", max_len: int = 4096) -> Hostile:
     """The header's src: invalid UTF-8, surrogates, up to `max_len` long, not a string."""
     w = draw(wires(prefix))
-    value = draw(st.one_of(
-        st.sampled_from(INVALID_UTF8).map(mp_str),
-        big_bytes(max_len).map(mp_str),
-        st.text(min_size=250, max_size=270).map(mp),  # around max_src_bytes
-        st.text(alphabet="\u00e9\u4e2d\U0001f600", min_size=60, max_size=300).map(mp),  # multi-byte chars
-        hostile_scalars.map(mp),
-    ))
+    value = draw(
+        st.one_of(
+            st.sampled_from(INVALID_UTF8).map(mp_str),
+            big_bytes(max_len).map(mp_str),
+            st.text(min_size=250, max_size=270).map(mp),  # around max_src_bytes
+            st.text(alphabet="\u00e9\u4e2d\U0001f600", min_size=60, max_size=300).map(mp),  # multi-byte chars
+            hostile_scalars.map(mp),
+        )
+    )
     w.set_head("src", value)
     return Hostile("src", w.parts())
 
@@ -558,8 +749,12 @@ def mp_ext(code: int, data: bytes) -> bytes:
 
 # ext types: application codes, reserved negative codes, timestamps valid and of impossible lengths
 EXT_PACKED = [mp_ext(c, d) for c in (-128, -2, -1, 0, 1, 42, 127) for d in (b"", b"\x00", b"\xff" * 3, b"\x00" * 8)]
-EXT_PACKED += [mp(msgpack.Timestamp(0)), mp(msgpack.Timestamp(2**34 - 1, 999_999_999)), mp(msgpack.Timestamp(-1, 0)),
-               mp_ext(-1, b"\xff" * 12)]  # a timestamp96 of nanoseconds > 999999999
+EXT_PACKED += [
+    mp(msgpack.Timestamp(0)),
+    mp(msgpack.Timestamp(2**34 - 1, 999_999_999)),
+    mp(msgpack.Timestamp(-1, 0)),
+    mp_ext(-1, b"\xff" * 12),
+]  # a timestamp96 of nanoseconds > 999999999
 
 
 @st.composite
@@ -609,8 +804,9 @@ def truncated(draw, prefix: str = "fuzz/", max_len: int = 4096) -> Hostile:
 @st.composite
 def garbage(draw, prefix: str = "fuzz/", max_len: int = 4096) -> Hostile:
     """A header that is random bytes, or msgpack of something that is not a header map."""
-    header = draw(st.one_of(st.binary(max_size=64), msgpack_values.map(mp), hostile_scalars.map(mp),
-                            st.sampled_from(CLAIMS)))
+    header = draw(
+        st.one_of(st.binary(max_size=64), msgpack_values.map(mp), hostile_scalars.map(mp), st.sampled_from(CLAIMS))
+    )
     extra = draw(st.lists(st.binary(max_size=32), max_size=3))
     return Hostile("garbage", [draw(topics(prefix)).encode(), header, *extra])
 
@@ -634,15 +830,27 @@ def valid(draw, prefix: str = "fuzz/", max_len: int = 4096) -> Hostile:
 
 
 CLASSES: dict[str, Callable[..., st.SearchStrategy[Hostile]]] = {
-    "array_shape": array_shape, "array_dtype": array_dtype, "array_ref": array_ref,
-    "header_field": header_field, "header_keys": header_keys, "body_value": body_value,
-    "body_depth": body_depth, "part_count": part_count, "topic": topic, "src": src, "ext": ext,
-    "truncated": truncated, "garbage": garbage, "claims": claims, "valid": valid,
+    "array_shape": array_shape,
+    "array_dtype": array_dtype,
+    "array_ref": array_ref,
+    "header_field": header_field,
+    "header_keys": header_keys,
+    "body_value": body_value,
+    "body_depth": body_depth,
+    "part_count": part_count,
+    "topic": topic,
+    "src": src,
+    "ext": ext,
+    "truncated": truncated,
+    "garbage": garbage,
+    "claims": claims,
+    "valid": valid,
 }
 
 
-def hostile_messages(prefix: str = "fuzz/", *, max_len: int = 4096,
-                     classes: list[str] | None = None) -> st.SearchStrategy[Hostile]:
+def hostile_messages(
+    prefix: str = "fuzz/", *, max_len: int = 4096, classes: list[str] | None = None
+) -> st.SearchStrategy[Hostile]:
     """Any mutation class (or those named), topics under `prefix`, no value longer than `max_len`."""
     return st.one_of(*(CLASSES[c](prefix, max_len) for c in (classes or CLASSES)))
 
@@ -709,8 +917,14 @@ def rpc_params(draw, methods: list[str], max_len: int = 4096) -> RpcCase:
 @st.composite
 def rpc_method(draw, methods: list[str], max_len: int = 4096) -> RpcCase:
     """Unknown, empty, long, non-UTF-8 or non-string method names."""
-    method = draw(st.one_of(st.text(max_size=30), hostile_scalars, big_bytes(max_len).map(lambda b: b.decode("latin-1")),
-                            st.sampled_from([m.upper() for m in methods] + [m + "\x00" for m in methods])))
+    method = draw(
+        st.one_of(
+            st.text(max_size=30),
+            hostile_scalars,
+            big_bytes(max_len).map(lambda b: b.decode("latin-1")),
+            st.sampled_from([m.upper() for m in methods] + [m + "\x00" for m in methods]),
+        )
+    )
     if draw(st.booleans()) and isinstance(method, str):
         body = mp_map([(mp("method"), mp_str(draw(st.sampled_from(INVALID_UTF8)))), (mp("params"), mp({}))])
     else:
@@ -724,8 +938,23 @@ def rpc_envelope(draw, methods: list[str], max_len: int = 4096) -> RpcCase:
     length claims; or the frames: one, four or more, empty ones."""
     method = draw(st.sampled_from(methods))
     good = rpc_body(method, {})
-    how = draw(st.sampled_from(["garbage", "cut", "not_map", "no_method", "params_not_map", "ext", "deep",
-                                "claim", "frames_one", "frames_many", "empty_body"]))
+    how = draw(
+        st.sampled_from(
+            [
+                "garbage",
+                "cut",
+                "not_map",
+                "no_method",
+                "params_not_map",
+                "ext",
+                "deep",
+                "claim",
+                "frames_one",
+                "frames_many",
+                "empty_body",
+            ]
+        )
+    )
     rid = _rid()
     if how == "garbage":
         return RpcCase("rpc_envelope", [rid, draw(st.binary(max_size=64))])
@@ -736,15 +965,24 @@ def rpc_envelope(draw, methods: list[str], max_len: int = 4096) -> RpcCase:
     if how == "no_method":
         return RpcCase("rpc_envelope", [rid, mp({"params": {}, "timeout_ms": 1000})])
     if how == "params_not_map":
-        return RpcCase("rpc_envelope", [rid, rpc_body(method, draw(hostile_scalars.filter(lambda v: v not in ({}, None))))])
+        return RpcCase(
+            "rpc_envelope", [rid, rpc_body(method, draw(hostile_scalars.filter(lambda v: v not in ({}, None))))]
+        )
     if how == "ext":
         body = mp_map([(mp("method"), draw(st.sampled_from(EXT_PACKED))), (mp("params"), mp({}))])
         return RpcCase("rpc_envelope", [rid, body])
     if how == "deep":
         value = nested(draw(depths(max_len)), draw(st.sampled_from(["list", "map", "mixed"])))
-        body = mp_map([(mp("method"), mp(method)), (mp("params"), mp_map([(mp(RPC_PARAMS.get(method, ["x"])[0]
-                                                                              if RPC_PARAMS.get(method) else "x"), value)])),
-                       (mp("timeout_ms"), mp(30_000))])
+        body = mp_map(
+            [
+                (mp("method"), mp(method)),
+                (
+                    mp("params"),
+                    mp_map([(mp(RPC_PARAMS.get(method, ["x"])[0] if RPC_PARAMS.get(method) else "x"), value)]),
+                ),
+                (mp("timeout_ms"), mp(30_000)),
+            ]
+        )
         return RpcCase("rpc_envelope", [rid, body])
     if how == "claim":
         return RpcCase("rpc_envelope", [rid, draw(st.sampled_from(CLAIMS))])
@@ -782,8 +1020,13 @@ def rpc_budget(draw, methods: list[str], max_len: int = 4096) -> RpcCase:
     return RpcCase("rpc_budget", [_rid(), body], expect_reply=expect)
 
 
-RPC_CLASSES = {"rpc_params": rpc_params, "rpc_method": rpc_method, "rpc_envelope": rpc_envelope,
-               "rpc_request_id": rpc_request_id, "rpc_budget": rpc_budget}
+RPC_CLASSES = {
+    "rpc_params": rpc_params,
+    "rpc_method": rpc_method,
+    "rpc_envelope": rpc_envelope,
+    "rpc_request_id": rpc_request_id,
+    "rpc_budget": rpc_budget,
+}
 
 
 def rpc_requests(methods: list[str], *, max_len: int = 4096) -> st.SearchStrategy[RpcCase]:
@@ -827,8 +1070,9 @@ def seed_corpus(config: BusConfig, *, prefix: str = "fuzz/", short: bool = False
     empty_parts = 20_000 if short else 200_000
 
     def event_id(segment_id: int) -> list[bytes]:
-        w = Wire.of(prefix + "seed", Event(cam="hostile", kind="segment", segment_id=0, start_ns=0, end_ns=0),
-                    src="seed")
+        w = Wire.of(
+            prefix + "seed", Event(cam="hostile", kind="segment", segment_id=0, start_ns=0, end_ns=0), src="seed"
+        )
         return w.set_body("segment_id", mp(segment_id)).parts()
 
     def deep_skill_event() -> list[bytes]:
@@ -836,8 +1080,9 @@ def seed_corpus(config: BusConfig, *, prefix: str = "fuzz/", short: bool = False
         return w.set_body("data", mp_map([(mp("k"), nested(600, "map"))])).parts()
 
     def deep_event_labels() -> list[bytes]:
-        w = Wire.of(prefix + "seed", Event(cam="hostile", kind="segment", segment_id=1, start_ns=0, end_ns=0),
-                    src="seed")
+        w = Wire.of(
+            prefix + "seed", Event(cam="hostile", kind="segment", segment_id=1, start_ns=0, end_ns=0), src="seed"
+        )
         return w.set_body("labels", nested(600, "list")).parts()
 
     def hundred_parts() -> list[bytes]:
@@ -856,8 +1101,10 @@ def seed_corpus(config: BusConfig, *, prefix: str = "fuzz/", short: bool = False
         """Two valid frames of one camera, indices 0 and 2**40: the encoder searched the gap frame by frame
         for the window's missing frames, holding its lock (frozen: no RPC answered, no frame taken)."""
         image = np.zeros((4, 4, 3), np.uint8)  # a topic each: frames/ is newest-wins per topic, none may be skipped
-        return [Wire.of(f"{prefix}seed{k}", Frame(cam="gap", index=i, t_capture_ns=0, image=image), src="seed").parts()
-                for k, i in enumerate((0, 2**40, 2**40 + 1))]
+        return [
+            Wire.of(f"{prefix}seed{k}", Frame(cam="gap", index=i, t_capture_ns=0, image=image), src="seed").parts()
+            for k, i in enumerate((0, 2**40, 2**40 + 1))
+        ]
 
     def text_with(seq: int = 0, t_ns: int = 0) -> list[bytes]:
         return Wire.of(prefix + "seed", Text(text="edge"), seq=seq, src="seed", t_ns=t_ns).parts()
@@ -867,17 +1114,29 @@ def seed_corpus(config: BusConfig, *, prefix: str = "fuzz/", short: bool = False
         Seed("empty_array_2pow63_by_0", "array_shape", lambda: _with_shape(prefix, [2**63, 0]), "bad_buffer"),
         Seed("dim_2pow64_minus_1", "array_shape", lambda: _with_shape(prefix, [2**64 - 1]), "bad_buffer"),
         Seed("negative_dim", "array_shape", lambda: _with_shape(prefix, [-1]), "bad_buffer"),
-        Seed("negative_dims_positive_product", "array_shape", lambda: _with_shape(prefix, [-2, -4], bytes(8)),
-             "bad_buffer"),
+        Seed(
+            "negative_dims_positive_product",
+            "array_shape",
+            lambda: _with_shape(prefix, [-2, -4], bytes(8)),
+            "bad_buffer",
+        ),
         Seed("dims_2pow61_squared_empty", "array_shape", lambda: _with_shape(prefix, [0, 2**61, 2**61]), "bad_buffer"),
         Seed("parts_100_over_max_size", "part_count", hundred_parts, "bad_part_count", proxy_drops=True),
-        Seed(f"empty_parts_{empty_parts // 1000}k", "part_count",
-             lambda: [(prefix + "seed").encode(), _blob(prefix).header_bytes(), *([b""] * empty_parts)],
-             "bad_part_count", proxy_drops=True),
+        Seed(
+            f"empty_parts_{empty_parts // 1000}k",
+            "part_count",
+            lambda: [(prefix + "seed").encode(), _blob(prefix).header_bytes(), *([b""] * empty_parts)],
+            "bad_part_count",
+            proxy_drops=True,
+        ),
         Seed("nested_600_skill_event_data", "body_depth", deep_skill_event, "too_deep"),
         Seed("nested_600_event_labels", "body_depth", deep_event_labels, "too_deep"),
-        Seed("nested_100k_list", "body_depth",
-             lambda: _blob(prefix).set_body("label", nested(100_000, "list")).parts(), "bad_header"),
+        Seed(
+            "nested_100k_list",
+            "body_depth",
+            lambda: _blob(prefix).set_body("label", nested(100_000, "list")).parts(),
+            "bad_header",
+        ),
         Seed("topic_5MiB", "topic", long_topic, "bad_topic", proxy_drops=True),
         Seed("src_5MiB", "src", long_src, "bad_header"),
         Seed("event_segment_id_2pow64_minus_1", "body_value", lambda: event_id(2**64 - 1), "invalid_body"),
@@ -922,29 +1181,64 @@ def rpc_seed_corpus() -> list[RpcSeed]:
 
     choices = [f"choice number {i}" for i in range(1000)]
     return [
-        RpcSeed("rpc_request_id_1MiB", "rpc_request_id", case("rpc_request_id", "now", {}, rid=b"r" * MiB),
-                ("world", "encoder")),
-        RpcSeed("rpc_history_uint64_params", "rpc_params",
-                case("rpc_params", "history", {"limit": u64, "since_ns": u64, "until_ns": -(2**63), "camera": "hostile"}),
-                ("world",)),
-        RpcSeed("rpc_history_limit_negative", "rpc_params", case("rpc_params", "history", {"limit": -(2**63)}), ("world",)),
-        RpcSeed("rpc_search_k_uint64", "rpc_params", case("rpc_params", "search", {"text": "red", "k": u64}), ("world",)),
+        RpcSeed(
+            "rpc_request_id_1MiB",
+            "rpc_request_id",
+            case("rpc_request_id", "now", {}, rid=b"r" * MiB),
+            ("world", "encoder"),
+        ),
+        RpcSeed(
+            "rpc_history_uint64_params",
+            "rpc_params",
+            case("rpc_params", "history", {"limit": u64, "since_ns": u64, "until_ns": -(2**63), "camera": "hostile"}),
+            ("world",),
+        ),
+        RpcSeed(
+            "rpc_history_limit_negative", "rpc_params", case("rpc_params", "history", {"limit": -(2**63)}), ("world",)
+        ),
+        RpcSeed(
+            "rpc_search_k_uint64", "rpc_params", case("rpc_params", "search", {"text": "red", "k": u64}), ("world",)
+        ),
         RpcSeed("rpc_now_camera_uint64", "rpc_params", case("rpc_params", "now", {"camera": u64}), ("world",)),
-        RpcSeed("rpc_ask_uint64_camera", "rpc_params", case("rpc_params", "ask", {"question": "q", "camera": u64}),
-                ("world", "encoder")),
-        RpcSeed("rpc_ask_question_100k_chars", "rpc_params", case("rpc_params", "ask", {"question": "w" * 100_000, "camera": "cam0"}),
-                ("world", "encoder")),
-        RpcSeed("rpc_ask_1000_choices", "rpc_params",
-                case("rpc_params", "ask", {"question": "what colour is the shape?", "choices": choices, "camera": "cam0"}),
-                ("world", "encoder")),
-        RpcSeed("rpc_ask_choices_100k_chars", "rpc_params",
-                case("rpc_params", "ask", {"question": "which?", "choices": ["c" * 100_000, "d" * 100_000],
-                                                 "camera": "cam0"}),
-                ("world", "encoder")),
-        RpcSeed("rpc_search_text_100k_chars", "rpc_params", case("rpc_params", "search", {"text": "t" * 100_000}),
-                ("world",)),
-        RpcSeed("rpc_params_nested_600", "rpc_envelope",
-                lambda: RpcCase("rpc_envelope", [_rid(), mp_map([(mp("method"), mp("now")),
-                                                                 (mp("params"), mp_map([(mp("camera"), nested(600))]))])]),
-                ("world", "encoder")),
+        RpcSeed(
+            "rpc_ask_uint64_camera",
+            "rpc_params",
+            case("rpc_params", "ask", {"question": "q", "camera": u64}),
+            ("world", "encoder"),
+        ),
+        RpcSeed(
+            "rpc_ask_question_100k_chars",
+            "rpc_params",
+            case("rpc_params", "ask", {"question": "w" * 100_000, "camera": "cam0"}),
+            ("world", "encoder"),
+        ),
+        RpcSeed(
+            "rpc_ask_1000_choices",
+            "rpc_params",
+            case("rpc_params", "ask", {"question": "what colour is the shape?", "choices": choices, "camera": "cam0"}),
+            ("world", "encoder"),
+        ),
+        RpcSeed(
+            "rpc_ask_choices_100k_chars",
+            "rpc_params",
+            case(
+                "rpc_params", "ask", {"question": "which?", "choices": ["c" * 100_000, "d" * 100_000], "camera": "cam0"}
+            ),
+            ("world", "encoder"),
+        ),
+        RpcSeed(
+            "rpc_search_text_100k_chars",
+            "rpc_params",
+            case("rpc_params", "search", {"text": "t" * 100_000}),
+            ("world",),
+        ),
+        RpcSeed(
+            "rpc_params_nested_600",
+            "rpc_envelope",
+            lambda: RpcCase(
+                "rpc_envelope",
+                [_rid(), mp_map([(mp("method"), mp("now")), (mp("params"), mp_map([(mp("camera"), nested(600))]))])],
+            ),
+            ("world", "encoder"),
+        ),
     ]

@@ -22,8 +22,22 @@ def test_short_campaign_delivers_every_valid_message_and_stays_bounded():
     out = out_dir / "hostile.json"
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "tests.hostile.campaign", "--duration", str(DURATION_S), "--short", "--json",
-             str(out)], cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=240, check=False,
+            [
+                sys.executable,
+                "-m",
+                "tests.hostile.campaign",
+                "--duration",
+                str(DURATION_S),
+                "--short",
+                "--json",
+                str(out),
+            ],
+            cwd=REPO,
+            env=child_env(),
+            capture_output=True,
+            text=True,
+            timeout=240,
+            check=False,
         )
         report = proc.stdout[-12000:] + "\n" + proc.stderr[-3000:]
         assert out.exists(), f"the campaign wrote no result (exit {proc.returncode}):\n{report}"
@@ -31,8 +45,11 @@ def test_short_campaign_delivers_every_valid_message_and_stays_bounded():
     finally:
         shutil.rmtree(out_dir, ignore_errors=True)
     failed = [f"{c['check']}: {c['detail']}" for c in res["checks"] if not c["ok"]]
-    assert proc.returncode == 0 and res["ok"], "hostile campaign failed:\n  " + "\n  ".join(
-        failed + [f for f in res["failures"] if not f.startswith("check failed")]) + f"\n\n{report}"
+    assert proc.returncode == 0 and res["ok"], (
+        "hostile campaign failed:\n  "
+        + "\n  ".join(failed + [f for f in res["failures"] if not f.startswith("check failed")])
+        + f"\n\n{report}"
+    )
     v = res["valid"]
     assert v["sent"] > 0 and v["delivered"] == v["sent"] == v["recorded"]
     assert v["events_sent"] > 0 and v["events_stored_by_world"] == v["events_sent"] == v["events_recorded"]
@@ -40,6 +57,18 @@ def test_short_campaign_delivers_every_valid_message_and_stays_bounded():
     assert set(res["rss"]) >= {"proxy", "world", "encoder", "recorder", "campaign (subscriber)"}
     assert all(r["peak_mb"] <= r["bound_mb"] for r in res["rss"].values())
     tried = {cls: t["tried"] for cls, t in res["messages"].items()}
-    assert all(tried.get(cls, 0) > 0 for cls in ("array_shape", "array_dtype", "header_field", "body_depth",
-                                                   "part_count", "topic", "src", "ext", "truncated")), tried
+    assert all(
+        tried.get(cls, 0) > 0
+        for cls in (
+            "array_shape",
+            "array_dtype",
+            "header_field",
+            "body_depth",
+            "part_count",
+            "topic",
+            "src",
+            "ext",
+            "truncated",
+        )
+    ), tried
     assert res["seed_corpus"], "no seed corpus case was sent"

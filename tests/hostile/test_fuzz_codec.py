@@ -30,9 +30,16 @@ CONFIG = BusConfig(max_msg_size=8 * S.MiB)  # the campaign's limits: a 5 MiB top
 LIMITS = CONFIG.limits()
 SMALL_LIMITS = BusConfig(max_msg_size=64 * 1024).limits()  # so that generated messages also hit `oversize`
 
-FUZZ = settings(max_examples=300, deadline=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                       HealthCheck.large_base_example, HealthCheck.filter_too_much])
+FUZZ = settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.large_base_example,
+        HealthCheck.filter_too_much,
+    ],
+)
 
 
 def outcome(fn, parts, limits):
@@ -44,8 +51,10 @@ def outcome(fn, parts, limits):
         return exc.reason
     except BaseException as exc:  # the property under test: nothing else may escape
         sizes = [len(p) for p in parts][:8]
-        raise AssertionError(f"{fn.__name__} raised {type(exc).__name__}: {exc!r} on {len(parts)} parts "
-                             f"{sizes}, header {bytes(parts[1][:80]) if len(parts) > 1 else None!r}") from exc
+        raise AssertionError(
+            f"{fn.__name__} raised {type(exc).__name__}: {exc!r} on {len(parts)} parts "
+            f"{sizes}, header {bytes(parts[1][:80]) if len(parts) > 1 else None!r}"
+        ) from exc
 
 
 def wire_bytes(parts) -> list[bytes]:
@@ -63,15 +72,20 @@ def test_decode_and_peek_raise_only_decode_error(h: S.Hostile):
         # accepted: peek agrees, and the message can be put back on the wire as it came
         assert not isinstance(head, str), f"decode accepted what peek refused ({head})"
         assert (head.topic, head.type, head.v, head.seq, head.src, head.t) == (
-            env.topic, env.type, env.v, env.seq, env.src, env.t)
+            env.topic,
+            env.type,
+            env.v,
+            env.seq,
+            env.src,
+            env.t,
+        )
         again = encode(env.topic, env.msg, seq=env.seq, src=env.src, t_ns=env.t)
         env2 = decode(again, limits=limits)
         assert wire_bytes(encode(env2.topic, env2.msg, seq=env2.seq, src=env2.src, t_ns=env2.t)) == wire_bytes(again)
 
 
 @FUZZ
-@given(S.topics("fuzz/"), S.valid_messages, st.integers(0, 2**64 - 1), st.text(max_size=40),
-       st.integers(0, 2**63 - 1))
+@given(S.topics("fuzz/"), S.valid_messages, st.integers(0, 2**64 - 1), st.text(max_size=40), st.integers(0, 2**63 - 1))
 def test_valid_messages_round_trip(topic, msg, seq, src, t):
     parts = encode(topic, msg, seq=seq, src=src, t_ns=t)
     env = decode(parts, limits=LIMITS)
@@ -133,8 +147,11 @@ async def test_seed_through_proxy_to_a_live_subscriber(runtime_dir, name):
     """Each defect sent for real: the valid messages around it arrive, and it is counted where expected."""
     seed = SEEDS[name]
     config = CONFIG.model_copy(update={"runtime_dir": runtime_dir, "stats_interval_s": 0.1})
-    async with (proxy_in_background(config) as proxy, Subscriber(config, ["fuzz/"]) as sub,
-                Publisher(config, src="seed-test") as pub):
+    async with (
+        proxy_in_background(config) as proxy,
+        Subscriber(config, ["fuzz/"]) as sub,
+        Publisher(config, src="seed-test") as pub,
+    ):
         await _valid_pair_around(pub, sub, seed.messages(), name)
         if seed.expect == "valid":
             assert not sub.stats.bad
@@ -154,8 +171,7 @@ async def test_seed_100k_random_src_names_keep_subscriber_memory_bounded(runtime
     config = CONFIG.model_copy(update={"runtime_dir": runtime_dir, "max_streams": 1024})
     n = 100_000
     msgs = S.random_src_wires(n)
-    async with (proxy_in_background(config), Subscriber(config, ["fuzz/"]) as sub,
-                Publisher(config, src="srcs") as pub):
+    async with proxy_in_background(config), Subscriber(config, ["fuzz/"]) as sub, Publisher(config, src="srcs") as pub:
         got = 0
         async with _timeout(120):
             for start in range(0, n, 2000):  # in chunks: well inside every HWM on the way

@@ -44,16 +44,27 @@ def measure(n: int, length: int) -> dict:
     rdir = Path(tempfile.mkdtemp(prefix="trie-", dir="/tmp"))
     config = BusConfig.local(rdir, stats_interval_s=0.2)
     env = child_env("WARNING")
-    proxy = subprocess.Popen([sys.executable, "-m", "benchmarks.bus.demo", "proxy", "--bus-json", config.model_dump_json()],
-                             cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proxy = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.bus.demo", "proxy", "--bus-json", config.model_dump_json()],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     flood = None
     try:
         while not (rdir / "sub").exists():
             time.sleep(0.05)
         time.sleep(0.5)
         before = _rss_mb(proxy.pid)
-        flood = subprocess.Popen([sys.executable, "-c", FLOOD, config.endpoint("sub"), str(n), str(length)],
-                                 cwd=REPO, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        flood = subprocess.Popen(
+            [sys.executable, "-c", FLOOD, config.endpoint("sub"), str(n), str(length)],
+            cwd=REPO,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         flood.stdout.readline()
         time.sleep(2.0)  # let the proxy read everything
         during = _rss_mb(proxy.pid)
@@ -66,9 +77,14 @@ def measure(n: int, length: int) -> dict:
             if p is not None and p.poll() is None:
                 p.kill()
                 p.wait()
-    return {"subscriptions": n, "prefix_bytes": length, "proxy_rss_before_mb": round(before, 1),
-            "proxy_rss_flooded_mb": round(during, 1), "proxy_rss_after_close_mb": round(after, 1),
-            "kb_per_subscription": round((during - before) * 1000 / n, 2)}
+    return {
+        "subscriptions": n,
+        "prefix_bytes": length,
+        "proxy_rss_before_mb": round(before, 1),
+        "proxy_rss_flooded_mb": round(during, 1),
+        "proxy_rss_after_close_mb": round(after, 1),
+        "kb_per_subscription": round((during - before) * 1000 / n, 2),
+    }
 
 
 def main() -> int:
@@ -77,11 +93,15 @@ def main() -> int:
     p.add_argument("--prefix-bytes", type=int, nargs="*", default=[16, 64, 200])
     args = p.parse_args()
     rows = [measure(n, length) for length in args.prefix_bytes for n in args.subscriptions]
-    print("| subscriptions | prefix bytes | proxy RSS before (MB) | while flooded | after the flooder closed | kB per subscription |")
+    print(
+        "| subscriptions | prefix bytes | proxy RSS before (MB) | while flooded | after the flooder closed | kB per subscription |"
+    )
     print("|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['subscriptions']} | {r['prefix_bytes']} | {r['proxy_rss_before_mb']} | {r['proxy_rss_flooded_mb']} "
-              f"| {r['proxy_rss_after_close_mb']} | {r['kb_per_subscription']} |")
+        print(
+            f"| {r['subscriptions']} | {r['prefix_bytes']} | {r['proxy_rss_before_mb']} | {r['proxy_rss_flooded_mb']} "
+            f"| {r['proxy_rss_after_close_mb']} | {r['kb_per_subscription']} |"
+        )
     print(json.dumps(rows))
     return 0
 

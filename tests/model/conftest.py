@@ -9,8 +9,7 @@ from perception.model import VLJepa, VLJepaConfig, preset_config
 from tests.support import SMALL_MODEL, with_sections
 
 # tests.support.SMALL_MODEL with a 2-layer predictor (mask tests), D = 16 and 12 caption tokens
-MODEL_TESTS = with_sections(SMALL_MODEL, {"embed_dim": 16, "predictor": {"layers": 2},
-                                          "y_decoder": {"max_tokens": 12}})
+MODEL_TESTS = with_sections(SMALL_MODEL, {"embed_dim": 16, "predictor": {"layers": 2}, "y_decoder": {"max_tokens": 12}})
 
 
 def small_config(**overrides) -> VLJepaConfig:

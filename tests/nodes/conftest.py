@@ -48,8 +48,7 @@ def pipeline_config(runtime_dir: Path, checkpoint: Path, **pipeline) -> dict:
         "name": "test",
         "bus": {"runtime_dir": str(runtime_dir), "stats_interval_s": 0.5, "ready_timeout_s": 10.0},
         "model": {"checkpoint": str(checkpoint), "device": "cpu", "dtype": "float32"},
-        "pipeline": {"supervisor": {"backoff_initial_s": 0.2, "backoff_max_s": 2.0, "stop_timeout_s": 5.0},
-                     **pipeline},
+        "pipeline": {"supervisor": {"backoff_initial_s": 0.2, "backoff_max_s": 2.0, "stop_timeout_s": 5.0}, **pipeline},
     }
     return cfg
 
@@ -60,13 +59,15 @@ def write_config(path: Path, cfg: dict) -> Path:
 
 
 def perception(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([*PERCEPTION, *args], cwd=REPO, env=child_env(), capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [*PERCEPTION, *args], cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=timeout
+    )
 
 
 def popen_perception(*args: str, **kw) -> subprocess.Popen:
-    return subprocess.Popen([*PERCEPTION, *args], cwd=REPO, env=child_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kw)
+    return subprocess.Popen(
+        [*PERCEPTION, *args], cwd=REPO, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw
+    )
 
 
 async def wait_for(predicate, timeout: float, interval: float = 0.1):

@@ -16,8 +16,10 @@ from .harness import collect, node_config, running
 
 
 async def test_synthetic_camera_publishes_live_frames_and_truth(runtime_dir, random_checkpoint):
-    cams = [{"name": "left", "seed": 2, "duration_s": 5, "fps": 20, "size": 32},
-            {"name": "right", "seed": 3, "duration_s": 5, "fps": 20, "size": 32}]
+    cams = [
+        {"name": "left", "seed": 2, "duration_s": 5, "fps": 20, "size": 32},
+        {"name": "right", "seed": 3, "duration_s": 5, "fps": 20, "size": 32},
+    ]
     config = node_config(runtime_dir, random_checkpoint, cameras=cams)
     async with running(CaptureNode, config, ["frames/", "truth/"]) as (node, pub, sub):
         envs = await collect(sub, "", 40, timeout=30)
@@ -38,9 +40,11 @@ async def test_synthetic_camera_publishes_live_frames_and_truth(runtime_dir, ran
 async def test_unreadable_video_is_reported_and_retried(runtime_dir, random_checkpoint):
     bad = runtime_dir / "broken.mp4"
     bad.write_bytes(b"\x00not a video\x00" * 64)
-    config = node_config(runtime_dir, random_checkpoint,
-                         cameras=[{"name": "cam0", "type": "file", "path": str(bad), "retry_initial_s": 0.1,
-                                  "retry_max_s": 0.4}])
+    config = node_config(
+        runtime_dir,
+        random_checkpoint,
+        cameras=[{"name": "cam0", "type": "file", "path": str(bad), "retry_initial_s": 0.1, "retry_max_s": 0.4}],
+    )
     with structlog.testing.capture_logs() as logs:
         async with running(CaptureNode, config, ["frames/"]) as (node, pub, sub):
             async with asyncio.timeout(20):

@@ -14,8 +14,9 @@ from .harness import collect, node_config, running
 
 def request(segment_id: int, embedding: np.ndarray, cam: str = "cam0") -> DecodeRequest:
     now = time.time_ns()
-    return DecodeRequest(cam=cam, segment_id=segment_id, start_ns=now - 10**9, end_ns=now, t_capture_ns=now,
-                         embedding=embedding)
+    return DecodeRequest(
+        cam=cam, segment_id=segment_id, start_ns=now - 10**9, end_ns=now, t_capture_ns=now, embedding=embedding
+    )
 
 
 def good(dim: int, seed: int) -> np.ndarray:
@@ -23,7 +24,9 @@ def good(dim: int, seed: int) -> np.ndarray:
     return v / np.linalg.norm(v)
 
 
-async def test_badly_shaped_requests_are_rejected_and_the_rest_of_the_burst_is_captioned(runtime_dir, random_checkpoint):
+async def test_badly_shaped_requests_are_rejected_and_the_rest_of_the_burst_is_captioned(
+    runtime_dir, random_checkpoint
+):
     config = node_config(runtime_dir, random_checkpoint, decoder={"max_batch": 8})
     async with running(DecoderNode, config, ["captions/"]) as (node, pub, sub):
         dim = node.dim
@@ -51,8 +54,9 @@ async def test_a_batch_that_fails_to_decode_is_retried_one_by_one(runtime_dir, r
     config = node_config(runtime_dir, random_checkpoint, decoder={"max_batch": 8})
     async with running(DecoderNode, config, ["captions/"]) as (node, _pub, sub):
         dim = node.dim
-        node.pending.extend([request(1, good(dim, 1)), request(2, np.zeros(dim + 3, np.float32)),
-                             request(3, good(dim, 3))])
+        node.pending.extend(
+            [request(1, good(dim, 1)), request(2, np.zeros(dim + 3, np.float32)), request(3, good(dim, 3))]
+        )
         node.work.set()
         captions = await collect(sub, "captions/", 2, timeout=60)
         assert sorted(c.msg.segment_id for c in captions) == [1, 3]

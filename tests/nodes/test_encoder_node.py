@@ -17,8 +17,13 @@ from .harness import collect, node_config, running
 
 def frame(cam: str, i: int, size: int = 32) -> Frame:
     rng = np.random.default_rng(i)
-    return Frame(cam=cam, index=i, t_capture_ns=time.time_ns(), stream_s=i / 30,
-                 image=rng.integers(0, 255, (size, size, 3), dtype=np.uint8))
+    return Frame(
+        cam=cam,
+        index=i,
+        t_capture_ns=time.time_ns(),
+        stream_s=i / 30,
+        image=rng.integers(0, 255, (size, size, 3), dtype=np.uint8),
+    )
 
 
 async def test_windows_per_camera_and_ask(runtime_dir, random_checkpoint):
@@ -32,15 +37,16 @@ async def test_windows_per_camera_and_ask(runtime_dir, random_checkpoint):
         envs = await collect(sub, "embeddings/", 2, timeout=60)
         got = {e.msg.cam: e.msg for e in envs}
         assert set(got) == {"camA", "camB"}
-        for cam, emb in got.items():
+        for emb in got.values():
             assert isinstance(emb, Embedding) and emb.window == 0
             assert emb.embedding.shape == (32,) and emb.embedding.dtype == np.float32
             assert np.linalg.norm(emb.embedding) == pytest.approx(1.0, abs=1e-4)
             assert emb.start_s == pytest.approx(0.0) and emb.end_s == pytest.approx(6 / 30)
             assert emb.model_id.startswith("tiny@small:")
         async with RpcClient(config.bus, endpoint=encoder_endpoint(config), timeout=30, retries=0) as rpc:
-            ans = await rpc.call("ask", {"question": "what colour is the circle?", "choices": ["red", "blue"],
-                                         "camera": "camB"})
+            ans = await rpc.call(
+                "ask", {"question": "what colour is the circle?", "choices": ["red", "blue"], "camera": "camB"}
+            )
             assert ans["camera"] == "camB" and ans["answer"] in ("red", "blue")
             assert set(ans["scores"]) == {"red", "blue"} and ans["window"] == 0
             assert ans["answer"] == max(ans["scores"], key=ans["scores"].get)
@@ -91,7 +97,9 @@ async def test_a_bad_frame_is_counted_not_fatal(runtime_dir, random_checkpoint):
         assert node.counters["errors"] >= 1  # the bad windows were counted and logged, then skipped
 
 
-async def test_a_window_holds_exactly_its_frames_and_a_gap_takes_the_nearest_earlier_one(runtime_dir, random_checkpoint):
+async def test_a_window_holds_exactly_its_frames_and_a_gap_takes_the_nearest_earlier_one(
+    runtime_dir, random_checkpoint
+):
     import torch
 
     config = node_config(runtime_dir, random_checkpoint, encoder={"frame_step": 2, "stride_frames": 8})
@@ -180,8 +188,12 @@ async def test_embed_gives_the_models_text_embeddings_and_bounds_its_texts(runti
         texts = ["the red circle moves left", "the blue square grows", "the red circle moves left"]
         async with RpcClient(config.bus, endpoint=encoder_endpoint(config), timeout=30, retries=0) as rpc:
             got = await rpc.call("embed", {"texts": texts})
-            for params, why in [({"texts": "a red circle"}, "list"), ({"texts": ["ok"] * 257}, "at most 256"),
-                                ({"texts": ["x" * 1001]}, "at most 1000"), ({"texts": [""]}, "non-empty")]:
+            for params, why in [
+                ({"texts": "a red circle"}, "list"),
+                ({"texts": ["ok"] * 257}, "at most 256"),
+                ({"texts": ["x" * 1001]}, "at most 1000"),
+                ({"texts": [""]}, "non-empty"),
+            ]:
                 with pytest.raises(RpcError) as err:
                     await rpc.call("embed", params)
                 assert err.value.code == "bad_request" and why in err.value.message
@@ -237,8 +249,12 @@ async def wait_until(predicate, timeout: float = 60) -> None:
 
 async def test_invented_cameras_are_bounded_and_configured_ones_stay(runtime_dir, random_checkpoint):
     cams = [{"name": "cam0", "type": "synthetic", "size": 32}]
-    config = node_config(runtime_dir, random_checkpoint, cameras=cams,
-                         encoder={"frame_step": 1, "stride_frames": 4, "max_cameras": 3, "jit": False})
+    config = node_config(
+        runtime_dir,
+        random_checkpoint,
+        cameras=cams,
+        encoder={"frame_step": 1, "stride_frames": 4, "max_cameras": 3, "jit": False},
+    )
     async with running(EncoderNode, config, ["embeddings/"]) as (node, pub, sub):
         pub.publish_nowait("frames/cam0", frame("cam0", 0))  # the configured camera is seen first (oldest)
         await wait_until(lambda: node.counters["frames"] == 1)

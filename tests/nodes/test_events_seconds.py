@@ -17,15 +17,20 @@ from perception.nodes.segmenter import segment_steps
 from perception.nodes.segments import measured_cadence_s
 
 from .harness import collect, embed, embed_server, node_config, running
+from .streams import unit, window
 
 
-@pytest.mark.parametrize(("min_s", "max_s", "cadence", "steps"), [
-    (0.5, 16.0, 8 / 30, (2, 60)),  # the default config: stride 8 at 30 fps
-    (0.5, 16.0, 1 / 400, (200, 6400)),  # the bench's saturated phase: a window every frame at 400 fps
-    (0.5, None, 0.25, (2, None)),  # None: never force a boundary
-    (0.01, 0.02, 0.25, (1, 1)),  # shorter than a window: one step, max never below min
-    (1.0, 30.0, 1 / 30, (30, 900)),  # stride 1 at 30 fps
-], ids=["default", "saturated", "unbounded", "sub-window", "stride-1"])
+@pytest.mark.parametrize(
+    ("min_s", "max_s", "cadence", "steps"),
+    [
+        (0.5, 16.0, 8 / 30, (2, 60)),  # the default config: stride 8 at 30 fps
+        (0.5, 16.0, 1 / 400, (200, 6400)),  # the bench's saturated phase: a window every frame at 400 fps
+        (0.5, None, 0.25, (2, None)),  # None: never force a boundary
+        (0.01, 0.02, 0.25, (1, 1)),  # shorter than a window: one step, max never below min
+        (1.0, 30.0, 1 / 30, (30, 900)),  # stride 1 at 30 fps
+    ],
+    ids=["default", "saturated", "unbounded", "sub-window", "stride-1"],
+)
 def test_segment_steps(min_s, max_s, cadence, steps):
     assert segment_steps(min_s, max_s, cadence) == steps
 
@@ -38,35 +43,40 @@ def test_segment_steps_span_the_seconds_to_within_half_a_window(cadence, min_s, 
     assert hi == lo or abs(hi * cadence - (min_s + extra)) <= cadence / 2 + 1e-9
 
 
-@pytest.mark.parametrize(("end_s", "cadence"), [
-    ([1.0, 1.25, 1.5, 1.75], 0.25),
-    ([1.0, 1.5, 1.75, 2.25], 0.25),  # windows the encoder skipped while behind widen gaps, never narrow them
-    ([59.75, 0.0, 0.25, 0.5], 0.25),  # a looping source starts again at 0
-    ([0.0, 0.0, 0.0, 0.0], None),  # no stream times: cannot tell
-    ([3.0], None),
-], ids=["regular", "skipped", "loop", "untimed", "one"])
+@pytest.mark.parametrize(
+    ("end_s", "cadence"),
+    [
+        ([1.0, 1.25, 1.5, 1.75], 0.25),
+        ([1.0, 1.5, 1.75, 2.25], 0.25),  # windows the encoder skipped while behind widen gaps, never narrow them
+        ([59.75, 0.0, 0.25, 0.5], 0.25),  # a looping source starts again at 0
+        ([0.0, 0.0, 0.0, 0.0], None),  # no stream times: cannot tell
+        ([3.0], None),
+    ],
+    ids=["regular", "skipped", "loop", "untimed", "one"],
+)
 def test_measured_cadence(end_s, cadence):
     assert measured_cadence_s(end_s) == (pytest.approx(cadence) if cadence else None)
 
 
-def unit(v: np.ndarray) -> np.ndarray:
-    return (v / np.linalg.norm(v)).astype(np.float32)
-
-
 def embedding(cam: str, i: int, cadence: float, vec: np.ndarray, t0: int, timed: bool = True) -> Embedding:
-    """Window i of a camera whose windows end `cadence` stream seconds apart and each span 1 s."""
-    end_s = 1.0 + i * cadence
-    end_ns = t0 + round(end_s * 1e9)
-    return Embedding(cam=cam, window=i, start_ns=end_ns - 10**9, end_ns=end_ns, start_s=(end_s - 1.0) * timed,
-                     end_s=end_s * timed, model_id="test", t_capture_ns=end_ns, embedding=vec)
+    return window(cam, i, vec, t0, cadence_s=cadence, timed=timed)
 
 
-async def test_a_forced_boundary_comes_after_max_len_s_of_stream_time_on_every_camera(runtime_dir, random_checkpoint,
-                                                                                      text_model):
-    cameras = [{"name": "slow", "fps": 10}, {"name": "fast", "fps": 40},
-               {"name": "clip", "type": "file", "path": "clip.mp4", "fps": 30}]  # the file plays at its own 25 fps
-    config = node_config(runtime_dir, random_checkpoint, cameras=cameras, encoder={"stride_frames": 2},
-                         events={"threshold": 1000.0, "min_len_s": 0.5, "max_len_s": 2.0, "top_labels": 1})
+async def test_a_forced_boundary_comes_after_max_len_s_of_stream_time_on_every_camera(
+    runtime_dir, random_checkpoint, text_model
+):
+    cameras = [
+        {"name": "slow", "fps": 10},
+        {"name": "fast", "fps": 40},
+        {"name": "clip", "type": "file", "path": "clip.mp4", "fps": 30},
+    ]  # the file plays at its own 25 fps
+    config = node_config(
+        runtime_dir,
+        random_checkpoint,
+        cameras=cameras,
+        encoder={"stride_frames": 2},
+        events={"threshold": 1000.0, "min_len_s": 0.5, "max_len_s": 2.0, "top_labels": 1},
+    )
     cadence = {"slow": 2 / 10, "fast": 2 / 40, "clip": 2 / 25, "replayed": 0.1, "untimed": 0.2}
     async with embed_server(config, text_model), running(EventsNode, config, ["events/"]) as (node, pub, sub):
         rng = np.random.default_rng(0)
@@ -95,7 +105,17 @@ async def test_a_forced_boundary_comes_after_max_len_s_of_stream_time_on_every_c
         assert (segments["untimed"].end_ns - segments["untimed"].start_ns) / 1e9 == pytest.approx(2.0)
         streams = node.streams
         assert {cam: s.segmenter.config.max_len for cam, s in streams.items()} == {
-            "slow": 10, "fast": 40, "clip": 25, "replayed": 20, "untimed": 10}
+            "slow": 10,
+            "fast": 40,
+            "clip": 25,
+            "replayed": 20,
+            "untimed": 10,
+        }
         assert {cam: s.cadence_from for cam, s in streams.items()} == {
-            "slow": "config", "fast": "config", "clip": "measured", "replayed": "measured", "untimed": "fallback"}
+            "slow": "config",
+            "fast": "config",
+            "clip": "measured",
+            "replayed": "measured",
+            "untimed": "fallback",
+        }
         assert streams["fast"].segmenter.config.min_len == 10 and streams["slow"].segmenter.config.min_len == 2

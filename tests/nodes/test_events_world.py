@@ -10,31 +10,33 @@ import numpy as np
 import pytest
 
 from bus.rpc import RpcClient, RpcError
-from perception.messages import Caption, Embedding, Event, LabelScore
+from perception.messages import Caption, Event, LabelScore
 from perception.nodes.events import EventsNode
 from perception.nodes.world import WorldNode
 
 from .harness import collect, embed, embed_server, node_config, running
+from .streams import quarter_window, unit
 
-
-def unit(v: np.ndarray) -> np.ndarray:
-    return (v / np.linalg.norm(v)).astype(np.float32)
-
-
-def embedding(cam: str, i: int, vec: np.ndarray, t0: int) -> Embedding:
-    end = t0 + (i + 1) * 250_000_000
-    return Embedding(cam=cam, window=i, start_ns=end - 250_000_000, end_ns=end, start_s=i * 0.25,
-                     end_s=(i + 1) * 0.25, model_id="test", t_capture_ns=end, embedding=vec)
+embedding = quarter_window
 
 
 async def test_planted_change_gives_one_segment_and_a_decode_request(runtime_dir, random_checkpoint, text_model):
     watch = "a purple triangle appears"
-    config = node_config(runtime_dir, random_checkpoint,
-                         events={"threshold": 5.0, "max_len_s": None, "top_labels": 2,
-                                 "labels": ["alpha", "beta", "gamma"],
-                                 "watch": [{"label": watch, "enter": 0.9, "leave": 0.5}]})
-    async with embed_server(config, text_model), running(EventsNode, config, ["events/", "decode/"]) as (
-            node, pub, sub):
+    config = node_config(
+        runtime_dir,
+        random_checkpoint,
+        events={
+            "threshold": 5.0,
+            "max_len_s": None,
+            "top_labels": 2,
+            "labels": ["alpha", "beta", "gamma"],
+            "watch": [{"label": watch, "enter": 0.9, "leave": 0.5}],
+        },
+    )
+    async with (
+        embed_server(config, text_model),
+        running(EventsNode, config, ["events/", "decode/"]) as (node, pub, sub),
+    ):
         rng = np.random.default_rng(0)
         a = embed(text_model, ["alpha"])[0]  # segment 1 sits on the label "alpha"
         b = unit(rng.normal(size=a.shape))
@@ -83,15 +85,31 @@ async def test_world_remembers_answers_and_persists(runtime_dir, random_checkpoi
         texts = ["the red circle moves left", "the blue square grows", "the green cross shrinks"]
         embs = embed(text_model, texts)
         for k, (text, e) in enumerate(zip(texts, embs)):
-            span = dict(cam="cam0", segment_id=k, start_ns=t0 + k * 10**9, end_ns=t0 + (k + 1) * 10**9,
-                        start_s=float(k), end_s=float(k + 1))
-            pub.publish_nowait("events/cam0", Event(kind="segment", labels=[LabelScore(label=text, score=0.9)],
-                                                    embedding=e, **span))
-            pub.publish_nowait("captions/cam0", Caption(text=text, t_capture_ns=span["end_ns"], latency_ms=5.0,
-                                                        **span))
-        pub.publish_nowait("events/cam0", Event(cam="cam0", kind="watch", segment_id=2, start_ns=t0, end_ns=t0 + 1,
-                                                watch="a cross", active=True,
-                                                labels=[LabelScore(label="a cross", score=0.7)]))
+            span = dict(
+                cam="cam0",
+                segment_id=k,
+                start_ns=t0 + k * 10**9,
+                end_ns=t0 + (k + 1) * 10**9,
+                start_s=float(k),
+                end_s=float(k + 1),
+            )
+            pub.publish_nowait(
+                "events/cam0", Event(kind="segment", labels=[LabelScore(label=text, score=0.9)], embedding=e, **span)
+            )
+            pub.publish_nowait("captions/cam0", Caption(text=text, t_capture_ns=span["end_ns"], latency_ms=5.0, **span))
+        pub.publish_nowait(
+            "events/cam0",
+            Event(
+                cam="cam0",
+                kind="watch",
+                segment_id=2,
+                start_ns=t0,
+                end_ns=t0 + 1,
+                watch="a cross",
+                active=True,
+                labels=[LabelScore(label="a cross", score=0.7)],
+            ),
+        )
         pub.publish_nowait("embeddings/cam0", embedding("cam0", 12, embs[2], t0))
         async with RpcClient(config.bus, timeout=10, retries=1) as rpc:
             async with asyncio.timeout(20):

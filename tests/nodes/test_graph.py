@@ -52,26 +52,45 @@ def test_perception_graph_exit_code_and_launcher_warning(runtime_dir, random_che
     out = perception("graph", "--config", str(full))
     assert out.returncode == 0, out.stderr
     assert "capture -> encoder  frames/{cam}       Frame" in out.stdout and "wired to nothing" not in out.stdout
-    half = write_config(tmp_path / "half.yaml", pipeline_config(runtime_dir, random_checkpoint, nodes=["world", "decoder"]))
+    half = write_config(
+        tmp_path / "half.yaml", pipeline_config(runtime_dir, random_checkpoint, nodes=["world", "decoder"])
+    )
     out = perception("graph", "--config", str(half))
     assert out.returncode == 1 and "inputs wired to nothing" in out.stdout
     assert "decoder reads decode/{cam} (DecodeRequest)" in out.stdout
     # the launcher says so too, while it checks the config: before any process starts
-    out = subprocess.run([sys.executable, "-c", "import sys; from perception.nodes.launcher import prepare_config;"
-                          " prepare_config(sys.argv[1])", str(half)], cwd=REPO, env=child_env(), capture_output=True,
-                         text=True, timeout=60)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from perception.nodes.launcher import prepare_config; prepare_config(sys.argv[1])",
+            str(half),
+        ],
+        cwd=REPO,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     warnings = [json.loads(x) for x in out.stderr.splitlines() if "input wired to nothing" in x]
     assert {w["node"] for w in warnings} == {"world", "decoder"}
-    remote = write_config(tmp_path / "remote.yaml", pipeline_config(
-        runtime_dir, random_checkpoint, nodes=["world", "decoder"], external_inputs=["embeddings/", "events/", "decode/"]))
+    remote = write_config(
+        tmp_path / "remote.yaml",
+        pipeline_config(
+            runtime_dir,
+            random_checkpoint,
+            nodes=["world", "decoder"],
+            external_inputs=["embeddings/", "events/", "decode/"],
+        ),
+    )
     assert perception("graph", "--config", str(remote)).returncode == 0
 
 
 def test_perception_graph_draws_a_png(tmp_path):
     out = perception("graph", "--png", str(tmp_path / "g.png"), "--mermaid")
     assert out.returncode == 0, out.stderr
-    assert out.stdout.startswith("flowchart LR") and "capture -- \"frames/{cam}<br/>Frame\" --> encoder" in out.stdout
+    assert out.stdout.startswith("flowchart LR") and 'capture -- "frames/{cam}<br/>Frame" --> encoder' in out.stdout
     assert (tmp_path / "g.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -79,6 +98,10 @@ def test_the_graph_in_the_docs_is_the_graph_the_code_declares():
     import re
 
     text = (REPO / "docs" / "service.md").read_text()
-    block = re.search(r"progress on a worker thread does not delay the exit\). `perception graph` prints who feeds "
-                      r"whom:\n\n```\n(.*?)```", text, re.S).group(1)
+    block = re.search(
+        r"progress on a worker thread does not delay the exit\). `perception graph` prints who feeds "
+        r"whom:\n\n```\n(.*?)```",
+        text,
+        re.S,
+    ).group(1)
     assert block.rstrip("\n") == Graph.of(["world", "decoder", "events", "encoder", "capture"]).format()

@@ -20,16 +20,24 @@ from .conftest import perception, pipeline_config, write_config
 
 
 def test_bad_config_fails_before_any_process_starts(runtime_dir, random_checkpoint):
-    cfg = pipeline_config(runtime_dir, random_checkpoint,
-                          cameras=[{"name": "cam 0", "fps": -1},
-                                   {"name": "cam1", "type": "file", "path": "/no/such.mp4"}],
-                          encoder={"max_batch": 0}, events={"watch": [{"label": "x", "enter": 0.2, "leave": 0.6}]},
-                          nodes=["capture", "teleporter"])
+    cfg = pipeline_config(
+        runtime_dir,
+        random_checkpoint,
+        cameras=[{"name": "cam 0", "fps": -1}, {"name": "cam1", "type": "file", "path": "/no/such.mp4"}],
+        encoder={"max_batch": 0},
+        events={"watch": [{"label": "x", "enter": 0.2, "leave": 0.6}]},
+        nodes=["capture", "teleporter"],
+    )
     path = write_config(runtime_dir / "bad.yaml", cfg)
     out = perception("up", str(path), "--duration", "1")
     assert out.returncode == 2
-    for where in ("pipeline.cameras.0.name", "pipeline.cameras.0.fps", "pipeline.encoder.max_batch",
-                  "pipeline.events.watch.0", "pipeline.nodes"):
+    for where in (
+        "pipeline.cameras.0.name",
+        "pipeline.cameras.0.fps",
+        "pipeline.encoder.max_batch",
+        "pipeline.events.watch.0",
+        "pipeline.nodes",
+    ):
         assert where in out.stderr, (where, out.stderr)
     assert "teleporter" in out.stderr
     assert sorted(p.name for p in runtime_dir.iterdir()) == ["bad.yaml"]  # no socket, no config copy: nothing ran
@@ -43,8 +51,9 @@ def test_missing_video_and_checkpoint_are_reported_with_their_paths(runtime_dir,
     text = str(err.value)
     assert "pipeline.cameras.0.path: video file not found" in text and "missing.mp4" in text
     assert "model.checkpoint" in text and "no-checkpoint" in text
-    ok = prepare_config(write_config(runtime_dir / "ok.yaml", pipeline_config(runtime_dir, random_checkpoint)),
-                        source="3")
+    ok = prepare_config(
+        write_config(runtime_dir / "ok.yaml", pipeline_config(runtime_dir, random_checkpoint)), source="3"
+    )
     assert ok.pipeline.cameras[0].type == "opencv" and ok.pipeline.cameras[0].index == 3
 
 
@@ -53,10 +62,12 @@ def test_source_shorthand_replaces_the_first_camera_with_each_kind(runtime_dir, 
     clip.write_bytes(b"")  # prepare_config only checks that it exists
     cams = [{"name": "left", "fps": 12, "loop": True, "retry_max_s": 3, "seed": 5, "size": 32}, {"name": "right"}]
     path = write_config(runtime_dir / "cfg.yaml", pipeline_config(runtime_dir, random_checkpoint, cameras=cams))
-    for source, cls, own in [("synthetic", SyntheticCameraConfig, {"seed": 5, "size": 32}),
-                             (str(clip), FileCameraConfig, {"path": str(clip)}),
-                             ("rtsp://10.0.0.5:554/cam", FileCameraConfig, {"path": "rtsp://10.0.0.5:554/cam"}),
-                             ("0", OpenCVCameraConfig, {"index": 0})]:
+    for source, cls, own in [
+        ("synthetic", SyntheticCameraConfig, {"seed": 5, "size": 32}),
+        (str(clip), FileCameraConfig, {"path": str(clip)}),
+        ("rtsp://10.0.0.5:554/cam", FileCameraConfig, {"path": "rtsp://10.0.0.5:554/cam"}),
+        ("0", OpenCVCameraConfig, {"index": 0}),
+    ]:
         first, second = prepare_config(path, source=source).pipeline.cameras
         assert type(first) is cls and {k: getattr(first, k) for k in own} == own, source
         assert (first.name, first.fps, first.loop, first.retry_max_s) == ("left", 12.0, True, 3.0)  # kept
@@ -67,8 +78,9 @@ def test_source_shorthand_replaces_the_first_camera_with_each_kind(runtime_dir, 
 
 def test_ask_without_a_pipeline_says_so(runtime_dir, random_checkpoint):
     path = write_config(runtime_dir / "cfg.yaml", pipeline_config(runtime_dir, random_checkpoint))
-    out = perception("ask", "what colour is the circle?", "--choices", "red,blue", "--config", str(path),
-                     "--timeout", "1")
+    out = perception(
+        "ask", "what colour is the circle?", "--choices", "red,blue", "--config", str(path), "--timeout", "1"
+    )
     assert out.returncode == 1 and "no answer from the pipeline" in out.stderr
     out = perception("ask", "what?", "--choices", ",,", "--config", str(path))
     assert out.returncode == 2 and "--choices needs" in out.stderr
@@ -90,7 +102,9 @@ FAKE_DECODERS = {
     "spawn": None,  # a program that does not exist: create_subprocess_exec raises FileNotFoundError
     # once the world node is ready, reports ready (plus stats under 50 invented node names), then exits 3:
     # a crash loop after start-up
-    "ready-then-exit": ["-c", textwrap.dedent("""
+    "ready-then-exit": [
+        "-c",
+        textwrap.dedent("""
         import asyncio, sys
         from bus.message import Stats
         from bus.pubsub import Publisher, Subscriber
@@ -108,7 +122,8 @@ FAKE_DECODERS = {
                     await asyncio.sleep(0.05)
         asyncio.run(main())
         sys.exit(3)
-    """)],
+    """),
+    ],
 }
 
 DRIVER = """
@@ -149,15 +164,22 @@ asyncio.run(main())
 
 def supervise(runtime_dir, checkpoint, fake: str, max_restarts: int) -> tuple[dict, list[dict]]:
     cfg = pipeline_config(runtime_dir, checkpoint, nodes=["world", "decoder"])
-    cfg["pipeline"]["supervisor"].update(max_restarts=max_restarts, backoff_initial_s=0.05, backoff_max_s=0.2,
-                                         stable_after_s=600, startup_timeout_s=120)
+    cfg["pipeline"]["supervisor"].update(
+        max_restarts=max_restarts, backoff_initial_s=0.05, backoff_max_s=0.2, stable_after_s=600, startup_timeout_s=120
+    )
     from perception.config import AppConfig
 
     path = runtime_dir / "app.json"
     path.write_text(AppConfig.model_validate(cfg).model_dump_json())
-    out = subprocess.run([sys.executable, "-c", DRIVER, str(path), json.dumps(FAKE_DECODERS[fake])], cwd=REPO,
-                         env=child_env("INFO", OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=280,
-                         check=False)
+    out = subprocess.run(
+        [sys.executable, "-c", DRIVER, str(path), json.dumps(FAKE_DECODERS[fake])],
+        cwd=REPO,
+        env=child_env("INFO", OMP_NUM_THREADS="1"),
+        capture_output=True,
+        text=True,
+        timeout=280,
+        check=False,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     logs = []
     for line in out.stderr.splitlines():
@@ -189,8 +211,7 @@ def test_a_node_that_cannot_start_is_given_up_once_and_fails_the_start(runtime_d
         assert line["returncode"] == 3
     else:
         assert line["returncode"] is None and "FileNotFoundError" in line["error"]
-    assert any(r.get("event") == "pipeline failed to start" and "decoder gave up" in r.get("error", "")
-               for r in logs)
+    assert any(r.get("event") == "pipeline failed to start" and "decoder gave up" in r.get("error", "") for r in logs)
     assert not any("Traceback" in json.dumps(r) for r in logs)
     assert len(report["world_pids"]) == 1  # started once, stopped with the launcher
 

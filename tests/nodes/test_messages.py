@@ -10,19 +10,49 @@ from perception.messages import Caption, DecodeRequest, Embedding, Event, Frame,
 
 EMB = np.linspace(-1, 1, 32, dtype=np.float32)
 SAMPLES = [
-    Frame(cam="cam0", index=7, t_capture_ns=123, stream_s=0.25,
-          image=np.arange(8 * 6 * 3, dtype=np.uint8).reshape(8, 6, 3)),
-    GroundTruthSegment(cam="cam0", segment_id=2, start_s=1.0, end_s=3.5, t0_ns=5, text="the red circle grows",
-                       slots=["red", "circle", "grow"]),
-    Embedding(cam="cam1", window=3, start_ns=1, end_ns=2, start_s=0.1, end_s=2.0, model_id="tiny@x",
-              t_capture_ns=2, t_done_ns=3, embedding=EMB),
-    Event(cam="cam0", kind="segment", segment_id=4, start_ns=1, end_ns=9, labels=[LabelScore(label="a", score=0.5)],
-          t_capture_ns=9, embedding=EMB),
-    Event(cam="cam0", kind="watch", segment_id=4, start_ns=1, end_ns=9, watch="a purple triangle appears",
-          active=True),
+    Frame(
+        cam="cam0",
+        index=7,
+        t_capture_ns=123,
+        stream_s=0.25,
+        image=np.arange(8 * 6 * 3, dtype=np.uint8).reshape(8, 6, 3),
+    ),
+    GroundTruthSegment(
+        cam="cam0",
+        segment_id=2,
+        start_s=1.0,
+        end_s=3.5,
+        t0_ns=5,
+        text="the red circle grows",
+        slots=["red", "circle", "grow"],
+    ),
+    Embedding(
+        cam="cam1",
+        window=3,
+        start_ns=1,
+        end_ns=2,
+        start_s=0.1,
+        end_s=2.0,
+        model_id="tiny@x",
+        t_capture_ns=2,
+        t_done_ns=3,
+        embedding=EMB,
+    ),
+    Event(
+        cam="cam0",
+        kind="segment",
+        segment_id=4,
+        start_ns=1,
+        end_ns=9,
+        labels=[LabelScore(label="a", score=0.5)],
+        t_capture_ns=9,
+        embedding=EMB,
+    ),
+    Event(cam="cam0", kind="watch", segment_id=4, start_ns=1, end_ns=9, watch="a purple triangle appears", active=True),
     DecodeRequest(cam="cam0", segment_id=4, start_ns=1, end_ns=9, t_capture_ns=9, embedding=EMB),
-    Caption(cam="cam0", segment_id=4, text="the red circle grows", start_ns=1, end_ns=9, t_capture_ns=9,
-            latency_ms=12.5),
+    Caption(
+        cam="cam0", segment_id=4, text="the red circle grows", start_ns=1, end_ns=9, t_capture_ns=9, latency_ms=12.5
+    ),
 ]
 
 

@@ -74,8 +74,9 @@ def pipeline(random_checkpoint):
     checkpoint = TRAINED if trained else random_checkpoint
     size = 64 if trained else 32
     pipe = {
-        "cameras": [{"name": "cam0", "seed": SEED, "split": SPLIT, "duration_s": DURATION, "size": size,
-                     "loop": False}],
+        "cameras": [
+            {"name": "cam0", "seed": SEED, "split": SPLIT, "duration_s": DURATION, "size": size, "loop": False}
+        ],
         "encoder": {"threads": 1},
         "events": {"max_len_s": 8.0 if trained else 2.7},  # 30 or 10 windows at stride 8 / 30 fps
         "decoder": {"threads": 1},
@@ -142,8 +143,9 @@ async def test_world_returns_what_was_published(pipeline):
 
 
 def ask(pipeline, question: str, choices: list[str]) -> dict:
-    out = perception("ask", question, "--choices", ",".join(choices), "--config", str(pipeline.config_path),
-                     timeout=120)
+    out = perception(
+        "ask", question, "--choices", ",".join(choices), "--config", str(pipeline.config_path), timeout=120
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     return json.loads(out.stdout)
 
@@ -163,8 +165,9 @@ async def test_ask_gets_colours_right(pipeline):
     async with RpcClient(pipeline.config.bus, timeout=20, retries=0) as rpc:  # via the world node
         while total < 6 and time.monotonic() < deadline:
             for shape in SHAPES:  # ask about every shape; score the one acting in the window's segment
-                result = await rpc.call("ask", {"question": f"what colour is the {shape}?",
-                                                "choices": list(COLOUR_NAMES), "camera": "cam0"})
+                result = await rpc.call(
+                    "ask", {"question": f"what colour is the {shape}?", "choices": list(COLOUR_NAMES), "camera": "cam0"}
+                )
                 seg = stream.segment_at(result["end_s"])
                 settled = result["end_s"] - seg.start_s >= 2.0  # the whole window inside one segment
                 if seg.slots.shape == shape and seg.slots.action != "change_colour" and settled:
@@ -220,8 +223,9 @@ async def test_a_killed_node_is_restarted_and_the_pipeline_keeps_publishing(pipe
     before = await latest_stats(pipeline.config, "decoder")
     old_pid = int(before["pid"])
     os.kill(old_pid, signal.SIGKILL)
-    after = await latest_stats(pipeline.config, "decoder", timeout=120,
-                               where=lambda c: int(c["pid"]) != old_pid and c["ready"] == 1)
+    after = await latest_stats(
+        pipeline.config, "decoder", timeout=120, where=lambda c: int(c["pid"]) != old_pid and c["ready"] == 1
+    )
     new_pid = int(after["pid"])
     assert new_pid != old_pid and psutil.pid_exists(new_pid)
     pipeline.record_children()

@@ -12,26 +12,23 @@ from perception.messages import DecodeRequest, Embedding, Event
 from perception.nodes.config import PipelineConfig
 from perception.nodes.segments import MEASURED_WINDOWS, SegmentTracker, StreamStart, Vocabulary
 
+from .streams import unit
+from .streams import window as stream_window
+
 D = 16
 T0 = 1_700_000_000_000_000_000
 
 
-def unit(v: np.ndarray) -> np.ndarray:
-    return (v / np.linalg.norm(v)).astype(np.float32)
-
-
 def window(cam: str, i: int, vec: np.ndarray, cadence: float = 0.25, t0: int = T0, timed: bool = True) -> Embedding:
-    """Window i of a camera whose windows end `cadence` stream seconds apart and each span 1 s."""
-    end_s = 1.0 + i * cadence
-    end_ns = t0 + round(end_s * 1e9)
-    return Embedding(cam=cam, window=i, start_ns=end_ns - 10**9, end_ns=end_ns, start_s=(end_s - 1.0) * timed,
-                     end_s=end_s * timed, model_id="test", t_capture_ns=end_ns, embedding=vec)
+    return stream_window(cam, i, vec, t0, cadence_s=cadence, timed=timed)
 
 
-def tracker(events: dict, cameras: list[dict] | None = None, encoder: dict | None = None, watch_emb=None,
-            seed: int = 0) -> tuple[SegmentTracker, collections.Counter, list[StreamStart]]:
-    pipeline = PipelineConfig.model_validate({"cameras": cameras or [{"name": "cam0"}], "events": events,
-                                              "encoder": encoder or {}})
+def tracker(
+    events: dict, cameras: list[dict] | None = None, encoder: dict | None = None, watch_emb=None, seed: int = 0
+) -> tuple[SegmentTracker, collections.Counter, list[StreamStart]]:
+    pipeline = PipelineConfig.model_validate(
+        {"cameras": cameras or [{"name": "cam0"}], "events": events, "encoder": encoder or {}}
+    )
     ev = pipeline.events
     rng = np.random.default_rng(seed)
     labels = ev.labels or ["alpha", "beta", "gamma"]
@@ -70,8 +67,9 @@ def test_a_planted_change_closes_one_segment_on_its_label_and_the_flush_closes_t
 def test_watch_phrases_rise_and_fall_with_hysteresis():
     rng = np.random.default_rng(2)
     target = unit(rng.normal(size=D))
-    t, counters, _ = tracker({"watch": [{"label": "a purple triangle appears", "enter": 0.9, "leave": 0.5}]},
-                             watch_emb=target[None])
+    t, counters, _ = tracker(
+        {"watch": [{"label": "a purple triangle appears", "enter": 0.9, "leave": 0.5}]}, watch_emb=target[None]
+    )
     o = rng.normal(size=D)
     other = unit(o - (o @ target) * target)  # cosine 0
     half = unit(target + other)  # cosine 0.71: between leave and enter, no change either way
@@ -135,12 +133,19 @@ def test_bad_embeddings_are_refused_before_they_are_kept():
 
 def test_invented_cameras_are_bounded_and_configured_ones_are_kept():
     evicted = []
-    pipeline = PipelineConfig.model_validate({"cameras": [{"name": "cam0"}, {"name": "cam1"}],
-                                              "events": {"max_cameras": 3, "max_len_s": None}})
+    pipeline = PipelineConfig.model_validate(
+        {"cameras": [{"name": "cam0"}, {"name": "cam1"}], "events": {"max_cameras": 3, "max_len_s": None}}
+    )
     vocab = Vocabulary(["x"], unit(np.ones(D))[None])
     counters: collections.Counter[str] = collections.Counter()
-    t = SegmentTracker(pipeline.events, pipeline.encoder, pipeline.cameras, vocab, counters,
-                       on_evict=lambda cam, s: evicted.append(cam))
+    t = SegmentTracker(
+        pipeline.events,
+        pipeline.encoder,
+        pipeline.cameras,
+        vocab,
+        counters,
+        on_evict=lambda cam, s: evicted.append(cam),
+    )
     invented = [f"x{i}" for i in range(20)]
     for cam in ["cam0", *invented, "cam1"]:
         t.push(window(cam, 0, vocab.label_emb[0]))

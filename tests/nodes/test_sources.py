@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from pydantic import TypeAdapter, ValidationError
 
 from perception.data.stream import ShapesStream
 from perception.data.video_io import write_video
-from pydantic import TypeAdapter, ValidationError
-
 from perception.nodes.sources import (
     CAMERA_KINDS,
     AnyCameraConfig,
@@ -34,19 +33,31 @@ def test_each_kind_gets_its_reader_from_its_config_class():
     assert isinstance(make_source(FileCameraConfig(path="clip.mp4")), FileSource)
     assert isinstance(make_source(OpenCVCameraConfig(index=0)), OpenCVSource)
     assert {t: (k.config, k.source) for t, k in CAMERA_KINDS.items()} == {
-        "synthetic": (SyntheticCameraConfig, SyntheticSource), "file": (FileCameraConfig, FileSource),
-        "opencv": (OpenCVCameraConfig, OpenCVSource)}
+        "synthetic": (SyntheticCameraConfig, SyntheticSource),
+        "file": (FileCameraConfig, FileSource),
+        "opencv": (OpenCVCameraConfig, OpenCVSource),
+    }
 
 
-@pytest.mark.parametrize(("data", "cls", "own"), [
-    ({"type": "synthetic", "seed": 3, "split": "train", "duration_s": 5, "size": 32}, SyntheticCameraConfig,
-     {"seed": 3, "split": "train", "duration_s": 5.0, "size": 32}),
-    ({"type": "file", "path": "clip.mp4"}, FileCameraConfig, {"path": "clip.mp4"}),
-    ({"type": "file", "path": "rtsp://10.0.0.5:554/stream"}, FileCameraConfig, {"path": "rtsp://10.0.0.5:554/stream"}),
-    ({"type": "opencv", "index": 2}, OpenCVCameraConfig, {"index": 2}),
-    ({"type": "opencv"}, OpenCVCameraConfig, {"index": 0}),
-    ({}, SyntheticCameraConfig, {"seed": 0, "size": 64}),  # no type: synthetic
-])
+@pytest.mark.parametrize(
+    ("data", "cls", "own"),
+    [
+        (
+            {"type": "synthetic", "seed": 3, "split": "train", "duration_s": 5, "size": 32},
+            SyntheticCameraConfig,
+            {"seed": 3, "split": "train", "duration_s": 5.0, "size": 32},
+        ),
+        ({"type": "file", "path": "clip.mp4"}, FileCameraConfig, {"path": "clip.mp4"}),
+        (
+            {"type": "file", "path": "rtsp://10.0.0.5:554/stream"},
+            FileCameraConfig,
+            {"path": "rtsp://10.0.0.5:554/stream"},
+        ),
+        ({"type": "opencv", "index": 2}, OpenCVCameraConfig, {"index": 2}),
+        ({"type": "opencv"}, OpenCVCameraConfig, {"index": 0}),
+        ({}, SyntheticCameraConfig, {"seed": 0, "size": 64}),  # no type: synthetic
+    ],
+)
 def test_each_kind_validates_with_the_common_and_its_own_fields(data, cls, own):
     cam = CAMERA.validate_python({"name": "c1", "fps": 12, "loop": True, "retry_max_s": 3, **data})
     assert type(cam) is cls and isinstance(cam, CameraConfig)
@@ -69,7 +80,8 @@ def test_kind_specific_checks_and_keys():
 
 def test_file_preflight_names_a_missing_file_but_not_a_url(tmp_path):
     assert FileCameraConfig(path=str(tmp_path / "no.mp4")).preflight() == {
-        "path": f"video file not found: {tmp_path / 'no.mp4'}"}
+        "path": f"video file not found: {tmp_path / 'no.mp4'}"
+    }
     (tmp_path / "yes.mp4").write_bytes(b"")
     assert FileCameraConfig(path=str(tmp_path / "yes.mp4")).preflight() == {}
     assert FileCameraConfig(path="rtsp://10.0.0.5/x").preflight() == {}
@@ -90,8 +102,9 @@ def test_with_source_keeps_the_common_fields_and_drops_the_old_kinds():
     assert back == SyntheticCameraConfig(name="left", fps=10, loop=True)  # its own defaults again
     same = CAMERA.validate_python(with_source(synthetic, "synthetic"))
     assert (same.size, same.seed) == (32, 4)  # the same kind keeps its own keys
-    assert CAMERA.validate_python(with_source(synthetic, "1")) == OpenCVCameraConfig(name="left", fps=10, loop=True,
-                                                                                      index=1)
+    assert CAMERA.validate_python(with_source(synthetic, "1")) == OpenCVCameraConfig(
+        name="left", fps=10, loop=True, index=1
+    )
 
 
 def test_synthetic_frames_match_the_stream_and_seek():

@@ -23,12 +23,19 @@ from perception.nodes.text_embeddings import (
 from .harness import embed, embed_server, node_config, running
 
 
-@pytest.mark.parametrize(("params", "why"), [
-    ({}, "non-empty list"), ({"texts": "a red circle"}, "non-empty list"), ({"texts": []}, "non-empty list"),
-    ({"texts": ["ok", ""]}, "non-empty"), ({"texts": ["ok", 3]}, "non-empty"), ({"texts": [" "]}, "non-empty"),
-    ({"texts": ["t"] * (MAX_EMBED_TEXTS + 1)}, f"at most {MAX_EMBED_TEXTS}"),
-    ({"texts": ["ok", "x" * (MAX_EMBED_CHARS + 1)]}, f"at most {MAX_EMBED_CHARS}"),
-])
+@pytest.mark.parametrize(
+    ("params", "why"),
+    [
+        ({}, "non-empty list"),
+        ({"texts": "a red circle"}, "non-empty list"),
+        ({"texts": []}, "non-empty list"),
+        ({"texts": ["ok", ""]}, "non-empty"),
+        ({"texts": ["ok", 3]}, "non-empty"),
+        ({"texts": [" "]}, "non-empty"),
+        ({"texts": ["t"] * (MAX_EMBED_TEXTS + 1)}, f"at most {MAX_EMBED_TEXTS}"),
+        ({"texts": ["ok", "x" * (MAX_EMBED_CHARS + 1)]}, f"at most {MAX_EMBED_CHARS}"),
+    ],
+)
 def test_embed_params_are_bounded(params, why):
     with pytest.raises(RpcError) as err:
         embed_texts_param(params)
@@ -39,8 +46,17 @@ def test_the_limits_themselves_are_fine():
     assert len(embed_texts_param({"texts": ["x" * MAX_EMBED_CHARS] * MAX_EMBED_TEXTS})) == MAX_EMBED_TEXTS
 
 
-@pytest.mark.parametrize("result", [None, [], {"embeddings": "x"}, {"embeddings": [[1.0, 2.0]]},
-                                    {"embeddings": [[1.0], [2.0, 3.0]]}, {"embeddings": [[float("nan")], [1.0]]}])
+@pytest.mark.parametrize(
+    "result",
+    [
+        None,
+        [],
+        {"embeddings": "x"},
+        {"embeddings": [[1.0, 2.0]]},
+        {"embeddings": [[1.0], [2.0, 3.0]]},
+        {"embeddings": [[float("nan")], [1.0]]},
+    ],
+)
 def test_a_reply_that_is_not_n_finite_rows_is_refused(result):
     with pytest.raises(ValueError):
         embeddings_of(result, 2)
@@ -95,8 +111,11 @@ async def test_a_refusal_other_than_busy_is_not_retried(runtime_dir, random_chec
 
 
 async def test_the_events_node_fails_to_start_without_an_encoder(runtime_dir, random_checkpoint):
-    config = node_config(runtime_dir, random_checkpoint,
-                         supervisor={"startup_timeout_s": 1.0, "backoff_initial_s": 0.2, "backoff_max_s": 2.0})
+    config = node_config(
+        runtime_dir,
+        random_checkpoint,
+        supervisor={"startup_timeout_s": 1.0, "backoff_initial_s": 0.2, "backoff_max_s": 2.0},
+    )
     with pytest.raises(RuntimeError, match="no label embeddings: no `embed` reply from the encoder"):
         async with running(EventsNode, config, []):
             pass

@@ -17,7 +17,9 @@ def frame(i: int, cam: str = "cam0", size: int = 4, t_ns: int | None = None) -> 
     return Frame(cam=cam, index=i, t_capture_ns=t_ns if t_ns is not None else 10**9 + i, stream_s=i / 30, image=image)
 
 
-def schedule(w: int = 4, step: int = 2, stride: int = 4, max_batch: int = 8, **kw) -> tuple[WindowSchedule, collections.Counter]:
+def schedule(
+    w: int = 4, step: int = 2, stride: int = 4, max_batch: int = 8, **kw
+) -> tuple[WindowSchedule, collections.Counter]:
     counters: collections.Counter[str] = collections.Counter()
     return WindowSchedule(w, step, stride, max_batch, counters, max_cameras=kw.pop("max_cameras", 16), **kw), counters
 

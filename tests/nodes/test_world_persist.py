@@ -27,17 +27,20 @@ from perception.nodes.world_store import MAX_LINE_BYTES, encode_line, load_recor
 
 from .conftest import wait_for
 from .harness import collect, embed, embed_server, node_config, running
+from .streams import quarter_window, unit
 
 DIM = 32  # tests.support.SMALL_MODEL's embed_dim
 
 
-def unit(v: np.ndarray) -> np.ndarray:
-    return (v / np.linalg.norm(v)).astype(np.float32)
-
-
 def span(cam: str, k: int, t0: int) -> dict:
-    return dict(cam=cam, segment_id=k, start_ns=t0 + k * 10**9, end_ns=t0 + (k + 1) * 10**9,
-                start_s=float(k), end_s=float(k + 1))
+    return dict(
+        cam=cam,
+        segment_id=k,
+        start_ns=t0 + k * 10**9,
+        end_ns=t0 + (k + 1) * 10**9,
+        start_s=float(k),
+        end_s=float(k + 1),
+    )
 
 
 def segment(cam: str, k: int, t0: int, emb: np.ndarray | None, label: str = "x") -> Event:
@@ -49,10 +52,7 @@ def caption(cam: str, k: int, t0: int, text: str) -> Caption:
     return Caption(text=text, t_capture_ns=s["end_ns"], latency_ms=3.0, **s)
 
 
-def window(cam: str, i: int, vec: np.ndarray, t0: int) -> Embedding:
-    end = t0 + (i + 1) * 250_000_000
-    return Embedding(cam=cam, window=i, start_ns=end - 250_000_000, end_ns=end, start_s=i * 0.25,
-                     end_s=(i + 1) * 0.25, model_id="test", t_capture_ns=end, embedding=vec)
+window = quarter_window
 
 
 def small_file_records(dim: int) -> list[tuple[dict, np.ndarray | None]]:
@@ -61,15 +61,38 @@ def small_file_records(dim: int) -> list[tuple[dict, np.ndarray | None]]:
     t0 = 1_700_000_000_000_000_000
     base = dict(start_ns=t0, end_ns=t0 + 10**9, start_s=0.0, end_s=1.0)
     return [
-        ({"kind": "segment", "camera": "cam0", "segment_id": 7, **base, "labels": [{"label": "a", "score": 0.5}]},
-         unit(rng.normal(size=dim))),
-        ({"kind": "caption", "camera": "cam0", "segment_id": 7, "text": "the red circle — moves", **base,
-          "latency_ms": 4.5}, None),
-        ({"kind": "watch", "camera": "cam0", "segment_id": 8, **base, "labels": [{"label": "w", "score": 0.9}],
-          "watch": "w", "active": True}, None),
+        (
+            {"kind": "segment", "camera": "cam0", "segment_id": 7, **base, "labels": [{"label": "a", "score": 0.5}]},
+            unit(rng.normal(size=dim)),
+        ),
+        (
+            {
+                "kind": "caption",
+                "camera": "cam0",
+                "segment_id": 7,
+                "text": "the red circle — moves",
+                **base,
+                "latency_ms": 4.5,
+            },
+            None,
+        ),
+        (
+            {
+                "kind": "watch",
+                "camera": "cam0",
+                "segment_id": 8,
+                **base,
+                "labels": [{"label": "w", "score": 0.9}],
+                "watch": "w",
+                "active": True,
+            },
+            None,
+        ),
         ({"kind": "segment", "camera": "cam1", "segment_id": 1, **base, "labels": []}, None),
-        ({"kind": "caption", "camera": "cam1", "segment_id": 1, "text": "a blue square", **base,
-          "latency_ms": 1.0}, None),
+        (
+            {"kind": "caption", "camera": "cam1", "segment_id": 1, "text": "a blue square", **base, "latency_ms": 1.0},
+            None,
+        ),
     ]
 
 
@@ -99,9 +122,9 @@ def test_every_byte_offset_of_truncation_or_garbage_keeps_exactly_the_intact_lin
         assert len(dropped) == int(torn), offset
     for garbage in (b"\xff", b"{", b"0"):
         for offset in range(len(data)):
-            if data[offset:offset + 1] == garbage:
+            if data[offset : offset + 1] == garbage:
                 continue
-            kept, dropped = load(data[:offset] + garbage + data[offset + 1:])
+            kept, dropped = load(data[:offset] + garbage + data[offset + 1 :])
             hit = int(np.searchsorted(ends, offset, side="right"))  # the line holding the byte
             lost = {hit, hit + 1} if offset == ends[hit] - 1 else {hit}  # a newline joins two lines
             assert_same(kept, [records[i] for i in range(len(lines)) if i not in lost])
@@ -114,7 +137,11 @@ def test_every_kind_of_bad_line_is_dropped_with_its_line_number(tmp_path):
     wrong_dim = encode_line(seg, np.ones(9, np.float32))
     nan_line = json.dumps(dict(seg, embedding=[float("nan")] * 8)) + "\n"
     bad = [
-        b"null\n", b"[]\n", b"42\n", b'"text"\n', b'{"kind": "segment"}\n',
+        b"null\n",
+        b"[]\n",
+        b"42\n",
+        b'"text"\n',
+        b'{"kind": "segment"}\n',
         json.dumps(dict(cap, segment_id=True)).encode() + b"\n",  # a bool is no id
         json.dumps(dict(cap, segment_id=-1)).encode() + b"\n",
         json.dumps(dict(cap, start_ns=2**70)).encode() + b"\n",  # beyond int64
@@ -124,7 +151,10 @@ def test_every_kind_of_bad_line_is_dropped_with_its_line_number(tmp_path):
         json.dumps(dict(cap, embedding=[1.0] * 8)).encode() + b"\n",  # only segments carry one
         json.dumps(dict(seg, labels=[{"label": "a"}])).encode() + b"\n",
         json.dumps(dict(seg, embedding=["a"] * 8)).encode() + b"\n",
-        wrong_dim, nan_line.encode(), b"\xff\xfe{}\n", b"[" * 200_000 + b"\n",
+        wrong_dim,
+        nan_line.encode(),
+        b"\xff\xfe{}\n",
+        b"[" * 200_000 + b"\n",
         b"x" * (MAX_LINE_BYTES + 10) + b"\n",
     ]
     content = [encode_line(seg, emb), *bad, legacy.encode(), b"\n", b"{torn"]
@@ -137,7 +167,8 @@ def test_every_kind_of_bad_line_is_dropped_with_its_line_number(tmp_path):
 
 
 async def test_a_node_starts_on_a_corrupted_file_keeps_what_is_valid_and_says_what_it_dropped(
-        runtime_dir, random_checkpoint, text_model):
+    runtime_dir, random_checkpoint, text_model
+):
     persist = runtime_dir / "world.jsonl"
     t0 = time.time_ns()
     records = [(r | {"start_ns": t0, "end_ns": t0 + 1}, e) for r, e in small_file_records(DIM)]
@@ -164,7 +195,8 @@ async def test_a_node_starts_on_a_corrupted_file_keeps_what_is_valid_and_says_wh
 
 
 async def test_a_wrong_dimension_embedding_is_rejected_and_search_works_for_every_camera(
-        runtime_dir, random_checkpoint, text_model):
+    runtime_dir, random_checkpoint, text_model
+):
     config = node_config(runtime_dir, random_checkpoint)
     t0 = time.time_ns()
     async with running(WorldNode, config, []) as (node, pub, sub), embed_server(config, text_model):
@@ -174,8 +206,17 @@ async def test_a_wrong_dimension_embedding_is_rejected_and_search_works_for_ever
             pub.publish_nowait(f"events/{cam}", segment(cam, 0, t0, e))
         pub.publish_nowait("events/cam1", segment("cam1", 1, t0, np.ones(DIM + 1, np.float32)))
         pub.publish_nowait("events/cam2", segment("cam2", 0, t0, np.full(DIM, np.nan, np.float32)))
-        pub.publish_nowait("events/cam1", Event(cam="cam1", kind="watch", segment_id=2, start_ns=t0, end_ns=t0,
-                                                labels=[LabelScore(label="w", score=0.5)]))  # no phrase
+        pub.publish_nowait(
+            "events/cam1",
+            Event(
+                cam="cam1",
+                kind="watch",
+                segment_id=2,
+                start_ns=t0,
+                end_ns=t0,
+                labels=[LabelScore(label="w", score=0.5)],
+            ),
+        )  # no phrase
         await wait_for(lambda: node.counters["stored.Event"] + node.counters["rejected.Event"] == 5, 20)
         assert node.counters["stored.Event"] == 2 and node.counters["rejected.Event"] == 3
         async with RpcClient(config.bus, timeout=10, retries=1) as rpc:
@@ -197,16 +238,37 @@ async def test_malformed_query_params_are_bad_requests(runtime_dir, random_check
         e = embed(text_model, ["x"])[0]
         pub.publish_nowait("events/cam0", segment("cam0", 5, t0, e))
         # an events node that restarted numbers from a new, larger base: its watch events carry it
-        pub.publish_nowait("events/cam0", Event(cam="cam0", kind="watch", segment_id=9000, start_ns=t0, end_ns=t0,
-                                                watch="w", active=True, labels=[LabelScore(label="w", score=0.5)]))
+        pub.publish_nowait(
+            "events/cam0",
+            Event(
+                cam="cam0",
+                kind="watch",
+                segment_id=9000,
+                start_ns=t0,
+                end_ns=t0,
+                watch="w",
+                active=True,
+                labels=[LabelScore(label="w", score=0.5)],
+            ),
+        )
         pub.publish_nowait("embeddings/cam0", window("cam0", 3, e, t0))
         await wait_for(lambda: node.counters["stored.Embedding"] == 1 and node.counters["stored.Event"] == 2, 20)
         bad = [
-            ("now", {"camera": 5}), ("history", {"camera": ["cam0"]}), ("history", {"since_ns": "yesterday"}),
-            ("history", {"until_ns": True}), ("history", {"kinds": "caption"}), ("history", {"kinds": [1]}),
-            ("history", {"limit": 0}), ("history", {"limit": 10_001}), ("history", {"limit": "5"}),
-            ("history", {"limit": 2.5}), ("search", {"text": "x" * 1001}), ("search", {"text": 3}),
-            ("search", {"text": "x", "k": 0}), ("search", {"text": "x", "k": 101}), ("search", {"text": "x", "k": "1"}),
+            ("now", {"camera": 5}),
+            ("history", {"camera": ["cam0"]}),
+            ("history", {"since_ns": "yesterday"}),
+            ("history", {"until_ns": True}),
+            ("history", {"kinds": "caption"}),
+            ("history", {"kinds": [1]}),
+            ("history", {"limit": 0}),
+            ("history", {"limit": 10_001}),
+            ("history", {"limit": "5"}),
+            ("history", {"limit": 2.5}),
+            ("search", {"text": "x" * 1001}),
+            ("search", {"text": 3}),
+            ("search", {"text": "x", "k": 0}),
+            ("search", {"text": "x", "k": 101}),
+            ("search", {"text": "x", "k": "1"}),
             ("search", {"text": "x", "camera": {}}),
         ]
         async with RpcClient(config.bus, timeout=10, retries=1) as rpc:
@@ -232,8 +294,11 @@ def memory_snapshot(node: WorldNode) -> dict:
 async def test_the_file_is_private_compacted_and_reloads_to_the_same_memory(runtime_dir, random_checkpoint):
     persist = runtime_dir / "state" / "world.jsonl"
     max_items, compact_every, n = 10, 8, 60
-    config = node_config(runtime_dir, random_checkpoint, world={
-        "persist": str(persist), "max_items": max_items, "compact_every": compact_every, "fsync_interval_s": 0})
+    config = node_config(
+        runtime_dir,
+        random_checkpoint,
+        world={"persist": str(persist), "max_items": max_items, "compact_every": compact_every, "fsync_interval_s": 0},
+    )
     t0 = time.time_ns()
     rng = np.random.default_rng(0)
     async with running(WorldNode, config, []) as (node, pub, sub):
@@ -242,9 +307,19 @@ async def test_the_file_is_private_compacted_and_reloads_to_the_same_memory(runt
             for cam in ("cam0", "cam1"):
                 pub.publish_nowait(f"events/{cam}", segment(cam, k, t0, unit(rng.normal(size=DIM))))
                 pub.publish_nowait(f"captions/{cam}", caption(cam, k, t0, f"caption {cam} {k}"))
-                pub.publish_nowait(f"events/{cam}", Event(
-                    cam=cam, kind="watch", segment_id=k + 1, start_ns=t0, end_ns=t0 + k * 10**9, watch=f"w{k % 3}",
-                    active=k % 2 == 0, labels=[LabelScore(label=f"w{k % 3}", score=0.5)]))
+                pub.publish_nowait(
+                    f"events/{cam}",
+                    Event(
+                        cam=cam,
+                        kind="watch",
+                        segment_id=k + 1,
+                        start_ns=t0,
+                        end_ns=t0 + k * 10**9,
+                        watch=f"w{k % 3}",
+                        active=k % 2 == 0,
+                        labels=[LabelScore(label=f"w{k % 3}", score=0.5)],
+                    ),
+                )
             await asyncio.sleep(0.005)
         await wait_for(lambda: node.counters["stored.Event"] + node.counters["stored.Caption"] == 6 * n, 30)
         assert node.counters["compactions"] > 1  # at start, then as the file grew
@@ -261,8 +336,13 @@ async def test_the_file_is_private_compacted_and_reloads_to_the_same_memory(runt
 
 async def test_invented_cameras_stay_bounded_and_configured_ones_are_kept(runtime_dir, random_checkpoint, text_model):
     cameras = [{"name": "cam0"}, {"name": "cam1"}]
-    config = node_config(runtime_dir, random_checkpoint, cameras=cameras, world={"max_cameras": 4},
-                         events={"max_cameras": 3, "max_len_s": None})
+    config = node_config(
+        runtime_dir,
+        random_checkpoint,
+        cameras=cameras,
+        world={"max_cameras": 4},
+        events={"max_cameras": 3, "max_len_s": None},
+    )
     t0 = time.time_ns()
     invented = [f"x{i}" for i in range(20)]
     async with running(WorldNode, config, []) as (node, pub, sub):
@@ -281,23 +361,40 @@ async def test_invented_cameras_stay_bounded_and_configured_ones_are_kept(runtim
         assert node.counters["streams_evicted"] == len(invented) - 1
 
 
-async def test_a_restarted_events_node_numbers_its_segments_above_the_first_runs(runtime_dir, random_checkpoint,
-                                                                                 text_model):
+async def test_a_restarted_events_node_numbers_its_segments_above_the_first_runs(
+    runtime_dir, random_checkpoint, text_model
+):
     # cam0 at 30 fps with stride 8: one window per 0.267 s; a forced boundary every 1 s of stream time
-    config = node_config(runtime_dir, random_checkpoint,
-                         events={"threshold": 1000.0, "min_len_s": 0.5, "max_len_s": 1.0, "top_labels": 1})
+    config = node_config(
+        runtime_dir,
+        random_checkpoint,
+        events={"threshold": 1000.0, "min_len_s": 0.5, "max_len_s": 1.0, "top_labels": 1},
+    )
     step_ns = round(8 / 30 * 1e9)
 
     def feed(pub, vec: np.ndarray, t0: int, n: int) -> None:
         for i in range(n):
             end = t0 + (i + 1) * step_ns
-            pub.publish_nowait("embeddings/cam0", Embedding(
-                cam="cam0", window=i, start_ns=end - step_ns, end_ns=end, start_s=i * step_ns / 1e9,
-                end_s=(i + 1) * step_ns / 1e9, model_id="test", t_capture_ns=end, embedding=vec))
+            pub.publish_nowait(
+                "embeddings/cam0",
+                Embedding(
+                    cam="cam0",
+                    window=i,
+                    start_ns=end - step_ns,
+                    end_ns=end,
+                    start_s=i * step_ns / 1e9,
+                    end_s=(i + 1) * step_ns / 1e9,
+                    model_id="test",
+                    t_capture_ns=end,
+                    embedding=vec,
+                ),
+            )
 
     async def run(t0s: list[int], n: int) -> list[int]:
-        async with embed_server(config, text_model), running(EventsNode, config, ["events/", "decode/"]) as (
-                node, pub, sub):
+        async with (
+            embed_server(config, text_model),
+            running(EventsNode, config, ["events/", "decode/"]) as (node, pub, sub),
+        ):
             vec = embed(text_model, ["alpha"])[0]
             for t0 in t0s:
                 feed(pub, vec, t0, n)

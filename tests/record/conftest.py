@@ -60,7 +60,9 @@ def sample_blob(i: int) -> Blob:
     return Blob(label=f"b{i}", data=data)
 
 
-def write_synthetic(path: Path, n: int = 20, interval_ms: int = 50, topics=("demo/a", "other/b")) -> list[tuple[str, int]]:
+def write_synthetic(
+    path: Path, n: int = 20, interval_ms: int = 50, topics=("demo/a", "other/b")
+) -> list[tuple[str, int]]:
     """A recording written directly (no bus): n messages per topic `interval_ms` apart. Returns (topic, seq)."""
     writer = BusMcapWriter(path)
     writer.metadata("session", {"test": True})
@@ -70,8 +72,15 @@ def write_synthetic(path: Path, n: int = 20, interval_ms: int = 50, topics=("dem
         for topic in topics:
             msg = sample_blob(i) if topic.startswith("demo/") else Text(text=f"t{i}")
             parts = encode(topic, msg, seq=i, src="synthetic", t_ns=t0 + i * interval_ms * 10**6)
-            writer.write(topic, msg.TYPE, msg.VERSION, seq=i, t_pub=t0 + i * interval_ms * 10**6,
-                         t_log=t0 + i * interval_ms * 10**6 + 1000, data=pack_message(parts[1], parts[2:]))
+            writer.write(
+                topic,
+                msg.TYPE,
+                msg.VERSION,
+                seq=i,
+                t_pub=t0 + i * interval_ms * 10**6,
+                t_log=t0 + i * interval_ms * 10**6 + 1000,
+                data=pack_message(parts[1], parts[2:]),
+            )
             sent.append((topic, i))
     writer.close()
     return sent

@@ -29,7 +29,11 @@ PIPE = {
     "cameras": [{"name": "cam0", "seed": 3, "fps": 10, "size": 32, "duration_s": 60, "loop": False}],
     "encoder": {"threads": 1, "frame_step": 1, "stride_frames": 2},
     # 2 and 4 windows at stride 2 / 10 fps
-    "events": {"min_len_s": 0.4, "max_len_s": 0.8, "watch": [{"label": "the red circle grows", "enter": 0.0, "leave": -0.2}]},
+    "events": {
+        "min_len_s": 0.4,
+        "max_len_s": 0.8,
+        "watch": [{"label": "the red circle grows", "enter": 0.0, "leave": -0.2}],
+    },
     "nodes": ["capture"],
 }
 
@@ -78,8 +82,7 @@ async def replay_into_fresh_pipeline(recording, checkpoint):
                     if t.done():
                         t.result()
                 await asyncio.sleep(0.05)
-        rc, out, err = await perception_run("replay", str(recording), "--config", str(path), "--rate", "1",
-                                            timeout=120)
+        rc, out, err = await perception_run("replay", str(recording), "--config", str(path), "--rate", "1", timeout=120)
         assert rc == 0, err
         embeddings, events = {}, []
         while True:  # drain until the pipeline has been quiet for 3 s
@@ -91,9 +94,18 @@ async def replay_into_fresh_pipeline(recording, checkpoint):
             if env.topic.startswith("embeddings/"):
                 embeddings[(msg.start_ns, msg.end_ns)] = np.asarray(msg.embedding).tobytes()
             else:
-                events.append((msg.kind, msg.segment_id, msg.start_ns, msg.end_ns, msg.watch, msg.active,
-                               [(x.label, x.score) for x in msg.labels],
-                               None if msg.embedding is None else np.asarray(msg.embedding).tobytes()))
+                events.append(
+                    (
+                        msg.kind,
+                        msg.segment_id,
+                        msg.start_ns,
+                        msg.end_ns,
+                        msg.watch,
+                        msg.active,
+                        [(x.label, x.score) for x in msg.labels],
+                        None if msg.embedding is None else np.asarray(msg.embedding).tobytes(),
+                    )
+                )
         encoder = nodes[0]
         assert encoder.counters["windows_dropped"] == 0 and encoder.sub.stats.superseded == 0, encoder.counters
         return embeddings, events

@@ -90,5 +90,3 @@ def test_info_on_empty_and_blob_only_files(runtime_dir):
     w.close()
     info = describe(one)
     assert [(t.topic, t.count, t.rate_hz) for t in info.topics] == [("x/y", 1, 0.0)]
-
-

@@ -41,7 +41,8 @@ def test_stored_message_decodes_back_through_the_bus_codec(i):
 
 
 @pytest.mark.parametrize(
-    "data", [b"", b"\xc1", msgpack.packb({"a": 1}), msgpack.packb([]), b"\x92\x80\xc6\x00\x00\x10\x00ab", b"\x92\x80\x01"],
+    "data",
+    [b"", b"\xc1", msgpack.packb({"a": 1}), msgpack.packb([]), b"\x92\x80\xc6\x00\x00\x10\x00ab", b"\x92\x80\x01"],
     ids=["empty", "reserved-byte", "not-array", "empty-array", "bin-past-end", "buffer-not-bin"],
 )
 def test_unpack_rejects_garbage_with_recording_error(data):

@@ -109,8 +109,9 @@ async def test_sigkill_then_recover_keeps_everything_older_than_the_flush_bound(
     flush_s = 0.2
     broken = runtime_dir / "broken.mcap"
     fixed = runtime_dir / "fixed.mcap"
-    rec = await perception("record", str(broken), "--topics", "demo/", "--flush-interval", str(flush_s),
-                           "--config", str(config_file))
+    rec = await perception(
+        "record", str(broken), "--topics", "demo/", "--flush-interval", str(flush_s), "--config", str(config_file)
+    )
     await wait_line(rec, "recording")
     pub = Publisher(bus_config, src="talker")
     await pub.ready()

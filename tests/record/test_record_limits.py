@@ -129,19 +129,18 @@ def tiny_disk(tmp_path):
     where = tmp_path / "disk"
     where.mkdir()
     try:
-        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(where)], check=True,
-                       capture_output=True)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(where)], check=True, capture_output=True)
     except (OSError, subprocess.CalledProcessError) as exc:
         pytest.skip(f"cannot mount a tmpfs here: {exc}")
     yield where
     subprocess.run(["umount", str(where)], check=False)
 
 
-async def test_a_full_disk_is_a_clear_error_and_the_file_so_far_is_readable(proxy, bus_config, runtime_dir,
-                                                                         tiny_disk):
+async def test_a_full_disk_is_a_clear_error_and_the_file_so_far_is_readable(proxy, bus_config, runtime_dir, tiny_disk):
     out = tiny_disk / "full.mcap"
-    recorder = Recorder(bus_config, out, topics=["demo/"], compression="none", chunk_size=64 * 1024,
-                        flush_interval_s=0.05)
+    recorder = Recorder(
+        bus_config, out, topics=["demo/"], compression="none", chunk_size=64 * 1024, flush_interval_s=0.05
+    )
     task = asyncio.create_task(recorder.run())
     await recorder.ready.wait()
     pub = Publisher(bus_config, src="camera")
@@ -177,12 +176,14 @@ async def test_record_refuses_an_existing_file_unless_forced(proxy, config_file,
     code, stdout, err = await perception_run("record", str(out), "--duration", "0.3", "--config", str(config_file))
     assert code == 2 and "exists" in err and "--force" in err
     assert out.read_bytes() == b"precious"
-    code, stdout, err = await perception_run("record", "--recover", str(runtime_dir / "any.mcap"), str(out),
-                                             "--config", str(config_file))
+    code, stdout, err = await perception_run(
+        "record", "--recover", str(runtime_dir / "any.mcap"), str(out), "--config", str(config_file)
+    )
     assert code == 2 and "exists" in err and out.read_bytes() == b"precious"
 
-    code, stdout, err = await perception_run("record", str(out), "--duration", "0.3", "--force",
-                                             "--config", str(config_file))
+    code, stdout, err = await perception_run(
+        "record", str(out), "--duration", "0.3", "--force", "--config", str(config_file)
+    )
     assert code == 0, err
     assert json.loads(stdout.strip().splitlines()[-1])["dropped"] == 0
     assert "session" in load_metadata(out)

@@ -21,8 +21,11 @@ WINDOW_S = 0.25
 
 
 def write_config(path: Path, runtime_dir: Path, checkpoint: Path) -> Path:
-    cfg = {"name": "test", "bus": {"runtime_dir": str(runtime_dir), "stats_interval_s": 0.2, "ready_timeout_s": 10},
-           "model": {"checkpoint": str(checkpoint), "device": "cpu", "dtype": "float32"}}
+    cfg = {
+        "name": "test",
+        "bus": {"runtime_dir": str(runtime_dir), "stats_interval_s": 0.2, "ready_timeout_s": 10},
+        "model": {"checkpoint": str(checkpoint), "device": "cpu", "dtype": "float32"},
+    }
     path.write_text(yaml.safe_dump(cfg))
     return path
 
@@ -45,8 +48,9 @@ def write_session(path: Path, model, cam: str = "cam0") -> list[str]:
         seq = seqs.get(topic, 0)
         seqs[topic] = seq + 1
         parts = encode(topic, msg, seq=seq, src="session", t_ns=t_ns)
-        writer.write(topic, msg.TYPE, msg.VERSION, seq=seq, t_pub=t_ns, t_log=t_ns,
-                     data=pack_message(parts[1], parts[2:]))
+        writer.write(
+            topic, msg.TYPE, msg.VERSION, seq=seq, t_pub=t_ns, t_log=t_ns, data=pack_message(parts[1], parts[2:])
+        )
 
     w = 0
     for seg_id, (text, n) in enumerate(SCRIPT):
@@ -54,16 +58,45 @@ def write_session(path: Path, model, cam: str = "cam0") -> list[str]:
         for _ in range(n):
             s0, s1 = w * WINDOW_S, w * WINDOW_S + 2.0
             t_ns = t0 + int(s1 * 1e9)
-            put(f"embeddings/{cam}", Embedding(cam=cam, window=w, start_ns=t0 + int(s0 * 1e9), end_ns=t_ns,
-                                                start_s=s0, end_s=s1, model_id="test", t_capture_ns=t_ns,
-                                                embedding=vecs[seg_id]), t_ns)
+            put(
+                f"embeddings/{cam}",
+                Embedding(
+                    cam=cam,
+                    window=w,
+                    start_ns=t0 + int(s0 * 1e9),
+                    end_ns=t_ns,
+                    start_s=s0,
+                    end_s=s1,
+                    model_id="test",
+                    t_capture_ns=t_ns,
+                    embedding=vecs[seg_id],
+                ),
+                t_ns,
+            )
             w += 1
-        span = dict(cam=cam, segment_id=seg_id, start_ns=t0 + int(seg_start * WINDOW_S * 1e9),
-                    end_ns=t0 + int(((w - 1) * WINDOW_S + 2.0) * 1e9), start_s=seg_start * WINDOW_S,
-                    end_s=(w - 1) * WINDOW_S + 2.0)
-        put(f"events/{cam}", Event(kind="segment", labels=[LabelScore(label=text, score=0.9)],
-                                   t_capture_ns=span["end_ns"], embedding=vecs[seg_id], **span), span["end_ns"] + 1)
-        put(f"captions/{cam}", Caption(text=text, t_capture_ns=span["end_ns"], latency_ms=1.0, **span),
-            span["end_ns"] + 2)
+        span = dict(
+            cam=cam,
+            segment_id=seg_id,
+            start_ns=t0 + int(seg_start * WINDOW_S * 1e9),
+            end_ns=t0 + int(((w - 1) * WINDOW_S + 2.0) * 1e9),
+            start_s=seg_start * WINDOW_S,
+            end_s=(w - 1) * WINDOW_S + 2.0,
+        )
+        put(
+            f"events/{cam}",
+            Event(
+                kind="segment",
+                labels=[LabelScore(label=text, score=0.9)],
+                t_capture_ns=span["end_ns"],
+                embedding=vecs[seg_id],
+                **span,
+            ),
+            span["end_ns"] + 1,
+        )
+        put(
+            f"captions/{cam}",
+            Caption(text=text, t_capture_ns=span["end_ns"], latency_ms=1.0, **span),
+            span["end_ns"] + 2,
+        )
     writer.close()
     return texts

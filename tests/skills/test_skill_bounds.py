@@ -17,8 +17,17 @@ from skills.timeline import Session, Timeline
 
 
 def embedding(cam: str, w: int) -> Embedding:
-    return Embedding(cam=cam, window=w, start_ns=w, end_ns=w + 1, start_s=w * 0.25, end_s=w * 0.25 + 2.0,
-                     model_id="test", t_capture_ns=w, embedding=np.full(8, w, np.float32))
+    return Embedding(
+        cam=cam,
+        window=w,
+        start_ns=w,
+        end_ns=w + 1,
+        start_s=w * 0.25,
+        end_s=w * 0.25 + 2.0,
+        model_id="test",
+        t_capture_ns=w,
+        embedding=np.full(8, w, np.float32),
+    )
 
 
 async def test_planner_keeps_only_its_latest_decisions(proxy, app_config):
@@ -43,8 +52,20 @@ async def test_live_timeline_keeps_the_newest_windows(proxy, app_config, tmp_pat
     async with Publisher(app_config.bus, src="t") as pub:
         for w in range(60):
             await pub.publish("embeddings/cam0", embedding("cam0", w))
-        await pub.publish("captions/cam0", Caption(cam="cam0", segment_id=1, text="x", start_ns=0, end_ns=1,
-                                                   start_s=0, end_s=1, t_capture_ns=1, latency_ms=1.0))
+        await pub.publish(
+            "captions/cam0",
+            Caption(
+                cam="cam0",
+                segment_id=1,
+                text="x",
+                start_ns=0,
+                end_ns=1,
+                start_s=0,
+                end_s=1,
+                t_capture_ns=1,
+                latency_ms=1.0,
+            ),
+        )
         await asyncio.wait_for(task, 60)
     track = timeline.session.cameras["cam0"]
     assert [int(v[0]) for _, v in track.windows] == list(range(50, 60))  # the newest 10, in order
@@ -57,8 +78,19 @@ def test_a_session_bounds_cameras_and_every_kind_of_item():
     for cam in range(10):  # camera names come from publishers
         for w in range(5):
             session.add(embedding(f"cam{cam}", w))
-            session.add(Caption(cam=f"cam{cam}", segment_id=w, text=str(w), start_ns=0, end_ns=1, start_s=0,
-                                end_s=1, t_capture_ns=1, latency_ms=1.0))
+            session.add(
+                Caption(
+                    cam=f"cam{cam}",
+                    segment_id=w,
+                    text=str(w),
+                    start_ns=0,
+                    end_ns=1,
+                    start_s=0,
+                    end_s=1,
+                    t_capture_ns=1,
+                    latency_ms=1.0,
+                )
+            )
     assert sorted(session.cameras) == ["cam6", "cam7", "cam8", "cam9"]  # least recently seen fell out
     assert session.cameras.evicted == 6
     track = session.cameras["cam9"]

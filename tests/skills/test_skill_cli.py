@@ -17,8 +17,17 @@ from perception.messages import Caption
 
 def caption(text: str, seg: int, cam: str = "cam0") -> Caption:
     t = time.time_ns()
-    return Caption(cam=cam, segment_id=seg, text=text, start_ns=t, end_ns=t, start_s=seg * 2.0,
-                   end_s=seg * 2.0 + 2.0, t_capture_ns=t, latency_ms=1.0)
+    return Caption(
+        cam=cam,
+        segment_id=seg,
+        text=text,
+        start_ns=t,
+        end_ns=t,
+        start_s=seg * 2.0,
+        end_s=seg * 2.0 + 2.0,
+        t_capture_ns=t,
+        latency_ms=1.0,
+    )
 
 
 def docs_snippet() -> str:
@@ -69,7 +78,8 @@ async def test_raising_skill_file_keeps_running_and_logs_context(proxy, config_f
         "    name = 'boom'\n"
         "    def on_caption(self, c):\n"
         "        if 'boom' in c.text: raise ValueError('planted ' + c.text)\n"
-        "        print('ok', c.text, flush=True)\n")
+        "        print('ok', c.text, flush=True)\n"
+    )
     proc = await perception("skill", f"{path}:Boom", "--config", str(config_file), "-n", "3")
     await wait_line(proc, "skill boom ready")
     async with Publisher(app_config.bus, src="t") as pub:
@@ -85,8 +95,9 @@ async def test_raising_skill_file_keeps_running_and_logs_context(proxy, config_f
 
 async def test_duration_without_messages_and_planner_without_world(proxy, config_file):
     t0 = time.monotonic()
-    proc = await perception("skill", "planner", "--config", str(config_file), "--duration", "3",
-                            "--rpc-timeout", "0.2", "--interval", "0.5")
+    proc = await perception(
+        "skill", "planner", "--config", str(config_file), "--duration", "3", "--rpc-timeout", "0.2", "--interval", "0.5"
+    )
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, err.decode()[-2000:]
     decisions = [json.loads(x) for x in out.decode().splitlines() if x.startswith('{"goal"')]

@@ -17,8 +17,17 @@ from skills import Output, Skill, SkillEvent, WorldUnavailable, on
 
 def caption(text: str, seg: int, cam: str = "cam0") -> Caption:
     t = time.time_ns()
-    return Caption(cam=cam, segment_id=seg, text=text, start_ns=t, end_ns=t, start_s=seg, end_s=seg + 1,
-                   t_capture_ns=t, latency_ms=1.0)
+    return Caption(
+        cam=cam,
+        segment_id=seg,
+        text=text,
+        start_ns=t,
+        end_ns=t,
+        start_s=seg,
+        end_s=seg + 1,
+        t_capture_ns=t,
+        latency_ms=1.0,
+    )
 
 
 class Flaky(Skill):
@@ -53,9 +62,18 @@ async def test_raising_handler_does_not_stop_the_skill(proxy, app_config):
         for i, text in enumerate(["a", "boom", "b", "boom", "c"]):
             await pub.publish("captions/cam0", caption(text, i))
         await pub.publish("notes/x", Text(text="n1"))
-        await pub.publish("embeddings/cam0", Embedding(  # not subscribed: never reaches the skill
-            cam="cam0", window=0, start_ns=0, end_ns=0, model_id="m", t_capture_ns=0,
-            embedding=np.zeros(4, np.float32)))
+        await pub.publish(
+            "embeddings/cam0",
+            Embedding(  # not subscribed: never reaches the skill
+                cam="cam0",
+                window=0,
+                start_ns=0,
+                end_ns=0,
+                model_id="m",
+                t_capture_ns=0,
+                embedding=np.zeros(4, np.float32),
+            ),
+        )
         await pub.publish("notes/y", Text(text="n2"))
         counters = await asyncio.wait_for(task, 30)
     assert skill.seen == ["a", "b", "c"]
@@ -126,11 +144,28 @@ async def test_watcher_via_events_follows_the_watch_list(proxy, app_config):
     await asyncio.wait_for(watcher.ready.wait(), 30)
     async with Publisher(cfg.bus, src="t") as pub:
         for label, active, score in [("something else", True, 0.9), (phrase, True, 0.7), (phrase, False, 0.2)]:
-            await pub.publish("events/cam2", Event(cam="cam2", kind="watch", segment_id=0, start_ns=1, end_ns=2,
-                                                   end_s=3.5, watch=label, active=active,
-                                                   labels=[LabelScore(label=label, score=score)]))
+            await pub.publish(
+                "events/cam2",
+                Event(
+                    cam="cam2",
+                    kind="watch",
+                    segment_id=0,
+                    start_ns=1,
+                    end_ns=2,
+                    end_s=3.5,
+                    watch=label,
+                    active=active,
+                    labels=[LabelScore(label=label, score=score)],
+                ),
+            )
         await asyncio.wait_for(task, 30)
     got = await alerts.recv(timeout=5)
-    assert (got.topic, got.msg.phrase, got.msg.score, got.msg.via, got.msg.end_s) == ("alerts/cam2", phrase, 0.7, "events", 3.5)
+    assert (got.topic, got.msg.phrase, got.msg.score, got.msg.via, got.msg.end_s) == (
+        "alerts/cam2",
+        phrase,
+        0.7,
+        "events",
+        3.5,
+    )
     assert watcher.counters["alerts"] == 1
     alerts.close()

@@ -66,8 +66,18 @@ async def test_timeline_png_from_recording(session, config_file, tmp_path):
     import matplotlib.image as mpimg
 
     out = tmp_path / "timeline.png"
-    proc = await perception("skill", "timeline", "--config", str(config_file), "--input", str(session),
-                            "--out", str(out), "--watch", PLANTED)
+    proc = await perception(
+        "skill",
+        "timeline",
+        "--config",
+        str(config_file),
+        "--input",
+        str(session),
+        "--out",
+        str(out),
+        "--watch",
+        PLANTED,
+    )
     stdout, stderr = await asyncio.wait_for(proc.communicate(), 120)
     assert proc.returncode == 0, stderr.decode()[-2000:]
     assert f"timeline {out}" in stdout.decode()

@@ -9,9 +9,13 @@ from tests.support import SMALL_MODEL as BASE_MODEL
 from tests.support import with_sections
 
 # tests.support.SMALL_MODEL, a little wider in the predictor, without device/dtype (the train config's own)
-SMALL_MODEL = {k: v for k, v in with_sections(BASE_MODEL, {"predictor": {"hidden": 48, "intermediate": 96},
-                                                           "y_decoder": {"max_tokens": 12}}).items()
-               if k not in ("device", "dtype")}
+SMALL_MODEL = {
+    k: v
+    for k, v in with_sections(
+        BASE_MODEL, {"predictor": {"hidden": 48, "intermediate": 96}, "y_decoder": {"max_tokens": 12}}
+    ).items()
+    if k not in ("device", "dtype")
+}
 
 
 def small_train_dict(**over) -> dict:

@@ -19,8 +19,14 @@ from perception.train.schedule import cosine_lr
 
 def test_infonce_training_on_a_small_pool_beats_ln_b(small_cfg, tmp_path):
     # 8 fixed clips, batch 8: every step sees the same clips; a model that learns nothing stays at ln(8)
-    cfg = small_cfg(data={"pool": 8}, stage1={"steps": 40, "batch_size": 8, "lr": 3e-3, "warmup_steps": 3},
-                    stage2={"steps": 0}, stage3={"steps": 0}, log_every=5, checkpoint_every=1000)
+    cfg = small_cfg(
+        data={"pool": 8},
+        stage1={"steps": 40, "batch_size": 8, "lr": 3e-3, "warmup_steps": 3},
+        stage2={"steps": 0},
+        stage3={"steps": 0},
+        log_every=5,
+        checkpoint_every=1000,
+    )
     result = train(cfg, tmp_path / "run")
     assert result.global_step == 40
     assert result.last_losses["stage1"] < 0.6 * math.log(8), result.last_losses
@@ -72,8 +78,12 @@ def test_resume_refuses_a_trainer_state_that_would_run_code(small_cfg, tmp_path)
 
 
 def test_time_budget_ends_a_stage_early(small_cfg, tmp_path):
-    cfg = small_cfg(stage1={"steps": 10_000, "time_budget_s": 2.0}, stage2={"steps": 0}, stage3={"steps": 0},
-                    checkpoint_every=10_000)
+    cfg = small_cfg(
+        stage1={"steps": 10_000, "time_budget_s": 2.0},
+        stage2={"steps": 0},
+        stage3={"steps": 0},
+        checkpoint_every=10_000,
+    )
     result = train(cfg, tmp_path / "run")
     assert result.global_step == 10_000  # the counter jumps to the stage's end (resume stays aligned)
     assert result.wall_s < 60
@@ -103,11 +113,26 @@ def test_step_batches_never_repeat_across_ranks_and_steps():
 def test_stage2_rows_mix_vqa_captions_and_neutral():
     import numpy as np
 
-    batch = {"captions": [["the red circle moves left", "a red circle slides to the left"]] * 200,
-             "qa": [[{"kind": "colour", "question": "what colour is the circle?", "answer": "red",
-                      "candidates": ["red", "blue"]}]] * 200}
-    rows = stage2_rows(batch, Stage2Config(steps=1, batch_size=2, lr=1e-3, stage1_fraction=0.25, vqa_fraction=0.5),
-                       "", np.random.default_rng(0))
+    batch = {
+        "captions": [["the red circle moves left", "a red circle slides to the left"]] * 200,
+        "qa": [
+            [
+                {
+                    "kind": "colour",
+                    "question": "what colour is the circle?",
+                    "answer": "red",
+                    "candidates": ["red", "blue"],
+                }
+            ]
+        ]
+        * 200,
+    }
+    rows = stage2_rows(
+        batch,
+        Stage2Config(steps=1, batch_size=2, lr=1e-3, stage1_fraction=0.25, vqa_fraction=0.5),
+        "",
+        np.random.default_rng(0),
+    )
     kinds = {k: rows.kinds.count(k) / 200 for k in ("neutral", "vqa", "caption")}
     assert 0.15 < kinds["neutral"] < 0.35 and 0.25 < kinds["vqa"] < 0.5 and 0.25 < kinds["caption"] < 0.5
     for q, t, key, kind in zip(rows.queries, rows.targets, rows.keys, rows.kinds):
@@ -119,8 +144,10 @@ def test_stage2_rows_mix_vqa_captions_and_neutral():
 
 def test_config_errors_name_the_field(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("stage1: {steps: -1, batch_size: 4, lr: 1}\nstage2: {steps: 1, batch_size: 4, lr: 1}\n"
-                   "stage3: {steps: 1, batch_size: 4, lr: 1}\nbogus: 1\n")
+    bad.write_text(
+        "stage1: {steps: -1, batch_size: 4, lr: 1}\nstage2: {steps: 1, batch_size: 4, lr: 1}\n"
+        "stage3: {steps: 1, batch_size: 4, lr: 1}\nbogus: 1\n"
+    )
     with pytest.raises(ConfigError) as err:
         load_train_config(bad)
     assert "stage1.steps" in str(err.value) and "bogus" in str(err.value)
@@ -144,9 +171,14 @@ def test_fine_tuning_from_a_checkpoint_on_stream_windows(small_cfg, tmp_path):
     streams (every stage that renders video; stage 3 reads captions only)."""
     base = tmp_path / "base"
     train(small_cfg(stage1={"steps": 3}, stage2={"steps": 0}, stage3={"steps": 0}), base)
-    tuned = small_cfg(seed=1, model={"checkpoint": str(base)}, data={"stream_windows": 1.0, "window_s": 2.0},
-                      stage1={"steps": 2, "lr": 1e-12, "warmup_steps": 0}, stage2={"steps": 2},
-                      stage3={"steps": 1})
+    tuned = small_cfg(
+        seed=1,
+        model={"checkpoint": str(base)},
+        data={"stream_windows": 1.0, "window_s": 2.0},
+        stage1={"steps": 2, "lr": 1e-12, "warmup_steps": 0},
+        stage2={"steps": 2},
+        stage3={"steps": 1},
+    )
     result = train(tuned, tmp_path / "tuned")
     assert result.global_step == 5 and set(result.last_losses) == {"stage1", "stage2", "stage3"}
     a = VLJepa.load(base, device="cpu").state_dict()
@@ -160,19 +192,27 @@ def test_stage3_predicted_fraction_teaches_the_decoder_the_predictors_embeddings
     """Rows fed the predictor's S^_Y: the decoder then decodes those embeddings far better than one
     trained on text embeddings alone (same steps, same clips)."""
     base = tmp_path / "base"
-    train(small_cfg(data={"pool": 4}, stage1={"steps": 2, "batch_size": 4}, stage2={"steps": 0},
-                    stage3={"steps": 0}), base)
+    train(
+        small_cfg(data={"pool": 4}, stage1={"steps": 2, "batch_size": 4}, stage2={"steps": 0}, stage3={"steps": 0}),
+        base,
+    )
     losses = {}
     for frac in (0.0, 1.0):
-        cfg = small_cfg(model={"checkpoint": str(base)}, data={"pool": 4}, stage1={"steps": 0}, stage2={"steps": 0},
-                        stage3={"steps": 80, "batch_size": 4, "lr": 3e-3, "warmup_steps": 0,
-                                "predicted_fraction": frac}, checkpoint_every=1000)
+        cfg = small_cfg(
+            model={"checkpoint": str(base)},
+            data={"pool": 4},
+            stage1={"steps": 0},
+            stage2={"steps": 0},
+            stage3={"steps": 80, "batch_size": 4, "lr": 3e-3, "warmup_steps": 0, "predicted_fraction": frac},
+            checkpoint_every=1000,
+        )
         train(cfg, tmp_path / f"frac{frac}")
         model = VLJepa.load(tmp_path / f"frac{frac}", device="cpu")
         from perception.data.shapesworld import ShapesWorldClips, collate_clips
 
-        batch = collate_clips([ShapesWorldClips(4, size=model.cfg.x_encoder.image_size, max_objects=1)[i]
-                               for i in range(4)])
+        batch = collate_clips(
+            [ShapesWorldClips(4, size=model.cfg.x_encoder.image_size, max_objects=1)[i] for i in range(4)]
+        )
         s_hat = model.predict(model.encode_video(batch["video"]), "")
         with torch.no_grad():  # every paraphrase of each clip's caption, given that clip's S^_Y
             emb = torch.nn.functional.normalize(s_hat.float(), dim=-1).clone()  # [4, D]
