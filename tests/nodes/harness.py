@@ -30,14 +30,27 @@ def node_config(runtime_dir: Path, checkpoint: Path, **pipeline) -> AppConfig:
 
 
 @contextlib.asynccontextmanager
-async def running(node_cls, config: AppConfig, outputs: list[str]):
-    """Proxy + node + (publisher for inputs, subscriber on `outputs`); yields (node, pub, sub)."""
+async def bus_up(config: AppConfig, outputs: list[str]):
+    """Proxy + (publisher for inputs, subscriber on `outputs`); yields (pub, sub). Nodes come and go on it
+    with `started`."""
     proxy = Proxy(config.bus)
     proxy_task = asyncio.create_task(proxy.run())
     await asyncio.wait_for(proxy.bound.wait(), 30)
     sub = await Subscriber(config.bus, outputs, name="test").start()
     pub = Publisher(config.bus, src="test-input")
     await pub.ready()
+    try:
+        yield pub, sub
+    finally:
+        pub.close()
+        sub.close()
+        proxy_task.cancel()
+        await asyncio.gather(proxy_task, return_exceptions=True)
+
+
+@contextlib.asynccontextmanager
+async def started(node_cls, config: AppConfig):
+    """One node on a bus that is up, once it is ready; stopped (teardown and all) when the block ends."""
     node = node_cls(config)
     task = asyncio.create_task(node.run())
     try:
@@ -47,14 +60,17 @@ async def running(node_cls, config: AppConfig, outputs: list[str]):
                 task.result()
             assert asyncio.get_running_loop().time() < deadline, "node did not become ready"
             await asyncio.sleep(0.05)
-        yield node, pub, sub
+        yield node
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-        pub.close()
-        sub.close()
-        proxy_task.cancel()
-        await asyncio.gather(proxy_task, return_exceptions=True)
+
+
+@contextlib.asynccontextmanager
+async def running(node_cls, config: AppConfig, outputs: list[str]):
+    """Proxy + node + (publisher for inputs, subscriber on `outputs`); yields (node, pub, sub)."""
+    async with bus_up(config, outputs) as (pub, sub), started(node_cls, config) as node:
+        yield node, pub, sub
 
 
 async def collect(sub: Subscriber, prefix: str, n: int, timeout: float) -> list:
@@ -74,11 +90,14 @@ def embed(model, texts: list[str]) -> np.ndarray:
 
 
 @contextlib.asynccontextmanager
-async def embed_server(config: AppConfig, model):
-    """The encoder's `embed` method on the encoder's endpoint, backed by `model`, until the block ends."""
+async def embed_server(config: AppConfig, model, sizes: list[int] | None = None):
+    """The encoder's `embed` method on the encoder's endpoint, backed by `model`, until the block ends;
+    `sizes` collects the number of texts of each request served."""
 
     async def handler(params: dict) -> dict:
         texts = embed_texts_param(params)
+        if sizes is not None:
+            sizes.append(len(texts))
         return await asyncio.to_thread(embed_result, model, texts, "test")
 
     server = RpcServer(config.bus, {"embed": handler}, endpoint=encoder_endpoint(config), name="test-encoder")
