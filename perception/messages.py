@@ -1,7 +1,7 @@
 """Every message the perception service puts on the bus, registered with the bus codec by type name.
 
 Topics (docs/architecture.md): frames/<cam>, truth/<cam>, embeddings/<cam>, events/<cam>, decode/<cam>,
-captions/<cam>, stats/<node>. Times that leave a process are wall-clock ns since the epoch
+captions/<cam>, watches/all, stats/<node>. Times that leave a process are wall-clock ns since the epoch
 (`*_ns`); a message carries the capture time of the newest frame it depends on (`t_capture_ns`), so
 any node can report the latency from the camera to itself.
 """
@@ -93,6 +93,9 @@ class Event(Message):
     labels: list[LabelScore] = Field(default_factory=list)  # top labels of the segment mean (segment)
     watch: str | None = None  # the watched phrase (watch)
     active: bool | None = None  # True: rose above `on`; False: fell below `off` (watch)
+    # the watch that crossed (watch): "config:<label>" for `pipeline.events.watch`, "w-<hex>" for one added
+    # at run time through the world's `watch` RPC
+    watch_id: str | None = None
     t_capture_ns: Ns = 0
     embedding: np.ndarray | None = None  # segment-mean S^_Y (segment) or the window's S^_Y (watch)
 
@@ -135,3 +138,24 @@ class Caption(Message):
 
     def __str__(self) -> str:
         return f"Caption({self.cam} {self.start_s:.2f}-{self.end_s:.2f}s {self.text!r})"
+
+
+class WatchItem(BaseModel):
+    """One watch phrase of a `WatchList` (a field, not a message of its own)."""
+
+    id: str  # "config:<label>" (pipeline.events.watch) or "w-<8 hex>" (added through the world's `watch`)
+    phrase: str
+    camera: str | None = None  # None: every camera
+    enter: float  # cosine at or above which the phrase becomes active
+    leave: float  # cosine at or below which it becomes inactive again
+    source: Literal["config", "runtime"]
+
+
+@register
+class WatchList(Message):
+    """Every watch phrase the world knows (watches/all): the configured ones and those added at run time.
+    Published by the world whenever the list changes and about once a second, so a (re)started events
+    node gets it without asking; the events node scores the runtime ones (it has the configured ones)."""
+
+    TYPE: ClassVar[str] = "WatchList"
+    watches: list[WatchItem] = Field(default_factory=list)

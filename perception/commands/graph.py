@@ -48,10 +48,32 @@ def draw(graph, path: str, title: str = "") -> None:
     pos = {n: (c * 3.2, -i * 1.6) for c, names in rows.items() for i, n in enumerate(names)}
     width = max(col.values()) * 3.2 + 4.2
     fig, ax = plt.subplots(figsize=(width * 0.95, 4.2))
-    skips = 0
+    skips = backs = 0
+    top = max(y for _, y in pos.values()) + 1.3  # room for the labels and the leaves above the row
     for e in graph.edges():
         (x0, y0), (x1, y1) = pos[e.src], pos[e.dst]
         span = col[e.dst] - col[e.src]
+        if span < 0:  # feeds back upstream (world -> events): an arc over the row, its label on top
+            backs += 1
+            rad = 0.16 + 0.06 * backs
+            ax.annotate(
+                "",
+                xy=(x1, y1 + 0.3),
+                xytext=(x0, y0 + 0.3),
+                arrowprops=dict(arrowstyle="->", color="#777", lw=1.1, connectionstyle=f"arc3,rad={rad}"),
+            )
+            peak = y0 + 0.3 + rad * abs(x1 - x0) / 2  # a quadratic Bezier's peak: half its control offset
+            top = max(top, peak + 0.6)
+            ax.text(
+                (x0 + x1) / 2,
+                peak + 0.1,
+                f"{e.output.topic} {e.type_name}",
+                ha="center",
+                va="bottom",
+                fontsize=7.5,
+                color="#444",
+            )
+            continue
         if span == 1:  # neighbours: a straight arrow, its label above
             ax.annotate(
                 "", xy=(x1 - 0.75, y1), xytext=(x0 + 0.75, y0), arrowprops=dict(arrowstyle="->", color="#444", lw=1.4)
@@ -102,7 +124,7 @@ def draw(graph, path: str, title: str = "") -> None:
         ax.text(x, y + 0.8, f"{o.topic} {o.type.__name__}", fontsize=7, color="#666", ha="center", va="bottom")
     ys = [y for _, y in pos.values()]
     ax.set_xlim(-1.2, width - 0.8)
-    ax.set_ylim(min(ys) - 0.3 - (0.12 + 0.06 * max(skips, 1)) * width / 3 - 0.5, max(ys) + 1.3)
+    ax.set_ylim(min(ys) - 0.3 - (0.12 + 0.06 * max(skips, 1)) * width / 3 - 0.5, top)
     ax.axis("off")
     if title:
         ax.set_title(title, fontsize=10)

@@ -104,6 +104,9 @@ class WorldConfig(_Section):
     # appends reach the kernel at once (a crash loses nothing) and the disk within this (a power cut loses
     # at most this long); 0: fsync every record
     fsync_interval_s: float = Field(1.0, ge=0)
+    # watch phrases added at run time (the `watch` RPC) per camera scope (one camera, or every camera);
+    # at most max_cameras + 1 scopes. With `persist`, kept in `<persist>.watches.json`
+    max_watches: int = Field(32, ge=1, le=1024)
 
 
 class SupervisorConfig(_Section):

@@ -80,12 +80,38 @@ class Graph:
             for inp in self.inputs[dst]
             if connects(out, inp)
         ]
+        back = self._back_edges(edges)
+        forward = [e for k, e in enumerate(edges) if k not in back]
         depth = {n: 0 for n in self.nodes}
-        for _ in self.nodes:  # longest chain of edges leading to each node (cycles are cut)
-            for e in edges:
+        for _ in self.nodes:  # longest chain of edges leading to each node (feedback edges do not count)
+            for e in forward:
                 depth[e.dst] = max(depth[e.dst], min(depth[e.src] + 1, len(self.nodes)))
         self.__dict__.setdefault("_depth", depth)
         return sorted(edges, key=lambda e: (depth[e.src], depth[e.dst]))
+
+    def _back_edges(self, edges: list[Edge]) -> set[int]:
+        """Indices of the edges that feed back upstream (world -> events, beside events -> world): the
+        edges against a node order from Eades' greedy heuristic for a small feedback set (sources first,
+        sinks last, else the node with the most outgoing over incoming edges), ties in `nodes` order."""
+        left = list(self.nodes)
+        live = list(range(len(edges)))
+        head: list[str] = []
+        tail: list[str] = []
+        while left:
+            ins = {n: sum(edges[k].dst == n for k in live) for n in left}
+            outs = {n: sum(edges[k].src == n for k in live) for n in left}
+            sink = next((n for n in left if outs[n] == 0), None)
+            source = next((n for n in left if ins[n] == 0), None)
+            if sink is not None:
+                tail.insert(0, sink)
+                node = sink
+            else:
+                node = source if source is not None else max(left, key=lambda n: outs[n] - ins[n])
+                head.append(node)
+            left.remove(node)
+            live = [k for k in live if node not in (edges[k].src, edges[k].dst)]
+        rank = {n: i for i, n in enumerate(head + tail)}
+        return {k for k, e in enumerate(edges) if rank[e.src] >= rank[e.dst]}
 
     def depth(self) -> dict[str, int]:
         self.edges()

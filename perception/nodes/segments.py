@@ -5,8 +5,10 @@ out, as the messages the node publishes. No torch, no sockets: tests/nodes/test_
 heard beyond that dropped; the configured cameras never). A stream runs the online segmenter
 (perception/nodes/segmenter.py) on its window end times and, at each boundary, closes the segment before
 it: its mean embedding (re-normalised) is scored against the label vocabulary -> an `Event(kind="segment")`
-and a `DecodeRequest`. Watch phrases are scored against every embedding with hysteresis -> an
-`Event(kind="watch")` when a phrase rises to `enter` or falls to `leave`.
+and a `DecodeRequest`. Watch phrases are scored against every embedding of the cameras they apply to, with
+hysteresis per (camera, watch id) -> an `Event(kind="watch")` naming the watch when a phrase rises to
+`enter` or falls to `leave`. `SegmentTracker.set_watch` swaps the watch list in while streams run (the
+runtime watches from the world): new watches start inactive, removed ones stop, kept ones keep their state.
 
 Segment lengths are seconds of stream time (`min_len_s`, `max_len_s`), turned into segmenter steps from the
 stream's window cadence: the configured one (`window_cadence_s`) where the camera's config tells it, else
@@ -18,6 +20,7 @@ Segment ids: see `first_segment_id` and perception/nodes/events.py.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import itertools
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
@@ -28,6 +31,7 @@ from bus.bounded import BoundedDict
 from perception.messages import DecodeRequest, Embedding, Event, LabelScore
 from perception.nodes.config import CameraConfig, EncoderConfig, EventsConfig, WatchConfig
 from perception.nodes.segmenter import OnlineSegmenter, OnlineSegmenterConfig, segment_steps
+from perception.nodes.watches import Watch
 
 MEASURED_WINDOWS = 4  # embeddings whose end times give an unconfigured stream's cadence (3 gaps)
 UNBOUNDED_RECENT = 2000  # embeddings kept for a segment's mean when max_len_s is None
@@ -56,14 +60,17 @@ def first_segment_id(first: Embedding) -> int:
 @dataclass(frozen=True)
 class Vocabulary:
     """What segments and embeddings are scored against: label texts with their unit text embeddings [L, D],
-    and the watch list with its phrases' embeddings [K, D] (None without a watch list)."""
+    and the watch list with its phrases' embeddings [K, D] (None without a watch list). Configured watches
+    (`WatchConfig`) become `Watch`es with the id "config:<label>"."""
 
     labels: Sequence[str]
     label_emb: np.ndarray  # float32 [L, D]
-    watch: Sequence[WatchConfig] = ()
+    watch: Sequence[Watch | WatchConfig] = ()
     watch_emb: np.ndarray | None = None  # float32 [K, D], row k for watch[k]
 
     def __post_init__(self) -> None:
+        watch = tuple(Watch.configured(w) if isinstance(w, WatchConfig) else w for w in self.watch)
+        object.__setattr__(self, "watch", watch)
         if self.label_emb.ndim != 2 or self.label_emb.shape[0] != len(self.labels):
             raise ValueError(f"label embeddings {self.label_emb.shape} for {len(self.labels)} labels")
         if self.watch and (self.watch_emb is None or self.watch_emb.shape != (len(self.watch), self.dim)):
@@ -75,6 +82,10 @@ class Vocabulary:
     @property
     def dim(self) -> int:
         return int(self.label_emb.shape[1])
+
+    def with_watch(self, watch: Sequence[Watch], watch_emb: np.ndarray | None) -> Vocabulary:
+        """The same labels with another watch list."""
+        return dataclasses.replace(self, watch=tuple(watch), watch_emb=watch_emb if watch else None)
 
 
 @dataclass(frozen=True)
@@ -115,7 +126,8 @@ class SegmentStream:
         self.step = -1
         self.segment_id = first_segment_id(first)  # the open segment's id
         self.last_t = float("-inf")
-        self.watch_active: dict[str, bool] = {}
+        self.watch_active: dict[str, bool] = {}  # watch id -> active
+        self._watch_rows: tuple[Vocabulary | None, list[Watch], np.ndarray | None] = (None, [], None)
         if cadence_s is not None:
             self._start(cadence_s, "config")
 
@@ -202,14 +214,31 @@ class SegmentStream:
             DecodeRequest(t_capture_ns=trigger.t_capture_ns, embedding=mean, **span),
         ]
 
+    def _applicable(self) -> tuple[list[Watch], np.ndarray | None]:
+        """The watches that apply to this camera and their embeddings (recomputed when the list changes)."""
+        vocab, watch, emb = self._watch_rows
+        if vocab is not self.vocab:
+            rows = [k for k, w in enumerate(self.vocab.watch) if w.applies_to(self.cam)]
+            watch = [self.vocab.watch[k] for k in rows]
+            emb = self.vocab.watch_emb[rows] if rows and self.vocab.watch_emb is not None else None
+            self._watch_rows = (self.vocab, watch, emb)
+        return watch, emb
+
+    def forget_watches(self, keep: set[str]) -> None:
+        """Drop the state of watches no longer listed."""
+        for wid in [k for k in self.watch_active if k not in keep]:
+            del self.watch_active[wid]
+
     def _watch(self, emb: Embedding, x: np.ndarray) -> list[Published]:
-        assert self.vocab.watch_emb is not None
-        scores = self.vocab.watch_emb @ (x / (np.linalg.norm(x) + 1e-12))
+        watch, watch_emb = self._applicable()
+        if watch_emb is None:
+            return []
+        scores = watch_emb @ (x / (np.linalg.norm(x) + 1e-12))
         out: list[Published] = []
-        for w, score in zip(self.vocab.watch, scores):
-            active = self.watch_active.get(w.label, False)
+        for w, score in zip(watch, scores):
+            active = self.watch_active.get(w.id, False)
             if (not active and score >= w.enter) or (active and score <= w.leave):
-                self.watch_active[w.label] = not active
+                self.watch_active[w.id] = not active
                 out.append(
                     Event(
                         cam=emb.cam,
@@ -219,9 +248,10 @@ class SegmentStream:
                         end_ns=emb.end_ns,
                         start_s=emb.start_s,
                         end_s=emb.end_s,
-                        watch=w.label,
+                        watch=w.phrase,
+                        watch_id=w.id,
                         active=not active,
-                        labels=[LabelScore(label=w.label, score=round(float(score), 4))],
+                        labels=[LabelScore(label=w.phrase, score=round(float(score), 4))],
                         t_capture_ns=emb.t_capture_ns,
                         embedding=x,
                     )
@@ -263,6 +293,15 @@ class SegmentTracker:
     @property
     def dim(self) -> int:
         return self.vocab.dim
+
+    def set_watch(self, watch: Sequence[Watch], watch_emb: np.ndarray | None) -> None:
+        """Score `watch` (embeddings [K, D]) from the next embedding on, in every stream: a watch whose id
+        was listed keeps its state, a new one starts inactive, one no longer listed stops."""
+        self.vocab = self.vocab.with_watch(watch, watch_emb)
+        keep = {w.id for w in watch}
+        for s in self.streams.values():
+            s.vocab = self.vocab
+            s.forget_watches(keep)
 
     def _evicted(self, cam: str, stream: SegmentStream) -> None:
         self.counters["streams_evicted"] += 1

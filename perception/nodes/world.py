@@ -17,6 +17,15 @@ RPC methods on `bus.rpc` (results are JSON-friendly maps; malformed params -> Rp
     history  {camera?, since_ns?, until_ns?, kinds?, limit?}   events and captions in a time range
     search   {text, camera?, k?}                 segments ranked by cosine(text S_Y, segment mean S^_Y)
     ask      {question, choices?, camera?}       forwarded to the encoder (re-runs the predictor only)
+    watch    {phrase, camera?, enter?, leave?}   add a watch phrase at run time (or update its thresholds)
+                                                 -> {id, phrase, camera, enter, leave, source: "runtime"}
+    unwatch  {id}                                -> {id, removed}
+    watches  {camera?}                           -> {watches: [...]}: configured and runtime, those that apply
+
+The runtime watch list (perception/nodes/watches.py: checks, bounds `max_watches` per camera scope, its
+file `<persist>.watches.json`) is published whole as a `WatchList` on watches/all whenever it changes and
+every `WATCHES_EVERY_S`, so a (re)started events node has it within a second. Unwatching a phrase that is
+active clears it from `now`'s `active_watch` (the events node sends no more events for it).
 
 The node holds no model: `search` has the encoder embed its text (`embed`, perception/nodes/text_embeddings.py),
 and `ask` is the encoder's; without an encoder both fail with "encoder_unavailable". D, which every stored
@@ -37,13 +46,22 @@ from typing import Any
 import numpy as np
 
 from bus.bounded import BoundedDict
-from bus.component import on
+from bus.component import Output, on
 from bus.rpc import RpcClient, RpcError, RpcServer, RpcTimeout
-from perception.messages import Caption, Embedding, Event
+from perception.messages import Caption, Embedding, Event, WatchList
 from perception.nodes.encoder import encoder_endpoint
 from perception.nodes.models import embed_dim
 from perception.nodes.runtime import Node
 from perception.nodes.text_embeddings import embeddings_of
+from perception.nodes.watches import (
+    WatchLimit,
+    WatchRegistry,
+    check_camera,
+    check_watch,
+    decode_file,
+    watch_file,
+    write_file,
+)
 from perception.nodes.world_store import (
     KINDS,
     PersistFile,
@@ -62,6 +80,7 @@ MAX_K = 100
 MAX_LIMIT = 10_000
 MAX_ACTIVE_WATCH = 256  # watch labels tracked per camera (publishers choose them); configured ones stay
 DROPPED_SHOWN = 10  # bad persist lines named in the start-up warning
+WATCHES_EVERY_S = 1.0  # the watch list is published this often (or every bus.stats_interval_s if shorter)
 
 
 @dataclass
@@ -114,6 +133,7 @@ def _kinds_param(params: dict[str, Any]) -> list[str] | None:
 
 class WorldNode(Node):
     name = "world"
+    outputs = {"watches": Output("watches/all", WatchList)}
 
     async def setup(self) -> None:
         self.wcfg = self.config.pipeline.world
@@ -128,22 +148,36 @@ class WorldNode(Node):
             self.wcfg.max_cameras, protected=configured.__contains__, on_evict=self._evicted
         )
         self.watch_labels = {w.label for w in self.config.pipeline.events.watch}
+        self.watches = WatchRegistry(
+            self.config.pipeline.events.watch, self.wcfg.max_watches, self.wcfg.max_cameras + 1
+        )
+        self._watch_file: Path | None = None
         self._persist: PersistFile | None = None
         self._compact_after = 0  # after a failed compaction: lines to reach before trying again
         if self.wcfg.persist is not None:
             self._open_persist(Path(self.wcfg.persist))
+            self._watch_file = watch_file(Path(self.wcfg.persist))
+            self._restore_watches(self._watch_file)
         self.encoder = RpcClient(
             self.config.bus, endpoint=encoder_endpoint(self.config), timeout=self.wcfg.ask_timeout_s, retries=0
         )
         self.rpc = RpcServer(
             self.config.bus,
-            {"now": self._now, "history": self._history, "search": self._search, "ask": self._ask},
+            {
+                "now": self._now,
+                "history": self._history,
+                "search": self._search,
+                "ask": self._ask,
+                "watch": self._watch,
+                "unwatch": self._unwatch,
+                "watches": self._watches,
+            },
             name=self.name,
         )
         self.rpc.bind()
 
     def background(self) -> list:
-        tasks = [self.rpc.run()]
+        tasks = [self.rpc.run(), self._broadcast_watches()]
         if self._persist is not None and self.wcfg.fsync_interval_s > 0:
             tasks.append(self._sync_loop())
         return tasks
@@ -335,6 +369,94 @@ class WorldNode(Node):
                 self.counters["persist_errors"] += 1
                 if self._errors.should_log("persist_sync") is not None:
                     self.log.error("could not fsync the world memory file", error=str(exc))
+
+    # -- runtime watches ----------------------------------------------------------------------------------
+
+    def _restore_watches(self, path: Path) -> None:
+        """The runtime watches a previous run kept; a file that cannot be read: a warning, an empty list."""
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            self.log.warning("could not read the runtime watch file; starting without", path=str(path), error=str(exc))
+            return
+        try:
+            kept, dropped = decode_file(data)
+        except ValueError as exc:
+            self.counters["watch_file_bad"] += 1
+            self.log.warning("the runtime watch file is damaged; starting without", path=str(path), error=str(exc))
+            return
+        skipped = self.watches.restore(kept)
+        if dropped or skipped:
+            self.log.warning(
+                "dropped runtime watches from their file",
+                path=str(path),
+                bad=dropped[:DROPPED_SHOWN],
+                over_bounds=skipped,
+            )
+        self.counters["watches_restored"] = len(self.watches.runtime)
+        self.log.info("runtime watches restored", path=str(path), watches=len(self.watches.runtime))
+
+    def _watches_changed(self) -> None:
+        """Persist the list (if asked) and publish it at once."""
+        if self._watch_file is not None:
+            try:
+                write_file(self._watch_file, self.watches.runtime.values())
+            except OSError as exc:
+                self.counters["persist_errors"] += 1
+                self.log.error(
+                    "could not write the runtime watch file",
+                    path=str(self._watch_file),
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+        self.publish(self.watches.message())
+
+    async def _broadcast_watches(self) -> None:
+        every = min(WATCHES_EVERY_S, self.config.bus.stats_interval_s)
+        while True:
+            self.publish(self.watches.message())
+            await asyncio.sleep(every)
+
+    def _watch(self, params: dict[str, Any]) -> dict[str, Any]:
+        try:
+            phrase, camera, enter, leave = check_watch(
+                params.get("phrase"), params.get("camera"), params.get("enter"), params.get("leave")
+            )
+            watch, changed = self.watches.add(phrase, camera, enter, leave)
+        except ValueError as exc:
+            raise _bad(str(exc)) from None
+        except WatchLimit as exc:
+            raise RpcError("limit", str(exc)) from None
+        if changed:
+            self._watches_changed()
+        return watch.as_dict()
+
+    def _unwatch(self, params: dict[str, Any]) -> dict[str, Any]:
+        wid = params.get("id")
+        if type(wid) is not str or not wid:
+            raise _bad("unwatch needs 'id': a watch id from `watch` or `watches`")
+        removed = self.watches.remove(wid)
+        if removed is not None:
+            self._clear_active(removed.phrase, removed.camera)
+            self._watches_changed()
+        return {"id": wid, "removed": removed is not None}
+
+    def _clear_active(self, phrase: str, camera: str | None) -> None:
+        """A removed watch sends no more events: its phrase is no longer active where no other watch of
+        the same phrase applies."""
+        for name, mem in self.memory.items():
+            if camera is not None and name != camera:
+                continue
+            if not any(w.phrase == phrase for w in self.watches.applying_to(name)):
+                mem.active_watch.pop(phrase, None)
+
+    def _watches(self, params: dict[str, Any]) -> dict[str, Any]:
+        try:
+            camera = check_camera(params.get("camera"))
+        except ValueError as exc:
+            raise _bad(str(exc)) from None
+        return {"watches": [w.as_dict() for w in self.watches.applying_to(camera)]}
 
     # -- queries ------------------------------------------------------------------------------------------
 

@@ -23,13 +23,14 @@ MAX_LINE_BYTES = 1 << 22  # a D=1536 segment line is ~40 KB; anything far longer
 CRC_MARK = b',"crc32":'
 
 # record fields: int = an int64 (bool refused), id = 0 <= int < 2**62 (as perception.messages), float =
-# a finite number, labels = [{label: str, score: float}]
+# a finite number, labels = [{label: str, score: float}], optstr = a string or null
 _SPAN = {"camera": "str", "segment_id": "id", "start_ns": "int", "end_ns": "int", "start_s": "float", "end_s": "float"}
 FIELDS: dict[str, dict[str, str]] = {
     "segment": {**_SPAN, "labels": "labels"},
-    "watch": {**_SPAN, "labels": "labels", "watch": "str", "active": "bool"},
+    "watch": {**_SPAN, "labels": "labels", "watch": "str", "active": "bool", "watch_id": "optstr"},
     "caption": {**_SPAN, "text": "str", "latency_ms": "float"},
 }
+OPTIONAL = {"watch_id"}  # absent from records written before it existed: read as null
 
 
 def event_record(ev: Event) -> dict[str, Any]:
@@ -44,7 +45,7 @@ def event_record(ev: Event) -> dict[str, Any]:
         "labels": [{"label": x.label, "score": x.score} for x in ev.labels],
     }
     if ev.kind == "watch":
-        rec.update(watch=ev.watch, active=ev.active)
+        rec.update(watch=ev.watch, active=ev.active, watch_id=ev.watch_id)
     return rec
 
 
@@ -88,6 +89,7 @@ _CHECKS = {
     "id": lambda v: is_int(v, 0, 2**62),
     "float": is_number,
     "labels": _is_labels,
+    "optstr": lambda v: v is None or type(v) is str,
 }
 
 
@@ -99,6 +101,8 @@ def check_record(rec: Any) -> dict[str, Any]:
     fields = FIELDS.get(rec.get("kind"))  # type: ignore[arg-type]
     if fields is None:
         raise ValueError(f"unknown kind {str(rec.get('kind'))[:40]!r}")
+    for key in OPTIONAL & fields.keys() - rec.keys():
+        rec[key] = None
     if rec.keys() != fields.keys() | {"kind"}:
         raise ValueError(f"fields {sorted(rec.keys() ^ (fields.keys() | {'kind'}))} missing or unexpected")
     for key, kind in fields.items():

@@ -2,7 +2,7 @@
 
 What runs (every process real, on ipc:// in a private 0700 runtime dir under /tmp):
     proxy      python -m perception.nodes proxy
-    world      python -m perception.nodes world      (RPC on bus.rpc: now / history / search / ask)
+    world      python -m perception.nodes world      (RPC on bus.rpc: now / history / search / ask / watch...)
     encoder    python -m perception.nodes encoder    (RPC `ask` / `embed` / `info` on its own endpoint)
     recorder   perception record (MCAP, topics fuzz/ and events/), read back at the end
     campaign   this process: a live Subscriber on fuzz/, the publisher of everything, the RPC clients
@@ -58,7 +58,10 @@ TARGET_PREFIXES = {
     "encoder": ["frames/hostile"],
 }
 PER_ROUND = {"subscriber": 8, "world": 4, "encoder": 2}  # hostile messages per round and target
-RPC_TARGETS = {"world": ["now", "history", "search", "ask"], "encoder": ["ask", "embed", "info"]}
+RPC_TARGETS = {
+    "world": ["now", "history", "search", "ask", "watch", "unwatch", "watches"],
+    "encoder": ["ask", "embed", "info"],
+}
 MAX_VALID_EVENTS = 9000  # below the world's max_items (10 000 here): every one must still be there at the end
 RPC_REPLY_TIMEOUT_S = 30.0
 HEARTBEAT_GAP_S = 10.0  # nodes publish stats every 0.5 s here; a node silent this long is frozen
@@ -658,6 +661,9 @@ class Campaign:
                 ("history", {"camera": VALID_CAM, "limit": 5}),
                 ("search", {"text": "a red circle", "k": 3}),
                 ("ask", ask),
+                ("watch", {"phrase": "a red circle", "camera": VALID_CAM}),  # the same watch every time
+                ("watches", {"camera": VALID_CAM}),
+                ("unwatch", {"id": "w-00000000"}),  # unknown: removed false, not an error
             ]
         return [
             ("ask", ask),

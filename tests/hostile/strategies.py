@@ -888,6 +888,9 @@ RPC_PARAMS = {
     "history": ["camera", "since_ns", "until_ns", "kinds", "limit"],
     "search": ["text", "camera", "k"],
     "ask": ["question", "choices", "camera"],
+    "watch": ["phrase", "camera", "enter", "leave"],
+    "unwatch": ["id"],
+    "watches": ["camera"],
     "embed": ["texts"],
     "info": [],
 }

@@ -6,6 +6,7 @@ Tests that need a *trained* model use checkpoints/tiny and skip (with the reason
 from __future__ import annotations
 
 import asyncio
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -68,6 +69,16 @@ def popen_perception(*args: str, **kw) -> subprocess.Popen:
     return subprocess.Popen(
         [*PERCEPTION, *args], cwd=REPO, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw
     )
+
+
+def interrupt(proc: subprocess.Popen, timeout: float = 30) -> None:
+    """Ctrl-C a `perception up` (its clean shutdown), killing it if it does not exit in `timeout` s."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 async def wait_for(predicate, timeout: float, interval: float = 0.1):

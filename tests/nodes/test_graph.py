@@ -24,10 +24,12 @@ def test_the_default_graph_is_the_pipeline_with_its_message_types():
         ("events", "decoder", "decode/{cam}", "DecodeRequest"),
         ("events", "world", "events/{cam}", "Event"),
         ("decoder", "world", "captions/{cam}", "Caption"),
+        ("world", "events", "watches/all", "WatchList"),
     }
     assert graph.unwired() == []
     assert [(n, o.topic) for n, o in graph.leaves()] == [("capture", "truth/{cam}")]
-    assert graph.edges()[0].src == "capture"  # upstream first
+    assert graph.edges()[0].src == "capture"  # upstream first, the feedback edge last
+    assert [e.src for e in graph.edges()][-1] == "world" and graph.depth()["world"] == 4
 
 
 def test_topics_and_types_must_both_meet():

@@ -6,7 +6,17 @@ import numpy as np
 import pytest
 
 from bus.codec import DecodeError, decode, encode
-from perception.messages import Caption, DecodeRequest, Embedding, Event, Frame, GroundTruthSegment, LabelScore
+from perception.messages import (
+    Caption,
+    DecodeRequest,
+    Embedding,
+    Event,
+    Frame,
+    GroundTruthSegment,
+    LabelScore,
+    WatchItem,
+    WatchList,
+)
 
 EMB = np.linspace(-1, 1, 32, dtype=np.float32)
 SAMPLES = [
@@ -49,6 +59,13 @@ SAMPLES = [
         embedding=EMB,
     ),
     Event(cam="cam0", kind="watch", segment_id=4, start_ns=1, end_ns=9, watch="a purple triangle appears", active=True),
+    Event(cam="cam0", kind="watch", segment_id=4, start_ns=1, end_ns=9, watch="p", active=False, watch_id="w-0123abcd"),
+    WatchList(
+        watches=[
+            WatchItem(id="config:p", phrase="p", enter=0.5, leave=0.4, source="config"),
+            WatchItem(id="w-0123abcd", phrase="q", camera="cam1", enter=0.9, leave=-0.2, source="runtime"),
+        ]
+    ),
     DecodeRequest(cam="cam0", segment_id=4, start_ns=1, end_ns=9, t_capture_ns=9, embedding=EMB),
     Caption(
         cam="cam0", segment_id=4, text="the red circle grows", start_ns=1, end_ns=9, t_capture_ns=9, latency_ms=12.5

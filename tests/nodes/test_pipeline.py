@@ -28,7 +28,16 @@ from perception.data.stream import ShapesStream
 from perception.data.vocab import COLOUR_NAMES, SHAPES, parse_slots
 from perception.eval.stream_captions import Caption, StreamScore, score
 
-from .conftest import TRAINED, perception, pipeline_config, popen_perception, short_tmp, trained_available, write_config
+from .conftest import (
+    TRAINED,
+    interrupt,
+    perception,
+    pipeline_config,
+    popen_perception,
+    short_tmp,
+    trained_available,
+    write_config,
+)
 
 # The train split: this module tests that the service hands the model the right windows and questions;
 # generalisation to held-out compositions is `perception eval`'s job (a mid-training snapshot answered
@@ -92,12 +101,7 @@ def pipeline(random_checkpoint):
         time.sleep(0.2)
     p.record_children()
     yield p
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except Exception:
-            proc.kill()
+    interrupt(proc)
     shutil.rmtree(rdir, ignore_errors=True)
 
 

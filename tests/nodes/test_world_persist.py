@@ -85,6 +85,7 @@ def small_file_records(dim: int) -> list[tuple[dict, np.ndarray | None]]:
                 "labels": [{"label": "w", "score": 0.9}],
                 "watch": "w",
                 "active": True,
+                "watch_id": "config:w",
             },
             None,
         ),
