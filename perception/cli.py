@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "replay": ("perception.commands.replay", "replay an MCAP file onto the bus"),
     "info": ("perception.commands.info", "summarise an MCAP file"),
     "ask": ("perception.commands.ask", "ask the running pipeline a question"),
+    "mcp": ("perception.mcp.command", "serve an MCP server (tools for agent planners) over the running pipeline"),
     "graph": ("perception.commands.graph", "print the node graph with message types"),
     "train": ("perception.commands.train", "train a model preset"),
     "eval": ("perception.commands.evaluate", "run the evaluation suite"),
