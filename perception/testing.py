@@ -7,6 +7,11 @@
             result = await run_test(RedSpotter(bus), [caption("the red circle grows")])
         assert [a.phrase for a in result.of(Alert)] == ["red"]
 
+    async def test_red_spotter_on_last_weeks_session():   # a recording (perception record) as the inputs
+        with private_bus() as bus:
+            spotter = RedSpotter(bus)
+            result = await run_test(spotter, recorded_inputs("session.mcap", spotter.topics))
+
 In the spirit of Pipecat's `run_test` and dora's `MockNode`, but with nothing mocked: `run_test` starts a
 real proxy on the component's bus (a private ipc:// runtime directory from `private_bus`), runs the
 component's whole lifecycle (setup, subscribe, handlers, teardown), publishes the inputs from a real
@@ -28,6 +33,7 @@ from typing import TypeVar
 from bus.codec import Envelope
 from bus.component import Component
 from bus.config import BusConfig
+from bus.mcapfile import iter_messages
 from bus.message import Message
 from bus.proxy import proxy_in_background
 from bus.pubsub import Publisher, Subscriber
@@ -68,6 +74,26 @@ class TestResult:
 
 
 Input = Message | tuple[str, Message]
+
+
+def recorded_inputs(path: str | Path, topics: Sequence[str] | None = None) -> list[tuple[str, Message]]:
+    """The messages of an MCAP recording (as `perception record` writes it) on `topics` (prefixes; None:
+    all), in log-time order, as (topic, message) inputs for `run_test`. Messages of types this process does
+    not know are skipped; any other damage raises, as a test should."""
+    from bus.codec import DecodeError, decode
+    from perception.plugins import load_message_types
+
+    load_message_types()
+    out = []
+    for stored in iter_messages(path, topics=list(topics) if topics is not None else None):
+        try:
+            env = decode(stored.parts())
+        except DecodeError as exc:
+            if exc.reason != "unknown_type":
+                raise
+            continue
+        out.append((env.topic, env.msg))
+    return out
 
 
 def input_topic(component: Component, msg: Message) -> str:
