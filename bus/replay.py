@@ -23,6 +23,7 @@ from pathlib import Path
 
 import zmq
 
+from bus.codec import DecodeError, decode, encode
 from bus.config import BusConfig
 from bus.logs import get_logger
 from bus.mcapfile import StoredMessage, iter_messages
@@ -36,6 +37,7 @@ class ReplayStats:
     loops: int = 0
     max_lag_ms: float = 0.0  # how late the latest-sent message was against its deadline
     wall_s: float = 0.0
+    not_restamped: int = 0  # with restamp: messages of types this process does not know, sent as recorded
 
 
 class NoDropPublisher(Publisher):
@@ -76,6 +78,7 @@ class Replayer:
         paused: bool = False,
         wait_for: Iterable[str] = (),
         wait_timeout_s: float = 30.0,
+        restamp: bool = False,
     ) -> None:
         if rate < 0:
             raise ValueError(f"rate must be >= 0 (0 = as fast as possible), got {rate}")
@@ -89,6 +92,7 @@ class Replayer:
         self.start_s = start_s
         self.wait_for = list(wait_for)
         self.wait_timeout_s = wait_timeout_s
+        self.restamp = restamp
         self.stats = ReplayStats()
         self.log = get_logger("bus.replay", path=str(self.path))
         self._running = asyncio.Event()
@@ -162,12 +166,13 @@ class Replayer:
     async def _one_pass(self, pub: NoDropPublisher) -> int:
         await self._running.wait()
         t0_rec: int | None = None
-        wall0 = 0.0
+        wall0, wall0_ns = 0.0, 0
         sent = 0
         for msg in self._messages():
             if t0_rec is None:
                 t0_rec = msg.log_time
                 wall0 = time.monotonic()
+                wall0_ns = time.time_ns()
                 self._shift = 0.0
                 self.started.set()
             if not self._running.is_set():
@@ -179,10 +184,35 @@ class Replayer:
                     await asyncio.sleep(delay)
                 else:
                     self.stats.max_lag_ms = max(self.stats.max_lag_ms, -delay * 1e3)
-            await pub.send_raw(msg.parts())
+            parts = msg.parts() if not self.restamp else self._restamped(msg, t0_rec, wall0_ns)
+            await pub.send_raw(parts)
             sent += 1
             self.stats.messages += 1
             self.stats.bytes += len(msg.header) + sum(len(b) for b in msg.buffers)
             if self.rate == 0 and sent % 256 == 0:
                 await asyncio.sleep(0)  # let other tasks (signals, pause) run
         return sent
+
+    def _restamped(self, msg: StoredMessage, t0_rec: int, wall0_ns: int) -> list:
+        """The message as if it happened now: every positive integer field whose name ends in `_ns` (capture
+        times, spans: units are in every name) moves from the recording's clock to this replay's, and the
+        envelope's `t` is the send time. Latencies measured downstream then mean something. A type this
+        process does not know goes out as recorded (counted in `not_restamped`)."""
+        try:
+            env = decode(msg.parts())
+        except DecodeError:
+            self.stats.not_restamped += 1
+            return msg.parts()
+        scale = 1.0 / self.rate if self.rate > 0 else 1.0  # as fast as possible: keep the recorded spacing
+
+        shift_ns = round(self._shift * 1e9)  # pauses move the schedule, and so the stamps
+
+        def now_clock(t_ns: int) -> int:
+            return wall0_ns + shift_ns + round((t_ns - t0_rec) * scale)
+
+        fields = type(env.msg).model_fields
+        update = {
+            k: now_clock(v) for k in fields if k.endswith("_ns") and type(v := getattr(env.msg, k)) is int and v > 0
+        }
+        body = env.msg.model_copy(update=update)
+        return encode(env.topic, body, seq=env.seq, src=env.src, t_ns=time.time_ns())

@@ -12,6 +12,7 @@ from bus.mcapfile import RecordingError, check_complete
 from bus.replay import Replayer
 from bus.runtime import run_until_stopped
 from perception.config import ConfigError, load_config
+from perception.plugins import load_message_types
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -32,6 +33,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="PREFIX",
         help="wait until a message is seen on each prefix (e.g. stats/encoder) before sending",
     )
+    p.add_argument(
+        "--restamp",
+        action="store_true",
+        help="move every *_ns time (capture times, spans) to the replay's clock, so latencies mean something",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,7 +53,10 @@ def run(args: argparse.Namespace) -> int:
             start_s=args.start,
             paused=args.paused,
             wait_for=args.wait_for,
+            restamp=args.restamp,
         )
+        if args.restamp:
+            load_message_types()  # restamping decodes: know every type the recording may hold
     except (ConfigError, RecordingError, ValueError) as exc:
         print(f"perception replay: {exc}", file=sys.stderr)
         return 2
@@ -82,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
                 "loops": stats.loops,
                 "wall_s": round(stats.wall_s, 4),
                 "max_lag_ms": round(stats.max_lag_ms, 3),
+                **({"not_restamped": stats.not_restamped} if args.restamp else {}),
             }
         ),
         flush=True,
