@@ -35,6 +35,11 @@ def run(args: argparse.Namespace) -> int:
     return 1 if graph.unwired(external) else 0
 
 
+def edge_label(ax, x: float, y: float, edge, va: str, sep: str = " ", size: float = 7.5, color: str = "#444") -> None:
+    """An edge's topic and message type, centred at (x, y)."""
+    ax.text(x, y, f"{edge.output.topic}{sep}{edge.type_name}", ha="center", va=va, fontsize=size, color=color)
+
+
 def draw(graph, path: str, title: str = "") -> None:
     import matplotlib
 
@@ -64,29 +69,13 @@ def draw(graph, path: str, title: str = "") -> None:
             )
             peak = y0 + 0.3 + rad * abs(x1 - x0) / 2  # a quadratic Bezier's peak: half its control offset
             top = max(top, peak + 0.6)
-            ax.text(
-                (x0 + x1) / 2,
-                peak + 0.1,
-                f"{e.output.topic} {e.type_name}",
-                ha="center",
-                va="bottom",
-                fontsize=7.5,
-                color="#444",
-            )
+            edge_label(ax, (x0 + x1) / 2, peak + 0.1, e, "bottom")
             continue
         if span == 1:  # neighbours: a straight arrow, its label above
             ax.annotate(
                 "", xy=(x1 - 0.75, y1), xytext=(x0 + 0.75, y0), arrowprops=dict(arrowstyle="->", color="#444", lw=1.4)
             )
-            ax.text(
-                (x0 + x1) / 2,
-                y0 + 0.18,
-                f"{e.output.topic}\n{e.type_name}",
-                ha="center",
-                va="bottom",
-                fontsize=8,
-                color="#224",
-            )
+            edge_label(ax, (x0 + x1) / 2, y0 + 0.18, e, "bottom", sep="\n", size=8, color="#224")
             continue
         skips += 1  # a longer edge arcs below the row, each a little deeper than the last
         rad = 0.12 + 0.06 * skips
@@ -98,15 +87,7 @@ def draw(graph, path: str, title: str = "") -> None:
         )
         t = 0.3  # the label sits on the arc near its start, clear of the arcs meeting at a shared target
         depth = 2 * t * (1 - t) * rad * (x1 - x0)  # a quadratic Bezier's offset at t (control: rad*length)
-        ax.text(
-            x0 + t * (x1 - x0),
-            y0 - 0.3 - depth - 0.05,
-            f"{e.output.topic} {e.type_name}",
-            ha="center",
-            va="top",
-            fontsize=7.5,
-            color="#444",
-        )
+        edge_label(ax, x0 + t * (x1 - x0), y0 - 0.3 - depth - 0.05, e, "top")
     for n, (x, y) in pos.items():
         ax.text(
             x,

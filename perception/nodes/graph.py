@@ -7,6 +7,7 @@ it: `pipeline.external_inputs`), and `perception graph` prints it or draws it.
 
 from __future__ import annotations
 
+import functools
 import importlib
 from dataclasses import dataclass
 
@@ -71,6 +72,15 @@ class Graph:
 
     def edges(self) -> list[Edge]:
         """Upstream first: capture's edges before the encoder's, and so on."""
+        return self._layout[0]
+
+    def depth(self) -> dict[str, int]:
+        """Column of each node: the longest chain of forward edges leading to it."""
+        return self._layout[1]
+
+    @functools.cached_property
+    def _layout(self) -> tuple[list[Edge], dict[str, int]]:
+        """The sorted edges and each node's depth, computed once (the graph is immutable)."""
         edges = [
             Edge(src, out, dst, inp)
             for src in self.nodes
@@ -86,8 +96,7 @@ class Graph:
         for _ in self.nodes:  # longest chain of edges leading to each node (feedback edges do not count)
             for e in forward:
                 depth[e.dst] = max(depth[e.dst], min(depth[e.src] + 1, len(self.nodes)))
-        self.__dict__.setdefault("_depth", depth)
-        return sorted(edges, key=lambda e: (depth[e.src], depth[e.dst]))
+        return sorted(edges, key=lambda e: (depth[e.src], depth[e.dst])), depth
 
     def _back_edges(self, edges: list[Edge]) -> set[int]:
         """Indices of the edges that feed back upstream (world -> events, beside events -> world): the
@@ -112,10 +121,6 @@ class Graph:
             live = [k for k in live if node not in (edges[k].src, edges[k].dst)]
         rank = {n: i for i, n in enumerate(head + tail)}
         return {k for k, e in enumerate(edges) if rank[e.src] >= rank[e.dst]}
-
-    def depth(self) -> dict[str, int]:
-        self.edges()
-        return self.__dict__["_depth"]
 
     def unwired(self, external: list[str] | tuple[str, ...] = ()) -> list[Unwired]:
         """Inputs that no node of the graph feeds and that are not declared to come from another host."""
