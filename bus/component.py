@@ -190,6 +190,12 @@ class Component:
     def extra_stats(self) -> dict[str, float]:
         return {}
 
+    def busy(self) -> bool:
+        """Whether work already taken in is unfinished outside a handler (a model thread's window, a
+        decode queue). `perception test` steps a pipeline on to its next input only once every component
+        is idle, which is what makes an offline run independent of the machine's speed."""
+        return False
+
     # -- helpers ------------------------------------------------------------------------------------------
 
     def publish(self, msg: Message, output: str | None = None) -> int:

@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "record": ("perception.commands.record", "record topics to an MCAP file"),
     "replay": ("perception.commands.replay", "replay an MCAP file onto the bus"),
     "info": ("perception.commands.info", "summarise an MCAP file"),
+    "test": ("perception.commands.test", "run recorded sessions through a pipeline offline and diff what it perceives"),
     "ask": ("perception.commands.ask", "ask the running pipeline a question"),
     "mcp": ("perception.mcp.command", "serve an MCP server (tools for agent planners) over the running pipeline"),
     "graph": ("perception.commands.graph", "print the node graph with message types"),

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import SMALL_MODEL, short_tmp
+from tests.support import short_tmp, small_random_checkpoint
 
 
 @pytest.fixture
@@ -21,11 +21,4 @@ def runtime_dir():
 @pytest.fixture(scope="session")
 def small_checkpoint(tmp_path_factory) -> Path:
     """A randomly initialised small VLJepa (tests.support.SMALL_MODEL) written with the model's own save()."""
-    import torch
-
-    from perception.model import VLJepa, preset_config
-
-    torch.manual_seed(0)
-    out = tmp_path_factory.mktemp("ckpt") / "small"
-    VLJepa.from_config(preset_config("tiny").with_overrides(SMALL_MODEL)).save(out)
-    return out
+    return small_random_checkpoint(tmp_path_factory.mktemp("ckpt") / "small", seed=0)

@@ -34,6 +34,17 @@ def with_sections(base: dict, over: dict) -> dict:
     return out
 
 
+def small_random_checkpoint(out: Path, seed: int = 0) -> Path:
+    """A randomly initialised small VLJepa (SMALL_MODEL) written with the model's own save() to `out`."""
+    import torch
+
+    from perception.model import VLJepa, preset_config
+
+    torch.manual_seed(seed)
+    VLJepa.from_config(preset_config("tiny").with_overrides(SMALL_MODEL)).save(out)
+    return out
+
+
 def short_tmp(prefix: str) -> Path:
     """A short directory under /tmp: ipc:// paths are limited to ~100 bytes."""
     return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))

@@ -17,8 +17,8 @@ from pathlib import Path
 from bus.mcapfile import COMPRESSIONS, RecordingError, recover
 from bus.record import DEFAULT_MAX_QUEUE_BYTES, DEFAULT_MAX_TOPICS, Recorder
 from bus.runtime import run_until_stopped
-from perception.commands._session import session_metadata
 from perception.config import ConfigError, load_config
+from perception.sessions.metadata import session_metadata
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -1,4 +1,5 @@
-"""`perception up [CONFIG] [--source SRC] [--duration S] [--json]`: launch and supervise the pipeline.
+"""`perception up [CONFIG] [--source SRC] [--duration S] [--json] [--record OUT.mcap]`: launch and supervise
+the pipeline.
 
 The proxy and every node (capture, encoder, events, decoder, world) run as child processes from one
 validated config (perception/nodes/launcher.py). Captions and events are printed as they arrive, one line
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from pathlib import Path
 
 from perception.config import ConfigError
 
@@ -23,6 +25,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--duration", type=float, default=None, help="stop S seconds after the pipeline is up")
     p.add_argument("--json", action="store_true", help="print captions and events as JSON lines")
+    p.add_argument(
+        "--record",
+        metavar="OUT.mcap",
+        default=None,
+        help="record the session from its first frame to its last caption (input for `perception test`)",
+    )
+    p.add_argument("--record-topics", nargs="+", default=[""], metavar="PREFIX", help="topics to record (default: all)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,5 +42,10 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"perception up: {exc}", file=sys.stderr)
         return 2
-    launcher = Launcher(config, json_lines=args.json, log_level=args.log_level)
+    if args.record is not None and Path(args.record).exists():
+        print(f"perception up: {args.record} exists; refusing to overwrite a recording", file=sys.stderr)
+        return 2
+    launcher = Launcher(
+        config, json_lines=args.json, log_level=args.log_level, record=args.record, record_topics=args.record_topics
+    )
     return asyncio.run(launcher.run(duration=args.duration))

@@ -35,6 +35,7 @@ class DecoderNode(Node):
         self.queue: DecodeQueue[DecodeRequest, str] = DecodeQueue(MAX_PENDING, dec.max_batch, self.counters)
         self.pending = self.queue.pending  # the requests waiting, oldest first
         self.work = asyncio.Event()
+        self.decoding = False  # a batch is in hand (`busy`)
         self.latency = LatencyWindow()
         self.dim = int(self.model.cfg.embed_dim)
         for key in ("rejected", "decodes", "batches", "batches_split"):
@@ -45,6 +46,10 @@ class DecoderNode(Node):
 
     def extra_stats(self) -> dict[str, float]:
         return self.latency.summary("caption_latency")
+
+    def busy(self) -> bool:
+        """Requests wait, or a batch is being decoded."""
+        return bool(self.queue.pending) or self.work.is_set() or self.decoding
 
     @on("decode/{cam}", DecodeRequest)
     async def on_request(self, req: DecodeRequest) -> None:
@@ -89,7 +94,11 @@ class DecoderNode(Node):
             await self._drain()
 
     async def _drain(self) -> None:
-        await self.queue.drain(self._decode_batch, self._publish, self._failed)
+        self.decoding = True
+        try:
+            await self.queue.drain(self._decode_batch, self._publish, self._failed)
+        finally:
+            self.decoding = False
 
     async def _decode_batch(self, batch: list[DecodeRequest]) -> list[str]:
         return await asyncio.to_thread(self._decode, np.stack([r.embedding for r in batch]))

@@ -80,6 +80,7 @@ class EncoderNode(Node):
         for key in (
             "frames",
             "windows",
+            "windows_failed",
             "windows_dropped",
             "windows_incomplete",
             "frames_substituted",
@@ -156,6 +157,13 @@ class EncoderNode(Node):
     def background(self) -> list:
         return [self._worker(), self.rpc.run()]
 
+    def busy(self) -> bool:
+        """A window is due, or taken by the model thread and not yet published (or failed)."""
+        with self.lock:
+            due = self.schedule.any_due()
+        c = self.counters
+        return due or c["windows_taken"] > c["windows"] + c["windows_failed"]
+
     def extra_stats(self) -> dict[str, float]:
         return {
             **self.embed_latency.summary("embed_latency"),
@@ -225,6 +233,7 @@ class EncoderNode(Node):
                 try:
                     s_v, s_hat = self._forward(stack_windows(group))
                 except Exception as exc:  # never let one bad pass stop the encoder
+                    self.counters["windows_failed"] += len(group)
                     loop.call_soon_threadsafe(self.report_error, "forward", exc)
                     continue
                 forward_ms = (time.perf_counter_ns() - t0) / 1e6

@@ -97,6 +97,7 @@ class EventsNode(Node):
         self._phrase_emb: collections.OrderedDict[str, np.ndarray] = collections.OrderedDict()
         self._pending: list[Watch] | None = None  # the latest list received, not yet applied
         self._wake = asyncio.Event()
+        self._applying = False
         wcfg = self.config.pipeline.world
         self._max_runtime = wcfg.max_watches * (wcfg.max_cameras + 1)  # the world's own bounds
         self.encoder = RpcClient(self.config.bus, endpoint=encoder_endpoint(self.config))
@@ -123,6 +124,10 @@ class EventsNode(Node):
 
     def background(self) -> list:
         return [self._watch_updates()]
+
+    def busy(self) -> bool:
+        """A watch list received and not yet applied (its phrases may wait for the encoder)."""
+        return self._pending is not None or self._wake.is_set() or self._applying
 
     def _close(self) -> None:
         if hasattr(self, "encoder"):
@@ -207,10 +212,13 @@ class EventsNode(Node):
             pending, self._pending = self._pending, None
             if pending is None:
                 continue
+            self._applying = True
             try:
                 await self._apply(pending)  # on failure, the next broadcast tries again
             except Exception as exc:  # a bug here must not stop the node: the next broadcast tries again
                 self.report_error("watch_update", exc)
+            finally:
+                self._applying = False
 
     async def _apply(self, watches: list[Watch]) -> bool:
         """Score `watches` (and the configured ones) from now on; False if their phrases could not be

@@ -20,6 +20,9 @@
   time (capture, encoder, events, decoder, world; events closes its open segments and the decoder
   captions them as they stop), SIGKILL after `stop_timeout_s`, the proxy last. Nothing is left behind.
 - Captions and events are printed as they arrive (one line each, or JSON lines with `json_lines`).
+- `record=PATH` (`perception up --record`): a recorder in this process subscribes to `record_topics`
+  before any node starts, so the file holds the session from its first frame (what `perception test`
+  needs to reproduce it exactly), and stops after every node, so what their teardown published is in it.
 """
 
 from __future__ import annotations
@@ -35,8 +38,10 @@ from pathlib import Path
 from typing import TextIO
 
 from bus.logs import RateLimited, get_logger
+from bus.mcapfile import RecordingError
 from bus.message import Stats
 from bus.pubsub import BusNotReady, Subscriber
+from bus.record import Recorder
 from bus.runtime import run_until_stopped
 from bus.security import refuse_live_ipc
 from perception.config import AppConfig, ConfigError, load_config
@@ -115,7 +120,14 @@ class Child:
 
 class Launcher:
     def __init__(
-        self, config: AppConfig, *, json_lines: bool = False, out: TextIO | None = None, log_level: str | None = None
+        self,
+        config: AppConfig,
+        *,
+        json_lines: bool = False,
+        out: TextIO | None = None,
+        log_level: str | None = None,
+        record: str | Path | None = None,
+        record_topics: list[str] | None = None,
     ) -> None:
         self.config = config
         self.json_lines = json_lines
@@ -132,6 +144,9 @@ class Launcher:
         self._stop = asyncio.Event()
         self._up = False  # every node reported ready once
         self._config_file: Path | None = None
+        self.record, self.record_topics = record, record_topics or [""]
+        self.recorder: Recorder | None = None
+        self._recording: asyncio.Task | None = None
 
     # -- children -----------------------------------------------------------------------------------------
 
@@ -260,6 +275,7 @@ class Launcher:
         for name in reversed(NODE_NAMES):
             if name in self.children:
                 await self._stop_child(self.children[name])
+        await self._stop_recording()
         if "proxy" in self.children:
             await self._stop_child(self.children["proxy"])
         for child in self.children.values():
@@ -268,6 +284,41 @@ class Launcher:
         await asyncio.gather(*(c.supervisor for c in self.children.values() if c.supervisor), return_exceptions=True)
         if self._config_file is not None:
             self._config_file.unlink(missing_ok=True)
+
+    # -- recording ----------------------------------------------------------------------------------------
+
+    async def _start_recording(self) -> None:
+        """Record from before the first node starts; a recorder that fails says why and nothing else stops."""
+        from perception.sessions.metadata import session_metadata
+
+        self.recorder = Recorder(
+            self.config.bus, self.record, topics=self.record_topics, session=session_metadata(self.config)
+        )
+        self._recording = asyncio.create_task(self.recorder.run(), name="recorder")
+        ready = asyncio.ensure_future(self.recorder.ready.wait())
+        await asyncio.wait(
+            {ready, self._recording}, timeout=self.sup.startup_timeout_s, return_when=asyncio.FIRST_COMPLETED
+        )
+        ready.cancel()
+        if self._recording.done():
+            self._recording.result()  # RecordingError: the pipeline does not start without its recording
+        log.info("recording", path=str(self.record), topics=self.record_topics)
+
+    async def _stop_recording(self) -> None:
+        """After the nodes exit: let what they published last reach the recorder (quiet for 0.3 s, at
+        most 3 s), then close the file."""
+        if self._recording is None or self.recorder is None:
+            return
+        deadline, seen = time.monotonic() + 3.0, -1
+        while not self._recording.done() and time.monotonic() < deadline and seen != self.recorder.stats.received:
+            seen = self.recorder.stats.received
+            await asyncio.sleep(0.3)
+        self._recording.cancel()
+        results = await asyncio.gather(self._recording, return_exceptions=True)
+        if isinstance(results[0], Exception):
+            log.error("recording failed", path=str(self.record), error=str(results[0]))
+        s = self.recorder.stats
+        log.info("recording closed", path=str(self.record), messages=s.messages, dropped=s.dropped)
 
     # -- bus side -----------------------------------------------------------------------------------------
 
@@ -357,6 +408,8 @@ class Launcher:
                 self._start("proxy")
             sub = await self._connect()
             listener = asyncio.create_task(self._listen(sub))
+            if self.record is not None:
+                await self._start_recording()
             nodes = [n for n in NODE_NAMES if n in self.config.pipeline.nodes]
             first = [n for n in nodes if n != "capture"]
             for name in first:
@@ -379,7 +432,7 @@ class Launcher:
                     pass
             ready.cancel()
             stop_wait.cancel()
-        except (TimeoutError, BusNotReady, NodeGaveUp) as exc:
+        except (TimeoutError, BusNotReady, NodeGaveUp, RecordingError) as exc:
             log.error("pipeline failed to start", error=str(exc))
             code = 1
         finally:

@@ -2,10 +2,14 @@
 no threads (the encoder node holds the lock around it): tests/nodes/test_windows.py drives it.
 
 Frames are buffered per camera in a bounded ring (one window span plus a stride). Window k of a camera
-ends at frame first + (W-1)*step + k*stride and takes every `step`-th frame back from there; a frame
+ends at frame (W-1)*step + k*stride and takes every `step`-th frame back from there: the grid is anchored
+at frame index 0, not at the first frame this process saw, so a live run, a replay of a recording that
+started mid-stream and an offline `perception test` cut the same windows with the same numbers. A camera
+first seen at frame i starts with the first grid window that lies wholly at or after i. A frame
 missing from the ring (dropped upstream) is replaced by the nearest earlier one. `take_due()` returns,
 per camera, only the newest due window (older due windows are stale: skipped), oldest camera first, at
 most `max_batch` of them (the newest win). It counts, in the `counters` it is given:
+    windows_taken       windows handed out by take_due (the encoder's `busy` compares it with `windows`)
     windows_dropped     stale windows skipped, and windows beyond max_batch
     windows_incomplete  windows the ring no longer reaches back far enough for
     frames_substituted  frames taken from the nearest earlier index
@@ -34,7 +38,7 @@ class CameraWindows:
 
     frames: collections.deque  # of Frame, bounded
     next_end: int | None = None  # frame index that completes the next window
-    window: int = 0  # windows emitted
+    window: int = 0  # number of the last window emitted (its place on the frame-index grid)
     last_index: int = -1
     s_v: Any = None  # the encoder's visual tokens [1, N, Dv] of the newest window (opaque here)
     s_v_info: dict = field(default_factory=dict)
@@ -94,7 +98,7 @@ class WindowSchedule:
         self.W, self.step, self.stride, self.max_batch = window_frames, frame_step, stride_frames, max_batch
         self.span = (self.W - 1) * self.step + 1  # camera frames covered by one window
         self.counters = counters
-        for key in ("windows_dropped", "windows_incomplete", "frames_substituted"):
+        for key in ("windows_taken", "windows_dropped", "windows_incomplete", "frames_substituted"):
             counters[key] += 0  # created here: a caller's stats may iterate them from another thread
         self.on_bad_window = on_bad_window
         keep = frozenset(protected)
@@ -110,10 +114,14 @@ class WindowSchedule:
             if cam is not None:
                 self.counters["camera_resets"] += 1
             cam = self.cams[frame.cam] = CameraWindows(collections.deque(maxlen=self.span + self.stride))
-            cam.next_end = frame.index + self.span - 1
+            cam.next_end = self.end_of(-(-frame.index // self.stride))  # the first grid window from here on
         cam.frames.append(frame)
         cam.last_index = frame.index
         return cam.due
+
+    def end_of(self, window: int) -> int:
+        """The frame index that completes window number `window` (window 0 ends at frame span - 1)."""
+        return self.span - 1 + window * self.stride
 
     def any_due(self) -> bool:
         return any(c.due for c in self.cams.values())
@@ -139,12 +147,13 @@ class WindowSchedule:
             if frames is None:
                 self.counters["windows_incomplete"] += 1
                 continue
+            cam.window = (end - self.span + 1) // self.stride
             jobs.append(WindowJob(name, cam.window, frames))
-            cam.window += 1
         jobs.sort(key=lambda j: j.last.t_capture_ns)
         if len(jobs) > self.max_batch:
             self.counters["windows_dropped"] += len(jobs) - self.max_batch
             jobs = jobs[-self.max_batch :]  # newest win
+        self.counters["windows_taken"] += len(jobs)
         return jobs
 
     def window_frames(self, cam: CameraWindows, end: int) -> list[Frame] | None:

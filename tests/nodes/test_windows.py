@@ -48,7 +48,7 @@ def test_only_the_newest_due_window_is_taken_and_the_stale_ones_are_counted():
     for i in range(21):  # windows end at 6, 10, 14, 18: all due, nobody took them
         s.add(frame(i))
     [job] = s.take_due()
-    assert indices(job) == [12, 14, 16, 18] and job.window == 0
+    assert indices(job) == [12, 14, 16, 18] and job.window == 3  # its place on the grid: 3 were skipped
     assert counters["windows_dropped"] == 3
     assert len(s.cams["cam0"].frames) == s.span + s.stride  # the ring is bounded
 
@@ -72,6 +72,21 @@ def test_a_missing_frame_is_replaced_by_the_nearest_earlier_one_even_across_a_hu
     assert indices(job) == [2, 2, 2, 2**40] and counters["frames_substituted"] == 3
 
 
+def test_windows_lie_on_a_grid_anchored_at_frame_zero_whenever_a_camera_is_first_seen():
+    """A live run from frame 0 and a recording that starts at frame 13 cut the same windows, same numbers."""
+    from_start, _ = schedule(w=4, step=2, stride=4)
+    mid_stream, _ = schedule(w=4, step=2, stride=4)
+    live, replayed = {}, {}
+    for i in range(40):
+        for s, out in ((from_start, live), (mid_stream, replayed)):
+            if s is from_start or i >= 13:
+                s.add(frame(i))
+                out.update({job.window: indices(job) for job in s.take_due()})
+    assert min(replayed) == 4 and replayed[4] == [16, 18, 20, 22]  # the first window wholly after frame 13
+    assert replayed == {k: v for k, v in live.items() if k >= 4}
+    assert live[0] == [0, 2, 4, 6] and live[1] == [4, 6, 8, 10]
+
+
 def test_a_window_beyond_the_ring_is_incomplete():
     s, _ = schedule(w=4, step=1, stride=1)
     for i in range(10, 20):
@@ -88,7 +103,7 @@ def test_a_window_of_mixed_frame_sizes_is_skipped_and_reported():
         if i == 3:
             assert s.take_due() == []
     [job] = s.take_due()
-    assert indices(job) == [4, 5, 6, 7] and job.window == 0  # window numbers count windows emitted
+    assert indices(job) == [4, 5, 6, 7] and job.window == 1  # window 0 was skipped: numbers follow the grid
     assert len(bad) == 1 and bad[0][0] == "cam0" and "different sizes" in bad[0][1]
 
 

@@ -1,4 +1,4 @@
-"""Shared bits of the recording commands: the session metadata a recording carries."""
+"""The session metadata a recording carries (`perception record`, `perception up --record`, `perception test`)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,100 @@
+"""The comparison on its own: boundaries matched one to one within the tolerance, captions changed, moved,
+gained or lost, watch crossings, embedding drift, and which thresholds a comparison crosses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from perception.messages import Caption, Event, LabelScore
+from perception.sessions.diff import Thresholds, compare, match_nearest
+from perception.sessions.perceived import Perceived, Span
+
+S = 10**9  # ns per second
+T0 = 1_000 * S
+
+
+def segment(start: float, end: float, label: str = "a red circle") -> Event:
+    return Event(
+        cam="cam0", kind="segment", segment_id=1, start_ns=T0 + int(start * S), end_ns=T0 + int(end * S),
+        labels=[LabelScore(label=label, score=0.9)],
+    )  # fmt: skip
+
+
+def watch(t: float, active: bool) -> Event:
+    ns = T0 + int(t * S)
+    return Event(
+        cam="cam0",
+        kind="watch",
+        segment_id=1,
+        start_ns=ns,
+        end_ns=ns,
+        watch="red",
+        watch_id="config:red",
+        active=active,
+    )
+
+
+def caption(start: float, end: float, text: str) -> Caption:
+    return Caption(
+        cam="cam0", segment_id=1, text=text, start_ns=T0 + int(start * S), end_ns=T0 + int(end * S),
+        t_capture_ns=T0 + int(end * S), latency_ms=5.0,
+    )  # fmt: skip
+
+
+def perceived(name: str, segments=(), watches=(), captions=(), embeddings=None) -> Perceived:
+    p = Perceived(Path(name), segments=list(segments), watches=list(watches), captions=list(captions))
+    p.t0_ns["cam0"] = T0
+    for k, e in enumerate(embeddings if embeddings is not None else []):
+        p.embeddings[Span("cam0", T0 + k * S, T0 + (k + 1) * S)] = np.asarray(e, dtype=np.float32)
+    p.run = {}  # not live: no latencies
+    return p
+
+
+def test_nearest_pairs_are_matched_first_and_one_to_one():
+    assert match_nearest([1.0, 1.5], [1.45, 5.0], 0.5) == [(1, 0)]  # 1.5 takes 1.45; 1.0 is left unmatched
+    assert sorted(match_nearest([1.0, 2.0], [1.3, 2.05], 0.5)) == [(0, 0), (1, 1)]
+    assert match_nearest([1.0], [1.6], 0.5) == []
+
+
+def test_boundaries_within_the_tolerance_are_matched_the_rest_lost_or_gained():
+    base = perceived("a", [segment(0, 2), segment(2, 4), segment(4, 9)])
+    cand = perceived("b", [segment(0, 2.2, "a blue square"), segment(2.2, 6), segment(6, 9)])
+    d = compare("s", base, cand, tolerance_s=0.5)
+    b = d.boundaries
+    assert (b.baseline, b.candidate, b.matched, b.exact) == (3, 3, 2, 1)  # 2 -> 2.2 shifted, 9 exact
+    assert b.lost == [("cam0", 4.0)] and b.gained == [("cam0", 6.0)]
+    assert abs(b.mean_shift_s - 0.1) < 1e-6 and abs(b.precision - 2 / 3) < 1e-9
+    assert d.differences == 1 + 1 + 1  # lost, gained, one shifted
+    assert d.crossed(Thresholds(max_boundary_drift_s=0.05)) and not d.crossed(Thresholds(max_boundary_drift_s=0.2))
+    assert d.crossed(Thresholds(min_boundary_f1=0.9)) and not d.crossed(Thresholds(min_boundary_f1=0.6))
+    same_span = compare("s", base, perceived("c", [segment(0, 2, "a blue square"), segment(2, 4), segment(4, 9)]))
+    assert same_span.boundaries.relabelled == 1 and same_span.differences == 1
+
+
+def test_captions_are_changed_moved_gained_or_lost():
+    base = perceived("a", captions=[caption(0, 2, "red circle"), caption(2, 4, "blue square"), caption(4, 6, "gone")])
+    cand = perceived(
+        "b", captions=[caption(0, 2, "green circle"), caption(2.2, 4, "blue square"), caption(8, 9, "new")]
+    )
+    d = compare("s", base, cand)
+    kinds = {c.kind: c for c in d.captions}
+    assert sorted(kinds) == ["changed", "gained", "lost", "moved"]
+    assert (kinds["changed"].baseline, kinds["changed"].candidate) == ("red circle", "green circle")
+    assert kinds["moved"].candidate_span_s == (2.2, 4.0) and kinds["lost"].baseline == "gone"
+    assert kinds["gained"].candidate == "new" and kinds["gained"].start_s == 8.0
+    assert d.crossed(Thresholds(max_caption_changes=2)) and not d.crossed(Thresholds(max_caption_changes=3))
+
+
+def test_watch_crossings_and_embedding_drift():
+    base = perceived("a", watches=[watch(1, True), watch(3, False)], embeddings=[[1, 0], [0, 1], [1, 1]])
+    cand = perceived("b", watches=[watch(1, True), watch(3.5, False)], embeddings=[[1, 0], [1, 1], [1, 1]])
+    d = compare("s", base, cand)
+    assert [(w.kind, w.t_s, w.active) for w in d.watches] == [("lost", 3.0, False), ("gained", 3.5, False)]
+    drift = d.drift
+    assert (drift.matched, drift.bitwise_equal) == (3, 2)
+    assert abs(drift.cosine_min - np.sqrt(0.5)) < 1e-6
+    assert d.crossed(Thresholds(min_cosine_p5=0.95)) and not d.crossed(Thresholds(min_cosine_p5=0.7))
+    assert d.crossed(Thresholds(exact=True)) and d.differences == 2 + 1
+    assert not compare("s", base, base).crossed(Thresholds(exact=True))
