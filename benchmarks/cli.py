@@ -20,6 +20,7 @@ TARGETS = {
     "pipeline": "benchmarks.pipeline.bench",
     "data": "benchmarks.data.bench",
     "memory": "benchmarks.pipeline.memory",
+    "cameras": "benchmarks.cameras.bench",
 }
 
 

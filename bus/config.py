@@ -108,7 +108,7 @@ class BusConfig(BaseModel):
     rpc: str = ""  # request/reply; "" -> ipc://{runtime_dir}/rpc
 
     # Topics starting with one of these use the `latest` policy (newest wins); all others are `reliable`.
-    latest_prefixes: list[str] = Field(default_factory=lambda: ["frames/"])
+    latest_prefixes: list[str] = Field(default_factory=lambda: ["frames/", "frames_full/"])
     latest_hwm: int = Field(4, ge=1)  # messages queued per socket for `latest` topics
     reliable_hwm: int = Field(100_000, ge=1)  # messages queued per socket for `reliable` topics
     # bytes a subscriber holds undelivered before it stops reading (ZeroMQ then queues to its HWM and drops)

@@ -33,6 +33,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 
+import psutil
 import zmq
 import zmq.asyncio
 
@@ -309,11 +310,15 @@ class Proxy:
     async def _publish_stats(self, out: zmq.asyncio.Socket, fwd: _Forwarder, thread: threading.Thread) -> None:
         started = time.monotonic()
         seq = 0
+        proc = psutil.Process()  # the process the proxy runs in (its own under `perception up`)
+        proc.cpu_percent(None)  # the first call primes the counter
         while True:
             if not thread.is_alive():
                 raise RuntimeError("bus proxy forwarding thread died")
             self.counters = {k: float(v) for k, v in list(fwd.counters.items())}
             self.counters["uptime_s"] = round(time.monotonic() - started, 3)
+            self.counters["cpu_pct"] = round(proc.cpu_percent(None), 1)  # libzmq's I/O threads included
+            self.counters["rss_mb"] = round(proc.memory_info().rss / 1e6, 1)
             msg = Stats(node="bus", counters=self.counters)
             await out.send_multipart(encode("stats/bus", msg, seq=seq, src=self.src, t_ns=time.time_ns()))
             seq += 1

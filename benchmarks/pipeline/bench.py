@@ -157,11 +157,13 @@ async def service_phase(config: AppConfig, seconds: float, label: str) -> dict[s
             sub.close()
     nodes = {}
     for node, rows in probe.stats.items():
-        if node == "bus":
-            continue
         cpu = [r.get("cpu_pct", 0.0) for r in rows[1:]] or [0.0]
-        nodes[node] = {"cpu_pct": round(float(np.mean(cpu)), 1), "rss_mb": rows[-1].get("rss_mb")}
+        nodes["proxy" if node == "bus" else node] = {
+            "cpu_pct": round(float(np.mean(cpu)), 1),
+            "rss_mb": rows[-1].get("rss_mb"),
+        }
     enc = (probe.stats.get("encoder") or [{}])[-1]
+    cap = (probe.stats.get("capture") or [{}])[-1]
     out = {
         "mode": label,
         "seconds": round(dt, 2),
@@ -178,6 +180,7 @@ async def service_phase(config: AppConfig, seconds: float, label: str) -> dict[s
         "p99_us": None if not probe.embed_ms else round(float(np.percentile(probe.embed_ms, 99)) * 1000),
         "windows_dropped": enc.get("windows_dropped"),
         "frames_superseded": enc.get("sub.superseded"),
+        "frames_skipped": sum(v for k, v in cap.items() if k.endswith(".frames_skipped")),  # late file frames
         "forward_p50_ms": enc.get("forward_p50_ms"),
         "forward_mean_ms": enc.get("forward_mean_ms"),
         # share of the phase the encoder spent inside forward passes (the rest: waiting, plumbing)

@@ -99,10 +99,13 @@ def draw(graph, path: str, title: str = "") -> None:
             weight="bold",
             bbox=dict(boxstyle="round,pad=0.5", fc="#dde8f5", ec="#2a4d7a"),
         )
+    leaves: dict[str, list[str]] = {}
     for n, o in graph.leaves():  # read by no node: offered to skills, recorders, robots
+        leaves.setdefault(n, []).append(f"{o.topic} {o.type.__name__}")
+    for n, labels in leaves.items():  # one arrow per node, its outputs stacked above it
         x, y = pos[n]
         ax.annotate("", xy=(x, y + 0.75), xytext=(x, y + 0.3), arrowprops=dict(arrowstyle="->", color="#999", lw=1))
-        ax.text(x, y + 0.8, f"{o.topic} {o.type.__name__}", fontsize=7, color="#666", ha="center", va="bottom")
+        ax.text(x, y + 0.8, "\n".join(labels), fontsize=7, color="#666", ha="center", va="bottom", linespacing=1.3)
     ys = [y for _, y in pos.values()]
     ax.set_xlim(-1.2, width - 0.8)
     ax.set_ylim(min(ys) - 0.3 - (0.12 + 0.06 * max(skips, 1)) * width / 3 - 0.5, top)

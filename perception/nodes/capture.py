@@ -1,5 +1,11 @@
 """Capture node: every configured camera -> frames/<cam> with capture timestamps (one task per camera).
 
+It sends what the encoder uses and no more (perception/nodes/feed.py): with `pipeline.capture.send:
+encoder` only every gcd(frame_step, stride_frames)-th frame, scaled to the model's input size as it is
+converted from the decoder's pixels and centre-cropped to a square, as the X-encoder would; the others are consumed without being converted (or, synthetic,
+rendered). `capture.full_fps` adds full-resolution frames on frames_full/<cam> for recorders and viewers.
+Frame indices stay the source's, so windows are the same whichever is sent.
+
 Synthetic cameras also publish each ground-truth segment on truth/<cam> when it starts, for evaluation.
 A source that cannot be opened, or that fails mid-stream, is logged with the reason and retried with
 exponential backoff; the node and the rest of the pipeline keep running. Live pacing never builds a
@@ -14,13 +20,31 @@ import time
 from bus.component import Output
 from perception.messages import Frame, GroundTruthSegment
 from perception.nodes.config import CameraConfig
+from perception.nodes.feed import Feed, centre_crop
+from perception.nodes.models import ModelUnavailableError, model_config
 from perception.nodes.runtime import Node
 from perception.nodes.sources import Source, SourceUnavailableError, SyntheticSource, make_source
 
 
 class CaptureNode(Node):
     name = "capture"
-    outputs = {"frames": Output("frames/{cam}", Frame), "truth": Output("truth/{cam}", GroundTruthSegment)}
+    outputs = {
+        "frames": Output("frames/{cam}", Frame),
+        "full": Output("frames_full/{cam}", Frame),
+        "truth": Output("truth/{cam}", GroundTruthSegment),
+    }
+
+    async def setup(self) -> None:
+        self.image_size: int | None = None
+        if self.config.pipeline.capture.send == "encoder":
+            try:  # config.json only: capture never loads the model
+                self.image_size = model_config(self.config.model).x_encoder.image_size
+            except ModelUnavailableError as exc:
+                self.log.warning("model config unreadable: frames go out at the camera's size", error=str(exc))
+
+    def feed(self, src: Source) -> Feed:
+        cap, enc = self.config.pipeline.capture, self.config.pipeline.encoder
+        return Feed.of(cap.send, enc.frame_step, enc.stride_frames, self.image_size, src.fps, cap.full_fps)
 
     def background(self) -> list:
         return [self._camera_loop(cam) for cam in self.config.pipeline.cameras]
@@ -57,6 +81,7 @@ class CaptureNode(Node):
     async def _stream(self, cam: CameraConfig, src: Source, offset: int) -> int:
         """Publish frames until the source ends; returns the next frame index offset."""
         fps = src.fps
+        feed = self.feed(src)
         t0_mono = time.monotonic()
         t0_wall_ns = time.time_ns()
         synthetic = isinstance(src, SyntheticSource)
@@ -69,9 +94,14 @@ class CaptureNode(Node):
                 if due > src.position:
                     self.counters[f"{cam.name}.frames_skipped"] += due - src.position
                     src.seek(due)
-            item = src.read() if synthetic else await asyncio.to_thread(src.read)
+            want = feed.want(offset + src.position)
+            item = src.read(want) if synthetic else await asyncio.to_thread(src.read, want)
             if item is None:
                 return last_index + 1
+            last_index = offset + item.index
+            if not want.pixels:  # a frame no window uses: consumed, never converted, not paced
+                self.counters[f"{cam.name}.frames_unsent"] += 1
+                continue
             if cam.realtime:
                 delay = t0_mono + item.stream_s - time.monotonic()
                 if delay > 0:
@@ -95,17 +125,16 @@ class CaptureNode(Node):
                     )
                 )
                 next_segment += 1
-            last_index = offset + item.index
-            self.publish(
-                Frame(
-                    cam=cam.name,
-                    index=last_index,
-                    t_capture_ns=time.time_ns(),
-                    stream_s=item.stream_s,
-                    image=item.image,
-                )
-            )
-            self.counters[f"{cam.name}.frames"] += 1
+            t_ns = time.time_ns()
+            small = centre_crop(item.image, feed.side) if item.image is not None else None
+            for output, image in (("frames", small), ("full", item.full)):
+                if image is not None:
+                    frame = Frame(
+                        cam=cam.name, index=last_index, t_capture_ns=t_ns, stream_s=item.stream_s, image=image
+                    )
+                    self.publish(frame, output=output)
+            if item.image is not None:
+                self.counters[f"{cam.name}.frames"] += 1
 
 
 NODE = CaptureNode

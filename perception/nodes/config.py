@@ -8,12 +8,22 @@ camera's config is a `type:` variant defined beside the source that reads it (pe
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from perception.nodes.sections import Section as _Section
 from perception.nodes.sources import AnyCameraConfig, CameraConfig, SyntheticCameraConfig
+
+
+class CaptureConfig(_Section):
+    """What the capture node publishes (perception/nodes/feed.py). `send: encoder`: on frames/<cam> only
+    the frames the encoder's windows use (every gcd(frame_step, stride_frames)-th), short side scaled to
+    the model's input size; `send: all`: every frame as the camera delivers it. `full_fps`: also publish
+    full-resolution frames on frames_full/<cam> at about this rate (recorders, viewers); None: none."""
+
+    send: Literal["encoder", "all"] = "encoder"
+    full_fps: float | None = Field(None, gt=0)
 
 
 class EncoderConfig(_Section):
@@ -123,6 +133,7 @@ class SupervisorConfig(_Section):
 class PipelineConfig(_Section):
     # each camera's `type:` picks its kind (perception/nodes/sources.py); no type: synthetic
     cameras: list[AnyCameraConfig] = Field(default_factory=lambda: [SyntheticCameraConfig()], min_length=1)
+    capture: CaptureConfig = Field(default_factory=CaptureConfig)
     encoder: EncoderConfig = Field(default_factory=EncoderConfig)
     events: EventsConfig = Field(default_factory=EventsConfig)
     decoder: DecoderConfig = Field(default_factory=DecoderConfig)

@@ -15,6 +15,11 @@ so a new kind is one more pair in this module. A camera without `type` is synthe
 has the old `source:` key fails with the typed form to write instead, worked out from its value the way
 `perception up --source` reads one (`source_shorthand`).
 
+`read(want)` is told what to make of the next frame (perception/nodes/feed.py): nothing (a frame the
+encoder never uses is only consumed: a synthetic one is not rendered, a file's is decoded but not
+converted to RGB, a camera's grabbed but not retrieved), the encoder's copy scaled to its size, a
+full-resolution copy, or both.
+
 `connect` raises `SourceUnavailableError` (a ConnectionError) with a message that starts with what
 failed; `read` raises it when a live source disappears. The capture node retries both with backoff.
 Backends (the ShapesWorld renderer, PyAV, OpenCV) are imported in `connect`, and numpy not at all, so
@@ -32,6 +37,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, NamedTuple,
 from pydantic import Field, ValidationError, ValidatorFunctionWrapHandler, WrapValidator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from perception.nodes.feed import EVERYTHING, Want, scaled
 from perception.nodes.sections import NAME_PATTERN, Section, relocated
 
 if TYPE_CHECKING:
@@ -77,9 +83,10 @@ class SourceUnavailableError(ConnectionError):
 
 @dataclass(slots=True)
 class SourceFrame:
-    image: np.ndarray  # uint8 [H, W, 3] RGB
+    image: np.ndarray | None  # uint8 [H, W, 3] RGB, the encoder's copy; None when not wanted
     index: int  # frame number in the source
     stream_s: float  # position in the source, seconds
+    full: np.ndarray | None = None  # uint8 [H, W, 3] RGB at the source's resolution, when wanted
 
 
 class Source(abc.ABC):
@@ -88,6 +95,12 @@ class Source(abc.ABC):
     def __init__(self, config: CameraConfig) -> None:
         self.config = config
         self.connected = False
+        self._index = 0  # the index of the frame the next `read` returns
+
+    @property
+    def position(self) -> int:
+        """Index of the frame the next `read` returns."""
+        return self._index
 
     @property
     def fps(self) -> float:
@@ -98,8 +111,8 @@ class Source(abc.ABC):
     def connect(self) -> None: ...
 
     @abc.abstractmethod
-    def read(self) -> SourceFrame | None:
-        """The next frame, or None when a finite source has ended."""
+    def read(self, want: Want = EVERYTHING) -> SourceFrame | None:
+        """The next frame (its pixels as `want` says), or None when a finite source has ended."""
 
     def close(self) -> None:
         self.connected = False
@@ -184,14 +197,16 @@ class SyntheticSource(Source):
     def seek(self, index: int) -> None:
         self._next = max(index, 0)
 
-    def read(self) -> SourceFrame | None:
+    def read(self, want: Want = EVERYTHING) -> SourceFrame | None:
+        """Rendered at `size` whatever `want.side` (set `size` to the model's input size)."""
         if self.stream is None:
             raise SourceUnavailableError(f"source {self.config.name}: read before connect")
         i = self._next
         if i >= self.stream.num_frames:
             return None
         self._next = i + 1
-        return SourceFrame(self.stream.frame_at(i), i, self.stream.time_of(i))
+        image = self.stream.frame_at(i) if want.pixels else None
+        return SourceFrame(image if want.feed else None, i, self.stream.time_of(i), image if want.full else None)
 
 
 # -- file -----------------------------------------------------------------------------------------------
@@ -229,7 +244,6 @@ class FileSource(Source):
         super().__init__(config)
         self._container = None
         self._frames: Iterator | None = None
-        self._index = 0
         self._fps: float | None = None
 
     @property
@@ -251,24 +265,37 @@ class FileSource(Source):
         except av.FFmpegError as exc:
             raise SourceUnavailableError(f"cannot open video {src}: {exc}") from exc
         self._fps = float(stream.average_rate) if stream.average_rate else None
+        stream.thread_type = "AUTO"  # frame and slice threads in FFmpeg's decoder, outside the GIL
         self._container = container
         self._frames = container.decode(stream)
         self._index = 0
         self.connected = True
 
-    def read(self) -> SourceFrame | None:
+    def read(self, want: Want = EVERYTHING) -> SourceFrame | None:
+        """Every frame is decoded (later ones depend on it); only a wanted one is converted, the encoder's
+        copy scaled within the same conversion (swscale, area filter)."""
         if self._frames is None:
             raise SourceUnavailableError(f"source {self.config.path}: read before connect")
         try:
             frame = next(self._frames)
+            i = self._index
+            self._index += 1
+            t = float(frame.time) if frame.time is not None else i / self.fps
+            image = full = None
+            if want.full or (want.feed and scaled(frame.height, frame.width, want.side) is None):
+                full = frame.to_ndarray(format="rgb24")
+            if want.feed:
+                size = scaled(frame.height, frame.width, want.side)
+                image = (
+                    full
+                    if size is None
+                    else frame.to_ndarray(format="rgb24", height=size[0], width=size[1], interpolation="AREA")
+                )
         except StopIteration:
             return None
         except Exception as exc:  # av raises several error types mid-stream
             raise SourceUnavailableError(f"cannot decode {self.config.path}: {exc}") from exc
-        i = self._index
-        self._index += 1
-        t = float(frame.time) if frame.time is not None else i / self.fps
-        return SourceFrame(frame.to_ndarray(format="rgb24"), i, t)
+        return SourceFrame(image, i, t, full if want.full else None)
 
     def close(self) -> None:
         if self._container is not None:
@@ -300,7 +327,6 @@ class OpenCVSource(Source):
     def __init__(self, config: OpenCVCameraConfig) -> None:
         super().__init__(config)
         self._cap = None
-        self._index = 0
         self._t0: float | None = None
 
     def connect(self) -> None:
@@ -319,21 +345,30 @@ class OpenCVSource(Source):
         self._index = 0
         self.connected = True
 
-    def read(self) -> SourceFrame | None:
+    def read(self, want: Want = EVERYTHING) -> SourceFrame | None:
+        """A frame nobody wants is grabbed (the driver's buffer keeps moving) but never retrieved."""
         import time
 
         import cv2
 
         if self._cap is None:
             raise SourceUnavailableError(f"camera {self.config.index}: read before connect")
-        ok, bgr = self._cap.read()
+        ok = self._cap.grab()
+        bgr = None
+        if ok and want.pixels:
+            ok, bgr = self._cap.retrieve()
         if not ok:
             raise SourceUnavailableError(f"camera {self.config.index} stopped delivering frames")
         now = time.monotonic()
         self._t0 = now if self._t0 is None else self._t0
         i = self._index
         self._index += 1
-        return SourceFrame(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), i, now - self._t0)
+        if bgr is None:
+            return SourceFrame(None, i, now - self._t0)
+        full = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        size = scaled(*full.shape[:2], want.side) if want.feed else None
+        image = full if size is None else cv2.resize(full, (size[1], size[0]), interpolation=cv2.INTER_AREA)
+        return SourceFrame(image if want.feed else None, i, now - self._t0, full if want.full else None)
 
     def close(self) -> None:
         if self._cap is not None:

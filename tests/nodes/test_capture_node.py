@@ -9,6 +9,7 @@ import numpy as np
 import structlog.testing
 
 from perception.data.stream import ShapesStream
+from perception.data.video_io import write_video
 from perception.messages import Frame, GroundTruthSegment
 from perception.nodes.capture import CaptureNode
 
@@ -20,10 +21,13 @@ async def test_synthetic_camera_publishes_live_frames_and_truth(runtime_dir, ran
         {"name": "left", "seed": 2, "duration_s": 5, "fps": 20, "size": 32},
         {"name": "right", "seed": 3, "duration_s": 5, "fps": 20, "size": 32},
     ]
-    config = node_config(runtime_dir, random_checkpoint, cameras=cams)
+    # windows use every 2nd frame (gcd of step 2 and stride 4): only those are rendered and sent
+    config = node_config(runtime_dir, random_checkpoint, cameras=cams, encoder={"frame_step": 2, "stride_frames": 4})
     async with running(CaptureNode, config, ["frames/", "truth/"]) as (node, pub, sub):
         envs = await collect(sub, "", 40, timeout=30)
+        assert node.counters["left.frames_unsent"] > 0
     frames = [e.msg for e in envs if isinstance(e.msg, Frame)]
+    assert frames and all(f.index % 2 == 0 for f in frames)
     truth = [e.msg for e in envs if isinstance(e.msg, GroundTruthSegment)]
     assert {f.cam for f in frames} == {"left", "right"}
     ref = ShapesStream(seed=2, split="heldout", duration_s=5, fps=20, size=32)
@@ -35,6 +39,26 @@ async def test_synthetic_camera_publishes_live_frames_and_truth(runtime_dir, ran
     seg = ref.segments[0]
     assert (first.segment_id, first.start_s, first.end_s, first.text) == (0, 0.0, seg.end_s, seg.caption)
     assert first.slots == list(seg.slots)
+
+
+async def test_a_file_camera_sends_the_encoder_its_size_and_viewers_full_frames(runtime_dir, random_checkpoint):
+    """Real H.264 at 320x240: frames/ carries every 2nd frame as the model sees it (32x32, SMALL_MODEL: short side, centre crop),
+    frames_full/ every 5th at 320x240 (full_fps 2 of 10); indices are the file's."""
+    clip = runtime_dir / "clip.mp4"
+    write_video(clip, [np.full((240, 320, 3), 8 * i, dtype=np.uint8) for i in range(30)], fps=10.0)
+    config = node_config(
+        runtime_dir,
+        random_checkpoint,
+        cameras=[{"name": "cam0", "type": "file", "path": str(clip)}],
+        encoder={"frame_step": 2, "stride_frames": 2},
+        capture={"full_fps": 2.0},
+    )
+    async with running(CaptureNode, config, ["frames/", "frames_full/"]) as (node, pub, sub):
+        envs = await collect(sub, "", 15 + 6, timeout=30)
+    small = [e.msg for e in envs if e.topic == "frames/cam0"]
+    full = [e.msg for e in envs if e.topic == "frames_full/cam0"]
+    assert [f.index for f in small] == list(range(0, 30, 2)) and {f.image.shape for f in small} == {(32, 32, 3)}
+    assert [f.index for f in full] == list(range(0, 30, 5)) and {f.image.shape for f in full} == {(240, 320, 3)}
 
 
 async def test_unreadable_video_is_reported_and_retried(runtime_dir, random_checkpoint):

@@ -9,6 +9,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from perception.data.stream import ShapesStream
 from perception.data.video_io import write_video
+from perception.nodes.feed import Feed, Want, centre_crop, scaled
 from perception.nodes.sources import (
     CAMERA_KINDS,
     AnyCameraConfig,
@@ -140,6 +141,60 @@ def test_file_source_decodes_every_frame_with_times(tmp_path):
     assert [round(g.stream_s, 2) for g in got] == [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]
     assert got[0].image.shape == (32, 48, 3)
     assert abs(int(got[3].image.mean()) - 60) <= 3  # the right frame, up to codec loss
+
+
+def test_a_file_source_converts_only_what_is_wanted_and_scales_in_the_conversion(tmp_path):
+    """Real H.264: a frame nobody wants comes back without pixels; the encoder's copy has the model's
+    short side and the clip's aspect; the full copy is the clip's size; indices and times stay the clip's."""
+    rng = np.random.default_rng(0)
+    frames = [np.repeat(np.linspace(0, 255, 320, dtype=np.uint8)[None, :, None], 240, 0).repeat(3, 2) for _ in range(6)]
+    frames = [np.clip(f.astype(int) + rng.integers(0, 3, f.shape), 0, 255).astype(np.uint8) for f in frames]
+    path = tmp_path / "clip.mp4"
+    write_video(path, frames, fps=10.0)
+    wants = [
+        Want(feed=False),
+        Want(side=32),
+        Want(side=32, full=True),
+        Want(feed=False, full=True),
+        Want(side=None),
+        Want(side=480),
+    ]
+    with FileSource(FileCameraConfig(path=str(path))) as src:
+        got = [src.read(w) for w in wants]
+    assert [g.index for g in got] == list(range(6)) and [round(g.stream_s, 2) for g in got] == [
+        0.0,
+        0.1,
+        0.2,
+        0.3,
+        0.4,
+        0.5,
+    ]
+    assert got[0].image is None and got[0].full is None
+    assert got[1].image.shape == (32, 43, 3) and got[1].full is None  # 240x320 -> short side 32
+    assert got[2].image.shape == (32, 43, 3) and got[2].full.shape == (240, 320, 3)
+    assert got[3].image is None and got[3].full.shape == (240, 320, 3)
+    assert got[4].image.shape == (240, 320, 3) and got[5].image.shape == (240, 320, 3)  # never upscaled
+    # the scaled copy is the full frame, smaller: its left-to-right ramp survives the area filter
+    small, full = got[2].image.astype(float).mean(axis=(0, 2)), got[2].full.astype(float).mean(axis=(0, 2))
+    assert (
+        abs(small[0] - full[:8].mean()) < 12 and abs(small[-1] - full[-8:].mean()) < 12 and small[-1] > small[0] + 200
+    )
+
+
+def test_feed_sends_the_frames_windows_use_at_the_models_size():
+    feed = Feed.of("encoder", frame_step=8, stride_frames=8, image_size=64, fps=30.0, full_fps=2.0)
+    assert (feed.every, feed.side, feed.full_every) == (8, 64, 15)
+    assert [i for i in range(40) if feed.want(i).feed] == [0, 8, 16, 24, 32]
+    assert [i for i in range(40) if feed.want(i).full] == [0, 15, 30]
+    assert not feed.want(3).pixels and feed.want(15).pixels
+    assert Feed.of("encoder", 4, 6, 64, 30.0, None).every == 2 and Feed.of("all", 8, 8, 64, 30.0, None) == Feed(
+        1, None, None
+    )
+    assert scaled(1080, 1920, 64) == (64, 114) and scaled(480, 640, 64) == (64, 85)
+    assert scaled(64, 64, 64) is None and scaled(48, 64, 64) is None and scaled(100, 100, None) is None
+    wide = np.arange(64 * 114 * 3, dtype=np.uint32).reshape(64, 114, 3).astype(np.uint8)
+    assert np.array_equal(centre_crop(wide, 64), wide[:, 25:89]) and centre_crop(wide, 64).flags.c_contiguous
+    assert centre_crop(wide, None) is wide and centre_crop(wide[:32], 64).shape == (32, 114, 3)
 
 
 def test_missing_file_is_a_clear_error(tmp_path):

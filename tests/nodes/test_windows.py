@@ -87,6 +87,23 @@ def test_windows_lie_on_a_grid_anchored_at_frame_zero_whenever_a_camera_is_first
     assert live[0] == [0, 2, 4, 6] and live[1] == [4, 6, 8, 10]
 
 
+@pytest.mark.parametrize(("w", "step", "stride"), [(8, 8, 8), (4, 2, 4), (4, 1, 2), (4, 6, 4)])
+def test_the_frames_capture_sends_make_the_same_windows_as_every_frame(w, step, stride):
+    """Capture sends every gcd(step, stride)-th frame only (perception/nodes/feed.py): nothing changes."""
+    import math
+
+    every = math.gcd(step, stride)
+    full, sent = schedule(w=w, step=step, stride=stride), schedule(w=w, step=step, stride=stride)
+    windows = {"full": [], "sent": []}
+    for i in range(5, 200):  # first seen mid-stream, as a camera that starts late
+        for (s, _), key in ((full, "full"), (sent, "sent")):
+            if key == "full" or i % every == 0:
+                s.add(frame(i))
+                windows[key] += [(job.window, indices(job)) for job in s.take_due()]
+    assert windows["full"] == windows["sent"] and len(windows["full"]) >= 10
+    assert sent[1]["frames_substituted"] == 0 and sent[1]["windows_dropped"] == 0
+
+
 def test_a_window_beyond_the_ring_is_incomplete():
     s, _ = schedule(w=4, step=1, stride=1)
     for i in range(10, 20):
