@@ -31,6 +31,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "test": ("perception.commands.test", "run recorded sessions through a pipeline offline and diff what it perceives"),
     "ask": ("perception.commands.ask", "ask the running pipeline a question"),
     "mcp": ("perception.mcp.command", "serve an MCP server (tools for agent planners) over the running pipeline"),
+    "foxglove": ("perception.commands.viewers", "serve the live bus to the Foxglove app (WebSocket, default :8765)"),
+    "view": ("perception.commands.viewers", "show the live pipeline or a recording in Rerun (--save OUT.rrd, --web)"),
     "graph": ("perception.commands.graph", "print the node graph with message types"),
     "train": ("perception.commands.train", "train a model preset"),
     "eval": ("perception.commands.evaluate", "run the evaluation suite"),

@@ -1,4 +1,4 @@
-"""`perception info IN.mcap [--json]` and `perception info IN.mcap --export-json OUT.mcap` (Foxglove copy)."""
+"""`perception info IN.mcap [--json]`, with `--export foxglove OUT.mcap` (Foxglove's schemas) or `--export-json OUT.mcap`."""
 
 from __future__ import annotations
 
@@ -20,9 +20,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="also write a Foxglove-viewable copy (json + jsonschema channels) to OUT.mcap",
     )
+    p.add_argument(
+        "--export",
+        nargs=2,
+        metavar=("FORMAT", "OUT.mcap"),
+        default=None,
+        help="also write a copy in FORMAT: foxglove (Foxglove's well-known schemas: CompressedImage, Log, ...; "
+        "docs/viewers.md) or json (as --export-json)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.export and args.export[0] not in ("foxglove", "json"):
+        print(f"perception info: --export {args.export[0]!r}: the formats are foxglove and json", file=sys.stderr)
+        return 2
     try:
         info = describe(args.input)
         print(json.dumps(info.as_dict(), default=str) if args.json else info.render(), flush=True)
@@ -32,6 +43,20 @@ def run(args: argparse.Namespace) -> int:
                 print(
                     f"\nexported {sum(counts.values())} json message(s) on {len(counts)} channel(s) to {args.export_json}"
                 )
+        if args.export:
+            fmt, out = args.export
+            if fmt == "json":
+                counts = export_json(args.input, out)
+                summary = f"{sum(counts.values())} json message(s) on {len(counts)} channel(s)"
+            elif fmt == "foxglove":
+                from perception.viewers.foxglove_export import export_foxglove
+
+                counts = export_foxglove(args.input, out)
+                summary = (
+                    f"{counts['decoded']} message(s), {counts['frames_sent']} frame(s) on {counts['topics']} channel(s)"
+                )
+            if not args.json:
+                print(f"\nexported {summary} to {out}")
     except RecordingError as exc:
         print(f"perception info: {exc}", file=sys.stderr)
         return 2
