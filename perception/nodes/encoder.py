@@ -148,7 +148,11 @@ class EncoderNode(Node):
         windows that arrive meanwhile would go stale and be dropped."""
         if not self.config.pipeline.encoder.jit:
             return
-        sizes = collections.Counter(c.frame_size_px for c in self.config.pipeline.cameras if c.frame_size_px)
+        # capture sends the model's square (pipeline.capture.send: encoder) for cameras that do not say
+        # their size (files, devices): known here too
+        square = self.model.cfg.x_encoder.image_size if self.config.pipeline.capture.send == "encoder" else None
+        known = [c.frame_size_px or square for c in self.config.pipeline.cameras]
+        sizes = collections.Counter(size for size in known if size)
         rng = np.random.default_rng(0)
         for size, cams in sizes.items():
             for b in range(1, min(cams, self.config.pipeline.encoder.max_batch) + 1):
