@@ -29,6 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", dest="json_out", default=None, help="write results as JSON here")
     p.add_argument("--quick", action="store_true", help="fewer iterations (smoke run)")
     p.add_argument("--transports", nargs="*", default=None, help="bench bus: only these transports")
+    p.add_argument("--sizes", nargs="*", type=int, default=None, help="bench bus: only these payload sizes (bytes)")
 
 
 def run(args: argparse.Namespace) -> int:

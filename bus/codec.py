@@ -18,7 +18,7 @@ from __future__ import annotations
 import enum
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -39,6 +39,8 @@ Reason = Literal[
     "bad_buffer",
     "oversize",
     "too_deep",
+    "shm_stale",  # a shared-memory frame overwritten before it was read: an expected, counted drop
+    "shm_unavailable",  # a shared-memory reference this process cannot map (publisher gone, other host)
 ]
 
 MAX_NDIM = 32  # numpy's own limit is 64; no message of ours needs more than 5
@@ -125,10 +127,20 @@ def _packer() -> msgpack.Packer:
     return packer
 
 
-def encode(topic: str, msg: Message, *, seq: int, src: str, t_ns: int) -> list[bytes | memoryview]:
+# `place(buffers) -> {i: ref}`: buffers it put in shared memory, by index, and the reference part for each
+Place = Callable[[list[memoryview]], dict[int, bytes] | None]
+# `resolve(parts, indices) -> parts`: reference parts replaced by buffers (bus/shm.py); raises DecodeError
+Resolve = Callable[[Sequence[Any], Any], list[Any]]
+
+
+def encode(
+    topic: str, msg: Message, *, seq: int, src: str, t_ns: int, place: Place | None = None
+) -> list[bytes | memoryview]:
     """One bus message as multipart parts; array parts are memoryviews over the arrays (zero copy).
 
     The caller must not mutate those arrays until the send has completed (pyzmq `copy=False` semantics).
+    `place` (the publisher's shared-memory ring) may take buffers: their parts become references, listed
+    by index in the header's `shm` key.
     """
     cls = type(msg)
     if not cls.TYPE or lookup(cls.TYPE) is not cls:
@@ -143,6 +155,12 @@ def encode(topic: str, msg: Message, *, seq: int, src: str, t_ns: int) -> list[b
         body[name] = {"nd": len(buffers), "dtype": dtype_name, "shape": list(arr.shape)}
         buffers.append(memoryview(arr.reshape(-1).view(np.uint8)))  # 1-d byte view, no copy
     header = {"type": cls.TYPE, "v": cls.VERSION, "seq": seq, "src": src, "t": t_ns, "body": body}
+    if place is not None and buffers:
+        refs = place(buffers)
+        if refs:
+            header["shm"] = sorted(refs)
+            for i, ref in refs.items():
+                buffers[i] = ref  # type: ignore[call-overload]
     try:
         packed = _packer().pack(header)  # the Packer resets its buffer when pack raises
     except (TypeError, ValueError, OverflowError) as exc:
@@ -288,10 +306,17 @@ def _array(ref: Any, parts: Sequence[Any], used: set[int]) -> np.ndarray:
 
 
 @_guarded
-def decode(parts: Sequence[Any], *, max_size: int | None = None, limits: Limits = DEFAULT_LIMITS) -> Envelope:
+def decode(
+    parts: Sequence[Any],
+    *,
+    max_size: int | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+    resolve: Resolve | None = None,
+) -> Envelope:
     """Parts (bytes, memoryviews or zmq.Frames) -> validated Envelope, or DecodeError with a reason.
 
-    Never raises anything else, whatever `parts` hold."""
+    A header with `shm` (buffers by reference) needs `resolve` (bus/shm.py); without it the message is
+    a `bad_buffer` reject. Never raises anything else, whatever `parts` hold."""
     nbytes = _check_size(parts, limits.max_size if max_size is None else max_size, limits.max_parts)
     topic = _topic(parts[0], limits.max_topic_bytes)
     try:
@@ -305,6 +330,12 @@ def decode(parts: Sequence[Any], *, max_size: int | None = None, limits: Limits 
     if not isinstance(body, dict):
         raise DecodeError("bad_header", "header field 'body' missing or not a map")
     _check_depth(body, limits.max_depth)
+    refs = header.get("shm")
+    if refs is not None:
+        if resolve is None:
+            raise DecodeError("bad_buffer", "buffers by shared-memory reference, and this reader maps none")
+        parts = resolve(parts, refs)
+        nbytes = _check_size(parts, limits.max_size if max_size is None else max_size, limits.max_parts)
     cls = lookup(header["type"])
     if cls is None:
         raise DecodeError("unknown_type", f"unknown message type {header['type']!r}")

@@ -99,6 +99,26 @@ class CurveConfig(BaseModel):
     roles: dict[str, Role] = Field(default_factory=dict)
 
 
+class ShmConfig(BaseModel):
+    """Same-host frames through shared memory (bus/shm.py, docs/bus.md "Same-host frames"). The switch is
+    the publisher's: every subscriber resolves references whatever its own config says."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = False  # publish large arrays of `latest` topics by reference (ipc:// buses only)
+    slots: int = Field(8, ge=2, le=1024)  # frames kept per (publisher, topic): the memory bound per camera
+    max_frame_bytes: int = Field(32 * 1024 * 1024, ge=4096)  # bytes of one message's arrays; larger go inline
+    min_bytes: int = Field(64 * 1024, ge=0)  # arrays smaller than this go inline (a copy costs less than a ref)
+    # frames one subscriber process holds mapped per publisher ring; further ones are copied out for it
+    max_borrowed: int = Field(2, ge=0)
+
+    @model_validator(mode="after")
+    def _borrow_fits(self) -> ShmConfig:
+        if self.max_borrowed > self.slots:
+            raise ValueError(f"max_borrowed ({self.max_borrowed}) must be <= slots ({self.slots})")
+        return self
+
+
 class BusConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -128,6 +148,7 @@ class BusConfig(BaseModel):
     stats_interval_s: float = Field(1.0, gt=0)
     ready_timeout_s: float = Field(5.0, gt=0)  # how long a subscriber waits for the proxy handshake
     curve: CurveConfig = Field(default_factory=CurveConfig)
+    shm: ShmConfig = Field(default_factory=ShmConfig)
 
     @model_validator(mode="after")
     def _local_unless_secured(self) -> BusConfig:

@@ -25,6 +25,10 @@ bounded in messages (`reliable_hwm`) and in bytes (`max_pending_bytes`), beyond 
 and lets ZeroMQ queue and drop.
 Receiving costs one loop callback per batch: the SUB sockets' ZMQ_FD is watched with `loop.add_reader`
 and drained with NOBLOCK reads (no reader task, no per-message future).
+
+Same-host frames (`bus.shm`, bus/shm.py): on ipc:// buses a publisher may send large arrays of `latest`
+topics by reference to shared memory; a subscriber maps such a frame when it delivers it (raw mode: copies
+the bytes in), so what it queues holds no memory of the publisher's.
 """
 
 from __future__ import annotations
@@ -39,9 +43,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import numpy as np
 import zmq
 import zmq.asyncio
 
+from bus import shm
 from bus.bounded import BoundedDict
 from bus.codec import DecodeError, Envelope, Header, decode, encode, peek
 from bus.config import BusConfig
@@ -99,6 +105,12 @@ class Publisher:
         self._watched: list[zmq.Socket] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self.log = get_logger("bus.publisher", src=self.src)
+        # frames by reference through shared memory (bus/shm.py): ipc:// buses only, so nobody off-host waits
+        self._shm = shm.ShmPublisher(config) if config.shm.enabled and shm.local_bus(config, self.endpoint) else None
+        if config.shm.enabled and self._shm is None:
+            self.log.info(
+                "shared-memory frames off: the bus is not ipc://", pub=self.endpoint, sub=config.endpoint("sub")
+            )
         for policy, hwm in (("latest", config.latest_hwm), ("reliable", config.reliable_hwm)):
             asock, sync = _socket_pair(self._ctx, zmq.XPUB)
             sync.setsockopt(zmq.SNDHWM, hwm)
@@ -141,7 +153,15 @@ class Publisher:
     def publish_nowait(self, topic: str, msg: Message) -> int:
         """Encode and send without waiting; returns the message's seq. Raises EncodeError on bad input."""
         seq = self._seq.get(topic, 0)
-        parts = encode(topic, msg, seq=seq, src=self.src, t_ns=time.time_ns())
+        place = self._shm.placer(topic) if self._shm is not None else None
+        try:
+            parts = encode(topic, msg, seq=seq, src=self.src, t_ns=time.time_ns(), place=place)
+        except BaseException:
+            if place is not None:
+                self._shm.commit(None)  # a slot placed for a message that is never sent
+            raise
+        if place is not None:
+            self._shm.commit(parts)  # the slot becomes readable (with the message beside it) before the send
         self._seq[topic] = seq + 1
         sock = self._socket_for.get(topic)
         if sock is None:
@@ -156,6 +176,21 @@ class Publisher:
     async def publish(self, topic: str, msg: Message) -> int:
         """Same as publish_nowait (sending never blocks); async for symmetry with the rest of a node."""
         return self.publish_nowait(topic, msg)
+
+    def loan(self, topic: str, shape: tuple[int, ...], dtype: Any = np.uint8) -> np.ndarray | None:
+        """A writable array in shared memory for the next message on `topic`: fill it, put it in the
+        message and publish; it is then sent by reference without a copy (and becomes read-only: do not
+        write it again). None where shared memory does not apply (off, not ipc://, not a `latest` topic,
+        outside `bus.shm.min_bytes`..`max_frame_bytes`, every slot pinned): allocate an array as usual."""
+        if self._shm is None:
+            return None
+        return self._shm.loan(topic, tuple(shape), np.dtype(dtype))
+
+    @property
+    def shm_stats(self) -> dict[str, int]:
+        """Shared-memory counters: `sent` by reference, `full` (every slot pinned: sent inline), `oversize`
+        (over max_frame_bytes: inline), `rings` created."""
+        return dict(self._shm.stats) if self._shm is not None else {}
 
     def publish_raw(self, parts: list[Any]) -> None:
         """Send already-encoded parts verbatim (replay of a recording)."""
@@ -174,6 +209,8 @@ class Publisher:
             asock.close(linger=linger_ms)
         self._sockets.clear()
         self._socket_for.clear()
+        if self._shm is not None:
+            self._shm.close()
 
     async def __aenter__(self) -> Publisher:
         await self.ready()
@@ -199,6 +236,13 @@ class RawMessage:
         return [p.bytes for p in self.parts]
 
 
+@dataclass(slots=True)
+class _Deferred:
+    """A shared-memory frame queued undecoded: it is mapped (and pinned) only when delivered."""
+
+    parts: list[Any]
+
+
 @dataclass
 class SubscriberStats:
     received: int = 0  # multiparts read from the sockets (probes excluded)
@@ -207,6 +251,7 @@ class SubscriberStats:
     gaps: int = 0  # messages missing from a (src, topic) seq stream
     resets: int = 0  # a (src, topic) seq went backwards: publisher restarted
     superseded: int = 0  # `latest` messages replaced by a newer one before delivery
+    shm_stale: int = 0  # shared-memory frames overwritten before their reference was read (dropped)
 
     def as_counters(self) -> dict[str, float]:
         out = {
@@ -216,6 +261,7 @@ class SubscriberStats:
             "gaps": self.gaps,
             "resets": self.resets,
             "superseded": self.superseded,
+            "shm_stale": self.shm_stale,
         }
         out.update({f"bad.{k}": v for k, v in self.bad.items()})
         return {k: float(v) for k, v in out.items()}
@@ -248,6 +294,8 @@ class Subscriber:
                 raise ValueError(f"topic prefix of {len(prefix.encode())} bytes > bus.max_topic_bytes")
         self.raw = raw
         self.endpoint = endpoint or config.endpoint("sub")
+        # shared-memory references are honoured on ipc:// only: whatever this process's bus.shm says
+        self._resolve = shm.Resolver() if self.endpoint.startswith("ipc://") else None
         self.stats = SubscriberStats()
         self.log = get_logger("bus.subscriber", node=name)
         self._ctx = ctx or zmq.asyncio.Context.instance()
@@ -422,25 +470,21 @@ class Subscriber:
         try:
             if self.raw:
                 header = peek(parts, limits=self._limits)
+                if len(parts) > 2:  # recorders and bridges get bytes, never shared-memory references
+                    parts = shm.materialize(parts, allowed=self._resolve is not None)
                 item: Any = RawMessage(header, parts, time.time_ns())
                 nbytes = sum(len(p) for p in parts)
+            elif self._resolve is not None and len(parts) == 3 and self._resolve.is_ref(parts[2]):
+                # a shared-memory frame: mapped when delivered, so that a queued one holds no slot
+                header = peek(parts, limits=self._limits)
+                item = _Deferred(parts)
+                nbytes = sum(len(p) for p in parts)
             else:
-                item = decode(parts, limits=self._limits)
+                item = decode(parts, limits=self._limits, resolve=self._resolve)
                 header = item
                 nbytes = item.nbytes
         except DecodeError as exc:
-            self.stats.bad[exc.reason] += 1
-            source = topic_b[:80].decode("utf-8", "replace")
-            suppressed = self._rate_limited.should_log(("bad", source))
-            if suppressed is not None:
-                self.log.warning(
-                    "dropped bad message",
-                    topic=source,
-                    reason=exc.reason,
-                    detail=exc.detail,
-                    suppressed=suppressed,
-                    bad_total=sum(self.stats.bad.values()),
-                )
+            self._reject(exc, topic_b)
             return
         self._check_seq(header.src, header.topic, header.seq)
         policy = self._forced_policy or self.config.policy(header.topic)
@@ -487,9 +531,56 @@ class Subscriber:
             self._pending_bytes -= nbytes
             if self._paused and not self._full():
                 self._resume()
+            if type(item) is _Deferred:
+                item = self._map(item.parts)
+                if item is None:
+                    continue
             self.stats.delivered += 1
             return item
         return None
+
+    def _map(self, parts: list[Any]) -> Envelope | None:
+        """Decode a shared-memory frame at delivery. A reference not newer than a frame this subscriber
+        delivered is replaced by its ring's newest frame (or dropped when there is none); one whose slot was
+        reused meanwhile likewise: a subscriber that falls behind gets the newest frame, never old pixels."""
+        try:
+            newer = self._resolve.precheck(parts)
+            if newer is not None:
+                self.stats.superseded += 1
+                if not newer:
+                    return None
+                parts = newer
+            try:
+                return decode(parts, limits=self._limits, resolve=self._resolve)
+            except shm.Stale as exc:
+                if exc.newer is None:
+                    raise
+                self.stats.superseded += 1
+                return decode(exc.newer, limits=self._limits, resolve=self._resolve)
+        except DecodeError as exc:
+            self._reject(exc, bytes(parts[0]))
+            return None
+
+    def _reject(self, exc: DecodeError, topic_b: bytes) -> None:
+        """Count (and log, rate-limited) a message that cannot be delivered."""
+        if exc.reason == "shm_stale":  # a frame overwritten before we read it (or older than one delivered)
+            if getattr(exc, "superseded", False):
+                self.stats.superseded += 1
+            else:
+                self.stats.shm_stale += 1
+            return
+        self.stats.bad[exc.reason] += 1
+        source = topic_b[:80].decode("utf-8", "replace")
+        suppressed = self._rate_limited.should_log(("bad", source))
+        if suppressed is not None:
+            self.log.warning(
+                "dropped bad message",
+                topic=source,
+                reason=exc.reason,
+                detail=exc.detail,
+                suppressed=suppressed,
+                bad_total=sum(self.stats.bad.values()),
+            )
 
     async def recv(self, timeout: float | None = None) -> Envelope | RawMessage:
         """Next message; TimeoutError after `timeout` seconds; EOFError once closed."""

@@ -4,6 +4,11 @@ every transport side by side in one run, each as a ratio to raw pyzmq through th
 Transports (each run is its own sender + receiver process pair, see benchmarks/bus/worker.py):
   pyzmq-raw     PUB -> proxy -> SUB, multipart [topic, 9-byte header, payload]: our ceiling (same sockets)
   bus           Publisher -> proxy -> Subscriber: envelope, msgpack header, pydantic validation
+  bus-shm       the same with bus.shm enabled: the header through the proxy, the payload by reference in
+                shared memory (sender fills a loaned slot); inline below bus.shm.min_bytes
+  bus-shm-copy  bus-shm publishing an ordinary array: one copy into the slot
+  shm-ring      bus/shm.py's ring alone (loaned slot, reference over a direct PUB -> SUB): beside iceoryx2
+  iceoryx2      iceoryx2's Python bindings: loaned sample + event notification (when installed)
   pyzmq-direct  PUB -> SUB with no proxy (one hop): what the proxy hop costs
   pyzmq-zmq_proxy  PUB -> libzmq's own zmq_proxy -> SUB: the unchecked C forwarder the bus used before
                 its proxy checked sizes, roles and upstream traffic: what those checks cost
@@ -55,7 +60,9 @@ zmq.proxy(xsub, xpub)
 
 
 def available_transports() -> list[str]:
-    out = ["pyzmq-raw", "bus", "pyzmq-direct", "pyzmq-zmq_proxy"]
+    out = ["pyzmq-raw", "bus", "bus-shm", "bus-shm-copy", "shm-ring", "pyzmq-direct", "pyzmq-zmq_proxy"]
+    if importlib.util.find_spec("iceoryx2"):
+        out.append("iceoryx2")
     if importlib.util.find_spec("zenoh"):
         out.append("zenoh")
     if importlib.util.find_spec("cyclonedds"):
@@ -200,7 +207,7 @@ def run_pair(transport: str, size: int, mode: str, quick: bool) -> dict:
             shutil.rmtree(rdir, ignore_errors=True)
     proxy = sender = receiver = None
     try:
-        if transport in ("pyzmq-raw", "bus"):
+        if transport in ("pyzmq-raw", "bus", "bus-shm", "bus-shm-copy"):
             cfg = BusConfig.local(rdir, reliable_hwm=hwm, latest_hwm=hwm, proxy_hwm=hwm).model_dump_json()
             proxy = _popen(["-m", "benchmarks.bus.demo", "proxy", "--bus-json", cfg], env)
         elif transport == "pyzmq-zmq_proxy":
@@ -242,7 +249,7 @@ def machine_info() -> dict:
         "libzmq": zmq.zmq_version(),
         "loadavg_start": os.getloadavg()[0],
     }
-    for dist in ("eclipse-zenoh", "cyclonedds", "dora-rs", "dora-rs-cli"):
+    for dist in ("eclipse-zenoh", "cyclonedds", "dora-rs", "dora-rs-cli", "iceoryx2"):
         try:
             from importlib.metadata import version
 
@@ -306,19 +313,22 @@ def plot(results: list[dict], out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for t in dict.fromkeys(r["transport"] for r in results):
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.6))
+    transports = list(dict.fromkeys(r["transport"] for r in results))
+    colours = plt.get_cmap("tab20").colors  # one colour per transport (the default cycle repeats after 10)
+    for k, t in enumerate(transports):
+        style = dict(marker="os^Dv"[k % 5], color=colours[(2 * k) % 20 if k < 10 else (2 * k + 1) % 20], label=t)
         rows = [r for r in results if r["transport"] == t and r.get("p50_us")]
-        ax1.plot([r["size"] for r in rows], [r["p50_us"] for r in rows], marker="o", label=t)
+        ax1.plot([r["size"] for r in rows], [r["p50_us"] for r in rows], **style)
         rows = [r for r in results if r["transport"] == t and r.get("mb_per_s")]
-        ax2.plot([r["size"] for r in rows], [r["mb_per_s"] for r in rows], marker="o", label=t)
+        ax2.plot([r["size"] for r in rows], [r["mb_per_s"] for r in rows], **style)
     for ax, title in ((ax1, "one-way latency p50 (us)"), (ax2, "throughput (MB/s)")):
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("payload (bytes)")
         ax.set_title(title)
         ax.grid(True, which="both", alpha=0.3)
-    ax1.legend()
+    ax2.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
 
@@ -331,7 +341,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"unknown or unavailable transport(s) {unknown}; available: {transports}", file=sys.stderr)
             return 2
         transports = [t for t in transports if t in args.transports]
-    sizes = SIZES
+    sizes = getattr(args, "sizes", None) or SIZES
     started = time.time()
     load_start = os.getloadavg()[0]
     results = bench(transports, sizes, quick=args.quick)

@@ -93,6 +93,170 @@ class TypedBus:
         return int(env.msg.label), env.msg.t_mono_ns
 
 
+class TypedBusShm(TypedBus):
+    """Our bus with same-host frames through shared memory (bus/shm.py): the header still goes through the
+    proxy, the payload by reference. `loan`: the sender fills a loaned slot (no copy, as a camera
+    decoding into it would); otherwise it publishes its own array, copied into a slot. Below
+    `bus.shm.min_bytes` (64 KiB) the payload goes inline, as on `bus`."""
+
+    def __init__(self, args: argparse.Namespace, sending: bool, loan: bool = True) -> None:
+        super().__init__(args, sending)
+        # bench/ as a `latest` topic (shared memory carries only those); the receiver counts every message
+        from bus.config import ShmConfig
+
+        self.config = self.config.model_copy(update={"latest_prefixes": ["bench/"], "shm": ShmConfig(enabled=True)})
+        self.shape = (args.size,)
+        self.use_loan = loan
+
+    async def start(self) -> None:
+        import benchmarks.bus.messages  # noqa: F401
+        from bus.pubsub import Publisher, Subscriber
+
+        if self.sending:
+            self.pub = Publisher(self.config, src="bench")
+            await self.pub.ready()
+        else:
+            self.sub = await Subscriber(self.config, [TOPIC], name="bench", policy="reliable").start()
+
+    def counters(self) -> dict:
+        """The receiver's shared-memory figures: drops of overwritten frames, frames mapped and copied."""
+        from bus import shm
+
+        st = self.sub.stats
+        return {"shm_stale": st.shm_stale, "superseded": st.superseded, "ingested": st.received, **shm.mapper().stats}
+
+    def send(self, kind: int, t_ns: int) -> None:
+        from benchmarks.bus.messages import Blob
+
+        data = self.pub.loan(TOPIC, self.shape) if self.use_loan else None
+        self.pub.publish_nowait(TOPIC, Blob(label=str(kind), t_mono_ns=t_ns, data=self.data if data is None else data))
+
+
+class TypedBusShmCopy(TypedBusShm):
+    def __init__(self, args: argparse.Namespace, sending: bool) -> None:
+        super().__init__(args, sending, loan=False)
+
+
+class ShmRingDirect:
+    """bus/shm.py's ring alone: payload written in place in a loaned slot, its reference and the 9-byte
+    header over a direct ZeroMQ ipc PUB -> SUB (no proxy, no envelope); the receiver maps (pins) the slot
+    and, behind a faster sender, takes the ring's newest frame as the bus does. The same-kind comparison
+    for `iceoryx2`."""
+
+    def __init__(self, args: argparse.Namespace, sending: bool) -> None:
+        import zmq
+
+        from bus import shm
+
+        self.shm = shm
+        ctx = zmq.Context.instance()
+        self.sock = ctx.socket(zmq.PUB if sending else zmq.SUB)
+        self.sock.setsockopt(zmq.SNDHWM if sending else zmq.RCVHWM, args.hwm)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        ep = f"ipc://{args.runtime_dir}/direct"
+        if sending:
+            self.sock.bind(ep)
+            self.ring = shm.ShmRing(TOPIC, slots=8, capacity=args.size, max_borrowed=2)
+            self.size = args.size
+        else:
+            self.sock.connect(ep)
+            self.sock.subscribe(b"")
+            self.resolver = shm.Resolver()
+        self.stale = self.superseded = 0
+
+    async def start(self) -> None:
+        pass
+
+    def counters(self) -> dict:
+        return {"shm_stale": self.stale, "superseded": self.superseded}
+
+    def send(self, kind: int, t_ns: int) -> None:
+        arr = self.ring.loan((self.size,), np.dtype(np.uint8))
+        if arr is None:
+            return
+        head = HDR.pack(kind, t_ns)
+        ref = self.ring.place([memoryview(arr)], [0])[0]
+        self.ring.commit([b"", head, ref])  # stored beside the frame, for a receiver that falls behind
+        self.sock.send_multipart([head, ref])
+
+    async def recv(self) -> tuple[int, int]:
+        from bus.codec import DecodeError
+
+        while True:
+            head, ref = self.sock.recv_multipart()
+            parts = [b"", head, ref]
+            newer = self.resolver.precheck(parts)
+            if newer is not None:
+                self.superseded += 1
+                if not newer:
+                    continue
+                parts = newer
+            try:
+                try:
+                    view = self.resolver(parts, [0])[2]  # pinned while `view` lives
+                except self.shm.Stale as exc:
+                    if exc.newer is None:
+                        raise
+                    parts = exc.newer
+                    view = self.resolver(parts, [0])[2]
+            except DecodeError:  # the ring wrapped before this reference was read, and nothing newer
+                self.stale += 1
+                continue
+            del view
+            return HDR.unpack(bytes(parts[1]))
+
+
+class Iceoryx2:
+    """iceoryx2 publish-subscribe through its Python bindings: the payload a loaned `Slice[c_uint8]` sample
+    (kind and send time in its first 9 bytes, nothing else written), wake-ups through an iceoryx2 event
+    service (its listener has no file descriptor for asyncio, so the receiver blocks in `blocking_wait`)."""
+
+    def __init__(self, args: argparse.Namespace, sending: bool) -> None:
+        import ctypes
+        import signal
+
+        import iceoryx2 as iox
+
+        iox.set_log_level_from_env_or(iox.LogLevel.Error)
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a clean exit releases its /dev/shm files
+        self.ctypes, self.size = ctypes, max(HDR.size, args.size)
+        node = iox.NodeBuilder.new().create(iox.ServiceType.Ipc)
+        name = f"bench-{args.port}"  # a fresh service per run
+        service = (
+            node.service_builder(iox.ServiceName.new(name))
+            .publish_subscribe(iox.Slice[ctypes.c_uint8])
+            .enable_safe_overflow(True)  # newest wins at a full subscriber buffer, like the HWMs elsewhere
+            .subscriber_max_buffer_size(args.hwm)
+            .max_publishers(1)
+            .max_subscribers(1)
+            .open_or_create()
+        )
+        events = node.service_builder(iox.ServiceName.new(name + "-ev")).event().open_or_create()
+        self.node = node
+        if sending:
+            self.pub = service.publisher_builder().initial_max_slice_len(self.size).create()
+            self.notifier = events.notifier_builder().create()
+        else:
+            self.sub = service.subscriber_builder().create()
+            self.listener = events.listener_builder().create()
+
+    async def start(self) -> None:
+        pass
+
+    def send(self, kind: int, t_ns: int) -> None:
+        sample = self.pub.loan_slice_uninit(self.size)
+        self.ctypes.memmove(sample.payload_ptr, HDR.pack(kind, t_ns), HDR.size)
+        sample.assume_init().send()
+        self.notifier.notify()
+
+    async def recv(self) -> tuple[int, int]:
+        while True:
+            sample = self.sub.receive()
+            if sample is not None:
+                return HDR.unpack(self.ctypes.string_at(sample.payload_ptr, HDR.size))
+            self.listener.blocking_wait()
+
+
 class Zenoh:
     """Zenoh peer-to-peer over tcp loopback (no router); one buffer: 9-byte header + payload."""
 
@@ -205,6 +369,10 @@ TRANSPORTS = {
     "pyzmq-direct": PyzmqRaw,
     "pyzmq-zmq_proxy": PyzmqRaw,
     "bus": TypedBus,
+    "bus-shm": TypedBusShm,
+    "bus-shm-copy": TypedBusShmCopy,
+    "shm-ring": ShmRingDirect,
+    "iceoryx2": Iceoryx2,
     "zenoh": Zenoh,
     "cyclonedds": Cyclone,
     "dora": Dora,
@@ -299,6 +467,8 @@ async def recv(args: argparse.Namespace) -> None:
         "p99_us": float(np.percentile(lat, 99)) if n else None,
         "msgs_per_s": (n - 1) / span if span > 0 else None,
     }
+    if hasattr(t, "counters"):
+        out["counters"] = t.counters()
     _say(args, "result", json.dumps(out))
     os._exit(0)  # some transports' background threads delay a normal exit
 

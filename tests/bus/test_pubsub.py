@@ -225,6 +225,10 @@ async def test_fuzz_bad_messages_never_stop_delivery(runtime_dir):
                 if sub.stats.received >= n_good + n_bad - (n_bad // 13) * 3:  # bad topic, empty, oversize
                     break
                 await asyncio.sleep(0.05)
+            for _ in range(100):  # the proxy publishes its counters every stats_interval_s
+                if proxy.counters.get("dropped_size"):
+                    break
+                await asyncio.sleep(0.05)
     finally:
         ptask.cancel()
         await asyncio.gather(ptask, return_exceptions=True)
