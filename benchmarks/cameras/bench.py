@@ -9,6 +9,7 @@ file cameras looping those clips in real time, and measures for `seconds` after 
 and what was dropped (frames a file camera was late for, frames conflated at the encoder, stale windows).
 Modes, per resolution and camera count, one after the other in one run:
 - `all`: capture publishes every frame at the camera's resolution (how the service worked before);
+- `all-shm`: the same frames, through shared memory instead of the proxy (bus.shm, bus/shm.py);
 - `encoder`: only the frames the encoder's windows use, at the model's input size (perception/nodes/feed.py).
 """
 
@@ -29,7 +30,8 @@ from perception.config import AppConfig, load_config
 
 RESOLUTIONS = {"480p": (640, 480), "720p": (1280, 720), "1080p": (1920, 1080)}
 SOURCES = ("testsrc2", "smptebars")
-MODES = {"all": {"send": "all"}, "encoder": {"send": "encoder"}}
+# mode -> (pipeline.capture, bus.shm.enabled)
+MODES = {"all": ({"send": "all"}, False), "all-shm": ({"send": "all"}, True), "encoder": ({"send": "encoder"}, False)}
 CLIP_S = 20
 FPS = 30
 
@@ -66,7 +68,7 @@ def phase_config(base: AppConfig, runtime_dir: Path, clips: list[Path], mode: st
     data["pipeline"]["cameras"] = [
         {"name": f"cam{i}", "type": "file", "path": str(p), "loop": True, "realtime": True} for i, p in enumerate(clips)
     ]
-    data["pipeline"]["capture"] = MODES[mode]
+    data["pipeline"]["capture"], data["bus"]["shm"]["enabled"] = MODES[mode]
     return AppConfig.model_validate(data)
 
 
