@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 TORCH   := torch==2.13.0
 export PYTHONUNBUFFERED := 1
 
-.PHONY: run test lint format hostile bench bench-bus bench-model bench-pipeline bench-memory venv clean
+.PHONY: run test lint format hostile faults bench bench-bus bench-model bench-pipeline bench-memory venv clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -39,6 +39,14 @@ format: $(STAMP)
 # recorder, world and encoder; prints per-class counts, valid delivered, peak RSS; exits 1 on any loss.
 hostile: $(STAMP)
 	$(BIN)/python -m tests.hostile.campaign --duration 600 --json docs/results/hostile.json $(ARGS)
+
+# The fault campaign (tests/faults/campaign.py): every process of a live pipeline SIGKILLed 5 times and SIGSTOPped
+# once, the recorder on a full and a read-only disk, a crash loop; then a slow subscriber measured side by side,
+# and three hosts in network namespaces over CURVE with a cut link (root; skipped with the reason otherwise).
+faults: $(STAMP)
+	$(BIN)/python -m tests.faults.campaign --rounds 5 --json docs/results/faults.json $(ARGS)
+	$(BIN)/python -m tests.faults.slow_subscriber --json docs/results/slow_subscriber.json
+	VLJEPA_FAULTS=1 $(BIN)/python -m pytest -q -s -rs tests/faults/test_three_hosts.py
 
 $(VENV)/.bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev,bench]'

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import os
 import threading
 import time
 import uuid
@@ -49,13 +50,21 @@ log = get_logger("bus.proxy")
 READY_PREFIX = b"_bus/ready/"
 BATCH = 512  # messages moved per socket per wake-up before the other direction gets a turn
 PROBE_RESERVE = 256  # table slots only readiness probes may use, so a full table still answers (and says so)
+# A restarted proxy forwards nothing for this long: publishers flush what they queued during the outage as soon
+# as they reconnect, and subscribers come back on their own reconnect timer (ZMQ_RECONNECT_IVL, 100 ms) and
+# resend their subscriptions; forwarding at once sent the outage's messages to nobody. Applied when clients may
+# be waiting: an ipc:// socket file is already there (a proxy served it before), or an endpoint is tcp://.
+RESUBSCRIBE_GRACE_S = 0.5
 
 
 class _Forwarder:
     """The proxy's thread body and its counters (read by the asyncio side; ints, so no lock needed)."""
 
-    def __init__(self, config: BusConfig, xsub: zmq.Socket, xpub: zmq.Socket, control: zmq.Socket) -> None:
+    def __init__(
+        self, config: BusConfig, xsub: zmq.Socket, xpub: zmq.Socket, control: zmq.Socket, grace_s: float = 0.0
+    ) -> None:
         self.config = config
+        self.grace_s = grace_s  # forward nothing for this long (subscriptions are applied meanwhile)
         self.xsub, self.xpub, self.control = xsub, xpub, control
         self.roles = has_roles(config)
         self.counters: collections.Counter[str] = collections.Counter()
@@ -74,8 +83,13 @@ class _Forwarder:
         poller = zmq.Poller()
         for sock in (self.xsub, self.xpub, self.control):
             poller.register(sock, zmq.POLLIN)
+        first = zmq.Poller()  # subscriptions only, for grace_s after a restart
+        for sock in (self.xpub, self.control):
+            first.register(sock, zmq.POLLIN)
+        forward_from = time.monotonic() + self.grace_s
         while True:
-            ready = dict(poller.poll())
+            wait_s = forward_from - time.monotonic()
+            ready = dict(first.poll(wait_s * 1000) if wait_s > 0 else poller.poll())
             if self.control in ready and self.control.recv() == b"TERMINATE":
                 return
             if self.xpub in ready:
@@ -278,11 +292,20 @@ class Proxy:
             raise
         return xsub, xpub, control, curve_users
 
+    def _clients_may_be_waiting(self) -> bool:
+        """Whether clients of an earlier proxy may be reconnecting to these endpoints: an ipc:// socket file is
+        already there, or an endpoint is tcp:// (where a first start cannot be told from a restart)."""
+        return any(
+            ep.startswith("tcp://") or (ep.startswith("ipc://") and os.path.exists(ep[len("ipc://") :]))
+            for ep in (self.pub_endpoint, self.sub_endpoint)
+        )
+
     async def run(self) -> None:
         if any(self.config.endpoint(n).startswith("ipc://") for n in ("pub", "sub")):
             self.config.ensure_runtime_dir()
+        grace_s = RESUBSCRIBE_GRACE_S if self._clients_may_be_waiting() else 0.0
         xsub, xpub, control, curve_users = self._bind()  # on the loop: the ZAP handler lives here
-        self._forwarder = fwd = _Forwarder(self.config, xsub, xpub, control)
+        self._forwarder = fwd = _Forwarder(self.config, xsub, xpub, control, grace_s)
         thread = threading.Thread(target=fwd.run, name="bus-proxy", daemon=True)
         thread.start()  # from here on the thread owns the three sockets
         ctl = self._actx.socket(zmq.PAIR)
@@ -295,9 +318,11 @@ class Proxy:
         try:
             await self._publish_stats(stats_out, fwd, thread)
         finally:
+            # Nothing awaited in here: a second SIGTERM cancelled an await and skipped the closes, and the
+            # context's finaliser then blocked in zmq_ctx_term for ever (a proxy outliving its launcher).
             with contextlib.suppress(zmq.ZMQError):
-                await ctl.send(b"TERMINATE")
-            await asyncio.to_thread(thread.join, 5.0)
+                zmq.Socket.shadow(ctl.underlying).send(b"TERMINATE", zmq.NOBLOCK)
+            thread.join(5.0)  # the forwarder returns at once on TERMINATE
             ctl.close(linger=0)
             stats_out.close(linger=0)
             for s in (xsub, xpub, control):

@@ -128,6 +128,10 @@ class SupervisorConfig(_Section):
     max_restarts: int = Field(5, ge=0)
     startup_timeout_s: float = Field(180.0, gt=0)  # waiting for a node's first heartbeat
     stop_timeout_s: float = Field(5.0, gt=0)  # SIGTERM -> SIGKILL
+    # a running node (or the proxy) whose stats/<node> heartbeat is silent this long is wedged (stopped,
+    # deadlocked, its loop blocked): it is killed and restarted like a crashed one. At least 3 heartbeats
+    # (3 x bus.stats_interval_s); None: never
+    heartbeat_timeout_s: float | None = Field(10.0, gt=0)
 
 
 class PipelineConfig(_Section):

@@ -75,6 +75,8 @@ class DecoderNode(Node):
 
     async def teardown(self) -> None:
         """Decode what is still waiting (the events node flushes its open segments as it stops)."""
+        if not hasattr(self, "queue"):  # setup failed (no model): nothing was queued, and its error says why
+            return
         await asyncio.sleep(0.2)  # requests published just before we were told to stop
         while self.sub is not None and (env := self.sub.recv_nowait()) is not None:
             await self.dispatch(env)

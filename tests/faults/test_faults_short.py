@@ -1,0 +1,56 @@
+"""The fault campaign (tests/faults/campaign.py) in its `make test` size: one live pipeline, its proxy
+SIGKILLed and its world node SIGSTOPped (wedged).
+
+The proxy is the single process every message crosses: it must come back by itself, publishers and
+subscribers must reconnect by themselves, and nothing the other processes published on a `reliable` topic
+meanwhile may be lost. The wedged world node is alive but silent: the launcher must find it from its
+heartbeat and restart it within `supervisor.heartbeat_timeout_s`, and nothing else. Recovery times are
+figures (docs/reliability.md), not asserted here beyond generous deadlines.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tests.support import REPO, child_env, short_tmp
+
+from .session import TRAINED
+
+HEARTBEAT_TIMEOUT_S = 3.0
+
+
+@pytest.mark.skipif(not (TRAINED / "model.safetensors").is_file(), reason="checkpoints/tiny is not in the repo")
+def test_a_killed_proxy_and_a_wedged_node_recover_without_loss():
+    out_dir = short_tmp("flt-")
+    out = out_dir / "faults.json"
+    argv = ["--rounds", "1", "--kill", "proxy", "--wedge", "world", "--no-disk", "--no-crash-loop"]
+    argv += ["--heartbeat-timeout", str(HEARTBEAT_TIMEOUT_S), "--settle", "1", "--warm-up", "0", "--json", str(out)]
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "tests.faults.campaign", *argv],
+            cwd=REPO,
+            env=child_env(),
+            capture_output=True,
+            text=True,
+            timeout=240,
+            check=False,
+        )
+        report = proc.stdout[-6000:] + "\n" + proc.stderr[-3000:]
+        assert out.exists(), f"the campaign wrote no result (exit {proc.returncode}):\n{report}"
+        res = json.loads(out.read_text())
+    finally:
+        shutil.rmtree(out_dir, ignore_errors=True)
+    failed = [f"{c['check']}: {c['detail']}" for c in res["checks"] if c["hard"] and not c["ok"]]
+    assert proc.returncode == 0 and res["ok"], "\n".join(failed) + f"\n\n{report}"
+    kill, wedge = res["summary"]["proxy:SIGKILL"], res["summary"]["world:SIGSTOP"]
+    assert kill["lost"] == {} and kill["restarted"] == []  # reconnected by themselves, nothing lost
+    assert kill["output_s"]["max"] < 20  # a generous deadline: the figure itself is in docs/reliability.md
+    assert wedge["restarted"] == [] and wedge["ready_s"]["max"] < HEARTBEAT_TIMEOUT_S + 20
+    assert res["wedged_lines"] == 1
+    w = res["world"]
+    assert w["captions_on_wrong_segment"] == 0 and w["segment_ids_reused"] == 0 and w["segment_ids_increasing"]
