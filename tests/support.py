@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 import os
+import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -43,6 +46,28 @@ def small_random_checkpoint(out: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     VLJepa.from_config(preset_config("tiny").with_overrides(SMALL_MODEL)).save(out)
     return out
+
+
+def run_campaign(module: str, argv: list[str], name: str, timeout: float = 240) -> tuple[int, dict, str]:
+    """`python -m module ARGV --json OUT` (a campaign that checks everything itself) as a child process:
+    (exit status, its JSON result, the tail of its output for the failure message)."""
+    out_dir = short_tmp("cmp-")
+    out = out_dir / name
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", module, *argv, "--json", str(out)],
+            cwd=REPO,
+            env=child_env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        report = proc.stdout[-12000:] + "\n" + proc.stderr[-3000:]
+        assert out.exists(), f"{module} wrote no result (exit {proc.returncode}):\n{report}"
+        return proc.returncode, json.loads(out.read_text()), report
+    finally:
+        shutil.rmtree(out_dir, ignore_errors=True)
 
 
 def short_tmp(prefix: str) -> Path:

@@ -10,14 +10,9 @@ figures (docs/reliability.md), not asserted here beyond generous deadlines.
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
-import sys
-
 import pytest
 
-from tests.support import REPO, child_env, short_tmp
+from tests.support import run_campaign
 
 from .session import TRAINED
 
@@ -26,27 +21,11 @@ HEARTBEAT_TIMEOUT_S = 3.0
 
 @pytest.mark.skipif(not (TRAINED / "model.safetensors").is_file(), reason="checkpoints/tiny is not in the repo")
 def test_a_killed_proxy_and_a_wedged_node_recover_without_loss():
-    out_dir = short_tmp("flt-")
-    out = out_dir / "faults.json"
     argv = ["--rounds", "1", "--kill", "proxy", "--wedge", "world", "--no-disk", "--no-crash-loop"]
-    argv += ["--heartbeat-timeout", str(HEARTBEAT_TIMEOUT_S), "--settle", "1", "--warm-up", "0", "--json", str(out)]
-    try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "tests.faults.campaign", *argv],
-            cwd=REPO,
-            env=child_env(),
-            capture_output=True,
-            text=True,
-            timeout=240,
-            check=False,
-        )
-        report = proc.stdout[-6000:] + "\n" + proc.stderr[-3000:]
-        assert out.exists(), f"the campaign wrote no result (exit {proc.returncode}):\n{report}"
-        res = json.loads(out.read_text())
-    finally:
-        shutil.rmtree(out_dir, ignore_errors=True)
+    argv += ["--heartbeat-timeout", str(HEARTBEAT_TIMEOUT_S), "--settle", "1", "--warm-up", "0"]
+    returncode, res, report = run_campaign("tests.faults.campaign", argv, "faults.json")
     failed = [f"{c['check']}: {c['detail']}" for c in res["checks"] if c["hard"] and not c["ok"]]
-    assert proc.returncode == 0 and res["ok"], "\n".join(failed) + f"\n\n{report}"
+    assert returncode == 0 and res["ok"], "\n".join(failed) + f"\n\n{report}"
     kill, wedge = res["summary"]["proxy:SIGKILL"], res["summary"]["world:SIGSTOP"]
     assert kill["lost"] == {} and kill["restarted"] == []  # reconnected by themselves, nothing lost
     assert kill["output_s"]["max"] < 20  # a generous deadline: the figure itself is in docs/reliability.md

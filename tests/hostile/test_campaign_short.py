@@ -7,45 +7,16 @@ if anything fails); this test runs it and reads its result.
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
-import sys
-
-from tests.support import REPO, child_env, short_tmp
+from tests.support import run_campaign
 
 DURATION_S = 20
 
 
 def test_short_campaign_delivers_every_valid_message_and_stays_bounded():
-    out_dir = short_tmp("hxt-")
-    out = out_dir / "hostile.json"
-    try:
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "tests.hostile.campaign",
-                "--duration",
-                str(DURATION_S),
-                "--short",
-                "--json",
-                str(out),
-            ],
-            cwd=REPO,
-            env=child_env(),
-            capture_output=True,
-            text=True,
-            timeout=240,
-            check=False,
-        )
-        report = proc.stdout[-12000:] + "\n" + proc.stderr[-3000:]
-        assert out.exists(), f"the campaign wrote no result (exit {proc.returncode}):\n{report}"
-        res = json.loads(out.read_text())
-    finally:
-        shutil.rmtree(out_dir, ignore_errors=True)
+    argv = ["--duration", str(DURATION_S), "--short"]
+    returncode, res, report = run_campaign("tests.hostile.campaign", argv, "hostile.json")
     failed = [f"{c['check']}: {c['detail']}" for c in res["checks"] if not c["ok"]]
-    assert proc.returncode == 0 and res["ok"], (
+    assert returncode == 0 and res["ok"], (
         "hostile campaign failed:\n  "
         + "\n  ".join(failed + [f for f in res["failures"] if not f.startswith("check failed")])
         + f"\n\n{report}"
