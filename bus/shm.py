@@ -690,8 +690,11 @@ def materialize(parts: list[Any], allowed: bool = True) -> list[Any]:
     `allowed` False (a subscriber that may not map: not on ipc://) references are a `bad_buffer` reject."""
     if len(parts) < 3:
         return parts
+    raw = _part_bytes(parts[1])
+    if b"\xa3shm" not in raw:  # no "shm" key anywhere in the header: the usual case, without unpacking it
+        return parts
     try:
-        header = msgpack.unpackb(_part_bytes(parts[1]), raw=False)
+        header = msgpack.unpackb(raw, raw=False)
     except Exception as exc:
         raise DecodeError("bad_header", f"header is not msgpack ({type(exc).__name__})") from exc
     if type(header) is not dict or "shm" not in header:

@@ -282,10 +282,10 @@ class FileSource(Source):
             self._index += 1
             t = float(frame.time) if frame.time is not None else i / self.fps
             image = full = None
-            if want.full or (want.feed and scaled(frame.height, frame.width, want.side) is None):
+            size = scaled(frame.height, frame.width, want.side) if want.feed else None
+            if want.full or (want.feed and size is None):
                 full = frame.to_ndarray(format="rgb24")
             if want.feed:
-                size = scaled(frame.height, frame.width, want.side)
                 image = (
                     full
                     if size is None

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bus.component import Component
+from bus.proxy import proxy_in_background
 from bus.pubsub import Publisher, Subscriber
 from bus.record import Recorder
 from perception.config import AppConfig
@@ -163,8 +164,6 @@ async def run_offline(
         outputs = sorted({o.prefix for n in nodes.values() for o in n.outputs.values()})
         session = {**session_metadata(cfg), "offline": {"source": str(recording), "nodes": names}}
         recorder = Recorder(bus, out, topics=outputs, session=session, overwrite=True)
-        from bus.proxy import proxy_in_background
-
         async with proxy_in_background(bus):
             sub = await Subscriber(bus.model_copy(update={"latest_prefixes": []}), outputs, name="offline").start()
             pub = Publisher(bus, src="offline")
