@@ -1,10 +1,11 @@
-"""`perception eval [--checkpoint DIR] [--split heldout] [--seed N] [--json OUT] [--quick]`."""
+"""`perception eval [--checkpoint DIR] [--split heldout|val] [--seeds 0,1,2] [--json OUT] [--quick]`."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from perception.config import REPO_ROOT
@@ -15,8 +16,15 @@ DEFAULT_PLOT = REPO_ROOT / "docs" / "selective_decoding.png"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="model directory (VLJepa.save)")
-    p.add_argument("--split", default="heldout", choices=["heldout", "train"])
-    p.add_argument("--seed", type=int, default=0, help="draws another sample of the same split")
+    p.add_argument(
+        "--split",
+        default="heldout",
+        choices=["heldout", "val", "train"],
+        help="heldout: the test split, only for reporting; val: every choice of recipe and checkpoint",
+    )
+    p.add_argument("--seeds", default="0,1,2", help="stream seeds, comma-separated; the clips use the first")
+    p.add_argument("--clips", type=int, default=None, help="clips for the clip tasks (default 3000)")
+    p.add_argument("--streams-per-seed", type=int, default=None, help="streams per seed (default 16)")
     p.add_argument("--json", dest="json_out", default=None, help="write the full result JSON here")
     p.add_argument("--quick", action="store_true", help="small sample (smoke run, not a reported figure)")
     p.add_argument(
@@ -47,8 +55,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"perception eval: cannot load checkpoint: {exc}", file=sys.stderr)
         return 2
     plot = None if args.plot == "none" else (args.plot or DEFAULT_PLOT)
+    try:
+        seeds = tuple(int(x) for x in args.seeds.split(","))
+    except ValueError:
+        print(f"perception eval: --seeds must be integers separated by commas, got {args.seeds!r}", file=sys.stderr)
+        return 2
     cfg = SuiteConfig.quick() if args.quick else SuiteConfig()
-    result = evaluate(model, split=args.split, seed=args.seed, cfg=cfg, plot=plot)
+    sizes = {"clips": args.clips, "streams_per_seed": args.streams_per_seed}
+    cfg = replace(cfg, seeds=seeds, **{k: v for k, v in sizes.items() if v is not None})
+    result = evaluate(model, split=args.split, cfg=cfg, plot=plot)
     result["checkpoint"] = str(args.checkpoint)
     if args.json_out:
         Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)

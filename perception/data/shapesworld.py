@@ -93,6 +93,10 @@ def sample_clip(seed: int, index: int, split: str = "train", max_objects: int = 
 
     objects: list[ObjectState] = [main]
     n_extra = int(rng.integers(max_objects))  # 0 .. max_objects-1 distractors
+    if kind == "stay_still":
+        # With a distractor every object is still and "the red circle stays still" names one of them at
+        # random: no model could resolve the subject. Drawn above anyway, so other clips are unchanged.
+        n_extra = 0
     used_colours = {colour} | ({new_colour} if new_colour else set())
     for c, s in distinct_looks(rng, n_extra, used_colours, {shape}, split):
         obj = ObjectState(s, c, 0.5, 0.5, scene.start_radius(rng, "stay_still"))

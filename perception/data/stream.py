@@ -47,6 +47,14 @@ class Segment:
         return self.end_s - self.start_s
 
     @property
+    def ambiguous(self) -> bool:
+        """No model could resolve the caption's subject: every object is still and more than one is in view.
+
+        Such segments are excluded (and counted) wherever captions are scored or taught (docs/model.md,
+        "The evaluation protocol")."""
+        return self.slots.action == "stay_still" and sum(o.visible for o in self.objects) > 1
+
+    @property
     def event_s(self) -> float:
         """When the change is visible: the midpoint (instantaneous actions happen exactly then)."""
         return self.start_s + self.action.event_at * self.duration_s

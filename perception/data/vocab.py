@@ -211,7 +211,12 @@ def _is_heldout(colour: str, shape: str, action: str) -> bool:
 ALL_COMBOS: tuple[Slots, ...] = tuple(Slots(c, s, a) for c in COLOUR_NAMES for s in SHAPES for a in ACTIONS)
 HELDOUT_COMBOS: frozenset[Slots] = frozenset(x for x in ALL_COMBOS if _is_heldout(*x))
 TRAIN_COMBOS: frozenset[Slots] = frozenset(ALL_COMBOS) - HELDOUT_COMBOS
-SPLITS = ("train", "heldout")
+# "heldout" is the test split: only reported, never used to choose anything. "val" draws the same unseen
+# combinations from its own random streams (the split's index is part of every clip's and stream's seed,
+# so no val clip or stream is a test one): every choice of recipe, hyper-parameter and checkpoint is made
+# on it. Appended last so that the train and heldout sequences are unchanged.
+SPLITS = ("train", "heldout", "val")
+TEST_SPLIT, VAL_SPLIT = "heldout", "val"
 
 
 def combos_for(split: str) -> frozenset[Slots]:

@@ -73,6 +73,7 @@ class VQAAccuracy:
     overall: float  # micro average over all questions
     per_type: dict[str, float] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)  # questions per type
+    item_correct: tuple[bool, ...] = ()  # per question, in input order (for bootstrap intervals)
 
 
 def vqa_accuracy(predictions: Sequence[str], answers: Sequence[str], question_types: Sequence[str]) -> VQAAccuracy:
@@ -84,11 +85,19 @@ def vqa_accuracy(predictions: Sequence[str], answers: Sequence[str], question_ty
         raise ValueError(f"length mismatch: {n} predictions, {len(answers)} answers, {len(question_types)} types")
     correct: dict[str, int] = defaultdict(int)
     counts: dict[str, int] = defaultdict(int)
+    items = []
     for pred, ans, qtype in zip(predictions, answers, question_types, strict=True):
+        ok = normalize_text(pred) == normalize_text(ans)
         counts[qtype] += 1
-        correct[qtype] += int(normalize_text(pred) == normalize_text(ans))
+        correct[qtype] += int(ok)
+        items.append(ok)
     per_type = {t: correct[t] / counts[t] for t in sorted(counts)}
-    return VQAAccuracy(overall=sum(correct.values()) / n, per_type=per_type, counts=dict(sorted(counts.items())))
+    return VQAAccuracy(
+        overall=sum(correct.values()) / n,
+        per_type=per_type,
+        counts=dict(sorted(counts.items())),
+        item_correct=tuple(items),
+    )
 
 
 SlotParser = Callable[[str], Mapping[str, str | None]]
@@ -99,6 +108,7 @@ class SlotAccuracy:
     all_slots: float  # fraction of captions with every slot right
     per_slot: dict[str, float] = field(default_factory=dict)
     parse_failures: int = 0  # hypotheses the parser rejected (counted wrong on every slot)
+    item_correct: dict[str, tuple[bool, ...]] = field(default_factory=dict)  # per slot and "all", per caption
 
 
 def slot_accuracy(
@@ -118,8 +128,7 @@ def slot_accuracy(
     slots = sorted({s for ref in references for s in ref})
     if not slots:
         raise ValueError("references define no slots")
-    right = dict.fromkeys(slots, 0)
-    all_right = 0
+    items: dict[str, list[bool]] = {s: [] for s in [*slots, "all"]}
     failures = 0
     for hyp, ref in zip(hypotheses, references, strict=True):
         try:
@@ -130,7 +139,12 @@ def slot_accuracy(
         for s in slots:
             value = parsed.get(s)
             ok = s in ref and value is not None and normalize_text(value) == normalize_text(ref[s])
-            right[s] += int(ok)
+            items[s].append(ok)
             ok_all &= ok
-        all_right += int(ok_all)
-    return SlotAccuracy(all_slots=all_right / n, per_slot={s: right[s] / n for s in slots}, parse_failures=failures)
+        items["all"].append(ok_all)
+    return SlotAccuracy(
+        all_slots=sum(items["all"]) / n,
+        per_slot={s: sum(items[s]) / n for s in slots},
+        parse_failures=failures,
+        item_correct={k: tuple(v) for k, v in items.items()},
+    )

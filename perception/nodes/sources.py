@@ -156,7 +156,7 @@ class SyntheticCameraConfig(CameraConfig):
 
     type: Literal["synthetic"] = "synthetic"
     seed: int = 0  # which stream
-    split: str = Field("heldout", pattern=r"^(train|heldout)$")
+    split: str = Field("heldout", pattern=r"^(train|heldout|val)$")
     duration_s: float | None = Field(None, gt=0)  # stream length; None: 30-120 s drawn from the seed
     size: int = Field(64, ge=16, le=1024)  # frame side, pixels
 

@@ -80,3 +80,13 @@ def test_iterator_and_windows_match_frame_at():
         s.frame_at(s.num_frames)
     with pytest.raises(ValueError, match="fps"):
         ShapesStream(1, fps=0)
+
+
+def test_ambiguous_segments_are_still_segments_with_company():
+    segs = [s for k in range(20) for s in ShapesStream(seed=k, split="heldout", duration_s=60.0, fps=4.0).segments]
+    amb = [s for s in segs if s.ambiguous]
+    assert amb, "the streams must contain some, or the exclusion is never exercised"
+    assert all(s.slots.action == "stay_still" and sum(o.visible for o in s.objects) > 1 for s in amb)
+    lone = [s for s in segs if s.slots.action == "stay_still" and sum(o.visible for o in s.objects) == 1]
+    assert lone and not any(s.ambiguous for s in lone)
+    print(f"{len(amb)} of {len(segs)} segments ambiguous")

@@ -10,7 +10,8 @@ from perception.data.shapesworld import (
     passive_allowed,
     sample_clip,
 )
-from perception.data.vocab import COUNT_WORDS, HELDOUT_COMBOS, SHAPES, Slots
+from perception.data.stream import ShapesStream
+from perception.data.vocab import COUNT_WORDS, HELDOUT_COMBOS, SHAPES, TEST_SPLIT, VAL_SPLIT, Slots
 
 from .pixels import area, centroid, colour_mask, colours_present
 
@@ -130,7 +131,7 @@ def test_dataset_items_and_collate():
     with pytest.raises(IndexError):
         ds[6]
     with pytest.raises(ValueError, match="valid"):
-        ShapesWorldClips(length=4, split="val")
+        ShapesWorldClips(length=4, split="validation")
 
 
 def test_workers_shard_without_coordination():
@@ -140,3 +141,27 @@ def test_workers_shard_without_coordination():
     videos = torch.cat([b["video"] for b in loader])
     expected = torch.stack([ds[i]["video"] for i in range(len(ds))])
     assert torch.equal(videos, expected)
+
+
+def test_validation_and_test_samples_never_share_a_clip_or_a_stream():
+    """Same seeds, different splits: the split's index is part of every seed, so no val item is a test one."""
+    for seed in (0, 1, 2):
+        val = [sample_clip(seed, i, VAL_SPLIT) for i in range(300)]
+        test = [sample_clip(seed, i, TEST_SPLIT) for i in range(300)]
+        assert not {c.bg_seed for c in val} & {c.bg_seed for c in test}
+        assert {c.slots for c in val} <= HELDOUT_COMBOS  # the same unseen-combination rule
+        streams = [
+            ShapesStream(seed * 1000 + k, split, duration_s=30.0, fps=4.0, size=32)
+            for k in range(4)
+            for split in (VAL_SPLIT, TEST_SPLIT)
+        ]
+        plans = [tuple((s.start_s, s.slots) for s in st.segments) for st in streams]
+        assert len(set(plans)) == len(plans)
+
+
+def test_stay_still_clips_show_one_object_so_their_caption_names_it():
+    """With a distractor every object would be still and the caption's subject a coin toss."""
+    still = [c for c in (sample_clip(0, i, "train") for i in range(600)) if c.slots.action == "stay_still"]
+    moving = [c for c in (sample_clip(0, i, "train") for i in range(600)) if c.slots.action != "stay_still"]
+    assert len(still) > 20 and all(c.count == 1 for c in still)
+    assert any(c.count > 1 for c in moving)  # distractors elsewhere are unchanged

@@ -31,7 +31,8 @@ def planted_stream(
     max_s: float = 8.0,
 ) -> Planted:
     """Segments of U(min_s, max_s) seconds, each a random caption's centroid plus noise; adjacent
-    segments always differ; one annotation per segment at its middle with two paraphrases."""
+    segments always differ; one annotation per segment at its middle with two paraphrases, its span the
+    segment's [start, end) seconds."""
     rng = np.random.default_rng(seed)
     centroids = rng.normal(size=(len(CAPTIONS), dim))
     chunks, annotations, bounds = [], [], []
@@ -43,7 +44,8 @@ def planted_stream(
             ci = int(rng.integers(len(CAPTIONS)))
         chunks.append(centroids[ci] + noise * rng.normal(size=(k, dim)))
         cap = CAPTIONS[ci]
-        annotations.append(Annotation((n + (k - 1) / 2) * dt, [cap, cap.replace("the ", "a ", 1)]))
+        refs = [cap, cap.replace("the ", "a ", 1)]
+        annotations.append(Annotation((n + (k - 1) / 2) * dt, refs, span=(n * dt, (n + k) * dt)))
         if n:
             bounds.append(n)
         n, last = n + k, ci
