@@ -50,7 +50,7 @@ def stage2_rows(batch: dict, cfg: Stage2Config, neutral: str, rng: np.random.Gen
             rows.keys.append(caps[0])
             rows.kinds.append("neutral")
         elif qas and rng.random() < cfg.vqa_fraction:
-            qa = qas[int(rng.integers(len(qas)))]
+            qa = qas[_question_index(qas, cfg.vqa_kind_weights, rng)]
             rows.queries.append(qa["question"])
             rows.targets.append(qa["answer"])
             rows.keys.append("answer:" + qa["answer"])
@@ -61,6 +61,17 @@ def stage2_rows(batch: dict, cfg: Stage2Config, neutral: str, rng: np.random.Gen
             rows.keys.append(caps[0])
             rows.kinds.append("caption")
     return rows
+
+
+def _question_index(qas: list[dict], weights: dict[str, float], rng: np.random.Generator) -> int:
+    """Uniform over the clip's questions, or weighted by kind (the uniform draw is kept as it was, so
+    recipes without weights ask exactly the questions they asked before)."""
+    if not weights:
+        return int(rng.integers(len(qas)))
+    w = np.array([weights.get(qa["kind"], 1.0) for qa in qas], dtype=np.float64)
+    if w.sum() <= 0:
+        return int(rng.integers(len(qas)))
+    return int(rng.choice(len(qas), p=w / w.sum()))
 
 
 def decoder_texts(captions: list[list[str]], rng: np.random.Generator) -> list[str]:

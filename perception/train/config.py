@@ -45,15 +45,50 @@ class Stage2Config(StageConfig):
     caption_queries: list[str] = Field(
         default_factory=lambda: ["what is happening?", "describe the scene.", "what does the shape do?"]
     )
+    # Relative weight of each question kind when a VQA row picks one of its clip's questions (a kind left
+    # out weighs 1). Empty: uniform over the clip's questions (2 of its 5 are presence questions).
+    vqa_kind_weights: dict[str, float] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known_kinds(self) -> Stage2Config:
+        from perception.data.qa import QA_KINDS
+
+        unknown = sorted(set(self.vqa_kind_weights) - set(QA_KINDS))
+        if unknown or any(w < 0 for w in self.vqa_kind_weights.values()):
+            raise ValueError(
+                f"vqa_kind_weights: kinds must be among {QA_KINDS} with weights >= 0; got {self.vqa_kind_weights}"
+            )
+        return self
 
 
 class Stage3Config(StageConfig):
     """Y-decoder: (Y-encoder embedding of a caption -> that caption), teacher forced; with
     `predicted_fraction`, that share of the rows gets the predictor's S^_Y of the clip (neutral query)
-    instead: what the service decodes, which sits off the text-embedding manifold (docs/service.md)."""
+    instead, and with `segment_mean_fraction` that share gets the mean S^_Y of a segment's windows: what
+    the service decodes, which sits off the text-embedding manifold (docs/service.md)."""
 
     embedding_noise: float = Field(default=0.0, ge=0)  # std of gaussian noise on the unit embedding
     predicted_fraction: float = Field(default=0.0, ge=0, le=1)  # rows fed the predictor's S^_Y instead
+    # Rows fed what the service decodes for a segment: the re-normalised mean S^_Y of `segment_windows`
+    # windows of one stream segment (perception.data.stream_windows.SegmentWindows), that segment's captions
+    # as targets. round(fraction * batch_size) rows per step (at least 1 when > 0); 0: off, no extra cost.
+    segment_mean_fraction: float = Field(default=0.0, ge=0, le=1)
+    segment_windows: int = Field(default=4, ge=1)  # K windows averaged per segment row
+
+    @model_validator(mode="after")
+    def _fractions_fit(self) -> Stage3Config:
+        if self.predicted_fraction + self.segment_mean_fraction > 1:
+            raise ValueError(
+                f"predicted_fraction + segment_mean_fraction must be <= 1 (shares of one batch's rows); got "
+                f"{self.predicted_fraction} + {self.segment_mean_fraction}"
+            )
+        return self
+
+    def segment_rows(self) -> int:
+        """Decoder rows per step (per rank) fed segment means: the rest are clip rows."""
+        if self.segment_mean_fraction <= 0:
+            return 0
+        return min(self.batch_size, max(1, round(self.segment_mean_fraction * self.batch_size)))
 
 
 class OptimConfig(_Strict):

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 
 from bus.logs import get_logger
 from perception.data.shapesworld import ShapesWorldClips, collate_clips
-from perception.data.stream_windows import MixedItems, StreamWindows
+from perception.data.stream_windows import MixedItems, SegmentWindows, StreamWindows, collate_segments
 from perception.model import VLJepa
 from perception.model.loss import info_nce
 from perception.model.vljepa import resolve_device
@@ -38,7 +38,7 @@ from perception.train.batches import (
     stage1_rows,
     stage2_rows,
 )
-from perception.train.config import StageConfig, TrainConfig
+from perception.train.config import Stage3Config, StageConfig, TrainConfig
 from perception.train.distributed import (
     DistEnv,
     gather_objects,
@@ -187,6 +187,56 @@ class Trainer:
         return TrainResult(self.out, self.global_step, wall, last_losses)
 
     def _batches(self, k: int, stage: StageConfig, start: int, render: bool) -> Iterator[dict]:
+        """Step s's batch for steps [start, steps): clip rows, plus (stage 3 with segment_mean_fraction)
+        a "segments" batch of segment items for the last rows. Both index streams are StepBatches, so the
+        data order stays a pure function of (seed, stage, step, rank)."""
+        n_seg = stage.segment_rows() if isinstance(stage, Stage3Config) else 0
+        clips = self._clip_batches(k, stage, start, render, stage.batch_size - n_seg)
+        if n_seg == 0:
+            yield from clips
+            return
+        segments = self._segment_batches(k, stage, start, n_seg)
+        if n_seg == stage.batch_size:  # every row is a segment row: no clip rows to draw
+            for seg in segments:
+                yield {"captions": [], "segments": seg}
+            return
+        for batch, seg in zip(clips, segments, strict=True):
+            yield {**batch, "segments": seg}
+
+    def _sampler(self, k: int, stage: StageConfig, start: int, batch: int) -> StepBatches:
+        pool = self.cfg.data.pool
+        return StepBatches(
+            start,
+            stage.steps,
+            batch,
+            self.env.rank,
+            self.env.world,
+            offset=0 if pool else k * STAGE_OFFSET,
+            modulo=pool,
+        )
+
+    def _segment_batches(self, k: int, stage: Stage3Config, start: int, batch: int) -> Iterator[dict]:
+        """Segment items (video uint8 [b, K, T, C, H, W]), never cached: K times a clip's pixels each."""
+        mc, dc = self.model.cfg.x_encoder, self.cfg.data
+        data = SegmentWindows(
+            dc.pool or STAGE_OFFSET * 4,
+            seed=dc.seed,
+            split="train",
+            windows=stage.segment_windows,
+            frames=mc.frames,
+            size=mc.image_size,
+            window_s=dc.window_s,
+        )
+        yield from DataLoader(
+            data,
+            batch_sampler=self._sampler(k, stage, start, batch),
+            num_workers=dc.num_workers,
+            collate_fn=collate_segments,
+            persistent_workers=False,
+            prefetch_factor=4 if dc.num_workers else None,
+        )
+
+    def _clip_batches(self, k: int, stage: StageConfig, start: int, render: bool, batch: int) -> Iterator[dict]:
         mc, dc = self.model.cfg.x_encoder, self.cfg.data
         pool = dc.pool
         data = ShapesWorldClips(
@@ -197,15 +247,7 @@ class Trainer:
             size=mc.image_size,
             max_objects=dc.max_objects,
         )
-        sampler = StepBatches(
-            start,
-            stage.steps,
-            stage.batch_size,
-            self.env.rank,
-            self.env.world,
-            offset=0 if pool else k * STAGE_OFFSET,
-            modulo=pool,
-        )
+        sampler = self._sampler(k, stage, start, batch)
         if not render:  # stage 3 needs only the captions: plan clips, skip rasterising
             for idx in sampler:
                 yield {"captions": [list(data.spec(i).captions) for i in idx]}
@@ -318,8 +360,13 @@ class Trainer:
             "spread": round(out.spread, 3),
         }
 
-    def _decoder_step(self, batch: dict, stage, rng: np.random.Generator):
-        texts = decoder_texts(batch["captions"], rng)
+    def _decoder_step(self, batch: dict, stage: Stage3Config, rng: np.random.Generator):
+        """B = n clip rows (text embedding, or S^_Y with predicted_fraction) + S segment rows (last)."""
+        seg = batch.get("segments")
+        n = len(batch["captions"])
+        texts = decoder_texts(
+            batch["captions"] + (seg["captions"] if seg is not None else []), rng
+        )  # [B] one paraphrase a row
         with torch.no_grad():
             emb = self.model.y_encoder.embed_texts(texts, self.device)  # [B,D]
             emb = F.normalize(emb.float(), dim=-1)  # [B,D] what decode() feeds the decoder
@@ -327,12 +374,17 @@ class Trainer:
                 g = torch.Generator().manual_seed(int(rng.integers(2**31)))
                 noise = torch.randn(emb.shape, generator=g).to(emb.device) * stage.embedding_noise
                 emb = F.normalize(emb + noise / math.sqrt(emb.shape[-1]), dim=-1)
-            if stage.predicted_fraction > 0:  # what the service decodes: the predictor's S^_Y of the clip
-                use = torch.from_numpy(rng.random(len(texts)) < stage.predicted_fraction)  # [B] bool
+            if stage.predicted_fraction > 0 and n > 0:  # what the service decodes: the predictor's S^_Y of the clip
+                # the share is of all B rows, drawn among the n clip rows (n == B without segment rows)
+                share = stage.predicted_fraction if seg is None else min(1.0, stage.predicted_fraction * len(texts) / n)
+                use = torch.from_numpy(rng.random(n) < share)  # [n] bool
                 if bool(use.any()):
                     clips = batch["video"][use].to(self.device, non_blocking=True)
                     s_hat = self.model.predict(self.model.encode_video(clips), self.cfg.stage1.neutral_query)
-                    emb[use.to(emb.device)] = F.normalize(s_hat.float(), dim=-1)  # [b,D] into rows `use`
+                    emb[:n][use.to(emb.device)] = F.normalize(s_hat.float(), dim=-1)  # [b,D] into rows `use`
+            if seg is not None:  # what the service decodes for a segment: its windows' mean S^_Y
+                video = seg["video"].to(self.device, non_blocking=True)  # [S,K,T,C,H,W]
+                emb[n:] = segment_mean_embeddings(self.model, video, self.cfg.stage1.neutral_query)  # [S,D]
         loss = self.step_module("decoder", embeddings=emb.to(self.model.dtype), texts=texts)
         return loss, {"tokens_ppl": round(math.exp(min(20.0, float(loss.detach()))), 2)}
 
@@ -351,6 +403,14 @@ class Trainer:
         )
         tmp.replace(last / TRAINER_STATE)
         (self.out / "last" / "progress.json").write_text(json.dumps({"global_step": self.global_step}))
+
+
+def segment_mean_embeddings(model: VLJepa, video: torch.Tensor, query: str = "") -> torch.Tensor:
+    """video [S, K, T, C, H, W] -> [S, D]: each window's unit S^_Y (the encoder node's), averaged over the
+    K windows and re-normalised (the events node's segment mean; decode() normalises again: a no-op)."""
+    S, K = video.shape[:2]
+    s_hat = model.predict(model.encode_video(video.flatten(0, 1)), query)  # [S*K, D] unit rows
+    return F.normalize(s_hat.float().view(S, K, -1).mean(1), dim=-1)  # [S, D]
 
 
 def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False) -> TrainResult:

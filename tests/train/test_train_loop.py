@@ -12,9 +12,10 @@ import torch
 from perception.config import ConfigError
 from perception.model import VLJepa
 from perception.train.batches import StepBatches, stage2_rows
-from perception.train.config import Stage2Config, load_train_config
-from perception.train.loop import TRAINER_STATE, ResumeError, train
+from perception.train.config import Stage2Config, Stage3Config, load_train_config
+from perception.train.loop import TRAINER_STATE, ResumeError, Trainer, segment_mean_embeddings, train
 from perception.train.schedule import cosine_lr
+from tests.support import small_random_checkpoint
 
 
 def test_infonce_training_on_a_small_pool_beats_ln_b(small_cfg, tmp_path):
@@ -220,3 +221,97 @@ def test_stage3_predicted_fraction_teaches_the_decoder_the_predictors_embeddings
             out = model.decoder_loss([t for _, t in pairs], embeddings=emb[[k for k, _ in pairs]])
             losses[frac] = float(out.loss)
     assert losses[1.0] < 0.8 * losses[0.0], losses  # measured 0.73 vs 1.10
+
+
+def test_stage3_row_fractions_must_fit_in_one_batch(tmp_path):
+    with pytest.raises(ValueError, match="predicted_fraction \\+ segment_mean_fraction must be <= 1"):
+        Stage3Config(steps=1, batch_size=4, lr=1e-3, predicted_fraction=0.6, segment_mean_fraction=0.5)
+    with pytest.raises(ConfigError, match="segment_mean_fraction"):
+        load_train_config(
+            preset="tiny", overrides={"stage3.predicted_fraction": 0.5, "stage3.segment_mean_fraction": 0.75}
+        )
+    ok = Stage3Config(steps=1, batch_size=8, lr=1e-3, predicted_fraction=0.5, segment_mean_fraction=0.5)
+    assert ok.segment_rows() == 4
+    assert Stage3Config(steps=1, batch_size=8, lr=1e-3, segment_mean_fraction=0.01).segment_rows() == 1
+    assert Stage3Config(steps=1, batch_size=8, lr=1e-3).segment_rows() == 0
+
+
+def test_segment_mean_embeddings_are_what_the_service_decodes(tmp_path):
+    """Each window's unit S^_Y, averaged and re-normalised the way the events node closes a segment."""
+    model = VLJepa.load(small_random_checkpoint(tmp_path / "m"), device="cpu")
+    T, size = model.cfg.x_encoder.frames, model.cfg.x_encoder.image_size
+    video = torch.randint(0, 256, (2, 3, T, 3, size, size), dtype=torch.uint8)  # [S, K, T, C, H, W]
+    got = segment_mean_embeddings(model, video)  # [S, D]
+    for s in range(2):
+        windows = model.predict(model.encode_video(video[s]), "").numpy()  # [K, D], as the encoder publishes
+        mean = windows.mean(0)
+        mean /= torch.linalg.norm(torch.from_numpy(mean)).item() + 1e-12  # perception/nodes/segments.py
+        assert torch.allclose(got[s], torch.from_numpy(mean), atol=1e-5)
+    assert not torch.allclose(got[0], model.predict(model.encode_video(video[0, :1]), "")[0], atol=1e-3)
+
+
+def segment_cfg(small_cfg, base, **stage3):
+    return small_cfg(
+        model={"checkpoint": str(base)},
+        stage1={"steps": 0},
+        stage2={"steps": 0},
+        stage3={"steps": 3, "batch_size": 4, "lr": 3e-3, "warmup_steps": 0, **stage3},
+        checkpoint_every=1000,
+    )
+
+
+def test_stage3_batches_hold_segment_rows_in_a_resumable_order(small_cfg, tmp_path):
+    cfg = segment_cfg(
+        small_cfg,
+        small_random_checkpoint(tmp_path / "base"),
+        predicted_fraction=0.25,
+        segment_mean_fraction=0.5,
+        segment_windows=3,
+    )
+    trainer = Trainer(cfg, tmp_path / "run")
+    T, size = trainer.model.cfg.x_encoder.frames, trainer.model.cfg.x_encoder.image_size
+    batches = list(trainer._batches(2, cfg.stage3, 0, render=True))
+    assert len(batches) == 3
+    first = batches[0]
+    assert first["video"].shape == (2, T, 3, size, size)  # clip rows: text or predicted embeddings
+    assert first["segments"]["video"].shape == (2, 3, T, 3, size, size)  # [S, K, T, C, H, W]
+    resumed = next(iter(trainer._batches(2, cfg.stage3, 1, render=True)))  # --resume at step 1
+    assert torch.equal(resumed["segments"]["video"], batches[1]["segments"]["video"])
+    assert resumed["segments"]["index"] == batches[1]["segments"]["index"] != first["segments"]["index"]
+    only = segment_cfg(small_cfg, tmp_path / "base", segment_mean_fraction=1.0)
+    batch = next(iter(Trainer(only, tmp_path / "only")._batches(2, only.stage3, 0, render=False)))
+    assert batch["captions"] == [] and len(batch["segments"]["captions"]) == 4
+
+
+def test_stage3_segment_mean_rows_train_the_decoder_and_leave_the_encoders(small_cfg, tmp_path):
+    base = small_random_checkpoint(tmp_path / "base")
+    cfg = segment_cfg(small_cfg, base, predicted_fraction=0.25, segment_mean_fraction=0.5, embedding_noise=0.2)
+    result = train(cfg, tmp_path / "run")
+    assert result.global_step == 3 and math.isfinite(result.last_losses["stage3"])
+    a = VLJepa.load(base, device="cpu").state_dict()
+    b = VLJepa.load(tmp_path / "run", device="cpu").state_dict()
+    moved = {k for k in a if not torch.equal(a[k], b[k])}
+    assert moved and all(k.startswith("y_decoder.") for k in moved), sorted(moved)[:5]
+    assert any(k.startswith("x_encoder.") for k in a) and any(k.startswith("predictor.") for k in a)
+
+
+def test_stage2_kind_weights_ask_the_weighted_kinds_more_and_reject_unknown_kinds():
+    import numpy as np
+    from pydantic import ValidationError
+
+    qas = [
+        {"kind": k, "question": f"{k}?", "answer": k, "candidates": [k]}
+        for k in ("colour", "shape", "count", "presence", "presence")
+    ]
+    batch = {"captions": [["the red circle moves left"]] * 2000, "qa": [qas] * 2000}
+
+    def presence_share(weights):
+        cfg = Stage2Config(steps=1, batch_size=2, lr=1e-3, stage1_fraction=0.0, vqa_fraction=1.0, **weights)
+        rows = stage2_rows(batch, cfg, "", np.random.default_rng(0))
+        return sum(t == "presence" for t in rows.targets) / len(rows.targets)
+
+    assert 0.35 < presence_share({}) < 0.45  # 2 of 5 questions
+    assert 0.75 < presence_share({"vqa_kind_weights": {"presence": 6.0}}) < 0.85  # 12 of 15
+    assert presence_share({"vqa_kind_weights": {"presence": 0.0}}) == 0.0
+    with pytest.raises(ValidationError, match="vqa_kind_weights"):
+        Stage2Config(steps=1, batch_size=2, lr=1e-3, vqa_kind_weights={"size": 2.0})
