@@ -49,7 +49,9 @@ def centre_range(stream: ShapesStream, frames: int) -> range:
     return range(half, stream.num_frames - frames + half + 1)
 
 
-class StreamWindows(Dataset):
+class _StreamItems(Dataset):
+    """Items cut from short planned streams: `length` items, each `frames` frames over `window_s` seconds."""
+
     def __init__(
         self,
         length: int,
@@ -67,6 +69,8 @@ class StreamWindows(Dataset):
     def __len__(self) -> int:
         return self.length
 
+
+class StreamWindows(_StreamItems):
     def place(self, index: int, rng: np.random.Generator | None = None) -> tuple[ShapesStream, int]:
         """(stream, centre frame) of item `index`: the first draw whose segment is not ambiguous."""
         rng = np.random.default_rng([self.seed, index, 0x5717]) if rng is None else rng
@@ -95,7 +99,7 @@ class StreamWindows(Dataset):
         return training_item(video, seg.captions, seg.slots, seg.new_colour, qa, count, index)
 
 
-class SegmentWindows(Dataset):
+class SegmentWindows(_StreamItems):
     """Item i: K windows of ONE non-ambiguous stream segment, labelled with that segment's captions.
 
     What the service decodes for a segment is the mean S^_Y of its windows; these items let stage 3 teach
@@ -120,14 +124,10 @@ class SegmentWindows(Dataset):
         window_s: float = 2.0,
         stream_s: float = 12.0,
     ) -> None:
-        _check(length, frames, window_s, stream_s)
+        super().__init__(length, seed, split, frames, size, window_s, stream_s)
         if windows < 1:
             raise ValueError(f"need windows >= 1, got {windows}")
-        self.length, self.seed, self.split, self.windows = length, seed, split, windows
-        self.frames, self.size, self.window_s, self.stream_s = frames, size, window_s, stream_s
-
-    def __len__(self) -> int:
-        return self.length
+        self.windows = windows
 
     def place(self, index: int) -> tuple[ShapesStream, Segment, list[int]]:
         """(stream, segment, K centre frames) of item `index`."""
