@@ -92,6 +92,16 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
 
 
+def candidate_lists(candidates: Sequence[str] | Sequence[Sequence[str]], rows: int) -> list[list[str]]:
+    """One list of candidate texts per row: a flat list is shared by every row."""
+    per_row = (
+        [list(candidates)] * rows if candidates and isinstance(candidates[0], str) else [list(c) for c in candidates]
+    )
+    if len(per_row) != rows:
+        raise ValueError(f"got {len(per_row)} candidate lists for {rows} rows")
+    return per_row
+
+
 class VLJepa(nn.Module):
     def __init__(self, cfg: VLJepaConfig, load_weights: bool | set[str] = True):
         """Build every part. load_weights: True = load all configured pretrained weights, False = none
@@ -324,11 +334,7 @@ class VLJepa(nn.Module):
         """Discriminative VQA: the candidate answer nearest each row of S^_Y [B,D]. candidates: one list
         shared by all rows, or one list per row."""
         B = s_hat.shape[0]
-        per_row = (
-            [list(candidates)] * B if candidates and isinstance(candidates[0], str) else [list(c) for c in candidates]
-        )
-        if len(per_row) != B:
-            raise ValueError(f"got {len(per_row)} candidate lists for {B} rows")
+        per_row = candidate_lists(candidates, B)
         C = max(len(c) for c in per_row)
         scores = torch.full((B, C), float("-inf"), device=self.device)
         z = F.normalize(s_hat.float(), dim=-1)

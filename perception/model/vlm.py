@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from perception.model.layers import LlamaStack, causal_mask, llama_config
+from perception.model.vljepa import candidate_lists
 
 if TYPE_CHECKING:
     from perception.model.vljepa import VLJepa
@@ -270,11 +271,7 @@ class TokenVLM(nn.Module):
         and query. candidates: one list for all rows or one per row (short rows padded: -inf sum, 0 count)."""
         s_v, queries = self._rows(self.visual_tokens(s_v_or_clips), queries)
         B = s_v.shape[0]
-        per_row = (
-            [list(candidates)] * B if candidates and isinstance(candidates[0], str) else [list(c) for c in candidates]
-        )
-        if len(per_row) != B:
-            raise ValueError(f"got {len(per_row)} candidate lists for {B} rows")
+        per_row = candidate_lists(candidates, B)
         C = max(len(c) for c in per_row)
         rows = [(i, j) for i in range(B) for j in range(len(per_row[i]))]
         text = self.text_batch([queries[i] for i, _ in rows], [per_row[i][j] for i, j in rows])
