@@ -54,7 +54,7 @@ class SuiteConfig:
     batch: int = 64
     decode_batch: int = 256
     resamples: int = 1000  # bootstrap draws for the stream metrics
-    events_config: str | None = field(default=None)  # service config whose segmenter the caption path replays
+    events_config: str | None = None  # service config whose segmenter the caption path replays
 
     @classmethod
     def quick(cls) -> SuiteConfig:
