@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 from transformers import LlamaConfig
+from transformers.cache_utils import Cache
 from transformers.models.llama.modeling_llama import LlamaDecoderLayer, LlamaRMSNorm, LlamaRotaryEmbedding
 
 
@@ -84,13 +85,18 @@ class LlamaStack(nn.Module):
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
 
-    def forward(self, x: torch.Tensor, mask4d: torch.Tensor) -> torch.Tensor:
-        """x [B,S,H], mask4d [B,1,S,S] additive -> [B,S,H]. Positions are 0..S-1 (right padding keeps
-        the real tokens' positions independent of how much padding follows)."""
+    def forward(self, x: torch.Tensor, mask4d: torch.Tensor, cache: Cache | None = None) -> torch.Tensor:
+        """x [B,S,H], mask4d [B,1,S,P+S] additive -> [B,S,H], where P is what `cache` already holds (0
+        without one). Positions are P..P+S-1 (right padding keeps the real tokens' positions independent
+        of how much padding follows). With a cache, this call's keys/values are appended to it: a prefix
+        run once serves every continuation (generation, scoring many candidates)."""
         B, S, H = x.shape
-        assert mask4d.shape == (B, 1, S, S), f"mask {tuple(mask4d.shape)} does not match x {tuple(x.shape)}"
-        position_ids = torch.arange(S, device=x.device)[None].expand(B, S)  # [B,S]
+        P = cache.get_seq_length() if cache is not None else 0
+        assert mask4d.shape == (B, 1, S, P + S), f"mask {tuple(mask4d.shape)} does not match x {tuple(x.shape)} + {P}"
+        position_ids = torch.arange(P, P + S, device=x.device)[None].expand(B, S)  # [B,S]
         pos = self.rotary_emb(x, position_ids=position_ids)  # (cos, sin) each [B,S,head_dim]
         for layer in self.layers:
-            x = layer(x, attention_mask=mask4d.to(x.dtype), position_ids=position_ids, position_embeddings=pos)
+            x = layer(
+                x, attention_mask=mask4d.to(x.dtype), position_ids=position_ids, position_embeddings=pos, cache=cache
+            )
         return self.norm(x)  # [B,S,H]

@@ -20,25 +20,50 @@ or moving the VLM never touches the VL-JEPA model it came from.
     vlm.log_likelihood(s_v, query, candidates)               # [B,C] summed token log-probs
     vlm.classify(s_v, query, labels)                          # [B] lowest perplexity
     vlm.generate(clips, queries, max_tokens=12)              # greedy -> list[str]
+    vlm.save("checkpoints/tiny-vlm", source="checkpoints/tiny"); TokenVLM.load("checkpoints/tiny-vlm")
+
+Scoring and generation run [visual ; query ; BOS] once per clip into a KV cache and continue from it (as
+any production VLM serves): C candidates cost C short continuations, not C full sequences, and the
+vocabulary projection runs once per distinct candidate prefix (240 class texts share "the <colour>").
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
 from torch import nn
+from transformers.cache_utils import DynamicCache
 
 from perception.model.layers import LlamaStack, causal_mask, llama_config
-from perception.model.vljepa import candidate_lists
+from perception.model.vljepa import WEIGHTS_FILE, CheckpointError, VLJepa, candidate_lists
 
 if TYPE_CHECKING:
-    from perception.model.vljepa import VLJepa
     from perception.model.x_encoder import XEncoder
+
+VLM_WEIGHTS = "vlm.safetensors"
+VLM_CONFIG = "vlm.json"
+VLM_FORMAT = "token-vlm/1"
+FROZEN_PREFIXES = ("x_encoder.", "word_table.")  # reloaded from the source VL-JEPA checkpoint, never stored
+SCORE_ROWS = 512  # candidate rows per cached continuation pass (bounds the repeated KV cache's memory)
+VOCAB_CHUNK = 1024  # prediction states per vocabulary projection (bounds the [n, V] logits)
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 @dataclass
@@ -96,6 +121,14 @@ class TokenVLM(nn.Module):
         self.tokenizer = tokenizer
         self.max_query_tokens, self.max_target_tokens = max_query_tokens, max_target_tokens
         self.reference_params = reference_params
+        self.dims = dict(
+            hidden=hidden,
+            layers=layers,
+            heads=heads,
+            intermediate=intermediate,
+            max_query_tokens=max_query_tokens,
+            max_target_tokens=max_target_tokens,
+        )
         tok = tokenizer
         self.bos_id = tok.bos_token_id if tok.bos_token_id is not None else tok.cls_token_id
         self.eos_id = tok.eos_token_id if tok.eos_token_id is not None else tok.sep_token_id
@@ -168,6 +201,52 @@ class TokenVLM(nn.Module):
         frozen = sum(p.numel() for p in self.parameters() if not p.requires_grad)
         ref = self.reference_params
         return {"vlm": vlm, "frozen": frozen, "predictor": ref, "ratio": vlm / ref if ref else None}
+
+    def save(self, directory: str | Path, source: str | Path) -> Path:
+        """Write vlm.safetensors (the trainable tensors only) and vlm.json (dims, and the VL-JEPA checkpoint
+        `source` whose X-encoder and word table this VLM froze: its path relative to `directory` and its
+        weights' sha256, so a load never pairs the LM with other visual features)."""
+        out, src = Path(directory), Path(source)
+        out.mkdir(parents=True, exist_ok=True)
+        state = {
+            k: v.detach().contiguous().cpu() for k, v in self.state_dict().items() if not k.startswith(FROZEN_PREFIXES)
+        }
+        save_file(state, str(out / VLM_WEIGHTS), metadata={"format": "pt"})
+        meta = {
+            "format": VLM_FORMAT,
+            "dims": self.dims,
+            "source": os.path.relpath(src.resolve(), out.resolve()),
+            "source_sha256": file_sha256(src / WEIGHTS_FILE),
+            "param_counts": self.param_counts(),
+        }
+        (out / VLM_CONFIG).write_text(json.dumps(meta, indent=2))
+        return out
+
+    @classmethod
+    def load(cls, directory: str | Path, device: str | None = None, dtype: str | None = None) -> TokenVLM:
+        """Rebuild from `save`'s directory: the source VL-JEPA checkpoint (checked by hash) gives the frozen
+        parts, vlm.safetensors the rest."""
+        d = Path(directory)
+        if not (d / VLM_CONFIG).exists() or not (d / VLM_WEIGHTS).exists():
+            raise CheckpointError(f"{d} is not a TokenVLM checkpoint: expected {VLM_CONFIG} and {VLM_WEIGHTS}")
+        meta = json.loads((d / VLM_CONFIG).read_text())
+        if meta.get("format") != VLM_FORMAT:
+            raise CheckpointError(f"{d}: checkpoint format {meta.get('format')!r}, expected {VLM_FORMAT}")
+        src = (d / meta["source"]).resolve()
+        if not (src / WEIGHTS_FILE).exists():
+            raise CheckpointError(f"{d}: its source VL-JEPA checkpoint {src} is missing")
+        if file_sha256(src / WEIGHTS_FILE) != meta["source_sha256"]:
+            raise CheckpointError(
+                f"{d}: the VL-JEPA checkpoint at {src} is not the one this VLM was trained on (sha256 differs); "
+                "retrain it (`perception train --preset tiny-vlm`)"
+            )
+        jepa = VLJepa.load(src, device=device, dtype=dtype)
+        vlm = cls.from_vljepa(jepa, **meta["dims"])
+        missing, unexpected = vlm.load_state_dict(load_file(str(d / VLM_WEIGHTS)), strict=False)
+        missing = [k for k in missing if not k.startswith(FROZEN_PREFIXES)]
+        if missing or unexpected:
+            raise CheckpointError(f"{d}: tensors do not match: missing {missing[:8]}, unexpected {unexpected[:8]}")
+        return vlm.eval()
 
     def train(self, mode: bool = True) -> TokenVLM:
         super().train(mode)
@@ -259,6 +338,39 @@ class TokenVLM(nn.Module):
         """The training entry: scalar mean target-token cross-entropy (clips or precomputed S_V)."""
         return self(clips, queries, targets).loss
 
+    # ------------------------------------------------------------------------------------ cached prefix
+    def _ids(self, text: str, limit: int) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"][:limit]
+
+    def prefix(self, s_v: torch.Tensor, ids: torch.Tensor) -> tuple[DynamicCache, torch.Tensor]:
+        """s_v [b,N,Dv], ids [b,n] (query ; BOS, no padding) -> (KV cache of the N+n prefix positions, the
+        last position's state [b,H], which predicts the first text token)."""
+        b, N, _ = s_v.shape
+        v = self.visual_proj(s_v.to(self.visual_proj.weight.dtype))  # [b,N,H]
+        x = torch.cat([v, self.token_in(self.word_table(ids).to(v.dtype))], dim=1)  # [b,N+n,H]
+        keep = torch.ones(b, x.shape[1], dtype=torch.bool, device=x.device)
+        cache = DynamicCache()
+        h = self.stack(x, causal_mask(keep, x.dtype), cache=cache)  # [b,N+n,H]
+        return cache, h[:, -1]
+
+    def extend(self, cache: DynamicCache, ids: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """ids/keep [b,L] (right-padded) after the cached prefix -> states [b,L,H]; appends to `cache`."""
+        b, L = ids.shape
+        x = self.token_in(self.word_table(ids).to(self.token_in.weight.dtype))  # [b,L,H]
+        P = cache.get_seq_length()
+        seen = torch.zeros(b, 1, L, P, dtype=x.dtype, device=x.device)  # every prefix key is visible
+        return self.stack(x, torch.cat([seen, causal_mask(keep, x.dtype)], dim=-1), cache=cache)  # [b,L,H]
+
+    def _query_groups(self, queries: list[str]) -> dict[int, tuple[list[int], torch.Tensor]]:
+        """Rows grouped by prefix length: {n: (row indices, ids [b,n] = query ; BOS)}, so a prefix is never
+        padded and every row sits at exactly its training positions."""
+        rows = [[*self._ids(q, self.max_query_tokens), self.bos_id] for q in queries]
+        groups: dict[int, tuple[list[int], torch.Tensor]] = {}
+        for n in sorted({len(r) for r in rows}):
+            idx = [i for i, r in enumerate(rows) if len(r) == n]
+            groups[n] = (idx, torch.tensor([rows[i] for i in idx], device=self.device))
+        return groups
+
     # ------------------------------------------------------------------------------------ scoring
     @torch.no_grad()
     def token_log_probs(
@@ -268,25 +380,88 @@ class TokenVLM(nn.Module):
         candidates: Sequence[str] | Sequence[Sequence[str]],
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(sum of log-probs [B,C], scored token counts [B,C]) of each candidate (+ EOS) given visual tokens
-        and query. candidates: one list for all rows or one per row (short rows padded: -inf sum, 0 count)."""
+        and query. candidates: one list for all rows or one per row (short rows padded: -inf sum, 0 count).
+        Equal to scoring each full sequence (tests/model/test_vlm.py checks it against `sequence_logits`)."""
         s_v, queries = self._rows(self.visual_tokens(s_v_or_clips), queries)
         B = s_v.shape[0]
         per_row = candidate_lists(candidates, B)
         C = max(len(c) for c in per_row)
-        rows = [(i, j) for i in range(B) for j in range(len(per_row[i]))]
-        text = self.text_batch([queries[i] for i, _ in rows], [per_row[i][j] for i, j in rows])
-        sv = s_v[torch.tensor([i for i, _ in rows], device=s_v.device)]  # [R,N,Dv] one row per candidate
-        logits, tgt = self._scored_logits(sv, text)  # [T,V], [T]
-        lp = logits.float().log_softmax(-1).gather(-1, tgt[:, None])[:, 0]  # [T]
-        row_of = torch.arange(len(rows), device=lp.device)[:, None].expand_as(text.scored)[text.scored]  # [T]
-        sums = torch.zeros(len(rows), device=lp.device).index_add_(0, row_of, lp)  # [R]
-        counts = text.scored.sum(1)  # [R]
-        out_sum = torch.full((B, C), float("-inf"), device=lp.device)
-        out_n = torch.zeros(B, C, dtype=torch.long, device=lp.device)
-        ii = torch.tensor([i for i, _ in rows], device=lp.device)
-        jj = torch.tensor([j for _, j in rows], device=lp.device)
-        out_sum[ii, jj], out_n[ii, jj] = sums, counts
+        out_sum = torch.full((B, C), float("-inf"), device=self.device)
+        out_n = torch.zeros(B, C, dtype=torch.long, device=self.device)
+        limit = self.max_target_tokens - 2
+        tokens = {t: [*self._ids(t, limit), self.eos_id] for r in per_row for t in r}  # candidate -> t_1..t_L, EOS
+        for _, (idx, ids) in self._query_groups(queries).items():
+            cache, h_last = self.prefix(s_v[idx], ids)  # one prefix per clip
+            start = 0
+            while start < len(idx):  # chunks of clips with at most ~SCORE_ROWS candidate rows
+                stop, rows = start, 0
+                while stop < len(idx) and (stop == start or rows + len(per_row[idx[stop]]) <= SCORE_ROWS):
+                    rows += len(per_row[idx[stop]])
+                    stop += 1
+                sums, counts = self._score_chunk(cache, h_last, idx, start, stop, per_row, tokens)
+                for k in range(start, stop):
+                    i = idx[k]
+                    n_c = len(per_row[i])
+                    out_sum[i, :n_c], out_n[i, :n_c] = sums[k - start][:n_c], counts[k - start][:n_c]
+                start = stop
         return out_sum, out_n
+
+    def _score_chunk(
+        self,
+        cache: DynamicCache,
+        h_last: torch.Tensor,
+        idx: list[int],
+        start: int,
+        stop: int,
+        per_row: list[list[str]],
+        tokens: dict[str, list[int]],
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Clips idx[start:stop] of one prefix group: every candidate continued from its clip's cached
+        prefix; each distinct (clip, candidate prefix) gets one vocabulary projection."""
+        rows = [(k, tokens[t]) for k in range(start, stop) for t in per_row[idx[k]]]  # (clip slot, t_1..EOS)
+        L = max(len(t) - 1 for _, t in rows)  # inputs t_1..t_L (EOS is only predicted)
+        inp = torch.full((len(rows), max(L, 1)), self.pad_id, dtype=torch.long)
+        keep = torch.zeros(len(rows), max(L, 1), dtype=torch.bool)
+        for r, (_, t) in enumerate(rows):
+            inp[r, : len(t) - 1] = torch.tensor(t[:-1], dtype=torch.long)
+            keep[r, : len(t) - 1] = True
+        slot = torch.tensor([k for k, _ in rows], device=self.device)
+        rep = DynamicCache(ddp_cache_data=[(k_[slot], v_[slot]) for k_, v_, *_ in cache])  # [R,heads,P,hd]
+        h = self.extend(rep, inp.to(self.device), keep.to(self.device))  # [R,L,H]
+        # the state predicting token j of row r: the prefix's last state (j = 0), else h[r, j-1]
+        node_of: dict[tuple, int] = {}
+        states: list[tuple[int, int]] = []  # per distinct node: (row, j)
+        pair_node, pair_tok, pair_row = [], [], []
+        for r, (k, t) in enumerate(rows):
+            for j, tok in enumerate(t):
+                key = (k, *t[:j])
+                if key not in node_of:
+                    node_of[key] = len(states)
+                    states.append((r, j))
+                pair_node.append(node_of[key])
+                pair_tok.append(tok)
+                pair_row.append(r)
+        dev = self.device
+        sr = torch.tensor([r for r, _ in states], device=dev)
+        sj = torch.tensor([j for _, j in states], device=dev)
+        first = h_last[torch.tensor([rows[r][0] for r in sr.tolist()], device=dev)]  # [U,H]
+        prev = h[sr, (sj - 1).clamp_min(0)]  # [U,H]
+        node_h = torch.where((sj == 0)[:, None], first, prev)  # [U,H]
+        pn, pt = torch.tensor(pair_node, device=dev), torch.tensor(pair_tok, device=dev)
+        lp = torch.empty(len(pair_node), device=dev)
+        for a in range(0, len(states), VOCAB_CHUNK):
+            ls = self.vocab_logits(node_h[a : a + VOCAB_CHUNK]).float().log_softmax(-1)  # [c,V]
+            sel = (pn >= a) & (pn < a + VOCAB_CHUNK)
+            lp[sel] = ls[pn[sel] - a, pt[sel]]
+        sums = torch.zeros(len(rows), device=dev).index_add_(0, torch.tensor(pair_row, device=dev), lp)  # [R]
+        counts = torch.tensor([len(t) for _, t in rows], device=dev)  # [R]
+        out_s, out_c, r0 = [], [], 0
+        for k in range(start, stop):
+            n_c = len(per_row[idx[k]])
+            out_s.append(sums[r0 : r0 + n_c])
+            out_c.append(counts[r0 : r0 + n_c])
+            r0 += n_c
+        return out_s, out_c
 
     def log_likelihood(
         self,
@@ -327,29 +502,35 @@ class TokenVLM(nn.Module):
     def generate(
         self, s_v_or_clips: torch.Tensor, queries: Sequence[str] | str = "", max_tokens: int | None = None
     ) -> list[str]:
-        """Greedy decoding after [visual ; query ; BOS], up to max_tokens new tokens or EOS. Rows are decoded
-        in groups of equal query length so every row sits at exactly its training positions (no padding
-        between the prefix and the generated text)."""
+        """Greedy decoding after [visual ; query ; BOS], up to max_tokens new tokens or EOS, one cached step
+        per token. Rows are decoded in groups of equal query length (no padding inside a prefix)."""
+        return [text for text, _ in self.generate_counted(s_v_or_clips, queries, max_tokens)]
+
+    @torch.no_grad()
+    def generate_counted(
+        self, s_v_or_clips: torch.Tensor, queries: Sequence[str] | str = "", max_tokens: int | None = None
+    ) -> list[tuple[str, int]]:
+        """`generate`, with each row's number of generated tokens (EOS included): what a caption cost."""
         max_tokens = max_tokens or self.max_target_tokens - 1
         s_v, queries = self._rows(self.visual_tokens(s_v_or_clips), queries)
-        text = self.text_batch(queries, [""] * len(queries), close=False)  # [B,Lq+1] query ; BOS
-        lengths = text.keep.sum(1).tolist()
-        out: list[str] = [""] * len(queries)
-        for n in sorted(set(lengths)):
-            idx = [i for i, m in enumerate(lengths) if m == n]
-            sel = torch.tensor(idx, device=s_v.device)
-            sv, seqs = s_v[sel], text.ids[sel, :n]  # [b,N,Dv], [b,n]
-            done = torch.zeros(len(idx), dtype=torch.bool, device=s_v.device)
+        out: list[tuple[str, int]] = [("", 0)] * len(queries)
+        for _, (idx, ids) in self._query_groups(queries).items():
+            cache, h = self.prefix(s_v[idx], ids)  # [b,H]
+            done = torch.zeros(len(idx), dtype=torch.bool, device=self.device)
+            steps = torch.zeros(len(idx), dtype=torch.long, device=self.device)
+            made: list[torch.Tensor] = []
             for _ in range(max_tokens):
-                h = self.hidden_states(sv, seqs, torch.ones_like(seqs, dtype=torch.bool))[:, -1]  # [b,H]
                 nxt = self.vocab_logits(h).argmax(-1)  # [b]
                 nxt = torch.where(done, torch.full_like(nxt, self.pad_id), nxt)
-                seqs = torch.cat([seqs, nxt[:, None]], dim=1)
+                steps += (~done).long()
+                made.append(nxt)
                 done |= nxt == self.eos_id
                 if bool(done.all()):
                     break
-            for i, row in zip(idx, seqs[:, n:].tolist()):
+                h = self.extend(cache, nxt[:, None], torch.ones_like(nxt[:, None], dtype=torch.bool))[:, -1]
+            seqs = torch.stack(made, dim=1).tolist()  # [b,steps]
+            for i, row, n in zip(idx, seqs, steps.tolist()):
                 if self.eos_id in row:
                     row = row[: row.index(self.eos_id)]
-                out[i] = self.tokenizer.decode(row, skip_special_tokens=True).strip()
+                out[i] = (self.tokenizer.decode(row, skip_special_tokens=True).strip(), int(n))
         return out

@@ -155,3 +155,100 @@ def test_generate_is_deterministic(vlm, subset):
     assert a == b and len(a) == 3 and all(isinstance(s, str) for s in a)
     # a row decoded alone gives what it gave in the mixed batch
     assert vlm.generate(clips[1:2], queries[1:2], max_tokens=5) == a[1:2]
+
+
+def _full_sequence_log_probs(vlm, s_v, query, text) -> float:
+    """Reference: one unpadded full sequence through the uncached path."""
+    tok = vlm.tokenizer
+    q_ids = tok(query, add_special_tokens=False)["input_ids"]
+    t_ids = tok(text, add_special_tokens=False)["input_ids"] + [tok.sep_token_id]
+    ids = torch.tensor([q_ids + [tok.cls_token_id] + t_ids])
+    with torch.no_grad():
+        logp = vlm.sequence_logits(s_v, ids, torch.ones_like(ids, dtype=torch.bool))[0].log_softmax(-1)
+    start = s_v.shape[1] + len(q_ids)
+    return sum(float(logp[start + k, t]) for k, t in enumerate(t_ids))
+
+
+def test_cached_scoring_of_shared_prefixes_matches_full_sequences(vlm, monkeypatch):
+    """Candidates that share prefixes (one vocabulary projection per distinct prefix), per-row lists of
+    different lengths, queries of different lengths, and chunks smaller than one clip's candidates."""
+    import perception.model.vlm as vlm_module
+
+    monkeypatch.setattr(vlm_module, "SCORE_ROWS", 3)
+    monkeypatch.setattr(vlm_module, "VOCAB_CHUNK", 4)
+    torch.manual_seed(5)
+    s_v = torch.randn(3, 4, vlm.x_encoder.out_dim)
+    queries = ["", "what is it?", ""]
+    per_row = [
+        ["the red circle", "the red circle grows", "the red square", "the"],
+        ["yes", "no"],
+        ["the blue cross moves left", "the blue cross moves right", "the red circle", "", "a"],
+    ]
+    s, n = vlm.token_log_probs(s_v, queries, per_row)
+    for b, cands in enumerate(per_row):
+        for c, text in enumerate(cands):
+            ref = _full_sequence_log_probs(vlm, s_v[b : b + 1], queries[b], text)
+            assert s[b, c].item() == pytest.approx(ref, abs=1e-4), (b, text)
+        assert n[b, len(cands) :].sum() == 0 and torch.isinf(s[b, len(cands) :]).all()
+
+
+def test_cached_generation_matches_uncached_greedy(vlm, subset):
+    vlm.eval()
+    # train a few steps so greedy decoding produces real tokens rather than an immediate EOS
+    opt = torch.optim.AdamW(vlm.trainable_parameters(), lr=3e-3)
+    s_v = vlm.visual_tokens(subset["video"][:4])
+    for _ in range(20):
+        loss = vlm.loss(s_v, "", subset["caption"][:4])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    queries = ["", "what colour is the circle?", "", "what"]
+    got = vlm.generate_counted(s_v, queries, max_tokens=6)
+    tok = vlm.tokenizer
+    for b, q in enumerate(queries):
+        ids = tok(q, add_special_tokens=False)["input_ids"] + [tok.cls_token_id]
+        made = []
+        for _ in range(6):
+            row = torch.tensor([ids + made])
+            with torch.no_grad():
+                nxt = int(
+                    vlm.sequence_logits(s_v[b : b + 1], row, torch.ones_like(row, dtype=torch.bool))[0, -1].argmax()
+                )
+            made.append(nxt)
+            if nxt == tok.sep_token_id:
+                break
+        text = tok.decode([t for t in made if t != tok.sep_token_id], skip_special_tokens=True).strip()
+        assert got[b] == (text, len(made)), b
+    assert any(text for text, _ in got), "the trained VLM should say something"
+
+
+def test_save_load_round_trip_and_source_check(vlm, jepa, subset, tmp_path):
+    import copy
+
+    source = copy.deepcopy(jepa)  # the module's fixture stays untouched
+    src = source.save(tmp_path / "jepa")
+    with torch.no_grad():
+        for p in vlm.trainable_parameters():
+            p.add_(0.01 * torch.randn_like(p))  # weights that differ from any fresh init
+    vlm.save(tmp_path / "vlm", source=src)
+    assert not any(k.startswith(("x_encoder.", "word_table.")) for k in vlm_stored_keys(tmp_path / "vlm"))
+    back = TokenVLM.load(tmp_path / "vlm", device="cpu")
+    for (k, a), (_, b) in zip(vlm.state_dict().items(), back.state_dict().items(), strict=True):
+        assert torch.equal(a, b), k
+    clips = subset["video"][:2]
+    assert back.generate(clips, "", max_tokens=4) == vlm.eval().generate(clips, "", max_tokens=4)
+    # the source checkpoint changed under it: refused with a clear error, not silently paired
+    with torch.no_grad():
+        next(source.x_encoder.parameters()).add_(1.0)
+    source.save(tmp_path / "jepa")
+    from perception.model import CheckpointError
+
+    with pytest.raises(CheckpointError, match="not the one this VLM was trained on"):
+        TokenVLM.load(tmp_path / "vlm", device="cpu")
+
+
+def vlm_stored_keys(directory) -> list[str]:
+    from safetensors import safe_open
+
+    with safe_open(str(directory / "vlm.safetensors"), "pt") as f:
+        return list(f.keys())
