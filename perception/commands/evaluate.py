@@ -1,4 +1,6 @@
-"""`perception eval [--checkpoint DIR] [--split heldout|val] [--seeds 0,1,2] [--json OUT] [--quick]`."""
+"""`perception eval [--checkpoint DIR] [--split heldout|val] [--seeds 0,1,2] [--json OUT] [--quick]`, and
+`perception eval compare [--budgets 4096,16384,65536] [--clips 600] [--out DIR]`: VL-JEPA against the
+token-generative VLM on the checkpoint's frozen X-encoder (perception/eval/compare.py)."""
 
 from __future__ import annotations
 
@@ -12,9 +14,17 @@ from perception.config import REPO_ROOT
 
 DEFAULT_CHECKPOINT = REPO_ROOT / "checkpoints" / "tiny"
 DEFAULT_PLOT = REPO_ROOT / "docs" / "selective_decoding.png"
+COMPARE_PLOT = REPO_ROOT / "docs" / "vlm_vs_jepa.png"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "what",
+        nargs="?",
+        default="suite",
+        choices=["suite", "compare"],
+        help="suite: the evaluation protocol on one checkpoint; compare: VL-JEPA vs the token VLM at budgets",
+    )
     p.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="model directory (VLJepa.save)")
     p.add_argument(
         "--split",
@@ -32,6 +42,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help=f"selective-decoding PNG (default: {DEFAULT_PLOT.relative_to(REPO_ROOT)}; 'none' to skip)",
     )
+    p.add_argument("--budgets", default=None, help="compare: training rows per budget, comma-separated")
+    p.add_argument("--out", default=None, help="compare: save each trained learner under OUT/<budget>/<learner>")
+    p.add_argument("--train-config", default=None, help="compare: the learners' YAML (default train-tiny-vlm.yaml)")
+    p.add_argument("--pool", type=int, default=None, help="compare: training clips (default: the train config's)")
+    p.add_argument(
+        "--sweep-lr", default=None, help="compare: lr scales to try per learner, e.g. 0.5,1,2 (use --split val)"
+    )
+    p.add_argument("--lr-scale", default=None, help="compare: chosen lr scale per learner, e.g. jepa=1,vlm=2")
     p.add_argument("--device", default=None, help="cpu / cuda (default: the checkpoint's config)")
     p.add_argument(
         "--threads",
@@ -49,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
+    if args.what == "compare":
+        return run_compare(args)
     try:
         model = VLJepa.load(args.checkpoint, device=args.device)
     except (CheckpointError, FileNotFoundError) as exc:
@@ -69,4 +89,26 @@ def run(args: argparse.Namespace) -> int:
         Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json_out).write_text(json.dumps(result, indent=2))
     print(summary_table(result))
+    return 0
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from perception.config import ConfigError
+    from perception.eval import compare
+    from perception.model import CheckpointError
+
+    cfg = compare.CompareConfig.quick() if args.quick else compare.CompareConfig()
+    try:
+        cfg = compare.with_sizes(cfg, args.budgets, args.clips, args.split, args.sweep_lr, args.lr_scale)
+        cfg = compare.replace(cfg, train_config=args.train_config, pool=args.pool or cfg.pool)
+        result = compare.compare(args.checkpoint, cfg, out_dir=args.out)
+    except (CheckpointError, FileNotFoundError, ConfigError, ValueError) as exc:
+        print(f"perception eval compare: {exc}", file=sys.stderr)
+        return 2
+    plot = None if args.plot == "none" else (args.plot or (None if args.quick else COMPARE_PLOT))
+    if plot:
+        compare.plot(result, plot)
+    if args.json_out:
+        compare.write_json(result, args.json_out)
+    print(compare.summary_table(result))
     return 0

@@ -47,6 +47,14 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"perception train: {exc}", file=sys.stderr)
         return 2
+    from perception.train.frozen import FrozenTrainConfig, train_frozen
+
+    if isinstance(cfg, FrozenTrainConfig):
+        if args.resume:
+            print("perception train: --resume is not supported for a frozen-encoder learner (runs take minutes)")
+            return 2
+        sys.stdout.write(json.dumps(train_frozen(cfg, args.out)) + "\n")
+        return 0
     try:
         result = train(cfg, args.out, resume=args.resume)
     except ResumeError as exc:

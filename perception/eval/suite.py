@@ -113,19 +113,26 @@ def embed_clips(model: VLJepa, data: ShapesWorldClips, cfg: SuiteConfig, questio
 
 def classification(model: VLJepa, clips: ClipBatch) -> dict[str, Any]:
     pred = (clips.s_hat @ model.embed_text(class_texts()).T).argmax(dim=1).tolist()  # [N] combo index
+    labels = (clips.s_hat @ model.embed_text(action_label_texts()).T).argmax(dim=1).tolist()
+    return {
+        **classification_metrics(pred, clips.slots),
+        "classification_action_labels": accuracy(
+            [ACTIONS[p] == s.action for p, s in zip(labels, clips.slots, strict=True)]
+        ),
+    }
+
+
+def classification_metrics(pred: list[int], slots: list) -> dict[str, Any]:
+    """Predicted class_texts() indices against the clips' true slots: joint top-1 and per slot."""
     right = {k: [] for k in ("colour", "shape", "action")}
-    for p, gold in zip(pred, clips.slots, strict=True):
+    for p, gold in zip(pred, slots, strict=True):
         guess = ALL_COMBOS[p]
         for k in right:
             right[k].append(getattr(guess, k) == getattr(gold, k))
     joint = [all(v) for v in zip(*right.values(), strict=True)]
-    labels = (clips.s_hat @ model.embed_text(action_label_texts()).T).argmax(dim=1).tolist()
     return {
         "classification_top1": accuracy(joint),
         "classification_per_slot": {k: accuracy(v) for k, v in right.items()},
-        "classification_action_labels": accuracy(
-            [ACTIONS[p] == s.action for p, s in zip(labels, clips.slots, strict=True)]
-        ),
     }
 
 
@@ -152,6 +159,11 @@ def captioning(model: VLJepa, clips: ClipBatch, cfg: SuiteConfig) -> dict[str, A
     hyps: list[str] = []
     for idx in batches(len(clips.canon), cfg.decode_batch):
         hyps += model.decode(clips.s_hat[list(idx)])
+    return caption_metrics(hyps, clips)
+
+
+def caption_metrics(hyps: list[str], clips: ClipBatch) -> dict[str, Any]:
+    """One caption per clip against its reference captions: CIDEr-D and slot accuracy."""
     cider = CiderD(clips.captions).score(hyps)
     slots = slot_accuracy(hyps, [s._asdict() for s in clips.slots], _slots_dict)
     return {

@@ -139,13 +139,13 @@ class TrainConfig(_Strict):
         return sum(s.steps for _, s in self.stages())
 
 
-PRESET_FILES = {"tiny": "train-tiny.yaml", "tiny-gpu": "train-tiny-gpu.yaml"}
+PRESET_FILES = {"tiny": "train-tiny.yaml", "tiny-gpu": "train-tiny-gpu.yaml", "tiny-vlm": "train-tiny-vlm.yaml"}
 
 
-def load_train_config(
-    path: str | Path | None = None, preset: str = "tiny", overrides: dict | None = None
-) -> TrainConfig:
-    """Read a training YAML (default: the preset's file in configs/), apply dotted overrides, validate."""
+def load_train_config(path: str | Path | None = None, preset: str = "tiny", overrides: dict | None = None):
+    """Read a training YAML (default: the preset's file in configs/), apply dotted overrides, validate.
+    A file with a `learner:` key trains one learner on a frozen X-encoder (perception/train/frozen.py:
+    FrozenTrainConfig); any other is the three-stage VL-JEPA recipe (TrainConfig)."""
     if path is None:
         if preset not in PRESET_FILES:
             raise ConfigError(f"unknown training preset {preset!r}; valid: {sorted(PRESET_FILES)}")
@@ -158,4 +158,8 @@ def load_train_config(
         for key in parents:
             node = node.setdefault(key, {})
         node[leaf] = value
+    if "learner" in raw:
+        from perception.train.frozen import FrozenTrainConfig
+
+        return validate_config(FrozenTrainConfig, raw, path, "training config")
     return validate_config(TrainConfig, raw, path, "training config")
