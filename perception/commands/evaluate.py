@@ -105,10 +105,10 @@ def run_compare(args: argparse.Namespace) -> int:
     except (CheckpointError, FileNotFoundError, ConfigError, ValueError) as exc:
         print(f"perception eval compare: {exc}", file=sys.stderr)
         return 2
-    plot = None if args.plot == "none" else (args.plot or (None if args.quick else COMPARE_PLOT))
-    if plot:
-        compare.plot(result, plot)
     if args.json_out:
         compare.write_json(result, args.json_out)
+    plot = None if args.plot == "none" or cfg.sweep else (args.plot or (None if args.quick else COMPARE_PLOT))
+    if plot:  # an lr sweep has no one curve per learner: its table is the result
+        compare.plot(result, plot)
     print(compare.summary_table(result))
     return 0

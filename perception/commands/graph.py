@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"perception graph: {exc}", file=sys.stderr)
         return 2
-    graph = Graph.of(config.pipeline.nodes)
+    graph = Graph.of(config.pipeline.nodes, config)
     external = config.pipeline.external_inputs
     print(graph.mermaid() if args.mermaid else graph.format(external))
     if args.png:

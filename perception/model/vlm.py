@@ -30,7 +30,6 @@ vocabulary projection runs once per distinct candidate prefix (240 class texts s
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -46,24 +45,21 @@ from transformers.cache_utils import DynamicCache
 
 from perception.model.layers import LlamaStack, causal_mask, llama_config
 from perception.model.vljepa import WEIGHTS_FILE, CheckpointError, VLJepa, candidate_lists
+from perception.model.vlm_checkpoint import (
+    VLM_CONFIG,
+    VLM_FORMAT,
+    VLM_WEIGHTS,
+    VLMCheckpointProblem,
+    check_vlm_checkpoint,
+    file_sha256,
+)
 
 if TYPE_CHECKING:
     from perception.model.x_encoder import XEncoder
 
-VLM_WEIGHTS = "vlm.safetensors"
-VLM_CONFIG = "vlm.json"
-VLM_FORMAT = "token-vlm/1"
 FROZEN_PREFIXES = ("x_encoder.", "word_table.")  # reloaded from the source VL-JEPA checkpoint, never stored
 SCORE_ROWS = 512  # candidate rows per cached continuation pass (bounds the repeated KV cache's memory)
 VOCAB_CHUNK = 1024  # prediction states per vocabulary projection (bounds the [n, V] logits)
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass
@@ -227,19 +223,10 @@ class TokenVLM(nn.Module):
         """Rebuild from `save`'s directory: the source VL-JEPA checkpoint (checked by hash) gives the frozen
         parts, vlm.safetensors the rest."""
         d = Path(directory)
-        if not (d / VLM_CONFIG).exists() or not (d / VLM_WEIGHTS).exists():
-            raise CheckpointError(f"{d} is not a TokenVLM checkpoint: expected {VLM_CONFIG} and {VLM_WEIGHTS}")
-        meta = json.loads((d / VLM_CONFIG).read_text())
-        if meta.get("format") != VLM_FORMAT:
-            raise CheckpointError(f"{d}: checkpoint format {meta.get('format')!r}, expected {VLM_FORMAT}")
-        src = (d / meta["source"]).resolve()
-        if not (src / WEIGHTS_FILE).exists():
-            raise CheckpointError(f"{d}: its source VL-JEPA checkpoint {src} is missing")
-        if file_sha256(src / WEIGHTS_FILE) != meta["source_sha256"]:
-            raise CheckpointError(
-                f"{d}: the VL-JEPA checkpoint at {src} is not the one this VLM was trained on (sha256 differs); "
-                "retrain it (`perception train --preset tiny-vlm`)"
-            )
+        try:
+            meta, src = check_vlm_checkpoint(d)
+        except VLMCheckpointProblem as exc:
+            raise CheckpointError(str(exc)) from exc
         jepa = VLJepa.load(src, device=device, dtype=dtype)
         vlm = cls.from_vljepa(jepa, **meta["dims"])
         missing, unexpected = vlm.load_state_dict(load_file(str(d / VLM_WEIGHTS)), strict=False)

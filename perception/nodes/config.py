@@ -27,7 +27,16 @@ class CaptureConfig(_Section):
 
 
 class EncoderConfig(_Section):
-    """Sliding windows per camera, batched across cameras, X-encoder + predictor."""
+    """Sliding windows per camera, batched across cameras, X-encoder + predictor.
+
+    `mode: vlm` runs the token-generative baseline instead (perception/nodes/vlm_captions.py): every window
+    captioned by the VLM on captions/<cam>, what a classical VLM service does; no embeddings, so the events
+    and decoder nodes have nothing to do (configs/tiny-vlm.yaml leaves them out)."""
+
+    mode: Literal["jepa", "vlm"] = "jepa"
+    # the TokenVLM directory (vlm.json + vlm.safetensors, `perception train --preset tiny-vlm`) for mode vlm;
+    # relative: to the working directory, else to the repo root (as model.checkpoint)
+    vlm_checkpoint: str = Field("checkpoints/tiny-vlm", min_length=1)
 
     window_frames: int | None = Field(None, ge=1)  # frames per window; None: the model's x_encoder.frames
     # Defaults match how `perception eval` embeds streams (8 frames over 2 s, one step every 0.25 s) at 30 fps:

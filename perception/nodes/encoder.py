@@ -18,6 +18,10 @@ way, from a queue of its own.
 
 Cameras are whatever names frames arrive with, so at most `encoder.max_cameras` are tracked; beyond that
 the least recently seen camera not in `pipeline.cameras` is evicted (`cameras_evicted`).
+
+`encoder.mode: vlm` swaps the pass for the token-generative baseline (perception/nodes/vlm_captions.py):
+the same windows, batches, model thread and `ask`, but each window is captioned on captions/<cam> instead
+of embedded; `embed` is refused (no text embeddings in that mode).
 """
 
 from __future__ import annotations
@@ -36,10 +40,11 @@ import numpy as np
 from bus.component import Output, on
 from bus.logs import RateLimited
 from bus.rpc import RpcError, RpcServer, current_deadline
-from perception.messages import Embedding, Frame
+from perception.messages import Caption, Embedding, Frame
 from perception.nodes.models import load_model
 from perception.nodes.runtime import LatencyWindow, Node
 from perception.nodes.text_embeddings import embed_result, embed_texts_param
+from perception.nodes.vlm_captions import VLMCaptioner, lm_passes, window_caption
 from perception.nodes.windows import CameraWindows, WindowJob, WindowSchedule, stack_windows
 
 MAX_QUESTION_CHARS = 1000
@@ -68,15 +73,31 @@ class ModelJob:
 class EncoderNode(Node):
     name = "encoder"
     outputs = {"embeddings": Output("embeddings/{cam}", Embedding)}
+    vlm_outputs = {"captions": Output("captions/{cam}", Caption)}  # what it publishes in mode vlm
+
+    @classmethod
+    def outputs_for(cls, config) -> dict[str, Output]:
+        """What an encoder with this AppConfig publishes: captions in mode vlm, else embeddings."""
+        return cls.vlm_outputs if config.pipeline.encoder.mode == "vlm" else cls.outputs
+
+    def __init__(self, config) -> None:
+        self.outputs = self.outputs_for(config)
+        super().__init__(config)
 
     async def setup(self) -> None:
         enc = self.config.pipeline.encoder
-        self.model, self.model_id = await asyncio.to_thread(load_model, self.config.model, enc.threads)
-        from perception.model.window import (
-            WindowRunner,  # torch: imported once the node runs
-        )
+        self.vlm: VLMCaptioner | None = None
+        if enc.mode == "vlm":
+            self.vlm = await asyncio.to_thread(VLMCaptioner.load, self.config, enc.threads)
+            self.model_id, frames = self.vlm.model_id, self.vlm.frames
+        else:
+            self.model, self.model_id = await asyncio.to_thread(load_model, self.config.model, enc.threads)
+            from perception.model.window import (
+                WindowRunner,  # torch: imported once the node runs
+            )
 
-        self.runner = WindowRunner(self.model, enc.query, jit=enc.jit)
+            self.runner = WindowRunner(self.model, enc.query, jit=enc.jit)
+            frames = self.model.cfg.x_encoder.frames
         for key in (
             "frames",
             "windows",
@@ -94,12 +115,13 @@ class EncoderNode(Node):
             "embeds",
             "embeds_busy",
             "embeds_expired",
+            *(("vlm_tokens", "vlm_forwards") if self.vlm is not None else ()),
         ):
             self.counters[key] += 0  # created here: the model thread never adds keys while stats iterate
         # frames come in on the loop, windows go out on the model thread: every access to the schedule
         # under `lock` (its BoundedDict reorders itself even on reads)
         self.schedule = WindowSchedule(
-            enc.window_frames or self.model.cfg.x_encoder.frames,
+            enc.window_frames or frames,
             enc.frame_step,
             enc.stride_frames,
             enc.max_batch,
@@ -125,6 +147,7 @@ class EncoderNode(Node):
         self.model_lock = threading.Lock()  # one forward at a time (warm-up, windows and asks share the model)
         self.embed_latency = LatencyWindow()
         self.forward_ms = LatencyWindow()
+        self.caption_latency = LatencyWindow()  # mode vlm: last frame's capture -> caption published
         await asyncio.to_thread(self._warm_up)
         self.rpc = RpcServer(
             self.config.bus,
@@ -135,6 +158,7 @@ class EncoderNode(Node):
         self.rpc.bind()
         self.log.info(
             "encoder ready",
+            mode=enc.mode,
             model=self.model_id,
             window_frames=self.W,
             frame_step=self.step,
@@ -146,7 +170,7 @@ class EncoderNode(Node):
         """Run (and so trace) the pass for every batch shape the config already tells - synthetic cameras
         render at a known size - before the node reports ready: a first trace takes up to a second, and
         windows that arrive meanwhile would go stale and be dropped."""
-        if not self.config.pipeline.encoder.jit:
+        if not self.config.pipeline.encoder.jit or self.vlm is not None:  # the VLM pass is not traced
             return
         # capture sends the model's square (pipeline.capture.send: encoder) for cameras that do not say
         # their size (files, devices): known here too
@@ -172,6 +196,7 @@ class EncoderNode(Node):
         return {
             **self.embed_latency.summary("embed_latency"),
             **self.forward_ms.summary("forward"),
+            **(self.caption_latency.summary("caption_latency") if self.vlm is not None else {}),
             **{f"rpc.{k}": float(v) for k, v in self.rpc.counters.items()},
         }  # busy, expired, forbidden ...
 
@@ -203,10 +228,13 @@ class EncoderNode(Node):
     # -- model --------------------------------------------------------------------------------------------
 
     def _forward(self, clips: np.ndarray):
-        """uint8 [B, T, H, W, 3] -> (S_V [B, N, Dv], S^_Y [B, D] float32 numpy). Runs on a worker thread."""
+        """uint8 [B, T, H, W, 3] -> (S_V [B, N, Dv], S^_Y [B, D] float32 numpy), or in mode vlm
+        (S_V, [(caption, tokens)] * B). Runs on a worker thread."""
         import torch
 
         with self.model_lock:
+            if self.vlm is not None:
+                return self.vlm(clips)
             s_v, s_hat = self.runner(torch.from_numpy(clips).permute(0, 1, 4, 2, 3))  # [B, T, 3, H, W] in
         return s_v, s_hat.cpu().numpy()
 
@@ -269,7 +297,8 @@ class EncoderNode(Node):
                 if not self.asks.empty() or not self.embeds.empty() or self.schedule.any_due():
                     self.due.set()  # more became due while the model ran
 
-    def _publish_group(self, group: list[WindowJob], s_v, s_hat: np.ndarray, done_ns: int, forward_ms: float) -> None:
+    def _publish_group(self, group: list[WindowJob], s_v, out, done_ns: int, forward_ms: float) -> None:
+        """`out`: S^_Y [B, D] (an Embedding per window), or in mode vlm [(caption, tokens)] (a Caption)."""
         self.forward_ms.add(forward_ms)
         self.counters["batches"] += 1
         for k, job in enumerate(group):
@@ -283,6 +312,9 @@ class EncoderNode(Node):
                         "end_s": job.last.stream_s,
                         "end_ns": job.last.t_capture_ns,
                     }
+            if self.vlm is not None:
+                self._publish_caption(job, *out[k])
+                continue
             self.publish(
                 Embedding(
                     cam=job.cam,
@@ -294,16 +326,26 @@ class EncoderNode(Node):
                     model_id=self.model_id,
                     t_capture_ns=job.last.t_capture_ns,
                     t_done_ns=done_ns,
-                    embedding=s_hat[k],
+                    embedding=out[k],
                 )
             )
             self.counters["windows"] += 1
             self.embed_latency.add((done_ns - job.last.t_capture_ns) / 1e6)
 
+    def _publish_caption(self, job: WindowJob, text: str, tokens: int) -> None:
+        caption = window_caption(job, text, time.time_ns())
+        self.publish(caption)
+        self.counters["windows"] += 1
+        self.counters["vlm_tokens"] += tokens
+        self.counters["vlm_forwards"] += lm_passes(tokens)
+        self.caption_latency.add(caption.latency_ms)
+
     # -- ask ----------------------------------------------------------------------------------------------
 
     def _answer(self, s_v, question: str, choices: list[str] | None) -> dict[str, Any]:
         with self.model_lock:
+            if self.vlm is not None:  # scores: log-likelihoods, not cosines
+                return self.vlm.answer(s_v, question, choices)
             s_hat = self.model.predict(s_v, question)  # [1, D]
             if choices:
                 ans = self.model.answer(s_hat, choices)
@@ -368,6 +410,8 @@ class EncoderNode(Node):
 
     async def _embed(self, params: dict[str, Any]) -> dict[str, Any]:
         texts = embed_texts_param(params)
+        if self.vlm is not None:
+            raise RpcError("unsupported", "the encoder runs in mode vlm (pipeline.encoder.mode): no text embeddings")
 
         def run() -> dict[str, Any]:
             with self.model_lock:
@@ -396,6 +440,7 @@ class EncoderNode(Node):
             cameras = {n: c.window for n, c in self.cams.items()}
         return {
             "model_id": self.model_id,
+            "mode": self.config.pipeline.encoder.mode,
             "window_frames": self.W,
             "frame_step": self.step,
             "stride_frames": self.stride,

@@ -62,11 +62,19 @@ class Graph:
     inputs: dict[str, tuple[Input, ...]]
 
     @classmethod
-    def of(cls, names: list[str] | tuple[str, ...]) -> Graph:
+    def of(cls, names: list[str] | tuple[str, ...], config=None) -> Graph:
+        """The graph of these nodes; with the AppConfig, a node whose outputs depend on it (the encoder's
+        `mode: vlm` publishes captions, not embeddings) says so through `outputs_for(config)`."""
         classes = {n: node_class(n) for n in names}
+
+        def outputs(c) -> tuple[Output, ...]:
+            if config is not None and hasattr(c, "outputs_for"):
+                return tuple(c.outputs_for(config).values())
+            return tuple(c.outputs.values())
+
         return cls(
             tuple(names),
-            {n: tuple(c.outputs.values()) for n, c in classes.items()},
+            {n: outputs(c) for n, c in classes.items()},
             {n: tuple(component_inputs(c)) for n, c in classes.items()},
         )
 

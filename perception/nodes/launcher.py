@@ -55,7 +55,7 @@ from perception.model.config import ModelSection
 from perception.nodes import NODE_NAMES
 from perception.nodes.encoder import encoder_endpoint
 from perception.nodes.graph import Graph
-from perception.nodes.models import ModelUnavailableError, model_config, resolve_checkpoint
+from perception.nodes.models import ModelUnavailableError, model_config, resolve_checkpoint, vlm_preflight
 from perception.nodes.runtime import PARENT_ENV
 from perception.nodes.sources import with_source
 
@@ -81,6 +81,7 @@ def prepare_config(path: str | Path | None, source: str | None = None) -> AppCon
         problems.append(f"  model.checkpoint: {exc}")
     else:
         problems += [f"  {where}: {msg}" for where, msg in missing_weights(config.model)]
+    problems += [f"  {where}: {msg}" for where, msg in vlm_preflight(config.pipeline.encoder)]
     beat = config.pipeline.supervisor.heartbeat_timeout_s
     if beat is not None and beat < 3 * config.bus.stats_interval_s:
         problems.append(
@@ -89,7 +90,7 @@ def prepare_config(path: str | Path | None, source: str | None = None) -> AppCon
         )
     if problems:
         raise ConfigError("config is invalid ({} errors):\n{}".format(len(problems), "\n".join(problems)))
-    for unwired in Graph.of(config.pipeline.nodes).unwired(config.pipeline.external_inputs):
+    for unwired in Graph.of(config.pipeline.nodes, config).unwired(config.pipeline.external_inputs):
         log.warning("input wired to nothing", node=unwired.node, topic=unwired.input.topic, hint=unwired.describe())
     return config
 

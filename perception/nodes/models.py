@@ -3,6 +3,10 @@
 The model-running nodes (encoder, decoder) load through here, so they agree on the weights and on the
 `model_id` stamped on embeddings; the nodes without a model (world, events) read only its sizes, without
 torch, with `model_config` / `embed_dim`.
+
+The encoder's `vlm` mode loads the token-generative baseline from `pipeline.encoder.vlm_checkpoint`
+(`load_vlm`); `vlm_preflight` checks that directory without torch, for the checks made before any process
+starts (found by the encoder itself, a missing or mismatched VLM is a crash loop until the node is given up).
 """
 
 from __future__ import annotations
@@ -23,12 +27,18 @@ class ModelUnavailableError(FileNotFoundError):
     """The configured checkpoint directory does not exist."""
 
 
+def local_or_repo(path: str | Path) -> Path:
+    """A relative path as given when it exists here, else under the repo root when it exists there."""
+    path = Path(path).expanduser()
+    if not path.is_absolute() and not path.exists() and (REPO_ROOT / path).exists():
+        path = REPO_ROOT / path
+    return path
+
+
 def resolve_checkpoint(section: ModelSection) -> Path | None:
     """The checkpoint directory to load, or None to build the preset (random init, for development)."""
     if section.checkpoint:
-        path = Path(section.checkpoint).expanduser()
-        if not path.is_absolute() and not path.exists() and (REPO_ROOT / path).exists():
-            path = REPO_ROOT / path
+        path = local_or_repo(section.checkpoint)
         if not path.is_dir():
             raise ModelUnavailableError(f"model.checkpoint = {section.checkpoint}: no such directory")
         return path
@@ -85,3 +95,56 @@ def load_model(section: ModelSection, threads: int | None = None):
     else:
         model = VLJepa.load(path, device=section.device, dtype=section.dtype)
     return model, model_id(section)
+
+
+def resolve_vlm_checkpoint(encoder) -> Path:
+    """`pipeline.encoder.vlm_checkpoint` as a TokenVLM directory whose source VL-JEPA checkpoint is the one
+    it was trained on, checked without torch; ModelUnavailableError saying what is wrong and what to do."""
+    from perception.model.vlm_checkpoint import RETRAIN_HINT, VLMCheckpointProblem, check_vlm_checkpoint
+
+    where = f"pipeline.encoder.vlm_checkpoint = {encoder.vlm_checkpoint}"
+    path = local_or_repo(encoder.vlm_checkpoint)
+    if not path.is_dir():
+        raise ModelUnavailableError(f"{where}: no such directory ({RETRAIN_HINT} or point vlm_checkpoint at one)")
+    try:
+        check_vlm_checkpoint(path)
+    except VLMCheckpointProblem as exc:
+        raise ModelUnavailableError(f"{where}: {exc}") from exc
+    return path
+
+
+def vlm_preflight(encoder) -> list[tuple[str, str]]:
+    """(config path, error) when `encoder` (pipeline.encoder) is in vlm mode and its checkpoint is unusable:
+    for the launcher's checks before start, like `missing_weights`."""
+    if encoder.mode != "vlm":
+        return []
+    try:
+        resolve_vlm_checkpoint(encoder)
+    except ModelUnavailableError as exc:
+        return [("pipeline.encoder.vlm_checkpoint", str(exc))]
+    return []
+
+
+def vlm_model_id(path: Path) -> str:
+    from perception.model.vlm_checkpoint import VLM_CONFIG
+
+    digest = hashlib.sha1((path / VLM_CONFIG).read_bytes()).hexdigest()[:8]
+    return f"token-vlm@{path.name}:{digest}"
+
+
+def load_vlm(encoder, section: ModelSection, threads: int | None = None):
+    """(TokenVLM in eval mode, model_id) from pipeline.encoder.vlm_checkpoint, on the model section's device
+    and dtype. Heavy: call from a thread. ModelUnavailableError when the directory is unusable."""
+    import torch
+
+    from perception.model.vljepa import CheckpointError
+    from perception.model.vlm import TokenVLM
+
+    if threads:
+        torch.set_num_threads(threads)
+    path = resolve_vlm_checkpoint(encoder)
+    try:
+        vlm = TokenVLM.load(path, device=section.device, dtype=section.dtype)
+    except CheckpointError as exc:
+        raise ModelUnavailableError(f"pipeline.encoder.vlm_checkpoint = {encoder.vlm_checkpoint}: {exc}") from exc
+    return vlm, vlm_model_id(path)
