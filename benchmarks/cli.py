@@ -21,6 +21,7 @@ TARGETS = {
     "data": "benchmarks.data.bench",
     "memory": "benchmarks.pipeline.memory",
     "cameras": "benchmarks.cameras.bench",
+    "cost": "benchmarks.cost.bench",
 }
 
 
@@ -30,6 +31,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="fewer iterations (smoke run)")
     p.add_argument("--transports", nargs="*", default=None, help="bench bus: only these transports")
     p.add_argument("--sizes", nargs="*", type=int, default=None, help="bench bus: only these payload sizes (bytes)")
+    p.add_argument("--streams", type=int, default=None, help="bench cost: held-out streams (default 4, --quick 2)")
+    p.add_argument(
+        "--seconds", type=float, default=None, help="bench cost: seconds per stream (default 60, --quick 20)"
+    )
+    p.add_argument(
+        "--per-service",
+        type=int,
+        default=None,
+        help="bench cost: cameras per service run (default: every stream in one service; 1: a service each)",
+    )
+    p.add_argument("--checkpoint", default=None, help="bench cost: VL-JEPA checkpoint (default: the config's model)")
+    p.add_argument(
+        "--vlm-checkpoint", default=None, help="bench cost: TokenVLM checkpoint (default checkpoints/tiny-vlm)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
