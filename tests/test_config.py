@@ -18,7 +18,6 @@ def test_shipped_configs_validate(name):
 @pytest.mark.parametrize("name", TRAIN_CONFIGS)
 def test_shipped_training_configs_validate(name):
     from perception.train.config import load_train_config
-
     from perception.train.frozen import FrozenTrainConfig
 
     cfg = load_train_config(CONFIG_DIR / name)
