@@ -51,7 +51,10 @@ def run(args: argparse.Namespace) -> int:
 
     if isinstance(cfg, FrozenTrainConfig):
         if args.resume:
-            print("perception train: --resume is not supported for a frozen-encoder learner (runs take minutes)")
+            print(
+                "perception train: --resume is not supported for a frozen-encoder learner (runs take minutes)",
+                file=sys.stderr,
+            )
             return 2
         sys.stdout.write(json.dumps(train_frozen(cfg, args.out)) + "\n")
         return 0

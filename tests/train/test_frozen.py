@@ -98,8 +98,14 @@ def test_train_command_writes_a_loadable_vlm(source, tmp_path):
     vlm = TokenVLM.load(out, device="cpu")
     assert vlm.param_counts()["vlm"] == summary["trainable_params"]
     assert len(vlm.generate(torch.zeros(2, 4, 3, 32, 32), "", max_tokens=3)) == 2
-    bad = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
-    assert bad.returncode == 2 and "--resume is not supported" in bad.stderr + bad.stdout
+
+
+def test_train_command_refuses_resume_for_a_frozen_learner(capsys):
+    from perception.cli import main
+
+    assert main(["train", "--preset", "tiny-vlm", "--out", "/nonexistent", "--resume"]) == 2
+    out = capsys.readouterr()
+    assert "--resume is not supported" in out.out + out.err
 
 
 def test_compare_scores_both_learners_at_every_budget(source, tmp_path):
