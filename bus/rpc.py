@@ -34,7 +34,7 @@ import contextvars
 import inspect
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -134,7 +134,8 @@ class RpcServer:
         batch: int = 64,
     ) -> None:
         self.config = config
-        self.endpoint = endpoint or config.endpoint("rpc")
+        endpoints = [endpoint] if isinstance(endpoint, str) else list(endpoint or [config.endpoint("rpc")])
+        self.endpoint = " ".join(endpoints)  # what error messages name
         self.handlers: dict[str, Handler] = dict(handlers or {})
         self._ctx = ctx or zmq.asyncio.Context.instance()
         self._sock: zmq.asyncio.Socket | None = None
@@ -392,19 +393,23 @@ class RpcServer:
 
 
 class RpcClient:
-    """Connects to `bus.rpc`; `await call(method, params)` returns the result or raises RpcError/RpcTimeout."""
+    """Connects to `bus.rpc`; `await call(method, params)` returns the result or raises RpcError/RpcTimeout.
+
+    `endpoint` may list several servers of one service (the encoder's workers): the DEALER socket then
+    spreads requests over those connected, ZeroMQ's own load balancing, and skips one that is down."""
 
     def __init__(
         self,
         config: BusConfig,
         *,
-        endpoint: str | None = None,
+        endpoint: str | Sequence[str] | None = None,
         ctx: zmq.asyncio.Context | None = None,
         timeout: float = 1.0,
         retries: int = 2,
     ) -> None:
         self.config = config
-        self.endpoint = endpoint or config.endpoint("rpc")
+        endpoints = [endpoint] if isinstance(endpoint, str) else list(endpoint or [config.endpoint("rpc")])
+        self.endpoint = " ".join(endpoints)  # what error messages name
         self.timeout = timeout
         self.retries = retries
         self._ctx = ctx or zmq.asyncio.Context.instance()
@@ -414,8 +419,9 @@ class RpcClient:
         # of being delivered, and run, after its sender gave up
         self._sock.setsockopt(zmq.IMMEDIATE, 1)
         apply_limits(self._sock, config)
-        apply_client(self._sock, self.endpoint, config.curve)
-        self._sock.connect(self.endpoint)
+        for ep in endpoints:  # one service: one server key (apply_client sets it on the socket)
+            apply_client(self._sock, ep, config.curve)
+            self._sock.connect(ep)
         self._pending: dict[bytes, asyncio.Future] = {}
         self._reader: asyncio.Task | None = None
         self.log = get_logger("bus.rpc.client")

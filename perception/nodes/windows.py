@@ -107,8 +107,9 @@ class WindowSchedule:
             max(max_cameras, len(keep)), protected=keep.__contains__, on_evict=on_evict
         )
 
-    def add(self, frame: Frame) -> bool:
-        """Buffer one frame; True if its camera now has a window due."""
+    def add(self, frame: Frame, standby: bool = False) -> bool:
+        """Buffer one frame; True if its camera now has a window due. `standby`: keep the ring but let no
+        window fall due (another encoder worker owns the camera; this one can take over with a full ring)."""
         cam = self.cams.get(frame.cam)
         if cam is None or frame.index <= cam.last_index:  # new camera, or its source restarted
             if cam is not None:
@@ -117,6 +118,9 @@ class WindowSchedule:
             cam.next_end = self.end_of(-(-frame.index // self.stride))  # the first grid window from here on
         cam.frames.append(frame)
         cam.last_index = frame.index
+        if standby and cam.due:  # skip to the grid window after this frame: nothing stale to count later
+            cam.next_end = self.end_of((frame.index - self.span + 1) // self.stride + 1)
+            return False
         return cam.due
 
     def end_of(self, window: int) -> int:

@@ -172,3 +172,16 @@ def test_stack_windows_copies_each_frame_into_one_batch():
 def test_nonsense_sizes_are_refused():
     with pytest.raises(ValueError):
         WindowSchedule(0, 1, 1, 1, collections.Counter(), max_cameras=1)
+
+
+def test_a_camera_on_standby_keeps_its_ring_falls_due_never_and_takes_over_on_the_grid():
+    """Another encoder worker owns the camera: this one keeps its frames (to take over with a full ring)
+    but has no window due, and counts nothing stale when it takes the camera."""
+    s, counters = schedule(w=4, step=2, stride=4)
+    assert not any(s.add(frame(i), standby=True) for i in range(30))
+    assert s.take_due() == [] and not s.any_due() and len(s.cams["cam0"].frames) == s.span + s.stride
+    assert s.add(frame(30))  # owned again at a grid end (6, 10, ... 30): due at once
+    [job] = s.take_due()
+    assert (job.window, indices(job)) == (6, [24, 26, 28, 30])  # the ring reached back: no warm-up
+    assert [s.add(frame(i)) for i in (31, 32, 33, 34)] == [False, False, False, True]
+    assert counters["windows_dropped"] == 0 and counters["windows_incomplete"] == 0
