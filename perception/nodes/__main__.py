@@ -25,11 +25,14 @@ from perception.nodes.runtime import die_with_parent, serve
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m perception.nodes", description=__doc__)
-    parser.add_argument("name", choices=[*NODE_NAMES, "proxy"])
+    parser.add_argument("name", help=f"one of {[*NODE_NAMES, 'proxy']}, or encoder.K: worker K of several")
     parser.add_argument("--config-json", type=Path, default=None)
     parser.add_argument("--config", default=None)
     parser.add_argument("--log-level", default=None)
     args = parser.parse_args(argv)
+    base, _, worker = args.name.partition(".")
+    if base not in [*NODE_NAMES, "proxy"] or (worker and (base != "encoder" or not worker.isdigit())):
+        parser.error(f"unknown node {args.name!r}: one of {[*NODE_NAMES, 'proxy']} or encoder.K")
     configure_logging(level=args.log_level)
     log = get_logger("node.main", node=args.name)
     die_with_parent()
@@ -53,8 +56,12 @@ def main(argv: list[str] | None = None) -> int:
 
         node = ProxyNode(config)
     else:
-        module = importlib.import_module(NODE_NAMES[args.name])
-        node = module.NODE(config)
+        module = importlib.import_module(NODE_NAMES[base])
+        try:
+            node = module.NODE(config, int(worker)) if worker else module.NODE(config)
+        except ValueError as exc:  # a worker index the config does not have
+            log.error("bad node", error=str(exc))
+            return 2
     loop = asyncio.new_event_loop()
     try:
         code = loop.run_until_complete(serve(node))

@@ -52,6 +52,23 @@ class EncoderConfig(_Section):
     # cameras the encoder keeps windows for; frames for more (names anyone on the bus can invent) evict the
     # least recently seen camera that is not in pipeline.cameras
     max_cameras: int = Field(16, ge=1)
+    # encoder processes (encoder.0 ... encoder.{N-1}) sharing the cameras (perception/nodes/workers.py):
+    # a camera's home is assign[camera], else the worker with the fewest so far; a dead worker's
+    # cameras go to the live ones. Each worker has its own `ask` endpoint: rpc (or ipc://.../encoder) with
+    # `.K` appended, or for tcp:// the port + K
+    workers: int = Field(1, ge=1, le=64)
+    assign: dict[str, int] = Field(default_factory=dict)
+    worker_timeout_s: float = Field(3.0, gt=0)  # a worker silent this long is dead: the others take its cameras
+    # a worker that starts takes its cameras this long after it is ready: the others have heard it and let go,
+    # and its frame rings are full (a window spans (window_frames - 1) * frame_step frames: 1.9 s at 30 fps)
+    claim_delay_s: float = Field(2.0, ge=0)
+
+    @model_validator(mode="after")
+    def _assign_in_range(self) -> EncoderConfig:
+        bad = {cam: k for cam, k in self.assign.items() if not 0 <= k < self.workers}
+        if bad:
+            raise ValueError(f"assign names workers outside 0..{self.workers - 1}: {bad}")
+        return self
 
 
 class WatchConfig(_Section):
@@ -166,6 +183,13 @@ class PipelineConfig(_Section):
         if dupes:
             raise ValueError(f"camera names must be unique, repeated: {dupes}")
         return cams
+
+    @model_validator(mode="after")
+    def _assign_known_cameras(self) -> PipelineConfig:
+        unknown = sorted(set(self.encoder.assign) - {c.name for c in self.cameras})
+        if unknown:
+            raise ValueError(f"encoder.assign names cameras not in pipeline.cameras: {unknown}")
+        return self
 
     @field_validator("nodes")
     @classmethod

@@ -46,6 +46,7 @@ from perception.nodes.runtime import LatencyWindow, Node
 from perception.nodes.text_embeddings import embed_result, embed_texts_param
 from perception.nodes.vlm_captions import VLMCaptioner, lm_passes, window_caption
 from perception.nodes.windows import CameraWindows, WindowJob, WindowSchedule, stack_windows
+from perception.nodes.workers import HOLDS_PREFIX, Liveness, WorkerBeats, WorkerPlan, worker_name
 
 MAX_QUESTION_CHARS = 1000
 MAX_CHOICES = 64
@@ -54,9 +55,22 @@ MAX_QUEUED_ASKS = 4  # asks waiting for the model thread; more get `busy`
 MAX_QUEUED_EMBEDS = 8  # embeds waiting for the model thread; more get `busy`
 
 
-def encoder_endpoint(config) -> str:
-    """The encoder's `ask` endpoint: pipeline.encoder.rpc or ipc://{runtime_dir}/encoder."""
-    return config.pipeline.encoder.rpc or f"ipc://{config.bus.runtime_dir}/encoder"
+def encoder_endpoint(config, worker: int | None = None) -> str:
+    """The encoder's `ask` endpoint: pipeline.encoder.rpc or ipc://{runtime_dir}/encoder; worker K of
+    several: `.K` appended to an ipc path, K added to a tcp port."""
+    base = config.pipeline.encoder.rpc or f"ipc://{config.bus.runtime_dir}/encoder"
+    if worker is None or config.pipeline.encoder.workers <= 1:
+        return base
+    if base.startswith("tcp://"):
+        host, port = base.rsplit(":", 1)
+        return f"{host}:{int(port) + worker}"
+    return f"{base}.{worker}"
+
+
+def encoder_endpoints(config) -> list[str]:
+    """Every encoder worker's endpoint (one when there is one encoder)."""
+    workers = config.pipeline.encoder.workers
+    return [encoder_endpoint(config, k if workers > 1 else None) for k in range(workers)]
 
 
 @dataclass
@@ -80,9 +94,19 @@ class EncoderNode(Node):
         """What an encoder with this AppConfig publishes: captions in mode vlm, else embeddings."""
         return cls.vlm_outputs if config.pipeline.encoder.mode == "vlm" else cls.outputs
 
-    def __init__(self, config) -> None:
+    def __init__(self, config, worker: int | None = None) -> None:
+        workers = config.pipeline.encoder.workers
+        if workers > 1 and (worker is None or not 0 <= worker < workers):
+            raise ValueError(f"pipeline.encoder.workers is {workers}: run encoder.0 ... encoder.{workers - 1}")
+        self.worker = worker if workers > 1 else None  # which of several workers (perception/nodes/workers.py)
         self.outputs = self.outputs_for(config)
         super().__init__(config)
+        if self.worker is not None:
+            self.log = self.log.bind(worker=self.bus_name)
+
+    @property
+    def bus_name(self) -> str:
+        return worker_name(self.worker) if self.worker is not None else self.name
 
     async def setup(self) -> None:
         enc = self.config.pipeline.encoder
@@ -149,11 +173,13 @@ class EncoderNode(Node):
         self.forward_ms = LatencyWindow()
         self.caption_latency = LatencyWindow()  # mode vlm: last frame's capture -> caption published
         await asyncio.to_thread(self._warm_up)
+        if self.worker is not None:
+            self._join_workers()
         self.rpc = RpcServer(
             self.config.bus,
             {"ask": self._ask, "embed": self._embed, "info": self._info},
-            endpoint=encoder_endpoint(self.config),
-            name=self.name,
+            endpoint=encoder_endpoint(self.config, self.worker),
+            name=self.bus_name,
         )
         self.rpc.bind()
         self.log.info(
@@ -164,6 +190,7 @@ class EncoderNode(Node):
             frame_step=self.step,
             stride_frames=self.stride,
             rpc=self.rpc.endpoint,
+            worker=self.bus_name,
         )
 
     def _warm_up(self) -> None:
@@ -183,7 +210,56 @@ class EncoderNode(Node):
                 self._forward(rng.integers(0, 256, (b, self.W, size, size, 3), dtype=np.uint8))
 
     def background(self) -> list:
-        return [self._worker(), self.rpc.run()]
+        tasks = [self._worker(), self.rpc.run()]
+        if self.worker is not None:
+            tasks += [self.beats.run(self._heard), self._reassign_loop()]
+        return tasks
+
+    # -- several workers (perception/nodes/workers.py) ----------------------------------------------------
+
+    def _join_workers(self) -> None:
+        enc = self.config.pipeline.encoder
+        for key in ("frames_standby", "reassignments", "cameras_released"):
+            self.counters[key] += 0
+        now = time.monotonic()
+        self.plan = WorkerPlan(enc.workers, tuple(c.name for c in self.config.pipeline.cameras), dict(enc.assign))
+        self.liveness = Liveness(enc.workers, self.worker, enc.worker_timeout_s, now)
+        self.beats = WorkerBeats(self.config.bus, enc.workers, self.bus_name)
+        self._live = self.liveness.live(now)
+        self._table = self.plan.assignment(self._live)
+        self._claim_at = now + enc.claim_delay_s  # the others hear our first heartbeat and let go first
+
+    def _mine(self, camera: str) -> bool:
+        return time.monotonic() >= self._claim_at and self.plan.owner(camera, self._live, self._table) == self.worker
+
+    def _heard(self, k: int, ready: bool) -> None:
+        self.liveness.beat(k, time.monotonic(), ready)
+        self._reassign()
+
+    async def _reassign_loop(self) -> None:
+        """A dead worker sends nothing: its silence is noticed here."""
+        while True:
+            await asyncio.sleep(0.25)
+            self._reassign()
+
+    def _reassign(self) -> None:
+        """Take the assignment for the current live set; let go of the cameras no longer ours (their S_V, so
+        that asks follow them; the ring stays, on standby, for a later take-over)."""
+        live = self.liveness.live(time.monotonic())
+        if live == self._live:
+            return
+        self._live, self._table = live, self.plan.assignment(live)
+        with self.lock:
+            gone = [
+                n for n, c in self.cams.items() if c.s_v_info and self.plan.owner(n, live, self._table) != self.worker
+            ]
+            for name in gone:
+                cam = self.cams[name]
+                cam.s_v, cam.s_v_info = None, {}
+        self.counters["reassignments"] += 1
+        self.counters["cameras_released"] += len(gone)
+        mine = [c for c, k in self._table.items() if k == self.worker]
+        self.log.info("encoder workers changed", live=[worker_name(k) for k in live], cameras=mine, released=gone)
 
     def busy(self) -> bool:
         """A window is due, or taken by the model thread and not yet published (or failed)."""
@@ -193,7 +269,12 @@ class EncoderNode(Node):
         return due or c["windows_taken"] > c["windows"] + c["windows_failed"]
 
     def extra_stats(self) -> dict[str, float]:
+        held: dict[str, float] = {}
+        if self.worker is not None:  # how the world routes an ask to the worker holding the camera
+            with self.lock:
+                held = {f"{HOLDS_PREFIX}{n}": float(c.s_v_info["window"]) for n, c in self.cams.items() if c.s_v_info}
         return {
+            **held,
             **self.embed_latency.summary("embed_latency"),
             **self.forward_ms.summary("forward"),
             **(self.caption_latency.summary("caption_latency") if self.vlm is not None else {}),
@@ -219,8 +300,11 @@ class EncoderNode(Node):
 
     @on("frames/{cam}", Frame)
     async def on_frame(self, frame: Frame) -> None:
+        standby = self.worker is not None and not self._mine(frame.cam)
+        if standby:
+            self.counters["frames_standby"] += 1
         with self.lock:
-            due = self.schedule.add(frame)
+            due = self.schedule.add(frame, standby)
             self.counters["frames"] += 1
             if due:
                 self.due.set()
@@ -406,7 +490,14 @@ class EncoderNode(Node):
                 known = sorted(c for c, v in self.cams.items() if v.s_v is not None)
                 raise RpcError("not_ready", f"no window encoded yet for camera {name!r}; cameras with windows: {known}")
         result = await self._on_model_thread(self.asks, "asks", lambda: self._answer(s_v, question, choices))
-        return {"camera": name, "question": question, **info, "model_id": self.model_id, **result}
+        return {
+            "camera": name,
+            "question": question,
+            **info,
+            "model_id": self.model_id,
+            "worker": self.bus_name,
+            **result,
+        }
 
     async def _embed(self, params: dict[str, Any]) -> dict[str, Any]:
         texts = embed_texts_param(params)
@@ -441,6 +532,7 @@ class EncoderNode(Node):
         return {
             "model_id": self.model_id,
             "mode": self.config.pipeline.encoder.mode,
+            "worker": self.bus_name,
             "window_frames": self.W,
             "frame_step": self.step,
             "stride_frames": self.stride,

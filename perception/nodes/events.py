@@ -55,7 +55,7 @@ import numpy as np
 from bus.component import Output, on
 from bus.rpc import RpcClient, RpcError, RpcTimeout
 from perception.messages import DecodeRequest, Embedding, Event, WatchList
-from perception.nodes.encoder import encoder_endpoint
+from perception.nodes.encoder import encoder_endpoints
 from perception.nodes.runtime import Node
 from perception.nodes.segments import SegmentStream, SegmentTracker, StreamStart, Vocabulary
 from perception.nodes.text_embeddings import fetch_text_embeddings
@@ -81,7 +81,7 @@ class EventsNode(Node):
         ev = self.config.pipeline.events
         labels = ev.labels or default_labels()
         phrases = [w.label for w in ev.watch]
-        client = RpcClient(self.config.bus, endpoint=encoder_endpoint(self.config))
+        client = RpcClient(self.config.bus, endpoint=encoder_endpoints(self.config))
         try:
             emb, model_id = await fetch_text_embeddings(
                 client, [*labels, *phrases], wait_s=self.config.pipeline.supervisor.startup_timeout_s, log=self.log
@@ -100,7 +100,7 @@ class EventsNode(Node):
         self._applying = False
         wcfg = self.config.pipeline.world
         self._max_runtime = wcfg.max_watches * (wcfg.max_cameras + 1)  # the world's own bounds
-        self.encoder = RpcClient(self.config.bus, endpoint=encoder_endpoint(self.config))
+        self.encoder = RpcClient(self.config.bus, endpoint=encoder_endpoints(self.config))
         self.log.info(
             "label embeddings from the encoder",
             labels=len(labels),

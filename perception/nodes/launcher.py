@@ -53,11 +53,12 @@ from perception.config import AppConfig, ConfigError, load_config
 from perception.messages import Caption, Event
 from perception.model.config import ModelSection
 from perception.nodes import NODE_NAMES
-from perception.nodes.encoder import encoder_endpoint
+from perception.nodes.encoder import encoder_endpoints
 from perception.nodes.graph import Graph
 from perception.nodes.models import ModelUnavailableError, model_config, resolve_checkpoint, vlm_preflight
 from perception.nodes.runtime import PARENT_ENV
 from perception.nodes.sources import with_source
+from perception.nodes.workers import worker_names
 
 log = get_logger("launcher")
 
@@ -137,6 +138,15 @@ def missing_weights(section: ModelSection) -> list[tuple[str, str]]:
     return out
 
 
+def processes(config: AppConfig) -> list[str]:
+    """The configured nodes' process names in start order, the encoder as its workers when there are several."""
+    names = []
+    for name in NODE_NAMES:
+        if name in config.pipeline.nodes:
+            names += worker_names(config.pipeline.encoder.workers) if name == "encoder" else [name]
+    return names
+
+
 def format_line(msg: Caption | Event) -> str:
     """One human-readable line per caption or event."""
     span = f"[{msg.cam} {msg.start_s:7.2f}-{msg.end_s:7.2f}s]"
@@ -196,7 +206,7 @@ class Launcher:
         self.children: dict[str, Child] = {}
         self.stopping = False
         self.node_stats: dict[str, dict[str, float]] = {}  # only for `_stat_names`: a bounded set
-        self._stat_names = set(config.pipeline.nodes) | {"bus"}
+        self._stat_names = set(processes(config)) | {"bus"}
         self._listen_errors = RateLimited(5.0)
         self.printed = 0
         self._ready: dict[str, asyncio.Event] = {}
@@ -337,7 +347,7 @@ class Launcher:
         self._stop.set()
         # upstream first, one at a time: events closes its open segments and the decoder captions them
         # before it stops, while the proxy and this launcher's listener still run
-        for name in reversed(NODE_NAMES):
+        for name in reversed(processes(self.config)):
             if name in self.children:
                 await self._stop_child(self.children[name])
         await self._stop_recording()
@@ -532,7 +542,7 @@ class Launcher:
         if "world" in nodes:
             eps.append(bus.endpoint("rpc"))
         if "encoder" in nodes:
-            eps.append(encoder_endpoint(self.config))
+            eps += encoder_endpoints(self.config)
         return eps
 
     async def run(self, duration: float | None = None) -> int:
@@ -558,7 +568,7 @@ class Launcher:
             listener = asyncio.create_task(self._listen(sub))
             if self.record is not None:
                 await self._start_recording()
-            nodes = [n for n in NODE_NAMES if n in self.config.pipeline.nodes]
+            nodes = processes(self.config)
             first = [n for n in nodes if n != "capture"]
             for name in first:
                 self._start(name)

@@ -47,9 +47,8 @@ import numpy as np
 
 from bus.bounded import BoundedDict
 from bus.component import Output, on
-from bus.rpc import RpcClient, RpcError, RpcServer, RpcTimeout
+from bus.rpc import RpcError, RpcServer, RpcTimeout
 from perception.messages import Caption, Embedding, Event, WatchList
-from perception.nodes.encoder import encoder_endpoint
 from perception.nodes.models import embed_dim
 from perception.nodes.runtime import Node
 from perception.nodes.text_embeddings import embeddings_of
@@ -62,6 +61,7 @@ from perception.nodes.watches import (
     watch_file,
     write_file,
 )
+from perception.nodes.workers import EncoderRouter
 from perception.nodes.world_store import (
     KINDS,
     PersistFile,
@@ -158,9 +158,8 @@ class WorldNode(Node):
             self._open_persist(Path(self.wcfg.persist))
             self._watch_file = watch_file(Path(self.wcfg.persist))
             self._restore_watches(self._watch_file)
-        self.encoder = RpcClient(
-            self.config.bus, endpoint=encoder_endpoint(self.config), timeout=self.wcfg.ask_timeout_s, retries=0
-        )
+        # asks go to the worker holding the camera, embeds to any (perception/nodes/workers.py)
+        self.encoder = EncoderRouter(self.config, timeout=self.wcfg.ask_timeout_s, name=self.name)
         self.rpc = RpcServer(
             self.config.bus,
             {
@@ -177,7 +176,7 @@ class WorldNode(Node):
         self.rpc.bind()
 
     def background(self) -> list:
-        tasks = [self.rpc.run(), self._broadcast_watches()]
+        tasks = [self.rpc.run(), self._broadcast_watches(), *self.encoder.background()]
         if self._persist is not None and self.wcfg.fsync_interval_s > 0:
             tasks.append(self._sync_loop())
         return tasks

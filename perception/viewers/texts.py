@@ -156,13 +156,13 @@ async def fetch_from_encoder(config: Any, texts: TextTable, wanted: Sequence[str
     """Embed the `wanted` texts `texts` lacks with the encoder node's `embed` (live viewers); returns how many
     were added. Raises what `fetch_text_embeddings` raises (TimeoutError while no encoder answers)."""
     from bus.rpc import RpcClient
-    from perception.nodes.encoder import encoder_endpoint
+    from perception.nodes.encoder import encoder_endpoints
     from perception.nodes.text_embeddings import fetch_text_embeddings
 
     missing = texts.missing(wanted)
     if not missing:
         return 0
-    client = RpcClient(config.bus, endpoint=encoder_endpoint(config))
+    client = RpcClient(config.bus, endpoint=encoder_endpoints(config))
     try:
         emb, _ = await fetch_text_embeddings(client, missing, wait_s=wait_s, attempt_s=min(10.0, wait_s))
     finally:
