@@ -22,6 +22,7 @@ TARGETS = {
     "memory": "benchmarks.pipeline.memory",
     "cameras": "benchmarks.cameras.bench",
     "cost": "benchmarks.cost.bench",
+    "workers": "benchmarks.workers.bench",
 }
 
 
@@ -41,6 +42,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="bench cost: cameras per service run (default: every stream in one service; 1: a service each)",
     )
+    p.add_argument("--cameras", type=int, default=None, help="bench workers: synthetic cameras (default 4)")
+    p.add_argument("--fps", type=float, default=None, help="bench workers: each camera's rate (default 60)")
     p.add_argument("--checkpoint", default=None, help="bench cost: VL-JEPA checkpoint (default: the config's model)")
     p.add_argument(
         "--vlm-checkpoint", default=None, help="bench cost: TokenVLM checkpoint (default checkpoints/tiny-vlm)"

@@ -128,8 +128,18 @@ class Probe:
                 self.stats.setdefault(msg.node, []).append(msg.counters)
 
 
+def _encoders(stats: dict[str, Any]) -> list[str]:
+    """The encoder's processes among the stats' nodes: `encoder`, or its workers `encoder.K`."""
+    return sorted(n for n in stats if n == "encoder" or n.startswith("encoder."))
+
+
+def _encoder_sum(stats: dict[str, dict[str, float]], key: str) -> float:
+    return sum(stats[n].get(key, 0.0) for n in _encoders(stats))
+
+
 async def service_phase(config: AppConfig, seconds: float, label: str) -> dict[str, Any]:
-    """Run the service for `seconds` after it is up; measure what flows out of it."""
+    """Run the service for `seconds` after it is up; measure what flows out of it (an encoder of several
+    workers counts as their sum)."""
     launcher = Launcher(config, out=io.StringIO())
     task = asyncio.create_task(launcher.run())
     probe = Probe()
@@ -143,12 +153,12 @@ async def service_phase(config: AppConfig, seconds: float, label: str) -> dict[s
         sub = await Subscriber(config.bus, ["embeddings/", "captions/", "stats/"], name="bench").start()
         listener = asyncio.create_task(probe.listen(sub))
         await asyncio.sleep(2.0)  # settle: first windows need a full window span of frames
-        start_windows = launcher.node_stats.get("encoder", {}).get("windows", 0.0)
+        start_windows = _encoder_sum(launcher.node_stats, "windows")
         probe.reset()
         t0 = time.perf_counter()
         await asyncio.sleep(seconds)
         dt = time.perf_counter() - t0
-        end_windows = launcher.node_stats.get("encoder", {}).get("windows", 0.0)
+        end_windows = _encoder_sum(launcher.node_stats, "windows")
         listener.cancel()
     finally:
         launcher.request_stop()
@@ -162,7 +172,14 @@ async def service_phase(config: AppConfig, seconds: float, label: str) -> dict[s
             "cpu_pct": round(float(np.mean(cpu)), 1),
             "rss_mb": rows[-1].get("rss_mb"),
         }
-    enc = (probe.stats.get("encoder") or [{}])[-1]
+    last = {n: rows[-1] for n, rows in probe.stats.items() if rows}
+    workers = _encoders(last)
+    enc: dict[str, float] = {}
+    if workers:
+        enc = {k: _encoder_sum(last, k) for k in ("windows_dropped", "sub.superseded")}
+        enc.update(
+            {k: float(np.mean([last[n].get(k, 0.0) for n in workers])) for k in ("forward_p50_ms", "forward_mean_ms")}
+        )
     cap = (probe.stats.get("capture") or [{}])[-1]
     out = {
         "mode": label,
@@ -187,7 +204,7 @@ async def service_phase(config: AppConfig, seconds: float, label: str) -> dict[s
         "encoder_busy": round((end_windows - start_windows) / dt * enc.get("forward_mean_ms", 0.0) / 1000, 3),
         "nodes": nodes,
     }
-    enc_cpu = nodes.get("encoder", {}).get("cpu_pct") or 0.0
+    enc_cpu = sum(nodes[n]["cpu_pct"] or 0.0 for n in _encoders(nodes))
     # windows per second of CPU the encoder process got: robust to other load on a shared machine
     out["windows_per_cpu_s"] = round(out["windows_per_s"] / (enc_cpu / 100), 2) if enc_cpu else None
     return out
