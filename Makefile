@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 TORCH   := torch==2.13.0
 export PYTHONUNBUFFERED := 1
 
-.PHONY: run test lint format hostile faults bench bench-bus bench-model bench-pipeline bench-memory venv clean
+.PHONY: run test lint format hostile faults soak bench bench-bus bench-model bench-pipeline bench-memory venv clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -47,6 +47,11 @@ faults: $(STAMP)
 	$(BIN)/python -m tests.faults.campaign --rounds 5 --json docs/results/faults.json $(ARGS)
 	$(BIN)/python -m tests.faults.slow_subscriber --json docs/results/slow_subscriber.json
 	VLJEPA_FAULTS=1 $(BIN)/python -m pytest -q -s -rs tests/faults/test_three_hosts.py
+
+# The soak (tests/faults/soak.py): the tiny pipeline with a recorder and a skill for 30 minutes (ARGS="--minutes 5"
+# to shorten); RSS per process, latency p99 per 5-minute bucket, drops; writes docs/results/soak.json and the PNG.
+soak: $(STAMP)
+	$(BIN)/python -m tests.faults.soak --minutes 30 --json docs/results/soak.json --png docs/reliability_soak.png $(ARGS)
 
 $(VENV)/.bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
