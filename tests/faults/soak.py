@@ -113,7 +113,6 @@ async def soak(opts: argparse.Namespace) -> dict[str, Any]:
         procs = {name: psutil.Process(pid) for name, pid in pids0.items()}
         drops0 = drop_counters(obs.stats)
         gaps0, n_lat0, n_cap0 = len(obs.gaps), len(obs.latency_ms), len(obs.captions)
-        skill_lines0 = len(skill_out.read_text().splitlines())
         mono0, wall0 = time.monotonic(), time.time_ns()
         span = opts.minutes * 60.0
         samples: list[dict[str, Any]] = []
@@ -128,7 +127,7 @@ async def soak(opts: argparse.Namespace) -> dict[str, Any]:
             await asyncio.sleep(min(opts.sample_s, max(0.0, span - elapsed)))
         pids1 = {**session.pids(), "skill.narrator": skill.pid if skill.poll() is None else None}
         drops1 = drop_counters(obs.stats)
-        skill_lines = len(skill_out.read_text().splitlines()) - skill_lines0
+        skill_lines = len(skill_out.read_text().splitlines()) - 1  # every line after `ready`: one caption
         await session.stop()
     finally:
         if skill is not None and skill.poll() is None:
@@ -214,7 +213,10 @@ def render(res: dict[str, Any]) -> str:
             f"{b['from_min']:15.1f} {e['n']:6d} {f(e['p50_ms']):>7s} {f(e['p99_ms']):>7s} | "
             f"{c['n']:5d} {f(c['p50_ms']):>7s} {f(c['p99_ms']):>7s}"
         )
-    lines.append(f"embeddings {res['embeddings']}, captions {res['captions']} (at the skill {res['skill_captions']})")
+    lines.append(
+        f"embeddings {res['embeddings']}, captions {res['captions']} over the span "
+        f"(at the skill, since its start: {res['skill_captions']})"
+    )
     lines.append(f"dropped (stats/ counters over the span): {res['dropped'] or 'none'}")
     lines.append(f"missing by seq at the observer: {res['missing_by_seq'] or 'none'}")
     for name, v in res["verdicts"].items():
