@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "foxglove": ("perception.commands.viewers", "serve the live bus to the Foxglove app (WebSocket, default :8765)"),
     "view": ("perception.commands.viewers", "show the live pipeline or a recording in Rerun (--save OUT.rrd, --web)"),
     "graph": ("perception.commands.graph", "print the node graph with message types"),
+    "data": ("perception.commands.data", "write and check WebDataset tar shards of a manifest"),
     "train": ("perception.commands.train", "train a model preset"),
     "eval": ("perception.commands.evaluate", "run the evaluation suite"),
 }

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import BinaryIO
 
 import av
 import numpy as np
@@ -102,11 +103,12 @@ def sample_times(start: float, end: float, frames: int) -> np.ndarray:
     return start + (np.arange(frames) + 0.5) * (end - start) / frames
 
 
-def decode_span(path: str | Path, start: float, end: float, frames: int, size: int) -> np.ndarray:
-    """uint8 [T, size, size, 3]: the frames on screen at `sample_times(start, end, frames)`."""
+def decode_span(path: str | Path | BinaryIO, start: float, end: float, frames: int, size: int) -> np.ndarray:
+    """uint8 [T, size, size, 3]: the frames on screen at `sample_times(start, end, frames)`; `path` may be an
+    open binary file (a shard member's bytes)."""
     targets = sample_times(start, end, frames)
     try:
-        container = av.open(str(path))
+        container = av.open(path if hasattr(path, "read") else str(path))
     except (OSError, av.FFmpegError) as exc:
         raise VideoDecodeError(f"cannot open video {path}: {exc}") from exc
     picked: list[np.ndarray | None] = [None] * frames
