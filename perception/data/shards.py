@@ -87,9 +87,10 @@ def write_shards(manifest: str | Path, out_dir: str | Path, shard_size: int) -> 
     shards: list[tuple[str, int]] = []
     tar: tarfile.TarFile | None = None
     tmp = out / ".shard.tmp"
+    count = 0  # samples in the shard being written
     for index, (line, entry) in enumerate(ds.entries):
         if tar is None:
-            tar = tarfile.open(tmp, "w")
+            tar, count = tarfile.open(tmp, "w"), 0
         path = ds.video_path(entry)
         try:
             video = path.read_bytes()
@@ -102,7 +103,7 @@ def write_shards(manifest: str | Path, out_dir: str | Path, shard_size: int) -> 
         meta.pop("video")
         _add(tar, f"{key}{path.suffix.lower() or '.mp4'}", video)
         _add(tar, f"{key}.json", json.dumps(meta, sort_keys=True).encode())
-        count = index + 1 - sum(n for _, n in shards)
+        count += 1
         if count == shard_size or index == len(ds.entries) - 1:
             tar.close()
             tar = None
@@ -189,15 +190,10 @@ def _check_sample(parts: dict[str, bytes], frames: int, size: int) -> str | None
     if video is None:
         return "no video member"
     try:
-        decode_bytes(video[1], video[0], start, end, frames, size)
+        decode_span(io.BytesIO(video[1]), start, end, frames, size)
     except VideoDecodeError as exc:
         return str(exc)
     return None
-
-
-def decode_bytes(data: bytes, ext: str, start: float, end: float, frames: int, size: int):
-    """decode_span on in-memory video bytes (PyAV reads a file-like object)."""
-    return decode_span(io.BytesIO(data), start, end, frames, size)
 
 
 class ShardStream(torch.utils.data.IterableDataset):
@@ -243,30 +239,29 @@ class ShardStream(torch.utils.data.IterableDataset):
         slot, slots = self.slot()
         skip = self.skip.get(slot, 0) if isinstance(self.skip, dict) else self.skip
         rng = random.Random(f"{self.seed}:{self.epoch}:{slot}")
+        for n, picked in enumerate(self._shuffled(slot, slots, rng), start=1):
+            if n > skip:  # skipped samples are read, never decoded
+                yield self._item(*picked)
+
+    def _shuffled(self, slot: int, slots: int, rng: random.Random) -> Iterator[tuple[str, str, dict[str, bytes]]]:
+        """(shard, key, parts) of this slot's shards through the shuffle buffer, then the buffer drained."""
         buffer: list[tuple[str, str, dict[str, bytes]]] = []
-        n = 0
         for name in self.shards_of(slot, slots):
             for key, parts in iter_shard(self.dir / name):
                 buffer.append((name, key, parts))
                 if len(buffer) >= max(1, self.shuffle_buffer):
-                    n += 1
-                    picked = buffer.pop(rng.randrange(len(buffer)))
-                    if n > skip:
-                        yield self._item(*picked)
+                    yield buffer.pop(rng.randrange(len(buffer)))
         while buffer:
-            n += 1
-            picked = buffer.pop(rng.randrange(len(buffer)))
-            if n > skip:
-                yield self._item(*picked)
+            yield buffer.pop(rng.randrange(len(buffer)))
 
     def _item(self, shard: str, key: str, parts: dict[str, bytes]) -> dict[str, Any]:
         meta = json.loads(parts["json"])
         item: dict[str, Any] = {"key": key, "shard": shard, "line": meta.pop("line", None)}
         start, end = meta.pop("start"), meta.pop("end")
         if self.decode:
-            ext, data = _video_part(parts) or ("", b"")
+            _, data = _video_part(parts) or ("", b"")
             try:
-                frames = decode_bytes(data, ext, start, end, self.frames, self.size)
+                frames = decode_span(io.BytesIO(data), start, end, self.frames, self.size)
             except VideoDecodeError as exc:
                 raise VideoDecodeError(f"{self.dir / shard}:{key}: {exc}") from exc
             item["video"] = torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous()  # [T, C, H, W]
