@@ -1,6 +1,7 @@
 """`perception train [--preset tiny] [--config configs/train-tiny.yaml] [--out DIR] [--resume]`.
 
 Multi-process: `torchrun --nproc-per-node N -m perception.cli train ...` (gloo on CPU, nccl on GPU).
+On video shards: `torchrun --nnodes N --nproc-per-node G -m perception.cli train --preset vjepa2-vitl --data SHARDS`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from perception.config import ConfigError
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default="tiny", help="training preset (its YAML in configs/) when --config is not given")
     p.add_argument("--out", default="runs/tiny", help="output directory (final model + last/ resumable state)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last at its saved step")
+    p.add_argument("--resume", action="store_true", help="continue from OUT's newest checkpoint at its saved step")
+    p.add_argument("--resume-from", default=None, metavar="DIR", help="sharded recipe: continue from this checkpoint")
+    p.add_argument("--data", default=None, metavar="SHARDS", help="sharded recipe: the shard directory (data.shards)")
     p.add_argument(
         "--set",
         dest="overrides",
@@ -43,11 +46,23 @@ def run(args: argparse.Namespace) -> int:
     from perception.train.loop import ResumeError, train
 
     try:
-        cfg = load_train_config(args.config, preset=args.preset, overrides=parse_overrides(args.overrides))
+        overrides = parse_overrides(args.overrides)
+        if args.data:
+            overrides["data.shards"] = args.data
+        cfg = load_train_config(args.config, preset=args.preset, overrides=overrides)
     except ConfigError as exc:
         print(f"perception train: {exc}", file=sys.stderr)
         return 2
     from perception.train.frozen import FrozenTrainConfig, train_frozen
+    from perception.train.sharded import ShardedTrainConfig
+
+    if isinstance(cfg, ShardedTrainConfig):
+        return _run_sharded(cfg, args)
+    if args.data or args.resume_from:
+        print(
+            "perception train: --data and --resume-from belong to the sharded recipe (recipe: sharded)", file=sys.stderr
+        )
+        return 2
 
     if isinstance(cfg, FrozenTrainConfig):
         if args.resume:
@@ -72,6 +87,33 @@ def run(args: argparse.Namespace) -> int:
                 "global_step": result.global_step,
                 "wall_s": round(result.wall_s, 1),
                 "last_losses": result.last_losses,
+            }
+        )
+        + "\n"
+    )
+    sys.stdout.flush()
+    return 0
+
+
+def _run_sharded(cfg, args: argparse.Namespace) -> int:
+    from perception.data.shards import ShardError
+    from perception.train.loop import ResumeError
+    from perception.train.sample_streams import StreamLayoutError
+    from perception.train.sharded import train_sharded
+
+    resume_from = args.resume_from or (args.out if args.resume else None)
+    try:
+        result = train_sharded(cfg, args.out, resume_from=resume_from)
+    except (ConfigError, ResumeError, ShardError, StreamLayoutError) as exc:
+        print(f"perception train: {exc}", file=sys.stderr)
+        return 2
+    sys.stdout.write(
+        json.dumps(
+            {
+                "out": str(result.out_dir),
+                "global_step": result.global_step,
+                "wall_s": round(result.wall_s, 1),
+                "last_loss": result.last_loss,
             }
         )
         + "\n"

@@ -254,11 +254,11 @@ class ShardStream(torch.utils.data.IterableDataset):
         while buffer:
             yield buffer.pop(rng.randrange(len(buffer)))
 
-    def _item(self, shard: str, key: str, parts: dict[str, bytes]) -> dict[str, Any]:
+    def _item(self, shard: str, key: str, parts: dict[str, bytes], decode: bool | None = None) -> dict[str, Any]:
         meta = json.loads(parts["json"])
         item: dict[str, Any] = {"key": key, "shard": shard, "line": meta.pop("line", None)}
         start, end = meta.pop("start"), meta.pop("end")
-        if self.decode:
+        if self.decode if decode is None else decode:
             _, data = _video_part(parts) or ("", b"")
             try:
                 frames = decode_span(io.BytesIO(data), start, end, self.frames, self.size)

@@ -366,15 +366,16 @@ class VLJepa(nn.Module):
             ext["y_decoder.lm."] = c.y_decoder.weights or ""
         return ext
 
-    def save(self, directory: str | Path) -> Path:
+    def save(self, directory: str | Path, state: dict[str, torch.Tensor] | None = None) -> Path:
         """Write model.safetensors (every stored tensor) and config.json (the full config, the transformers
-        configs of pretrained parts, and which prefixes are reloaded from which source)."""
+        configs of pretrained parts, and which prefixes are reloaded from which source). `state`: a full
+        state dict gathered elsewhere (an FSDP-sharded model's), instead of this module's own."""
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         ext = self.external_parts()
         state = {
             k: v.detach().contiguous().cpu()
-            for k, v in self.state_dict().items()
+            for k, v in (self.state_dict() if state is None else state).items()
             if not any(k.startswith(p) for p in ext)
         }
         save_file(state, str(out / WEIGHTS_FILE), metadata={"format": "pt"})

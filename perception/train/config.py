@@ -139,13 +139,19 @@ class TrainConfig(_Strict):
         return sum(s.steps for _, s in self.stages())
 
 
-PRESET_FILES = {"tiny": "train-tiny.yaml", "tiny-gpu": "train-tiny-gpu.yaml", "tiny-vlm": "train-tiny-vlm.yaml"}
+PRESET_FILES = {
+    "tiny": "train-tiny.yaml",
+    "tiny-gpu": "train-tiny-gpu.yaml",
+    "tiny-vlm": "train-tiny-vlm.yaml",
+    "vjepa2-vitl": "train-vjepa2-vitl.yaml",
+}
 
 
 def load_train_config(path: str | Path | None = None, preset: str = "tiny", overrides: dict | None = None):
     """Read a training YAML (default: the preset's file in configs/), apply dotted overrides, validate.
     A file with a `learner:` key trains one learner on a frozen X-encoder (perception/train/frozen.py:
-    FrozenTrainConfig); any other is the three-stage VL-JEPA recipe (TrainConfig)."""
+    FrozenTrainConfig); `recipe: sharded` the contrastive recipe on video shards (perception/train/sharded.py);
+    any other is the three-stage VL-JEPA recipe on ShapesWorld (TrainConfig)."""
     if path is None:
         if preset not in PRESET_FILES:
             raise ConfigError(f"unknown training preset {preset!r}; valid: {sorted(PRESET_FILES)}")
@@ -158,6 +164,10 @@ def load_train_config(path: str | Path | None = None, preset: str = "tiny", over
         for key in parents:
             node = node.setdefault(key, {})
         node[leaf] = value
+    if raw.get("recipe") == "sharded":
+        from perception.train.sharded import ShardedTrainConfig
+
+        return validate_config(ShardedTrainConfig, raw, path, "training config")
     if "learner" in raw:
         from perception.train.frozen import FrozenTrainConfig
 

