@@ -19,8 +19,12 @@ def test_shipped_configs_validate(name):
 def test_shipped_training_configs_validate(name):
     from perception.train.config import load_train_config
     from perception.train.frozen import FrozenTrainConfig
+    from perception.train.sharded import ShardedTrainConfig
 
     cfg = load_train_config(CONFIG_DIR / name)
+    if isinstance(cfg, ShardedTrainConfig):  # users' shards: the model section must name a real preset
+        assert cfg.steps > 0 and cfg.model_section().to_model_config().x_encoder.frozen
+        return
     if isinstance(cfg, FrozenTrainConfig):  # one learner on a shipped checkpoint's frozen X-encoder
         assert cfg.steps > 0 and (cfg.source_path() / "model.safetensors").exists()
         return
