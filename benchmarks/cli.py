@@ -23,6 +23,7 @@ TARGETS = {
     "cameras": "benchmarks.cameras.bench",
     "cost": "benchmarks.cost.bench",
     "workers": "benchmarks.workers.bench",
+    "train": "benchmarks.training.bench",
 }
 
 

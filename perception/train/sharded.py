@@ -393,6 +393,7 @@ class ShardedTrainer:
                         samples_per_s=round(cfg.global_batch / per_step, 1),
                         eta_min=round((cfg.steps - self.global_step) * per_step / 60, 1),
                         cached_pending=self.cache.pending if self.cache else 0,
+                        state_mb=round(self.state_bytes() / 2**20, 2),
                     )
                 window, t_log = [], now
             if self.global_step % cfg.checkpoint_every == 0 or self.global_step == cfg.steps:
@@ -401,6 +402,21 @@ class ShardedTrainer:
         self.save_model()
         shutdown(env)
         return ShardedResult(self.out, self.global_step, wall, last_loss)
+
+    def state_bytes(self) -> int:
+        """Bytes of trainable state this rank holds between steps: parameters and optimizer moments (a shard's
+        local part under FSDP2; gradients, one more parameter's worth, live from backward to the step).
+        What DDP replicates and FSDP2 divides by the world size."""
+        from torch.distributed.tensor import DTensor
+
+        def local(t: torch.Tensor | None) -> int:
+            if t is None:
+                return 0
+            t = t.to_local() if isinstance(t, DTensor) else t
+            return t.numel() * t.element_size()
+
+        moments = sum(local(v) for st in self.opt.state.values() for v in st.values() if isinstance(v, torch.Tensor))
+        return sum(local(p) for p in self.params) + moments
 
     def _sync(self, last: bool):
         """Gradients are reduced across ranks on the last micro-step of a step only."""

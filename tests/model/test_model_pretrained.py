@@ -14,8 +14,8 @@ from transformers import (
 )
 
 from perception.model import MissingWeightsError, VLJepa
+from perception.model.tiny_real import VOCAB, write_tiny_pretrained
 from perception.model.weights import resolve_source
-from tests.tiny_pretrained import VOCAB, write_tiny_pretrained
 
 
 @pytest.fixture(scope="module")

@@ -19,10 +19,10 @@ import yaml
 from perception.data.shards import write_shards
 from perception.data.video_io import write_clip_set
 from perception.model import VLJepa
+from perception.model.tiny_real import tiny_real_model_section, write_tiny_pretrained
 from perception.train.sample_streams import StreamLayoutError
 from perception.train.sharded import ShardedTrainConfig, ShardedTrainer, train_sharded
 from tests.support import child_env
-from tests.tiny_pretrained import write_tiny_pretrained
 
 SAMPLES = 24  # 4 clips x (1 caption + 5 questions), in 8 shards of 3: 4 streams x 2 shards, 6 samples each
 
@@ -32,22 +32,7 @@ def base_config(dirs: dict[str, Path], shards: Path, **over) -> dict:
         "recipe": "sharded",
         "seed": 0,
         "threads": 1,
-        "model": {
-            "preset": "vjepa2-vitl",
-            "device": "cpu",
-            "weights": {
-                "x_encoder": str(dirs["vjepa2"]),
-                "predictor": str(dirs["llama"]),
-                "y_encoder": str(dirs["gemma3"]),
-            },
-            "overrides": {
-                "embed_dim": 32,
-                "x_encoder": {"frames": 4, "image_size": 32, "patch_size": 8},
-                "predictor": {"layers": 2, "max_query_tokens": 16},
-                "y_encoder": {"max_tokens": 16},
-                "y_decoder": {"hidden": 32, "layers": 1, "heads": 2, "intermediate": 64, "prefix_tokens": 2},
-            },
-        },
+        "model": tiny_real_model_section(dirs),
         "data": {"shards": str(shards), "streams": 4, "num_workers": 1, "shuffle_buffer": 4},
         "steps": 4,
         "global_batch": 8,
@@ -132,15 +117,18 @@ def test_two_nodes_of_two_ranks_read_every_sample_once_and_resume_on_one_rank(se
     assert model.embed_text(["a red circle"]).shape == (1, 32)
 
 
-def test_fsdp2_with_activation_checkpointing_follows_ddp(setup, four_ranks):
+def test_fsdp2_with_activation_checkpointing_follows_ddp_and_resumes_under_ddp(setup, four_ranks):
     config = setup["root"] / "fsdp2.yaml"
-    over = {"micro_batch": 4, "parallel": {"strategy": "fsdp", "activation_checkpointing": True}, "steps": 2}
+    over = {"micro_batch": 4, "parallel": {"strategy": "fsdp", "activation_checkpointing": True}}
     config.write_text(yaml.safe_dump(base_config(setup["dirs"], setup["shards"], **over)))
     out = setup["root"] / "fsdp2"
     finish([torchrun(["--standalone", "--nproc-per-node", "2"], config, out)])
     want, got = losses(four_ranks), losses(out)
-    assert got == pytest.approx({s: want[s] for s in (1, 2)}, rel=1e-4)  # same rows, sharded state
-    assert (out / "step-00000002" / "trainer.pt").exists() and (out / "model.safetensors").exists()
+    assert got == pytest.approx(want, rel=1e-4)  # the same rows on 2 ranks with sharded state
+    cfg = ShardedTrainConfig.model_validate(base_config(setup["dirs"], setup["shards"]))  # DDP code path, 1 rank
+    resumed = setup["root"] / "fsdp2-resumed"
+    train_sharded(cfg, resumed, resume_from=out / "step-00000002")  # a full-state checkpoint: any strategy
+    assert losses(resumed) == pytest.approx({s: want[s] for s in (3, 4)}, rel=1e-4)
 
 
 def test_cached_x_encoder_features_equal_the_live_ones_bitwise(setup, tmp_path):

@@ -1,4 +1,5 @@
-"""Tiny configs of the real transformers classes of the vjepa2-vitl preset, written to disk for tests."""
+"""Tiny configs of the vitl preset's real transformers classes (VJEPA2, Llama, Gemma3) saved to disk: for tests
+and the CPU run of `perception bench train`, where the real weights cannot be downloaded."""
 
 from __future__ import annotations
 
@@ -76,3 +77,24 @@ def write_tiny_pretrained(root: Path) -> dict[str, Path]:
     tok.save_pretrained(root / "gemma3")
     dirs["gemma3"] = root / "gemma3"
     return dirs
+
+
+def tiny_real_model_section(dirs: dict[str, Path]) -> dict:
+    """A `model:` section: the vjepa2-vitl preset on the tiny weights of `write_tiny_pretrained`, shrunk to
+    match (32 px, 4 frames, 2 predictor layers, D = 32)."""
+    return {
+        "preset": "vjepa2-vitl",
+        "device": "cpu",
+        "weights": {
+            "x_encoder": str(dirs["vjepa2"]),
+            "predictor": str(dirs["llama"]),
+            "y_encoder": str(dirs["gemma3"]),
+        },
+        "overrides": {
+            "embed_dim": 32,
+            "x_encoder": {"frames": 4, "image_size": 32, "patch_size": 8},
+            "predictor": {"layers": 2, "max_query_tokens": 16},
+            "y_encoder": {"max_tokens": 16},
+            "y_decoder": {"hidden": 32, "layers": 1, "heads": 2, "intermediate": 64, "prefix_tokens": 2},
+        },
+    }
