@@ -229,14 +229,20 @@ def _check_header_fields(header: dict, limits: Limits) -> None:
 
 
 def _check_depth(body: dict, max_depth: int) -> None:
-    """Nesting of maps and lists (iterative: a hostile depth must not recurse in here either)."""
-    stack: list[tuple[Any, int]] = [(v, 2) for v in body.values() if type(v) in (dict, list)]
-    while stack:
-        value, depth = stack.pop()
+    """Nesting of maps and lists, walked level by level (iterative: a hostile depth must not recurse in
+    here either); a flat body costs one pass over its values."""
+    level = [v for v in body.values() if type(v) is dict or type(v) is list]
+    depth = 2
+    while level:
         if depth > max_depth:
             raise DecodeError("too_deep", f"body nested deeper than {max_depth}")
-        children = value.values() if type(value) is dict else value
-        stack.extend((c, depth + 1) for c in children if type(c) in (dict, list))
+        below = []
+        for value in level:
+            for child in value.values() if type(value) is dict else value:
+                if type(child) is dict or type(child) is list:
+                    below.append(child)
+        level = below
+        depth += 1
 
 
 def _guarded(fn):
@@ -289,8 +295,9 @@ def _array(ref: Any, parts: Sequence[Any], used: set[int]) -> np.ndarray:
         raise DecodeError("bad_buffer", f"dtype {dtype!r} not allowed")
     if type(shape) is not list or len(shape) > MAX_NDIM:
         raise DecodeError("bad_buffer", f"shape must be a list of at most {MAX_NDIM} dims")
-    if not all(type(d) is int and 0 <= d < 2**62 for d in shape):  # numpy refuses sizes near 2**63
-        raise DecodeError("bad_buffer", f"shape {shape[:8]!r} must hold non-negative ints below 2**62")
+    for d in shape:  # a loop, not all(generator): this runs for every array received
+        if type(d) is not int or not 0 <= d < 2**62:  # numpy refuses sizes near 2**63
+            raise DecodeError("bad_buffer", f"shape {shape[:8]!r} must hold non-negative ints below 2**62")
     used.add(nd)
     buf = _view(parts[2 + nd])
     expected = math.prod(shape) * dt.itemsize

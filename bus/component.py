@@ -41,6 +41,7 @@ from typing import Any, ClassVar
 
 import psutil
 
+from bus import shm
 from bus.codec import Envelope
 from bus.config import BusConfig
 from bus.logs import RateLimited, get_logger
@@ -253,6 +254,9 @@ class Component:
                 "pid": float(os.getpid()),
             }
         )
+        if self.pub is not None:  # frames sent by reference (sent, full, oversize, rings)
+            out.update({f"pub.shm.{k}": float(v) for k, v in self.pub.shm_stats.items()})
+        out.update({f"shm.{k}": float(v) for k, v in shm.mapper_stats().items()})  # frames mapped here
         out.update(self.extra_stats())
         return out
 

@@ -59,6 +59,9 @@ Policy = Literal["latest", "reliable"]
 READY_PREFIX = "_bus/ready/"
 MAX_GAP = 1 << 20  # a seq jump wider than this is a reset (or a forged seq), not a million lost messages
 INTERNAL_PREFIX = b"_bus/"
+# plain ints: pyzmq's flag enums cost an enum operation per part in send_multipart / recv_multipart
+_SNDMORE = int(zmq.SNDMORE)
+_NOBLOCK = int(zmq.NOBLOCK)
 
 
 class BusNotReady(TimeoutError):
@@ -166,7 +169,10 @@ class Publisher:
         sock = self._socket_for.get(topic)
         if sock is None:
             sock = self._socket_for[topic] = self._sockets[self.config.policy(topic)][1]
-        sock.send_multipart(parts, copy=False)
+        send = sock.send  # = send_multipart(parts, copy=False) without its per-part type checks and enum ops
+        for i in range(len(parts) - 1):
+            send(parts[i], _SNDMORE, copy=False)
+        send(parts[-1], 0, copy=False)
         self.published += 1
         if self._watched and not self.published & 1023:  # a send may consume the FD's edge: check now and then
             for sync in self._watched:
@@ -288,6 +294,7 @@ class Subscriber:
         self.config = config
         self._limits = config.limits()
         self._forced_policy = policy
+        self._policy_of: dict[str, Policy] = {}  # topic -> config.policy(topic), cached
         self.topics = list(topics)
         for prefix in self.topics:
             if len(prefix.encode()) > config.max_topic_bytes:
@@ -424,8 +431,12 @@ class Subscriber:
                     self._unwatch(sync)
                     self._paused.append(sync)
                     break
-                try:
-                    parts = sync.recv_multipart(zmq.NOBLOCK, copy=False)
+                try:  # = recv_multipart(NOBLOCK, copy=False), minus a getsockopt(RCVMORE) per part
+                    frame = sync.recv(_NOBLOCK, copy=False)
+                    parts = [frame]
+                    while frame.more:  # the parts of a multipart arrive together: these do not block
+                        frame = sync.recv(_NOBLOCK, copy=False)
+                        parts.append(frame)
                 except zmq.Again:
                     break
                 try:
@@ -487,7 +498,11 @@ class Subscriber:
             self._reject(exc, topic_b)
             return
         self._check_seq(header.src, header.topic, header.seq)
-        policy = self._forced_policy or self.config.policy(header.topic)
+        policy = self._forced_policy or self._policy_of.get(header.topic)
+        if policy is None:
+            if len(self._policy_of) >= 4096:  # topics are the peers' choice: bounded, rebuilt when full
+                self._policy_of.clear()
+            policy = self._policy_of[header.topic] = self.config.policy(header.topic)
         self._pending_bytes += nbytes
         if policy == "latest":
             old = self._latest.get(header.topic)

@@ -637,6 +637,11 @@ def mapper() -> Mapper:
     return _mapper
 
 
+def mapper_stats() -> dict[str, int]:
+    """The process's Mapper counters (mapped, copied, stale, unavailable, ...); {} before any frame."""
+    return dict(_mapper.stats) if _mapper is not None else {}
+
+
 def resolve(parts: Sequence[Any], refs: Any) -> list[Any]:
     """codec.decode's `resolve` hook: references -> pinned read-only arrays (or copies beyond the borrow bound)."""
     return mapper().resolve(parts, refs)

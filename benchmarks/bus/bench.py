@@ -168,7 +168,7 @@ def _stop(*procs: subprocess.Popen | None) -> None:
             p.communicate()
 
 
-def run_pair(transport: str, size: int, mode: str, quick: bool) -> dict:
+def run_pair(transport: str, size: int, mode: str, quick: bool, extra: list[str] = ()) -> dict:
     """One sender/receiver pair (plus a proxy for the proxied transports); the receiver's figures."""
     rdir = Path(tempfile.mkdtemp(prefix="bench-", dir="/tmp"))
     env = dict(os.environ, PERCEPTION_LOG_LEVEL="WARNING", CYCLONEDDS_URI=CYCLONE_URI)
@@ -199,6 +199,7 @@ def run_pair(transport: str, size: int, mode: str, quick: bool) -> dict:
         f"{interval:.6f}",
         "--seconds",
         "0.5" if quick else "1.5",
+        *extra,
     ]
     if transport == "dora":
         try:
@@ -223,7 +224,10 @@ def run_pair(transport: str, size: int, mode: str, quick: bool) -> dict:
         result_line = receiver.stdout.readline()
         if not result_line or time.monotonic() > deadline:
             raise RuntimeError(f"{transport} receiver gave no result: {receiver.stderr.read()[-500:]}")
-        return json.loads(result_line)
+        result = json.loads(result_line)
+        if (rdir / "sender.json").exists():  # `--stages`: the sender's own CPU per message
+            result["sender"] = json.loads((rdir / "sender.json").read_text())
+        return result
     finally:
         _stop(sender, receiver, proxy)
         shutil.rmtree(rdir, ignore_errors=True)

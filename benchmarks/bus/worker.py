@@ -92,6 +92,58 @@ class TypedBus:
         env = await self.sub.recv()
         return int(env.msg.label), env.msg.t_mono_ns
 
+    def watch_stages(self) -> Stages:
+        """`--stages`: stamp the receiver's steps (wake-up, read, decode, queue) with the monotonic clock."""
+        import bus.pubsub
+
+        stages = Stages()
+        sub, drain, ingest, decode = self.sub, self.sub._drain, self.sub._ingest, bus.pubsub.decode
+
+        def timed_drain(sync: Any) -> None:
+            stages.wake = time.monotonic_ns()
+            drain(sync)
+
+        def timed_ingest(parts: Any) -> None:
+            stages.read = time.monotonic_ns()
+            ingest(parts)
+            stages.queued = time.monotonic_ns()
+
+        def timed_decode(*a: Any, **kw: Any) -> Any:
+            stages.decode_start = time.monotonic_ns()
+            try:
+                return decode(*a, **kw)
+            finally:
+                stages.decoded = time.monotonic_ns()
+
+        # the reader callback is registered once per socket: swap it on the loop
+        for sync in list(sub._watched):
+            sub._loop.remove_reader(sync.FD)
+            sub._loop.add_reader(sync.FD, timed_drain, sync)
+        sub._drain, sub._ingest = timed_drain, timed_ingest
+        bus.pubsub.decode = timed_decode
+        return stages
+
+
+class Stages:
+    """Where one bus message's one-way time goes on the receiving side (`--stages`, latency mode only):
+    the last message's stamps, turned into per-stage durations by `take` once the caller has it."""
+
+    NAMES = ("send_to_wake", "wake_to_read", "read_to_decode", "decode", "queue", "handoff")
+
+    def __init__(self) -> None:
+        self.wake = self.read = self.decode_start = self.decoded = self.queued = 0
+        self.samples: dict[str, list[int]] = {name: [] for name in self.NAMES}
+
+    def take(self, t_send: int, now: int) -> None:
+        marks = (t_send, self.wake, self.read, self.decode_start, self.decoded, self.queued, now)
+        if not all(marks[i] <= marks[i + 1] for i in range(len(marks) - 1)):
+            return  # a wake-up that read an earlier message (warm-up): not this one's
+        for name, a, b in zip(self.NAMES, marks, marks[1:], strict=False):  # 6 steps between 7 marks
+            self.samples[name].append(b - a)
+
+    def medians_us(self) -> dict[str, float]:
+        return {k: float(np.median(v)) / 1e3 for k, v in self.samples.items() if v}
+
 
 class TypedBusShm(TypedBus):
     """Our bus with same-host frames through shared memory (bus/shm.py): the header still goes through the
@@ -409,6 +461,11 @@ def _say(args: argparse.Namespace, name: str, line: str) -> None:
         print(line, flush=True)
 
 
+def _write_json(path: str, obj: dict) -> None:
+    with open(path, "w") as f:
+        json.dump(obj, f)
+
+
 # -- the two roles --------------------------------------------------------------------------------------
 
 
@@ -426,6 +483,7 @@ async def send(args: argparse.Namespace) -> None:
             await asyncio.sleep(max(0.0, start + (i + 1) * args.interval - time.monotonic()))  # pacing
     else:
         end = time.monotonic() + args.seconds
+        cpu_start = time.process_time()
         i = 0
         while True:
             t.send(MEASURE, time.monotonic_ns())
@@ -434,6 +492,9 @@ async def send(args: argparse.Namespace) -> None:
                 if time.monotonic() >= end:
                     break
                 await asyncio.sleep(0)  # lets a bus publisher's socket housekeeping run
+        if args.stages:  # the parent reads this beside the receiver's result (benchmarks.bus.costs)
+            cpu = {"sent": i, "cpu_us_per_msg": (time.process_time() - cpu_start) * 1e6 / i}
+            _write_json(os.path.join(args.runtime_dir, "sender.json"), cpu)
     for _ in range(50 if args.transport == "dora" else 1 << 62):  # dora: exit (1 s) so `dora run` ends
         t.send(END, time.monotonic_ns())
         await asyncio.sleep(0.02)
@@ -442,6 +503,8 @@ async def send(args: argparse.Namespace) -> None:
 async def recv(args: argparse.Namespace) -> None:
     t = TRANSPORTS[args.transport](args, sending=False)
     await t.start()
+    stages = t.watch_stages() if args.stages and args.mode == "lat" and hasattr(t, "watch_stages") else None
+    cpu_start = None
     latencies: list[int] = []
     first = last = None
     warm_said = False
@@ -455,7 +518,11 @@ async def recv(args: argparse.Namespace) -> None:
             continue
         if kind == END:
             break
+        if cpu_start is None:
+            cpu_start = time.process_time()
         latencies.append(now - t_send)
+        if stages is not None:
+            stages.take(t_send, now)
         first = now if first is None else first
         last = now
     n = len(latencies)
@@ -467,6 +534,11 @@ async def recv(args: argparse.Namespace) -> None:
         "p99_us": float(np.percentile(lat, 99)) if n else None,
         "msgs_per_s": (n - 1) / span if span > 0 else None,
     }
+    if args.stages and n > 1:
+        out["cpu_us_per_msg"] = (time.process_time() - cpu_start) * 1e6 / (n - 1)
+    if stages is not None:
+        out["stages_us"] = stages.medians_us()
+        out["stage_samples"] = len(stages.samples["handoff"])
     if hasattr(t, "counters"):
         out["counters"] = t.counters()
     _say(args, "result", json.dumps(out))
@@ -486,6 +558,9 @@ def main() -> None:
     p.add_argument("--runtime-dir", default="/tmp")
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--domain", type=int, default=0)
+    p.add_argument(
+        "--stages", action="store_true", help="CPU per message; bus latency: per-step medians (benchmarks.bus.costs)"
+    )
     args = p.parse_args()
     args.direct = args.transport == "pyzmq-direct"
     asyncio.run(send(args) if args.role == "send" else recv(args))
