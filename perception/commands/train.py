@@ -78,19 +78,14 @@ def run(args: argparse.Namespace) -> int:
     except ResumeError as exc:
         print(f"perception train: {exc}", file=sys.stderr)
         return 2
-    # one write per line: under torchrun every rank prints its summary to the same pipe, and print()'s
-    # separate write of the newline let two ranks' lines run together
-    sys.stdout.write(
-        json.dumps(
-            {
-                "out": str(result.out_dir),
-                "global_step": result.global_step,
-                "wall_s": round(result.wall_s, 1),
-                "last_losses": result.last_losses,
-            }
-        )
-        + "\n"
-    )
+    return _summary(result, last_losses=result.last_losses)
+
+
+def _summary(result, **extra) -> int:
+    """One JSON line with one write: under torchrun every rank prints its summary to the same pipe, and
+    print()'s separate write of the newline let two ranks' lines run together."""
+    line = {"out": str(result.out_dir), "global_step": result.global_step, "wall_s": round(result.wall_s, 1), **extra}
+    sys.stdout.write(json.dumps(line) + "\n")
     sys.stdout.flush()
     return 0
 
@@ -107,16 +102,4 @@ def _run_sharded(cfg, args: argparse.Namespace) -> int:
     except (ConfigError, ResumeError, ShardError, StreamLayoutError) as exc:
         print(f"perception train: {exc}", file=sys.stderr)
         return 2
-    sys.stdout.write(
-        json.dumps(
-            {
-                "out": str(result.out_dir),
-                "global_step": result.global_step,
-                "wall_s": round(result.wall_s, 1),
-                "last_loss": result.last_loss,
-            }
-        )
-        + "\n"
-    )
-    sys.stdout.flush()
-    return 0
+    return _summary(result, last_loss=result.last_loss)

@@ -13,24 +13,14 @@ import asyncio
 import shutil
 import time
 
-from bus.message import Stats
 from bus.pubsub import Subscriber
 from perception.config import load_config
 from perception.messages import Embedding
 
 from .conftest import interrupt, pipeline_config, popen_perception, short_tmp, write_config
-from .test_pipeline import Pipeline
+from .test_pipeline import Pipeline, latest_stats
 
 SIZE = 32  # px: the random model's input; 32 x 32 x 3 = 3,072 B a frame
-
-
-async def stats_of(config, node: str, where, timeout: float = 20.0) -> dict:
-    async with Subscriber(config.bus, [f"stats/{node}"], name="test") as sub:
-        async with asyncio.timeout(timeout):
-            while True:
-                env = await sub.recv()
-                if isinstance(env.msg, Stats) and env.msg.node == node and where(env.msg.counters):
-                    return env.msg.counters
 
 
 async def test_frames_go_through_shared_memory_and_captions_arrive(random_checkpoint):
@@ -58,8 +48,10 @@ async def test_frames_go_through_shared_memory_and_captions_arrive(random_checkp
             assert isinstance(env.msg, Embedding) and env.msg.cam == "cam0"
         assert p.captions()[0]["text"].strip()
 
-        capture = await stats_of(config, "capture", lambda c: c.get("pub.shm.sent", 0) >= 20)
-        encoder = await stats_of(config, "encoder", lambda c: c.get("shm.pinned", 0) + c.get("shm.copied", 0) >= 20)
+        capture = await latest_stats(config, "capture", 20.0, where=lambda c: c.get("pub.shm.sent", 0) >= 20)
+        encoder = await latest_stats(
+            config, "encoder", 20.0, where=lambda c: c.get("shm.pinned", 0) + c.get("shm.copied", 0) >= 20
+        )
         assert capture["pub.shm.rings"] >= 1
         assert encoder["windows"] >= 1
         assert encoder.get("sub.bad", 0) == 0 and encoder.get("shm.unavailable", 0) == 0, encoder
