@@ -163,15 +163,15 @@ def clip_grad_norm(params: list[nn.Parameter], max_norm: float) -> float:
     summed over ranks, a replicated grad is counted once."""
     from torch.distributed.tensor import DTensor
 
-    sharded = torch.zeros((), dtype=torch.float64)
-    plain = torch.zeros((), dtype=torch.float64)
     grads = [p.grad for p in params if p.grad is not None]
-    for g in grads:
-        if isinstance(g, DTensor):
-            sharded += g.to_local().double().pow(2).sum().cpu()
-        else:
-            plain += g.double().pow(2).sum().cpu()
-    if any(isinstance(g, DTensor) for g in grads) and dist.is_initialized():
+    if not grads:
+        return 0.0
+    dev = grads[0].device  # squares summed where the grads live: one host transfer a step, not one a tensor
+    local = [g.to_local() for g in grads if isinstance(g, DTensor)]
+    whole = [g for g in grads if not isinstance(g, DTensor)]
+    sharded = sum((g.double().pow(2).sum() for g in local), torch.zeros((), dtype=torch.float64, device=dev))
+    plain = sum((g.double().pow(2).sum() for g in whole), torch.zeros((), dtype=torch.float64, device=dev))
+    if local and dist.is_initialized():
         dist.all_reduce(sharded)
     norm = math.sqrt(float(sharded + plain))
     coef = max_norm / (norm + 1e-6)
