@@ -110,6 +110,24 @@ class DataConfig(_Strict):
     # 1-8 s segment instead of one whole action per clip. 0: clips only.
     stream_windows: float = Field(default=0.0, ge=0.0, le=1.0)
     window_s: float = Field(default=2.0, gt=0)  # seconds a window's frames span (the service's 8 x 8 / 30 fps)
+    # Share of each stage-1/2 batch drawn as contrast groups (perception/train/contrast.py): `contrast_group`
+    # pool clips that share two slots and differ in the third, drawn with `contrast_weights`. Needs `pool`.
+    contrast_fraction: float = Field(default=0.0, ge=0.0, le=1.0)
+    contrast_group: int = Field(default=4, ge=2)
+    contrast_weights: dict[str, float] = Field(default_factory=lambda: {"shape": 1.0})
+
+    @model_validator(mode="after")
+    def _contrast_needs_pool(self) -> DataConfig:
+        if self.contrast_fraction > 0 and (self.pool is None or self.stream_windows > 0):
+            raise ValueError(
+                "data.contrast_fraction needs data.pool (groups are drawn from the pool's clips) "
+                "and data.stream_windows 0 (stream windows have no single combination)"
+            )
+        slots = ("colour", "shape", "action")
+        w = self.contrast_weights
+        if set(w) - set(slots) or any(v < 0 for v in w.values()) or sum(w.values()) <= 0:
+            raise ValueError(f"data.contrast_weights: slots among {slots}, weights >= 0, some > 0; got {w}")
+        return self
 
 
 class TrainConfig(_Strict):

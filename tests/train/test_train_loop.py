@@ -315,3 +315,38 @@ def test_stage2_kind_weights_ask_the_weighted_kinds_more_and_reject_unknown_kind
     assert presence_share({"vqa_kind_weights": {"presence": 0.0}}) == 0.0
     with pytest.raises(ValidationError, match="vqa_kind_weights"):
         Stage2Config(steps=1, batch_size=2, lr=1e-3, vqa_kind_weights={"size": 2.0})
+
+
+def test_contrast_groups_differ_in_one_slot_and_keep_a_resumable_order(small_cfg, tmp_path):
+    from pydantic import ValidationError
+
+    from perception.data.shapesworld import sample_clip
+    from perception.train.contrast import SLOTS, slot_values
+
+    cfg = small_cfg(
+        data={"pool": 2048, "contrast_fraction": 0.5, "contrast_group": 4, "contrast_weights": {"shape": 1.0}},
+        stage1={"steps": 3, "batch_size": 16},
+    )
+    trainer = Trainer(cfg, tmp_path / "run")
+    sampler = trainer._contrast(trainer._sampler(0, cfg.stage1, 0, 16), 0, 16)
+    batches = list(sampler)
+    assert len(batches) == 3 and all(len(b) == 16 and max(b) < 2048 for b in batches)
+    plain = list(trainer._sampler(0, cfg.stage1, 0, 16))
+    assert [b[8:] for b in batches] == [p[8:] for p in plain]  # the other half is the usual draw
+    shape = SLOTS.index("shape")
+    sizes = []
+    for step, b in enumerate(batches):
+        groups = sampler.groups(step)
+        assert [i for g in groups for i in g] == b[:8]
+        for g in groups:
+            combos = [slot_values(sample_clip(0, i, "train", 1).slots) for i in g]
+            assert len({c[shape] for c in combos}) == len(combos)  # every shape differs...
+            assert len({c[:shape] + c[shape + 1 :] for c in combos}) == 1  # ...and nothing else
+            sizes.append(len(g))
+        assert all(len(g) >= 2 for g in groups[:-1])  # groups, not single clips (the last may fill a gap)
+    assert max(sizes) == 4
+    assert list(trainer._contrast(trainer._sampler(0, cfg.stage1, 1, 16), 1, 16))[0] == batches[1]  # resume
+    with pytest.raises(ValidationError, match="contrast_fraction needs data.pool"):
+        small_cfg(data={"contrast_fraction": 0.5})
+    with pytest.raises(ValidationError, match="contrast_weights"):
+        small_cfg(data={"pool": 64, "contrast_fraction": 0.5, "contrast_weights": {"size": 1.0}})
