@@ -1,12 +1,12 @@
-"""Choose the events node's segmenter settings on the validation split: the caption path end to end.
+"""Choose the events node's segmenter threshold on the validation split: the caption path end to end.
 
 `perception eval` reports `stream_segments_described` at the service's settings (configs/tiny-cpu.yaml).
 This replays the same path (online segments, each one's mean embedding decoded, the covering caption
-judged) over a grid of `threshold` x `trim_s`, on embeddings computed once, so a setting is chosen on
-`val` and only then read on the test split. Each row: described with its 95 % interval (bootstrap over
-streams), captions per true segment, and the looser `mentioned` share.
+judged) for several `threshold`s on embeddings computed once, so a setting is chosen on `val` and only
+then read on the test split. Each row: described with its 95 % interval (bootstrap over streams),
+captions per true segment, and the looser `mentioned` share.
 
-    python -m perception.eval.events_sweep [CHECKPOINT] --split val --thresholds 3,5,8,12 --trims 0,0.5,1
+    python -m perception.eval.events_sweep [CHECKPOINT] --split val --thresholds 3,5,8,12
 """
 
 from __future__ import annotations
@@ -21,47 +21,44 @@ import torch
 
 from bus.logs import get_logger
 from perception.eval.bootstrap import bootstrap_mean
-from perception.eval.stream_captions import ServiceEvents, captions_of, score, service_events
+from perception.eval.stream_captions import captions_of, score, service_segmenter
 from perception.eval.suite import SuiteConfig, embed_streams
 from perception.model import VLJepa
 
 log = get_logger("eval.events_sweep")
 
 
-def sweep(model: VLJepa, split: str, thresholds: list[float], trims: list[float], cfg: SuiteConfig) -> list[dict]:
+def sweep(model: VLJepa, split: str, thresholds: list[float], cfg: SuiteConfig) -> list[dict]:
     data = embed_streams(model, split, cfg)
-    base = service_events(cfg.events_config, cfg.step_s).segmenter
+    base = service_segmenter(cfg.events_config, cfg.step_s)
     rows = []
     for threshold in thresholds:
-        for trim_s in trims:
-            events = ServiceEvents(dataclasses.replace(base, threshold=threshold), trim_s)
-            values, groups, captions, mentioned = [], [], 0, 0
-            for k, (st, embs, times) in enumerate(zip(data.streams, data.embs, data.times, strict=True)):
-                r = score(st, captions_of(model, embs, times, events, cfg.step_s), st.seed)
-                values += r.per_segment
-                groups += [k] * len(r.per_segment)
-                captions += r.captions
-                mentioned += r.mentioned
-            described = bootstrap_mean(np.asarray(values, float), groups, cfg.resamples).to_dict()
-            rows.append(
-                {
-                    "threshold": threshold,
-                    "trim_s": trim_s,
-                    "described": described,
-                    "captions_per_segment": round(captions / len(values), 2),
-                    "mentioned": round(mentioned / len(values), 3),
-                    "segments": len(values),
-                }
-            )
-            lo, hi = described["ci95"]
-            log.info(
-                "setting",
-                threshold=threshold,
-                trim_s=trim_s,
-                described=f"{described['value']:.3f} [{lo:.3f}, {hi:.3f}]",
-                captions_per_segment=rows[-1]["captions_per_segment"],
-                mentioned=rows[-1]["mentioned"],
-            )
+        seg_cfg = dataclasses.replace(base, threshold=threshold)
+        values, groups, captions, mentioned = [], [], 0, 0
+        for k, (st, embs, times) in enumerate(zip(data.streams, data.embs, data.times, strict=True)):
+            r = score(st, captions_of(model, embs, times, seg_cfg, cfg.step_s), st.seed)
+            values += r.per_segment
+            groups += [k] * len(r.per_segment)
+            captions += r.captions
+            mentioned += r.mentioned
+        described = bootstrap_mean(np.asarray(values, float), groups, cfg.resamples).to_dict()
+        rows.append(
+            {
+                "threshold": threshold,
+                "described": described,
+                "captions_per_segment": round(captions / len(values), 2),
+                "mentioned": round(mentioned / len(values), 3),
+                "segments": len(values),
+            }
+        )
+        lo, hi = described["ci95"]
+        log.info(
+            "setting",
+            threshold=threshold,
+            described=f"{described['value']:.3f} [{lo:.3f}, {hi:.3f}]",
+            captions_per_segment=rows[-1]["captions_per_segment"],
+            mentioned=rows[-1]["mentioned"],
+        )
     return rows
 
 
@@ -74,7 +71,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("checkpoint", nargs="?", default="checkpoints/tiny")
     p.add_argument("--split", default="val", help="val (choose here) or heldout (only to report)")
     p.add_argument("--thresholds", type=_floats, default=[3.0, 5.0, 8.0, 12.0])
-    p.add_argument("--trims", type=_floats, default=[0.0, 0.5, 1.0], help="seconds left out at each segment end")
     p.add_argument("--streams-per-seed", type=int, default=SuiteConfig.streams_per_seed)
     p.add_argument("--config", default=None, help="service config whose other events settings to keep")
     p.add_argument("--threads", type=int, default=2)
@@ -84,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     model = VLJepa.load(args.checkpoint, device="cpu", dtype="float32")
     model.eval()
     cfg = SuiteConfig(streams_per_seed=args.streams_per_seed, events_config=args.config)
-    rows = sweep(model, args.split, args.thresholds, args.trims, cfg)
+    rows = sweep(model, args.split, args.thresholds, cfg)
     out = {"checkpoint": args.checkpoint, "split": args.split, "streams": len(cfg.stream_seeds()), "rows": rows}
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

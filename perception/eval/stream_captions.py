@@ -31,7 +31,7 @@ from perception.data.vocab import TEST_SPLIT, parse_slots
 from perception.eval.online import segment_online
 from perception.eval.stream_embed import eval_stream, stream_embeddings
 from perception.model import VLJepa
-from perception.nodes.segmenter import OnlineSegmenterConfig, core, segment_steps, trim_steps
+from perception.nodes.segmenter import OnlineSegmenterConfig, segment_steps
 
 STEP_S, WINDOW_S = 0.25, 2.0  # windows of 8 frames over 2 s every 0.25 s: the service's 2.1 s every 0.27 s
 
@@ -61,38 +61,21 @@ def overlap(c: Caption, t: Segment) -> float:
     return min(c.end_s, t.end_s) - max(c.start_s, t.start_s)
 
 
-@dataclass(frozen=True)
-class ServiceEvents:
-    """What the events node does with a stream: its segmenter, and the seconds trimmed off each end of a
-    segment before its mean is decoded."""
-
-    segmenter: OnlineSegmenterConfig
-    trim_s: float = 0.0
-
-
-def service_events(config: str | None = None, step_s: float = STEP_S) -> ServiceEvents:
-    """The events node's settings (configs/tiny-cpu.yaml by default), its seconds as steps here."""
+def service_segmenter(config: str | None = None, step_s: float = STEP_S) -> OnlineSegmenterConfig:
+    """The events node's segmenter settings (configs/tiny-cpu.yaml by default), its seconds as steps here."""
     ev = load_config(config).pipeline.events
     min_len, max_len = segment_steps(ev.min_len_s, ev.max_len_s, step_s)
-    seg = OnlineSegmenterConfig(
+    return OnlineSegmenterConfig(
         threshold=ev.threshold, window=ev.window, confirm=ev.confirm, min_len=min_len, max_len=max_len
     )
-    return ServiceEvents(seg, ev.trim_s)
 
 
 def captions_of(
-    model: VLJepa,
-    embs: np.ndarray,
-    times: np.ndarray,
-    events: ServiceEvents,
-    step_s: float = STEP_S,
+    model: VLJepa, embs: np.ndarray, times: np.ndarray, seg_cfg: OnlineSegmenterConfig, step_s: float = STEP_S
 ) -> list[Caption]:
-    """One caption per online segment, decoded from the mean embedding of its windows without `trim_s` at
-    each end (as the events node asks)."""
-    segments, _ = segment_online(embs, times, events.segmenter)
-    trim = trim_steps(events.trim_s, step_s)
-    means = [embs[s.start : s.end][core(s.end - s.start, trim)].mean(0) for s in segments]
-    means = torch.from_numpy(np.stack(means)).float()  # [S, D]
+    """One caption per online segment, decoded from the segment's mean embedding (as the events node asks)."""
+    segments, _ = segment_online(embs, times, seg_cfg)
+    means = torch.from_numpy(np.stack([embs[s.start : s.end].mean(0) for s in segments])).float()  # [S, D]
     texts = model.decode(means)
     half = step_s / 2
     return [
@@ -101,9 +84,9 @@ def captions_of(
     ]
 
 
-def stream_captions(model: VLJepa, stream: ShapesStream, events: ServiceEvents) -> list[Caption]:
+def stream_captions(model: VLJepa, stream: ShapesStream, seg_cfg: OnlineSegmenterConfig) -> list[Caption]:
     embs, times = stream_embeddings(model, stream, STEP_S, WINDOW_S)  # [T, D], [T]
-    return captions_of(model, embs, times, events)
+    return captions_of(model, embs, times, seg_cfg)
 
 
 def covering(t: Segment, caps: list[Caption]) -> Caption | None:
@@ -160,11 +143,11 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     model = VLJepa.load(args.checkpoint, device="cpu", dtype="float32")
-    events = service_events(args.config)
+    seg_cfg = service_segmenter(args.config)
     rows = []
     for seed in range(args.first_seed, args.first_seed + args.streams):
         stream = eval_stream(model, seed, args.split, args.seconds, WINDOW_S)
-        rows.append(score(stream, stream_captions(model, stream, events), seed))
+        rows.append(score(stream, stream_captions(model, stream, seg_cfg), seed))
         r = rows[-1]
         print(
             f"seed {seed}: described {r.described}/{r.segments} ({r.ambiguous} ambiguous left out), "

@@ -33,7 +33,7 @@ from perception.eval.bootstrap import accuracy, bootstrap_mean, per_key
 from perception.eval.cider import CiderD
 from perception.eval.metrics import normalize_text, slot_accuracy, vqa_accuracy
 from perception.eval.selective import Annotation, Stream, plot_curve, selective_decoding_curve
-from perception.eval.stream_captions import captions_of, score, service_events
+from perception.eval.stream_captions import captions_of, score, service_segmenter
 from perception.eval.stream_embed import batches, eval_stream, stream_embeddings
 from perception.model import VLJepa
 
@@ -254,10 +254,10 @@ def selective_task(model: VLJepa, split: str, data: EvalStreams, cfg: SuiteConfi
 
 def described_task(model: VLJepa, data: EvalStreams, cfg: SuiteConfig) -> dict[str, Any]:
     """The service's caption path: online segments (the events node's settings), mean embedding decoded."""
-    events = service_events(cfg.events_config, cfg.step_s)
+    seg_cfg = service_segmenter(cfg.events_config, cfg.step_s)
     values, groups, ambiguous, captions, mentioned = [], [], 0, 0, 0
     for k, (st, embs, times) in enumerate(zip(data.streams, data.embs, data.times, strict=True)):
-        caps = captions_of(model, embs, times, events, cfg.step_s)
+        caps = captions_of(model, embs, times, seg_cfg, cfg.step_s)
         r = score(st, caps, st.seed)
         values += r.per_segment
         groups += [k] * len(r.per_segment)

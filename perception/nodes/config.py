@@ -103,9 +103,6 @@ class EventsConfig(_Section):
     confirm: int = Field(2, ge=1)  # consecutive steps above threshold
     min_len_s: float = Field(0.5, gt=0)  # shortest segment (at least one window)
     max_len_s: float | None = Field(16.0, gt=0)  # force a boundary (a caption) after this long; None: never
-    # seconds of windows left out at each end of a segment's mean (a window there spans the boundary and
-    # blends in the neighbouring segment); a short segment keeps its middle windows
-    trim_s: float = Field(0.0, ge=0)
     top_labels: int = Field(3, ge=0)
     labels: list[str] | None = None  # label vocabulary; None: ShapesWorld's canonical captions
     watch: list[WatchConfig] = Field(default_factory=list)

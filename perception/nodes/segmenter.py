@@ -217,16 +217,3 @@ def segment_steps(min_len_s: float, max_len_s: float | None, cadence_s: float) -
     step; max_len never below min_len; None stays None (never force a boundary)."""
     lo = max(1, round(min_len_s / cadence_s))
     return lo, None if max_len_s is None else max(lo, round(max_len_s / cadence_s))
-
-
-def trim_steps(trim_s: float, cadence_s: float) -> int:
-    """`events.trim_s` seconds as whole windows at `cadence_s` seconds per window."""
-    return max(0, round(trim_s / cadence_s))
-
-
-def core(n: int, trim: int) -> slice:
-    """The windows of an n-window segment whose mean is decoded: `trim` left out at each end, because a
-    window there spans the boundary and blends the segment with its neighbour; a segment too short for
-    that keeps its middle window (odd n) or two (even n)."""
-    t = min(trim, (n - 1) // 2)
-    return slice(t, n - t)

@@ -4,7 +4,7 @@ out, as the messages the node publishes. No torch, no sockets: tests/nodes/test_
 `SegmentTracker` keeps one `SegmentStream` per camera (at most `events.max_cameras`, the least recently
 heard beyond that dropped; the configured cameras never). A stream runs the online segmenter
 (perception/nodes/segmenter.py) on its window end times and, at each boundary, closes the segment before
-it: the mean embedding of its windows (without `trim_s` at each end; re-normalised) is scored against the label vocabulary -> an `Event(kind="segment")`
+it: its mean embedding (re-normalised) is scored against the label vocabulary -> an `Event(kind="segment")`
 and a `DecodeRequest`. Watch phrases are scored against every embedding of the cameras they apply to, with
 hysteresis per (camera, watch id) -> an `Event(kind="watch")` naming the watch when a phrase rises to
 `enter` or falls to `leave`. `SegmentTracker.set_watch` swaps the watch list in while streams run (the
@@ -30,7 +30,7 @@ import numpy as np
 from bus.bounded import BoundedDict
 from perception.messages import DecodeRequest, Embedding, Event, LabelScore
 from perception.nodes.config import CameraConfig, EncoderConfig, EventsConfig, WatchConfig
-from perception.nodes.segmenter import OnlineSegmenter, OnlineSegmenterConfig, core, segment_steps, trim_steps
+from perception.nodes.segmenter import OnlineSegmenter, OnlineSegmenterConfig, segment_steps
 from perception.nodes.watches import Watch
 
 MEASURED_WINDOWS = 4  # embeddings whose end times give an unconfigured stream's cadence (3 gaps)
@@ -122,7 +122,6 @@ class SegmentStream:
         # (step, Embedding) for steps not yet in a closed segment; bounded once the segmenter exists
         self.recent: collections.deque[tuple[int, Embedding]] = collections.deque()
         self.segmenter: OnlineSegmenter | None = None  # None while the cadence is being measured
-        self.trim = 0  # windows left out of each end of a segment's mean (events.trim_s at the cadence)
         self.cadence_from = ""  # "config", "measured" or "fallback"
         self.step = -1
         self.segment_id = first_segment_id(first)  # the open segment's id
@@ -140,7 +139,6 @@ class SegmentStream:
             threshold=ev.threshold, window=ev.window, confirm=ev.confirm, min_len=min_len, max_len=max_len
         )
         self.segmenter = OnlineSegmenter(cfg)
-        self.trim = trim_steps(ev.trim_s, cadence_s)
         self.recent = collections.deque(
             self.recent, maxlen=(max_len or UNBOUNDED_RECENT) + cfg.window + cfg.confirm + 1
         )
@@ -196,7 +194,7 @@ class SegmentStream:
         if not members:
             return []
         nxt = self.recent[0][1] if self.recent else members[-1]
-        mean = np.mean([m.embedding for m in members[core(len(members), self.trim)]], axis=0).astype(np.float32)
+        mean = np.mean([m.embedding for m in members], axis=0).astype(np.float32)
         mean /= np.linalg.norm(mean) + 1e-12
         scores = self.vocab.label_emb @ mean
         best = np.argsort(-scores)[: self.events.top_labels]

@@ -159,30 +159,3 @@ def test_a_vocabulary_must_match_its_labels_and_watch_list():
     watch = PipelineConfig.model_validate({"events": {"watch": [{"label": "w"}]}}).events.watch
     with pytest.raises(ValueError):
         Vocabulary(["a"], np.ones((1, D), np.float32), watch, None)
-
-
-def test_trim_s_leaves_the_boundary_windows_out_of_a_segments_mean():
-    """Windows near a boundary span it: with trim_s they stay out of the mean, and a short segment keeps
-    its middle window(s)."""
-    from perception.nodes.segmenter import core
-
-    assert [core(10, 2), core(3, 2), core(4, 2), core(1, 5), core(6, 0)] == [
-        slice(2, 8),
-        slice(1, 2),
-        slice(1, 3),
-        slice(0, 1),
-        slice(0, 6),
-    ]
-    rng = np.random.default_rng(3)
-    a, before, after = (unit(rng.normal(size=D)) for _ in range(3))
-    # one segment (no boundary can fire): its first and last two windows still show the neighbours
-    stream = [unit(a + before)] * 2 + [a] * 8 + [unit(a + after)] * 2
-    means = {}
-    for trim_s in (0.0, 8 / 30 * 2):  # two windows at the configured cadence (stride 8 at 30 fps)
-        t, _, _ = tracker({"threshold": 1e9, "max_len_s": None, "trim_s": trim_s})
-        out = [m for i, v in enumerate(stream) for m in t.push(window("cam0", i, v))] + t.flush()
-        decodes = [m for m in out if isinstance(m, DecodeRequest)]
-        assert len(decodes) == 1
-        means[trim_s] = np.asarray(decodes[0].embedding)
-    untrimmed, trimmed = means.values()
-    assert float(trimmed @ a) > 0.999 > float(untrimmed @ a)  # the blended windows no longer pull it away
