@@ -16,13 +16,11 @@ import dataclasses
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from bus.logs import get_logger
-from perception.eval.bootstrap import bootstrap_mean
-from perception.eval.stream_captions import captions_of, score, service_segmenter
-from perception.eval.suite import SuiteConfig, embed_streams
+from perception.eval.stream_captions import service_segmenter
+from perception.eval.suite import SuiteConfig, described_task, embed_streams
 from perception.model import VLJepa
 
 log = get_logger("eval.events_sweep")
@@ -33,22 +31,15 @@ def sweep(model: VLJepa, split: str, thresholds: list[float], cfg: SuiteConfig) 
     base = service_segmenter(cfg.events_config, cfg.step_s)
     rows = []
     for threshold in thresholds:
-        seg_cfg = dataclasses.replace(base, threshold=threshold)
-        values, groups, captions, mentioned = [], [], 0, 0
-        for k, (st, embs, times) in enumerate(zip(data.streams, data.embs, data.times, strict=True)):
-            r = score(st, captions_of(model, embs, times, seg_cfg, cfg.step_s), st.seed)
-            values += r.per_segment
-            groups += [k] * len(r.per_segment)
-            captions += r.captions
-            mentioned += r.mentioned
-        described = bootstrap_mean(np.asarray(values, float), groups, cfg.resamples).to_dict()
+        r = described_task(model, data, cfg, dataclasses.replace(base, threshold=threshold))
+        described, seg = r["stream_segments_described"], r["stream_segments"]
         rows.append(
             {
                 "threshold": threshold,
                 "described": described,
-                "captions_per_segment": round(captions / len(values), 2),
-                "mentioned": round(mentioned / len(values), 3),
-                "segments": len(values),
+                "captions_per_segment": round(seg["captions"] / seg["scored"], 2),
+                "mentioned": round(seg["mentioned"] / seg["scored"], 3),
+                "segments": seg["scored"],
             }
         )
         lo, hi = described["ci95"]

@@ -36,6 +36,7 @@ from perception.eval.selective import Annotation, Stream, plot_curve, selective_
 from perception.eval.stream_captions import captions_of, score, service_segmenter
 from perception.eval.stream_embed import batches, eval_stream, stream_embeddings
 from perception.model import VLJepa
+from perception.nodes.segmenter import OnlineSegmenterConfig
 
 log = get_logger("eval.suite")
 
@@ -252,9 +253,12 @@ def selective_task(model: VLJepa, split: str, data: EvalStreams, cfg: SuiteConfi
     return d
 
 
-def described_task(model: VLJepa, data: EvalStreams, cfg: SuiteConfig) -> dict[str, Any]:
-    """The service's caption path: online segments (the events node's settings), mean embedding decoded."""
-    seg_cfg = service_segmenter(cfg.events_config, cfg.step_s)
+def described_task(
+    model: VLJepa, data: EvalStreams, cfg: SuiteConfig, seg_cfg: OnlineSegmenterConfig | None = None
+) -> dict[str, Any]:
+    """The service's caption path: online segments (the events node's settings unless `seg_cfg`), mean
+    embedding decoded."""
+    seg_cfg = seg_cfg or service_segmenter(cfg.events_config, cfg.step_s)
     values, groups, ambiguous, captions, mentioned = [], [], 0, 0, 0
     for k, (st, embs, times) in enumerate(zip(data.streams, data.embs, data.times, strict=True)):
         caps = captions_of(model, embs, times, seg_cfg, cfg.step_s)

@@ -123,10 +123,12 @@ class DataConfig(_Strict):
                 "data.contrast_fraction needs data.pool (groups are drawn from the pool's clips) "
                 "and data.stream_windows 0 (stream windows have no single combination)"
             )
-        slots = ("colour", "shape", "action")
-        w = self.contrast_weights
-        if set(w) - set(slots) or any(v < 0 for v in w.values()) or sum(w.values()) <= 0:
-            raise ValueError(f"data.contrast_weights: slots among {slots}, weights >= 0, some > 0; got {w}")
+        from perception.train.contrast import slot_probabilities
+
+        try:
+            slot_probabilities(self.contrast_weights)
+        except ValueError as exc:
+            raise ValueError(f"data.{exc}") from None
         return self
 
 

@@ -19,23 +19,28 @@ from torch.utils.data import Sampler
 from perception.data.shapesworld import sample_clip
 from perception.data.vocab import Slots
 
-SLOTS = ("colour", "shape", "action")
+SLOTS = Slots._fields  # ("colour", "shape", "action")
 
 
-def slot_values(slots: Slots) -> tuple[str, str, str]:
-    return slots.colour, slots.shape, slots.action
+def slot_probabilities(weights: Mapping[str, float]) -> np.ndarray:
+    """(3,) probabilities of varying each slot, from relative weights (a slot left out weighs 0)."""
+    unknown = sorted(set(weights) - set(SLOTS))
+    w = np.array([float(weights.get(s, 0.0)) for s in SLOTS])
+    if unknown or (w < 0).any() or w.sum() <= 0:
+        raise ValueError(f"contrast_weights: slots among {SLOTS}, weights >= 0, some > 0; got {dict(weights)}")
+    return w / w.sum()
 
 
 class ContrastIndex:
     """Pool clip indices by (colour, shape, action), and for each slot the combinations that share the
     other two: the sets a contrast group is drawn from."""
 
-    def __init__(self, combos: list[tuple[str, str, str]]) -> None:
-        self.by_combo: dict[tuple[str, str, str], list[int]] = defaultdict(list)
+    def __init__(self, combos: list[Slots]) -> None:
+        self.by_combo: dict[tuple, list[int]] = defaultdict(list)
         for i, c in enumerate(combos):
             self.by_combo[c].append(i)
         # slot k -> list of families: the combos that agree on every slot but k (at least 2 of them)
-        self.families: dict[str, list[list[tuple[str, str, str]]]] = {}
+        self.families: dict[str, list[list[tuple]]] = {}
         for k, slot in enumerate(SLOTS):
             fam: dict[tuple, list] = defaultdict(list)
             for c in self.by_combo:
@@ -44,7 +49,7 @@ class ContrastIndex:
 
     @classmethod
     def of_pool(cls, seed: int, pool: int, split: str = "train", max_objects: int = 3) -> ContrastIndex:
-        return cls([slot_values(sample_clip(seed, i, split, max_objects).slots) for i in range(pool)])
+        return cls([sample_clip(seed, i, split, max_objects).slots for i in range(pool)])
 
     def group(self, rng: np.random.Generator, slot: str, size: int) -> list[int]:
         """Up to `size` pool indices, one per combination of a random family that varies `slot`."""
@@ -75,14 +80,8 @@ class ContrastBatches(Sampler[list[int]]):
         rank: int,
         start: int,
     ) -> None:
-        unknown = sorted(set(weights) - set(SLOTS))
-        if unknown:
-            raise ValueError(f"contrast weights: slots must be among {SLOTS}, got {unknown}")
-        w = np.array([float(weights.get(s, 0.0)) for s in SLOTS])
-        if (w < 0).any() or w.sum() <= 0:
-            raise ValueError(f"contrast weights must be >= 0 with a positive sum, got {dict(weights)}")
         self.base, self.index, self.rows, self.group_size = base, index, rows, group_size
-        self.p, self.seed, self.rank, self.start = w / w.sum(), seed, rank, start
+        self.p, self.seed, self.rank, self.start = slot_probabilities(weights), seed, rank, start
 
     def __len__(self) -> int:
         return len(self.base)

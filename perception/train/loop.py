@@ -155,7 +155,8 @@ class Trainer:
             g["lr_scale"] = g["lr"]  # 1.0, or the Y-encoder multiplier
         self.opt = torch.optim.AdamW(groups, betas=tuple(cfg.optim.betas))
         self.global_step = 0
-        self._pool_cache: dict[str, CachedClips | ContrastIndex] = {}
+        self._pool_cache: dict[str, CachedClips] = {}
+        self._contrast_index: ContrastIndex | None = None  # the pool's clips by combination, planned once
         if state is not None:
             self.opt.load_state_dict(state["optimizer"])
             self.global_step = int(state["global_step"])
@@ -218,12 +219,12 @@ class Trainer:
 
     def _contrast(self, base: StepBatches, start: int, batch: int) -> ContrastBatches:
         dc = self.cfg.data
-        if "contrast" not in self._pool_cache:  # planning the pool's clips: about 2.5 s per 16,384
-            self._pool_cache["contrast"] = ContrastIndex.of_pool(dc.seed, dc.pool, "train", dc.max_objects)
+        if self._contrast_index is None:  # planning the pool's clips: about 2.5 s per 16,384
+            self._contrast_index = ContrastIndex.of_pool(dc.seed, dc.pool, "train", dc.max_objects)
         rows = round(dc.contrast_fraction * batch)
         return ContrastBatches(
             base,
-            self._pool_cache["contrast"],
+            self._contrast_index,
             rows,
             dc.contrast_group,
             dc.contrast_weights,

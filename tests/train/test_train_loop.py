@@ -321,7 +321,7 @@ def test_contrast_groups_differ_in_one_slot_and_keep_a_resumable_order(small_cfg
     from pydantic import ValidationError
 
     from perception.data.shapesworld import sample_clip
-    from perception.train.contrast import SLOTS, slot_values
+    from perception.train.contrast import SLOTS
 
     cfg = small_cfg(
         data={"pool": 2048, "contrast_fraction": 0.5, "contrast_group": 4, "contrast_weights": {"shape": 1.0}},
@@ -339,7 +339,7 @@ def test_contrast_groups_differ_in_one_slot_and_keep_a_resumable_order(small_cfg
         groups = sampler.groups(step)
         assert [i for g in groups for i in g] == b[:8]
         for g in groups:
-            combos = [slot_values(sample_clip(0, i, "train", 1).slots) for i in g]
+            combos = [sample_clip(0, i, "train", 1).slots for i in g]
             assert len({c[shape] for c in combos}) == len(combos)  # every shape differs...
             assert len({c[:shape] + c[shape + 1 :] for c in combos}) == 1  # ...and nothing else
             sizes.append(len(g))
