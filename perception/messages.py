@@ -1,7 +1,7 @@
 """Every message the perception service puts on the bus, registered with the bus codec by type name.
 
 Topics (docs/architecture.md): frames/<cam>, truth/<cam>, embeddings/<cam>, events/<cam>, decode/<cam>,
-captions/<cam>, watches/all, stats/<node>. Times that leave a process are wall-clock ns since the epoch
+captions/<cam>, pose/<cam>, watches/all, stats/<node>. Times that leave a process are wall-clock ns since the epoch
 (`*_ns`); a message carries the capture time of the newest frame it depends on (`t_capture_ns`), so
 any node can report the latency from the camera to itself.
 """
@@ -159,3 +159,28 @@ class WatchList(Message):
 
     TYPE: ClassVar[str] = "WatchList"
     watches: list[WatchItem] = Field(default_factory=list)
+
+
+@register
+class Pose(Message):
+    """Where the robot carrying camera `cam` was (pose/<cam>): from a bag's or a live ROS 2 graph's
+    odometry, PoseStamped or TF, so memory can say where something was seen. Planar yaw is what
+    queries use; the full orientation travels too for consumers that need it."""
+
+    TYPE: ClassVar[str] = "Pose"
+    cam: str
+    frame_id: str  # the fixed frame the position is in ("map", "odom", ...)
+    child_frame_id: str = ""  # the moving frame (base_link), when the source names one
+    stamp_ns: Ns  # the source's header stamp (bag or robot clock), ns since the epoch
+    x: float  # metres in frame_id
+    y: float
+    z: float = 0.0
+    yaw: float = 0.0  # radians about +z, from the orientation quaternion
+    qx: float = 0.0
+    qy: float = 0.0
+    qz: float = 0.0
+    qw: float = 1.0
+    source: str = ""  # where it came from: "odometry:/odom", "pose:/amcl_pose", "tf:map->base_link"
+
+    def __str__(self) -> str:
+        return f"Pose({self.cam} {self.frame_id} x={self.x:.2f} y={self.y:.2f} yaw={self.yaw:.2f})"

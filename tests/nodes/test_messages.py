@@ -14,6 +14,7 @@ from perception.messages import (
     Frame,
     GroundTruthSegment,
     LabelScore,
+    Pose,
     WatchItem,
     WatchList,
 )
@@ -70,6 +71,7 @@ SAMPLES = [
     Caption(
         cam="cam0", segment_id=4, text="the red circle grows", start_ns=1, end_ns=9, t_capture_ns=9, latency_ms=12.5
     ),
+    Pose(cam="cam0", frame_id="map", child_frame_id="base_link", stamp_ns=7, x=1.5, y=-2.0, yaw=0.5, qz=0.25, qw=0.97),
 ]
 
 
