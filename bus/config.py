@@ -163,13 +163,6 @@ class BusConfig(BaseModel):
         ep = getattr(self, name)
         return ep or f"ipc://{self.runtime_dir}/{name}"
 
-    def ensure_runtime_dir(self) -> None:
-        """Create runtime_dir (0700), or check an existing one is ours and private (RuntimeDirError if not):
-        whoever can write there can replace the bus's sockets."""
-        from bus.security import ensure_private_dir  # security builds on config, not the other way round
-
-        ensure_private_dir(self.runtime_dir)
-
     def limits(self):
         """The codec's per-message limits from this config (bus.codec.Limits)."""
         from bus.codec import Limits  # codec imports no config; keep it that way

@@ -43,7 +43,7 @@ from bus.codec import encode
 from bus.config import BusConfig
 from bus.logs import RateLimited, get_logger
 from bus.message import BusReady, Stats
-from bus.security import apply_limits, bind_server, has_roles, release, role_of, user_id
+from bus.security import apply_limits, bind_server, ensure_runtime_dir, has_roles, release, role_of, user_id
 
 log = get_logger("bus.proxy")
 
@@ -302,7 +302,7 @@ class Proxy:
 
     async def run(self) -> None:
         if any(self.config.endpoint(n).startswith("ipc://") for n in ("pub", "sub")):
-            self.config.ensure_runtime_dir()
+            ensure_runtime_dir(self.config)
         grace_s = RESUBSCRIBE_GRACE_S if self._clients_may_be_waiting() else 0.0
         xsub, xpub, control, curve_users = self._bind()  # on the loop: the ZAP handler lives here
         self._forwarder = fwd = _Forwarder(self.config, xsub, xpub, control, grace_s)

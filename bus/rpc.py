@@ -48,6 +48,7 @@ from bus.security import (
     apply_client,
     apply_limits,
     bind_server,
+    ensure_runtime_dir,
     has_roles,
     release,
     role_of,
@@ -173,7 +174,7 @@ class RpcServer:
         if self._sock is not None:
             return
         if self.endpoint.startswith("ipc://"):
-            self.config.ensure_runtime_dir()
+            ensure_runtime_dir(self.config)
         sock = self._ctx.socket(zmq.ROUTER)
         sock.setsockopt(zmq.LINGER, 0)
         apply_limits(sock, self.config)

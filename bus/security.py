@@ -72,6 +72,12 @@ def ensure_private_dir(path: Path) -> None:
         )
 
 
+def ensure_runtime_dir(config: BusConfig) -> None:
+    """Create the bus's runtime_dir (0700), or check an existing one is ours and private (RuntimeDirError if
+    not): whoever can write there can replace the bus's sockets."""
+    ensure_private_dir(config.runtime_dir)
+
+
 def write_private(path: Path, data: bytes | str, *, overwrite: bool = False) -> None:
     """Create `path` with mode 0600 in one step (O_EXCL unless `overwrite`): never readable by others."""
     flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)

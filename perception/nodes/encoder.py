@@ -46,31 +46,13 @@ from perception.nodes.runtime import LatencyWindow, Node
 from perception.nodes.text_embeddings import embed_result, embed_texts_param
 from perception.nodes.vlm_captions import VLMCaptioner, lm_passes, window_caption
 from perception.nodes.windows import CameraWindows, WindowJob, WindowSchedule, stack_windows
-from perception.nodes.workers import HOLDS_PREFIX, Liveness, WorkerBeats, WorkerPlan, worker_name
+from perception.nodes.workers import HOLDS_PREFIX, Liveness, WorkerBeats, WorkerPlan, encoder_endpoint, worker_name
 
 MAX_QUESTION_CHARS = 1000
 MAX_CHOICES = 64
 MAX_CHOICE_CHARS = 200
 MAX_QUEUED_ASKS = 4  # asks waiting for the model thread; more get `busy`
 MAX_QUEUED_EMBEDS = 8  # embeds waiting for the model thread; more get `busy`
-
-
-def encoder_endpoint(config, worker: int | None = None) -> str:
-    """The encoder's `ask` endpoint: pipeline.encoder.rpc or ipc://{runtime_dir}/encoder; worker K of
-    several: `.K` appended to an ipc path, K added to a tcp port."""
-    base = config.pipeline.encoder.rpc or f"ipc://{config.bus.runtime_dir}/encoder"
-    if worker is None or config.pipeline.encoder.workers <= 1:
-        return base
-    if base.startswith("tcp://"):
-        host, port = base.rsplit(":", 1)
-        return f"{host}:{int(port) + worker}"
-    return f"{base}.{worker}"
-
-
-def encoder_endpoints(config) -> list[str]:
-    """Every encoder worker's endpoint (one when there is one encoder)."""
-    workers = config.pipeline.encoder.workers
-    return [encoder_endpoint(config, k if workers > 1 else None) for k in range(workers)]
 
 
 @dataclass

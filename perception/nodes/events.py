@@ -55,11 +55,11 @@ import numpy as np
 from bus.component import Output, on
 from bus.rpc import RpcClient, RpcError, RpcTimeout
 from perception.messages import DecodeRequest, Embedding, Event, WatchList
-from perception.nodes.encoder import encoder_endpoints
 from perception.nodes.runtime import Node
 from perception.nodes.segments import SegmentStream, SegmentTracker, StreamStart, Vocabulary
 from perception.nodes.text_embeddings import fetch_text_embeddings
 from perception.nodes.watches import Watch, runtime_watches
+from perception.nodes.workers import encoder_endpoints
 
 WATCHES_ASK_S = 1.0  # the world's `watches`, asked once at start
 WATCH_EMBED_S = 5.0  # an encoder that takes longer to embed new phrases is tried again on the next broadcast

@@ -48,17 +48,16 @@ from bus.message import Stats
 from bus.pubsub import BusNotReady, Subscriber
 from bus.record import Recorder
 from bus.runtime import run_until_stopped
-from bus.security import refuse_live_ipc
+from bus.security import ensure_runtime_dir, refuse_live_ipc
 from perception.config import AppConfig, ConfigError, load_config
 from perception.messages import Caption, Event
 from perception.model.config import ModelSection
 from perception.nodes import NODE_NAMES
-from perception.nodes.encoder import encoder_endpoints
 from perception.nodes.graph import Graph
 from perception.nodes.models import ModelUnavailableError, model_config, resolve_checkpoint, vlm_preflight
 from perception.nodes.runtime import PARENT_ENV
 from perception.nodes.sources import with_source
-from perception.nodes.workers import worker_names
+from perception.nodes.workers import encoder_endpoints, worker_names
 
 log = get_logger("launcher")
 
@@ -221,7 +220,7 @@ class Launcher:
     # -- children -----------------------------------------------------------------------------------------
 
     def _write_config(self) -> Path:
-        self.config.bus.ensure_runtime_dir()
+        ensure_runtime_dir(self.config.bus)
         path = Path(self.config.bus.runtime_dir) / f"pipeline-{os.getpid()}.json"
         path.write_text(self.config.model_dump_json())
         return path
@@ -550,7 +549,7 @@ class Launcher:
 
         A second pipeline on endpoints a live one serves is refused here, before any child starts
         (EndpointInUseError): its nodes would otherwise join the first one's bus and crash-loop on binds."""
-        self.config.bus.ensure_runtime_dir()
+        ensure_runtime_dir(self.config.bus)
         for endpoint in self.bound_endpoints():
             refuse_live_ipc(endpoint)
         return await run_until_stopped(lambda: self._run(duration), on_stop=self.request_stop)

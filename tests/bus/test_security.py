@@ -22,6 +22,7 @@ from bus.security import (
     apply_client,
     bind_server,
     ensure_private_dir,
+    ensure_runtime_dir,
     generate_keypair,
     load_allow_list,
 )
@@ -244,7 +245,7 @@ def test_runtime_dir_of_another_user_is_refused(tmp_path):
     theirs.mkdir(mode=0o700)
     os.chown(theirs, 65534, 65534)
     with pytest.raises(RuntimeDirError, match="belongs to uid 65534"):
-        BusConfig(runtime_dir=theirs).ensure_runtime_dir()
+        ensure_runtime_dir(BusConfig(runtime_dir=theirs))
 
 
 async def test_a_second_proxy_on_the_same_ipc_paths_is_refused(bus_config, proxy):
