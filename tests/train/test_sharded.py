@@ -20,8 +20,9 @@ from perception.data.shards import write_shards
 from perception.data.video_io import write_clip_set
 from perception.model import VLJepa
 from perception.model.tiny_real import tiny_real_model_section, write_tiny_pretrained
+from perception.train.config import ShardedTrainConfig
 from perception.train.sample_streams import StreamLayoutError
-from perception.train.sharded import ShardedTrainConfig, ShardedTrainer, train_sharded
+from perception.train.sharded import ShardedTrainer, train_sharded
 from tests.support import child_env
 
 SAMPLES = 24  # 4 clips x (1 caption + 5 questions), in 8 shards of 3: 4 streams x 2 shards, 6 samples each
