@@ -143,6 +143,12 @@ class WorldConfig(_Section):
     # watch phrases added at run time (the `watch` RPC) per camera scope (one camera, or every camera);
     # at most max_cameras + 1 scopes. With `persist`, kept in `<persist>.watches.json`
     max_watches: int = Field(32, ge=1, le=1024)
+    # `watch` / `unwatch` calls per second per RPC client (its CURVE key, else its connection), in bursts of
+    # up to `write_burst`; beyond that a call gets RpcError "rate_limited" saying when to retry. The
+    # clients tracked are bounded too (least recently heard forgotten)
+    write_rate_per_s: float = Field(20.0, gt=0, le=10_000)
+    write_burst: int = Field(40, ge=1, le=10_000)
+    max_rpc_clients: int = Field(1024, ge=1, le=1_000_000)
 
 
 class SupervisorConfig(_Section):

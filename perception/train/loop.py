@@ -51,6 +51,7 @@ from perception.train.distributed import (
 )
 from perception.train.schedule import cosine_lr
 from perception.train.state import load_trainer_state
+from perception.train.workers import loader_context
 
 TRAINER_STATE = "trainer.pt"
 STAGE_OFFSET = 10**9  # clip indices of stage k start at k * STAGE_OFFSET
@@ -228,6 +229,7 @@ class Trainer:
             data,
             batch_sampler=self._sampler(k, stage, start, batch),
             num_workers=dc.num_workers,
+            multiprocessing_context=loader_context(dc.num_workers),
             collate_fn=collate_segments,
             persistent_workers=False,
             prefetch_factor=4 if dc.num_workers else None,
@@ -263,6 +265,7 @@ class Trainer:
             data,
             batch_sampler=sampler,
             num_workers=workers,
+            multiprocessing_context=loader_context(workers),
             collate_fn=collate_clips,
             persistent_workers=False,
             prefetch_factor=4 if workers else None,

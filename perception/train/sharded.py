@@ -55,6 +55,7 @@ from perception.train.feature_cache import FeatureCache, encoder_fingerprint
 from perception.train.sample_streams import MicroBatches, SampleStreams, check_layout
 from perception.train.schedule import cosine_lr
 from perception.train.state import ResumeError, load_trainer_state
+from perception.train.workers import loader_context
 
 STATE_FILE = "trainer.pt"
 
@@ -269,6 +270,7 @@ class ShardedTrainer:
             self.data,
             batch_size=None,
             num_workers=workers,
+            multiprocessing_context=loader_context(workers),
             prefetch_factor=4 if workers else None,
             persistent_workers=False,
             pin_memory=self.device.type == "cuda",
