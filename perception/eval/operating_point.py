@@ -59,6 +59,11 @@ class RateRow:
     diffs: np.ndarray  # (1 + R,) mean paired CIDEr-D difference, method minus reference; row 0 the full sample
 
 
+def decode_cache(decode: Decoder) -> _DecodeCache:
+    """A decode memo keyed by (stream index, pooling, segment): share it between reports on the same streams."""
+    return _DecodeCache(decode)
+
+
 def rate_reduction(rate_hz: float, reference_hz: float = REFERENCE_RATE_HZ) -> float:
     return reference_hz / rate_hz
 
@@ -134,18 +139,21 @@ def operating_point_report(
     pooling: Pooling = "mean",
     resamples: int = RESAMPLES,
     seed: int = SEED,
+    methods: Sequence[str] = METHODS,
+    cache: _DecodeCache | None = None,
 ) -> dict:
     """The operating-point table on all streams and on each seed set (`seed_sets[k]`: the set stream k
-    belongs to), with the overlap check across sets."""
+    belongs to), with the overlap check across sets. Pass one `cache` (`decode_cache(decode)`) to several
+    calls on the same streams and each distinct segment is decoded once across them."""
     if not streams:
         raise ValueError("need at least one stream")
     online = online or OnlineSegmenterConfig()
     scorer = CiderD([a.references for s in streams for a in s.annotations])
-    cache = _DecodeCache(decode)
+    cache = cache or _DecodeCache(decode)
     ref_segs = [uniform_segments(s.times, 1.0 / REFERENCE_RATE_HZ) for s in streams]
     _, ref = _score(streams, ref_segs, pooling, cache, scorer)
     scored: list[_Scored] = []
-    for method in METHODS:
+    for method in methods:
         for rate in rates_hz:
             segs = _segmentations(streams, method, 1.0 / rate, online)
             decodes, per_ann = _score(streams, segs, pooling, cache, scorer)
@@ -158,7 +166,7 @@ def operating_point_report(
         ref_cider = float(draws.mean(ref)[0])
         duration = float(durations[members].sum())
         out: dict = {"streams": len(members), "reference_cider": ref_cider}
-        for method in METHODS:
+        for method in methods:
             rows = [
                 RateRow(
                     method,
@@ -197,7 +205,7 @@ def operating_point_report(
                 str(rate): overlap([t[method]["rows"][i]["diff"]["ci95"] for t in by_set.values()])
                 for i, rate in enumerate(sorted(rates_hz))
             }
-            for method in METHODS
+            for method in methods
         }
     return report
 
@@ -210,7 +218,7 @@ def summary_lines(report: dict) -> list[str]:
     ]
     groups = {"all": report["all"], **{f"set {k}": v for k, v in report.get("seed_sets", {}).items()}}
     for name, t in groups.items():
-        for method in METHODS:
+        for method in (m for m in METHODS if m in t):
             cells = []
             for r in t[method]["rows"]:
                 lo, hi = r["diff"]["ci95"]

@@ -270,9 +270,9 @@ def selective_task(model: VLJepa, split: str, data: EvalStreams, cfg: SuiteConfi
     return d
 
 
-def operating_task(model: VLJepa, data: EvalStreams, cfg: SuiteConfig) -> dict[str, Any]:
-    """Selective vs uniform at fixed decode rates (perception/eval/operating_point.py), on every stream
-    and on each seed's streams as a disjoint set."""
+def scored_streams(data: EvalStreams) -> tuple[list[Stream], list[int], int]:
+    """The streams that have something to score (a non-ambiguous segment inside the embedded span), the
+    seed set of each (stream_seeds(): seed s owns streams s * 1000 + k), and how many were skipped."""
     streams, sets, skipped = [], [], 0
     for st, embs, times in zip(data.streams, data.embs, data.times, strict=True):
         anns = [
@@ -284,7 +284,12 @@ def operating_task(model: VLJepa, data: EvalStreams, cfg: SuiteConfig) -> dict[s
             skipped += 1
             continue
         streams.append(Stream(embs=embs, times=times, annotations=anns))
-        sets.append(st.seed // 1000)  # stream_seeds(): seed s owns streams s * 1000 + k
+        sets.append(st.seed // 1000)
+    return streams, sets, skipped
+
+
+def stream_decoder(model: VLJepa, cfg: SuiteConfig) -> Callable[[np.ndarray], list[str]]:
+    """(N, D) embeddings -> N greedy captions, in batches of cfg.decode_batch."""
 
     def decode(embs: np.ndarray) -> list[str]:
         out: list[str] = []
@@ -292,7 +297,15 @@ def operating_task(model: VLJepa, data: EvalStreams, cfg: SuiteConfig) -> dict[s
             out += model.decode(torch.from_numpy(embs[list(idx)]).float())
         return out
 
+    return decode
+
+
+def operating_task(model: VLJepa, data: EvalStreams, cfg: SuiteConfig) -> dict[str, Any]:
+    """Selective vs uniform at fixed decode rates (perception/eval/operating_point.py), on every stream
+    and on each seed's streams as a disjoint set, with the events node's segmenter shape."""
+    streams, sets, skipped = scored_streams(data)
     online = service_segmenter(cfg.events_config, cfg.step_s)
+    decode = stream_decoder(model, cfg)
     report = operating_point_report(streams, decode, seed_sets=sets, online=online, resamples=cfg.resamples)
     report["streams_without_annotation"] = skipped
     return report
