@@ -33,6 +33,7 @@ from torch import nn
 from transformers import AutoTokenizer
 
 from bus.logs import get_logger
+from perception.model.checkpoint_config import CHECKPOINT_FORMAT, CONFIG_FILE, CheckpointError, read_checkpoint_meta
 from perception.model.config import ModelSection, VLJepaConfig, preset_config
 from perception.model.loss import LossOutput, groups_from_texts, info_nce
 from perception.model.predictor import Predictor
@@ -43,13 +44,7 @@ from perception.model.y_encoder import TokenBatch, YEncoder, tokenize
 
 log = get_logger("model")
 
-CHECKPOINT_FORMAT = 1
 WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint directory that is missing files or whose tensors do not match its config."""
 
 
 @dataclass
@@ -396,11 +391,7 @@ class VLJepa(nn.Module):
         d = Path(directory)
         if not (d / CONFIG_FILE).exists() or not (d / WEIGHTS_FILE).exists():
             raise CheckpointError(f"{d} is not a VL-JEPA checkpoint: expected {CONFIG_FILE} and {WEIGHTS_FILE}")
-        meta = json.loads((d / CONFIG_FILE).read_text())
-        if meta.get("format") != CHECKPOINT_FORMAT:
-            raise CheckpointError(f"{d}: checkpoint format {meta.get('format')!r}, expected {CHECKPOINT_FORMAT}")
-        cfg = VLJepaConfig.from_dict(meta["model"])
-        ext: dict[str, str] = meta.get("external", {})
+        cfg, ext = read_checkpoint_meta(d)  # data: bounded, validated, no package outside PACKAGED_SOURCES
         parts = {p.split(".")[0] for p in ext}
         if "predictor.query_embed.table." in ext:
             parts.add("predictor")
