@@ -59,7 +59,9 @@ def hostile_value() -> st.SearchStrategy[Any]:
         st.text(max_size=40),
     )
     return st.recursive(
-        leaf, lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids, max_size=4), 8
+        leaf,
+        lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids, max_size=4),
+        max_leaves=8,
     )
 
 
