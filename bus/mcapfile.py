@@ -267,12 +267,20 @@ def is_ours(channel: Channel) -> bool:
     return channel.message_encoding == MESSAGE_ENCODING and channel.metadata.get("layout") == LAYOUT
 
 
+def channel_version(channel: Channel) -> int:
+    """The message version a channel of ours declares (metadata `v`), or a one-line RecordingError."""
+    v = channel.metadata.get("v", "0") or "0"
+    if not (v.isascii() and v.isdigit() and len(v) <= 9):
+        raise RecordingError(f"channel {channel.topic[:80]!r}: metadata v = {v[:20]!r} is not a message version")
+    return int(v)
+
+
 def to_stored(channel: Channel, message: Message) -> StoredMessage:
     header, buffers = unpack_message(message.data)
     return StoredMessage(
         topic=channel.topic,
         type=channel.metadata.get("type", ""),
-        v=int(channel.metadata.get("v", "0") or 0),
+        v=channel_version(channel),
         seq=message.sequence,
         log_time=message.log_time,
         publish_time=message.publish_time,

@@ -73,6 +73,14 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
+    from perception.commands.outputs import output_error
+
+    ckpt = Path(args.checkpoint)
+    inputs = [ckpt / "config.json", ckpt / "model.safetensors", args.train_config, args.config]
+    if (rc := output_error("eval", args.json_out, inputs, "--json")) is not None:
+        return rc
+    if (rc := output_error("eval", args.out, [ckpt, args.train_config], "--out", directory=True)) is not None:
+        return rc
     if args.what == "compare":
         return run_compare(args)
     try:

@@ -31,6 +31,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from perception.commands.outputs import output_error
+
+    for out, flag in ((args.export_json, "--export-json"), (args.export[1] if args.export else None, "--export")):
+        if (rc := output_error("info", out, [args.input], flag)) is not None:
+            return rc
     if args.export and args.export[0] not in ("foxglove", "json"):
         print(f"perception info: --export {args.export[0]!r}: the formats are foxglove and json", file=sys.stderr)
         return 2

@@ -55,6 +55,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from perception.commands.outputs import output_error
+
+    if args.recover and (rc := output_error("record", args.recover[1], [args.recover[0]], "--recover FIXED")):
+        return rc
+    if (rc := output_error("record", args.out, [args.config], "OUT")) is not None:
+        return rc
     try:
         target = args.recover[1] if args.recover else args.out
         if target and Path(target).exists() and not args.force:

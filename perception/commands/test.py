@@ -51,7 +51,9 @@ def run(args: argparse.Namespace) -> int:
 
     from bus.logs import get_logger
     from bus.mcapfile import RecordingError
-    from perception.config import AppConfig, ConfigError, load_config
+    from perception.commands.outputs import output_error
+    from perception.config import ConfigError, load_config, stored_config
+    from perception.nodes.launcher import model_problems
     from perception.sessions.diff import Thresholds, compare
     from perception.sessions.offline import run_offline
     from perception.sessions.perceived import read_perceived
@@ -70,10 +72,15 @@ def run(args: argparse.Namespace) -> int:
         min_cosine_p5=args.min_cosine,
         exact=args.exact,
     )
+    inputs = [*sessions, args.against, args.config]
+    outputs = [(args.out, "--out")] if args.out else [(output_path(s), "the output") for s in sessions]
+    for out, flag in (*outputs, (args.json, "--json")):
+        if (rc := output_error("test", out, inputs, flag)) is not None:
+            return rc
     try:
         configured = load_config(args.config) if args.config else None
         against = read_perceived(args.against) if args.against else None
-    except (ConfigError, RecordingError, OSError) as exc:
+    except (ConfigError, RecordingError, OSError, ValueError) as exc:
         print(f"perception test: {exc}", file=sys.stderr)
         return 2
     results, failed = [], False
@@ -83,9 +90,17 @@ def run(args: argparse.Namespace) -> int:
             if configured is not None:
                 config = configured
             elif recorded.config is not None:
-                config = AppConfig.model_validate(recorded.config)
+                # the recording's config is data (a teammate's, a customer's): validated like a user's file,
+                # and it may name no package to import; the user hears which config runs
+                config = stored_config(recorded.config, str(session))
+                print(
+                    f"perception test: {session}: using the config stored in the recording (pass --config for yours)",
+                    file=sys.stderr,
+                )
             else:
                 raise ConfigError(f"{session} stores no config (not recorded by perception); pass --config")
+            if problems := model_problems(config):  # found by the encoder node instead, a stuck offline run
+                raise ConfigError("; ".join(f"{where}: {msg}" for where, msg in problems))
             out = Path(args.out) if args.out else output_path(session)
             last = [0]
 

@@ -42,7 +42,12 @@ def parse_overrides(items: list[str]) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    from perception.commands.outputs import output_error
     from perception.train.config import load_train_config
+
+    inputs = [args.config, args.data] + ([args.resume_from] if args.resume_from else [])
+    if (rc := output_error("train", args.out, inputs, "--out", directory=True)) is not None:
+        return rc
     from perception.train.loop import train
     from perception.train.state import ResumeError
 

@@ -135,7 +135,11 @@ def add_view_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_view(args: argparse.Namespace) -> int:
+    from perception.commands.outputs import output_error
     from perception.config import ConfigError, load_config
+
+    if (rc := output_error("view", args.save, [args.session, args.config], "--save")) is not None:
+        return rc
     from perception.viewers.texts import parse_labels
 
     try:

@@ -75,13 +75,7 @@ def prepare_config(path: str | Path | None, source: str | None = None) -> AppCon
     problems = []
     for i, cam in enumerate(config.pipeline.cameras):
         problems += [f"  pipeline.cameras.{i}.{key}: {msg}" for key, msg in cam.preflight().items()]
-    try:
-        resolve_checkpoint(config.model)
-    except ModelUnavailableError as exc:
-        problems.append(f"  model.checkpoint: {exc}")
-    else:
-        problems += [f"  {where}: {msg}" for where, msg in missing_weights(config.model)]
-    problems += [f"  {where}: {msg}" for where, msg in vlm_preflight(config.pipeline.encoder)]
+    problems += [f"  {where}: {msg}" for where, msg in model_problems(config)]
     beat = config.pipeline.supervisor.heartbeat_timeout_s
     if beat is not None and beat < 3 * config.bus.stats_interval_s:
         problems.append(
@@ -93,6 +87,17 @@ def prepare_config(path: str | Path | None, source: str | None = None) -> AppCon
     for unwired in Graph.of(config.pipeline.nodes, config).unwired(config.pipeline.external_inputs):
         log.warning("input wired to nothing", node=unwired.node, topic=unwired.input.topic, hint=unwired.describe())
     return config
+
+
+def model_problems(config: AppConfig) -> list[tuple[str, str]]:
+    """(config path, error) for a model that cannot be loaded here: no checkpoint, a checkpoint whose
+    config.json is unreadable or names a package a data file may not, missing pretrained weights, a VLM
+    checkpoint that does not fit. Checked without torch, before any process (or offline run) starts."""
+    try:
+        resolve_checkpoint(config.model)
+    except ModelUnavailableError as exc:
+        return [("model.checkpoint", str(exc))]
+    return missing_weights(config.model) + vlm_preflight(config.pipeline.encoder)
 
 
 def missing_weights(section: ModelSection) -> list[tuple[str, str]]:
@@ -119,7 +124,9 @@ def missing_weights(section: ModelSection) -> list[tuple[str, str]]:
         where = "model.checkpoint" if section.checkpoint else f"model.weights.{part}"
         if source.startswith("package:"):
             module = source.split(":", 1)[1]
-            if importlib.util.find_spec(module) is None:
+            if not module.isidentifier():  # find_spec("a.b") imports a: only a top-level name is looked up
+                out.append((where, f"{part}: {source[:80]!r} does not name an installed top-level package"))
+            elif importlib.util.find_spec(module) is None:
                 out.append(
                     (
                         where,

@@ -38,7 +38,7 @@ from pydantic import Field, ValidationError, ValidatorFunctionWrapHandler, WrapV
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from perception.nodes.feed import EVERYTHING, Want, scaled
-from perception.nodes.sections import NAME_PATTERN, Section, relocated
+from perception.nodes.sections import MAX_SECONDS, NAME_PATTERN, Section, relocated
 
 if TYPE_CHECKING:
     import numpy as np
@@ -50,14 +50,16 @@ if TYPE_CHECKING:
 class CameraConfig(Section):
     """What every camera has; each kind's subclass below adds its own keys and narrows `type`."""
 
-    name: str = Field("cam0", pattern=NAME_PATTERN)  # used in topic names: frames/<name>, captions/<name>
+    name: str = Field(
+        "cam0", pattern=NAME_PATTERN, max_length=128
+    )  # used in topic names: frames/<name>, captions/<name>
     type: str  # the kind; a subclass narrows it to its own Literal
     fps: float = Field(30.0, gt=0, le=1000)  # frames per second; high-speed cameras reach ~1000 fps
     realtime: bool = True  # pace frames at the source's rate; False: as fast as the encoder takes them
     loop: bool = False  # finite sources (files, synthetic streams): start again at the end
     # retry an unreadable / vanished source with exponential backoff (never crash the pipeline)
-    retry_initial_s: float = Field(0.5, gt=0)
-    retry_max_s: float = Field(10.0, gt=0)
+    retry_initial_s: float = Field(0.5, gt=0, le=MAX_SECONDS)
+    retry_max_s: float = Field(10.0, gt=0, le=MAX_SECONDS)
 
     # True: the source's own frame rate wins over `fps` (a file plays at its container's rate)
     rate_from_source: ClassVar[bool] = False
@@ -155,9 +157,9 @@ class SyntheticCameraConfig(CameraConfig):
     """A ShapesWorld stream rendered live; its ground-truth segments go to truth/<cam> as they start."""
 
     type: Literal["synthetic"] = "synthetic"
-    seed: int = 0  # which stream
+    seed: int = Field(0, ge=0, lt=2**32)  # which stream (a numpy seed)
     split: str = Field("heldout", pattern=r"^(train|heldout|val)$")
-    duration_s: float | None = Field(None, gt=0)  # stream length; None: 30-120 s drawn from the seed
+    duration_s: float | None = Field(None, gt=0, le=366 * 86_400)  # stream length; None: 30-120 s drawn from the seed
     size: int = Field(64, ge=16, le=1024)  # frame side, pixels
 
     @property
@@ -312,7 +314,7 @@ class OpenCVCameraConfig(CameraConfig):
     """A local camera by device index through OpenCV (optional: pip install opencv-python-headless)."""
 
     type: Literal["opencv"] = "opencv"
-    index: int = Field(0, ge=0)  # the device index (/dev/video<index> on Linux)
+    index: int = Field(0, ge=0, le=4096)  # the device index (/dev/video<index> on Linux)
 
     def describe(self) -> str:
         return f"opencv camera {self.index}"

@@ -8,7 +8,6 @@ a second, so one damaged record never stops an export or a view.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -53,13 +52,13 @@ def session_config(path: str | Path):
     this version does not validate: the caller falls back to its own)."""
     from mcap.reader import make_reader
 
-    from perception.config import AppConfig
+    from perception.config import stored_config
 
     try:
         with open(path, "rb") as f:
             for record in make_reader(f).iter_metadata():
                 if record.name == "session" and "config" in record.metadata:
-                    return AppConfig.model_validate(json.loads(record.metadata["config"]))
+                    return stored_config(record.metadata["config"], str(path))  # data: no package imports
     except FileNotFoundError:
         raise RecordingError(f"recording not found: {path}") from None
     except Exception as exc:  # an old or foreign config: not fatal for a viewer
