@@ -64,6 +64,7 @@ from perception.nodes.watches import (
     check_camera,
     check_watch,
     decode_file,
+    read_file,
     watch_file,
     write_file,
 )
@@ -391,11 +392,15 @@ class WorldNode(Node):
     def _restore_watches(self, path: Path) -> None:
         """The runtime watches a previous run kept; a file that cannot be read: a warning, an empty list."""
         try:
-            data = path.read_bytes()
+            data = read_file(path)  # bounded, no symlink followed
         except FileNotFoundError:
             return
         except OSError as exc:
             self.log.warning("could not read the runtime watch file; starting without", path=str(path), error=str(exc))
+            return
+        except ValueError as exc:  # too large, not a regular file
+            self.counters["watch_file_bad"] += 1
+            self.log.warning("the runtime watch file is not usable; starting without", path=str(path), error=str(exc))
             return
         try:
             kept, dropped = decode_file(data)
