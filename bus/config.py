@@ -112,6 +112,9 @@ class CurveConfig(BaseModel):
     # servers: per-key permissions, by key file name without .key ("dashboard" for dashboard.key);
     # an allow-listed key without an entry has full access
     roles: dict[str, Role] = Field(default_factory=dict)
+    # servers: topic prefixes that only the keys listed may publish on, whatever their roles say. The
+    # runtime watch list is the world node's alone: name the key the world connects with (default "world")
+    topic_owners: dict[str, list[str]] = Field(default_factory=lambda: {"watches/": ["world"]})
 
 
 class ShmConfig(BaseModel):

@@ -31,6 +31,7 @@ from bus.pubsub import Publisher, Subscriber
 from bus.record import Recorder
 from perception.config import AppConfig
 from perception.nodes import NODE_NAMES
+from perception.nodes.events import WORLD_SRC
 from perception.nodes.graph import Graph, node_class
 from perception.sessions.metadata import session_metadata
 from perception.testing import private_bus, recorded_inputs
@@ -167,16 +168,18 @@ async def run_offline(
         async with proxy_in_background(bus):
             sub = await Subscriber(bus.model_copy(update={"latest_prefixes": []}), outputs, name="offline").start()
             pub = Publisher(bus, src="offline")
+            world = Publisher(bus, src=WORLD_SRC)  # the recording's watch lists stand in for the world's
             recording_task = asyncio.create_task(recorder.run())
             tasks = {n: asyncio.create_task(node.run(), name=n) for n, node in nodes.items()}
             step = Lockstep(nodes, sub)
             try:
                 await pub.ready()
+                await world.ready()
                 await _wait_ready(nodes, tasks, recorder, recording_task, cfg.pipeline.supervisor.startup_timeout_s)
                 running = set(names)
                 t_feed = time.monotonic()
                 for k, (topic, msg) in enumerate(inputs):
-                    await pub.publish(topic, msg)
+                    await (world if topic.startswith("watches/") else pub).publish(topic, msg)
                     step.deliver(topic)
                     await step.settle(running, tasks)
                     if progress is not None:
@@ -201,6 +204,7 @@ async def run_offline(
                 await asyncio.gather(recording_task, return_exceptions=True)
                 sub.close()
                 pub.close()
+                world.close()
     return OfflineRun(
         out=out,
         nodes=names,
