@@ -315,6 +315,8 @@ class Session:
             try:
                 for child in psutil.Process(self.launcher.pid).children():
                     cmd = child.cmdline()
+                    if child.name().startswith("spare:"):  # a waiting spare (supervisor.spares): not running yet
+                        continue
                     if "perception.nodes" in cmd and child.status() != psutil.STATUS_ZOMBIE:
                         out[cmd[cmd.index("perception.nodes") + 1]] = child.pid
             except psutil.Error:
