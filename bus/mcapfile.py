@@ -177,6 +177,10 @@ class BusMcapWriter:
         self.messages += 1
         self.bytes += len(data)
 
+    def size(self) -> int:
+        """Bytes written to the file so far (closed chunks; the chunk in progress is not counted)."""
+        return self._file.tell()
+
     def metadata(self, name: str, values: dict) -> None:
         self._writer.add_metadata(name, _str_map(values))
 

@@ -83,6 +83,7 @@ class EncoderNode(Node):
         self.worker = worker if workers > 1 else None  # which of several workers (perception/nodes/workers.py)
         self.outputs = self.outputs_for(config)
         super().__init__(config)
+        self._preloaded = False
         if self.worker is not None:
             self.log = self.log.bind(worker=self.bus_name)
 
@@ -90,20 +91,38 @@ class EncoderNode(Node):
     def bus_name(self) -> str:
         return worker_name(self.worker) if self.worker is not None else self.name
 
-    async def setup(self) -> None:
+    def preload(self) -> None:
+        """Imports (torch, transformers) and the model: most of a cold start. Run by a spare process
+        (`supervisor.spares`) before it is needed, else by `setup`."""
+        if self._preloaded:
+            return
         enc = self.config.pipeline.encoder
+        t0 = time.monotonic()
         self.vlm: VLMCaptioner | None = None
         if enc.mode == "vlm":
-            self.vlm = await asyncio.to_thread(VLMCaptioner.load, self.config, enc.threads)
-            self.model_id, frames = self.vlm.model_id, self.vlm.frames
+            self.vlm = VLMCaptioner.load(self.config, enc.threads)
+            self.model_id = self.vlm.model_id
         else:
-            self.model, self.model_id = await asyncio.to_thread(load_model, self.config.model, enc.threads)
-            from perception.model.window import (
-                WindowRunner,  # torch: imported once the node runs
-            )
+            self.model, self.model_id = load_model(self.config.model, enc.threads)
+            from perception.model.window import WindowRunner  # torch: imported once the node runs
 
             self.runner = WindowRunner(self.model, enc.query, jit=enc.jit)
-            frames = self.model.cfg.x_encoder.frames
+        t1 = time.monotonic()
+        self.model_lock = threading.Lock()  # one forward at a time (warm-up, windows and asks share the model)
+        frames = self.vlm.frames if self.vlm is not None else self.model.cfg.x_encoder.frames
+        self._warm_up(enc.window_frames or frames)
+        self._preloaded = True
+        self.log.info(
+            "model loaded",
+            model=self.model_id,
+            load_s=round(t1 - t0, 3),
+            warm_up_s=round(time.monotonic() - t1, 3),
+        )
+
+    async def setup(self) -> None:
+        enc = self.config.pipeline.encoder
+        await asyncio.to_thread(self.preload)
+        frames = self.vlm.frames if self.vlm is not None else self.model.cfg.x_encoder.frames
         for key in (
             "frames",
             "windows",
@@ -150,11 +169,9 @@ class EncoderNode(Node):
         self._evictions = RateLimited(5.0)
         self.due = threading.Event()  # a window is due
         self.stopping = threading.Event()
-        self.model_lock = threading.Lock()  # one forward at a time (warm-up, windows and asks share the model)
         self.embed_latency = LatencyWindow()
         self.forward_ms = LatencyWindow()
         self.caption_latency = LatencyWindow()  # mode vlm: last frame's capture -> caption published
-        await asyncio.to_thread(self._warm_up)
         if self.worker is not None:
             self._join_workers()
         self.rpc = RpcServer(
@@ -175,7 +192,7 @@ class EncoderNode(Node):
             worker=self.bus_name,
         )
 
-    def _warm_up(self) -> None:
+    def _warm_up(self, window_frames: int) -> None:
         """Run (and so trace) the pass for every batch shape the config already tells - synthetic cameras
         render at a known size - before the node reports ready: a first trace takes up to a second, and
         windows that arrive meanwhile would go stale and be dropped."""
@@ -189,7 +206,7 @@ class EncoderNode(Node):
         rng = np.random.default_rng(0)
         for size, cams in sizes.items():
             for b in range(1, min(cams, self.config.pipeline.encoder.max_batch) + 1):
-                self._forward(rng.integers(0, 256, (b, self.W, size, size, 3), dtype=np.uint8))
+                self._forward(rng.integers(0, 256, (b, window_frames, size, size, 3), dtype=np.uint8))
 
     def background(self) -> list:
         tasks = [self._worker(), self.rpc.run()]

@@ -23,6 +23,10 @@
 - SIGINT / SIGTERM / `duration`: SIGTERM to each child's process group, upstream first and one at a
   time (capture, encoder, events, decoder, world; events closes its open segments and the decoder
   captions them as they stop), SIGKILL after `stop_timeout_s`, the proxy last. Nothing is left behind.
+- Spares (`supervisor.spares`, default the encoder): once such a node is ready, a second process of it
+  is started with `--spare`: it imports and loads its model, then waits on its stdin touching no socket.
+  When the node dies the supervisor tells the spare to go instead of cold-starting one (imports and model
+  load are most of a restart: docs/reliability.md), then starts the next spare once it is ready.
 - Captions and events are printed as they arrive (one line each, or JSON lines with `json_lines`).
 - `record=PATH` (`perception up --record`): a recorder in this process subscribes to `record_topics`
   before any node starts, so the file holds the session from its first frame (what `perception test`
@@ -32,6 +36,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import json
 import os
@@ -191,6 +196,7 @@ class Child:
     done: asyncio.Event = field(default_factory=asyncio.Event)  # set when given up
     last_beat: float | None = None  # monotonic time of the current process's latest heartbeat
     wedged: int = 0  # times it was killed for a silent heartbeat
+    beaten: asyncio.Event = field(default_factory=asyncio.Event)  # the current process has beaten once
 
 
 class Launcher:
@@ -223,6 +229,8 @@ class Launcher:
         self.record, self.record_topics = record, record_topics or [""]
         self.recorder: Recorder | None = None
         self._recording: asyncio.Task | None = None
+        self.spares: dict[str, asyncio.subprocess.Process] = {}  # child name -> its waiting spare
+        self._spare_tasks: dict[str, asyncio.Task] = {}
 
     # -- children -----------------------------------------------------------------------------------------
 
@@ -232,21 +240,77 @@ class Launcher:
         path.write_text(self.config.model_dump_json())
         return path
 
-    async def _spawn(self, child: Child) -> None:
+    def _env(self) -> dict[str, str]:
         env = dict(os.environ)
         env[PARENT_ENV] = str(os.getpid())
         if self.log_level:
             env["PERCEPTION_LOG_LEVEL"] = self.log_level
-        child.proc = await asyncio.create_subprocess_exec(
+        return env
+
+    async def _spawn(self, child: Child) -> None:
+        spare = await self._take_spare(child)
+        child.proc = spare or await asyncio.create_subprocess_exec(
             *child.argv,
-            env=env,
+            env=self._env(),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=sys.stderr.fileno(),
             start_new_session=True,
         )
         child.started = time.monotonic()
+        child.beaten.clear()
         child.pids.append(child.proc.pid)
-        log.info("started", node=child.name, pid=child.proc.pid, restarts=child.restarts)
+        log.info("started", node=child.name, pid=child.proc.pid, restarts=child.restarts, spare=spare is not None)
+        if child.name.partition(".")[0] in self.sup.spares and not self.stopping:
+            old = self._spare_tasks.pop(child.name, None)
+            if old is not None:
+                old.cancel()
+            self._spare_tasks[child.name] = asyncio.create_task(self._make_spare(child), name=f"spare-{child.name}")
+
+    # -- spares (supervisor.spares) -------------------------------------------------------------------------
+
+    async def _take_spare(self, child: Child) -> asyncio.subprocess.Process | None:
+        """The child's waiting spare, told to go; None when there is none alive (then a cold start)."""
+        spare = self.spares.pop(child.name, None)
+        if spare is None or spare.returncode is not None or spare.stdin is None:
+            return None
+        try:
+            spare.stdin.write(b"go\n")
+            await spare.stdin.drain()
+        except (BrokenPipeError, ConnectionResetError):
+            return None
+        return spare
+
+    async def _make_spare(self, child: Child) -> None:
+        """Once the child's process is ready (so the spare's imports do not slow its start), start its
+        spare: `--spare` preloads and waits. A spare that dies meanwhile is replaced by a cold start."""
+        try:
+            await child.beaten.wait()
+            if self.stopping:
+                return
+            proc = await asyncio.create_subprocess_exec(
+                *child.argv,
+                "--spare",
+                env=self._env(),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=sys.stderr.fileno(),
+                start_new_session=True,
+            )
+        except (OSError, ValueError) as exc:
+            log.warning("spare failed to start", node=child.name, error=f"{type(exc).__name__}: {exc}")
+            return
+        self.spares[child.name] = proc
+        log.info("spare started", node=child.name, pid=proc.pid)
+
+    async def _stop_spares(self) -> None:
+        for task in self._spare_tasks.values():
+            task.cancel()
+        await asyncio.gather(*self._spare_tasks.values(), return_exceptions=True)
+        for proc in self.spares.values():
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)  # it holds nothing: no socket, no file
+                await proc.wait()
+        self.spares.clear()
 
     async def _run_once(self, child: Child) -> bool:
         """Start `child` and wait for it to exit; True if it ran `stable_after_s` (a crash loop ended)."""
@@ -351,6 +415,7 @@ class Launcher:
     async def stop(self) -> None:
         self.stopping = True
         self._stop.set()
+        await self._stop_spares()
         # upstream first, one at a time: events closes its open segments and the decoder captions them
         # before it stops, while the proxy and this launcher's listener still run
         for name in reversed(processes(self.config)):
@@ -413,6 +478,7 @@ class Launcher:
         pid = msg.counters.get("pid")
         if msg.node == "bus" or (pid is not None and int(pid) == child.proc.pid):
             child.last_beat = time.monotonic()
+            child.beaten.set()
 
     def _silence(self, child: Child, until: float, since: float) -> float:
         """Seconds up to `until` the child's current process has been silent (since its start while it has
