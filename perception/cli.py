@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from importlib.metadata import entry_points
 
-from bus.config import EndpointError
+from bus.config import NAME_ENV, EndpointError, check_pipeline_name
 from bus.logs import configure_logging
 from bus.security import SecurityConfigError
 
@@ -69,6 +70,14 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         add = getattr(module, f"add_{name}_arguments", None) or module.add_arguments
         add(p)
+        if "--name" not in p._option_string_actions:  # `keys --name` is a key's name
+            p.add_argument(
+                "--name",
+                dest="pipeline_name",
+                default=None,
+                help="which pipeline: a second concurrent one gets its own bus dir (vljepa-<uid>-NAME); "
+                "clients pass the same --name (or set PERCEPTION_NAME)",
+            )
         p.set_defaults(_run=getattr(module, f"run_{name}", None) or module.run)
     return parser
 
@@ -79,6 +88,13 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "_missing", None):
         print(f"perception {args.command}: not available in this build ({args._missing})", file=sys.stderr)
         return 2
+    name = getattr(args, "pipeline_name", None)
+    if name is not None:
+        try:
+            os.environ[NAME_ENV] = check_pipeline_name(name)  # read by the default bus dir, here and in children
+        except ValueError as exc:
+            print(f"perception {args.command}: --name: {exc}", file=sys.stderr)
+            return 2
     try:
         return int(args._run(args) or 0)
     except KeyboardInterrupt:
