@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import socket
 from pathlib import Path
 from typing import Literal
 
@@ -47,15 +48,28 @@ def default_runtime_dir(name: str | None = None) -> Path:
 
 
 def running_pipelines() -> dict[str, Path]:
-    """Default-dir pipelines of this account with an RPC socket: name ("" for the unnamed one) -> dir. For
+    """Default-dir pipelines of this account whose RPC socket answers: name ("" for the unnamed one) -> dir. For
     saying where a client looked and what else it could pick."""
     prefix = f"vljepa-{os.getuid()}"
     out = {}
     for d in sorted(runtime_base().glob(prefix + "*")):
         if d.name == prefix or d.name.startswith(prefix + "-"):
-            if (d / "rpc").is_socket():
+            if _answers(d / "rpc"):
                 out[d.name[len(prefix) + 1 :]] = d
     return out
+
+
+def _answers(path: Path) -> bool:
+    """A Unix socket something listens on (a stale one left by a killed pipeline refuses)."""
+    if not path.is_socket():
+        return False
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(0.2)
+        try:
+            s.connect(str(path))
+        except OSError:
+            return False
+    return True
 
 
 def where_looked(endpoint: str) -> str:
