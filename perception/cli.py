@@ -69,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
             module = None
         help_text = help_text or getattr(module, "HELP", "")
         p = sub.add_parser(name, help=help_text, description=help_text)
-        p.add_argument("--config", default=None, help="YAML config (default: configs/tiny-cpu.yaml)")
+        config_help = getattr(module, "CONFIG_HELP", "YAML config (default: configs/tiny-cpu.yaml)")
+        p.add_argument("--config", default=None, help=config_help)
         p.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING, ERROR")
         if module is None:
             p.set_defaults(_missing=module_name)
