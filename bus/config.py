@@ -1,6 +1,7 @@
 """Bus section of the YAML config: endpoints, queue limits, message size limit and CURVE security.
 
-Defaults are local-only (ipc:// under the runtime dir). A tcp:// endpoint on a non-loopback address is
+Defaults are local-only (ipc:// under the runtime dir, `default_runtime_dir`: the same whatever the
+environment, one per `--name`). A tcp:// endpoint on a non-loopback address is
 refused unless CURVE is enabled, so a default config can never expose the bus to the network.
 """
 
@@ -8,15 +9,77 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
+import socket
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+NAME_ENV = "PERCEPTION_NAME"  # which of several concurrent pipelines (`perception --name`); unset: the default one
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
 
-def default_runtime_dir() -> Path:
-    base = os.environ.get("XDG_RUNTIME_DIR") or "/tmp"
-    return Path(base) / f"vljepa-{os.getuid()}"
+
+def runtime_base() -> Path:
+    """Where default bus dirs live: /run/user/<uid> when it is this account's (the login session's runtime
+    dir), else /tmp. Read from the file system, never from XDG_RUNTIME_DIR: a desktop agent starts
+    `perception mcp` with a minimal environment, and must find the bus that `perception up` in a terminal
+    bound (issue 34)."""
+    run = Path(f"/run/user/{os.getuid()}")
+    try:
+        st = run.stat()
+    except OSError:
+        return Path("/tmp")
+    return run if run.is_dir() and st.st_uid == os.getuid() else Path("/tmp")
+
+
+def check_pipeline_name(name: str) -> str:
+    """A pipeline name (`--name`) as it goes into a directory name; ValueError if it cannot."""
+    if not _NAME.match(name):
+        raise ValueError(f"pipeline name {name!r}: 1-32 letters, digits, '-' or '_', starting with a letter or digit")
+    return name
+
+
+def default_runtime_dir(name: str | None = None) -> Path:
+    """`<runtime_base>/vljepa-<uid>`, or `vljepa-<uid>-<name>` for a named pipeline (`name`, else $PERCEPTION_NAME)."""
+    name = name if name is not None else os.environ.get(NAME_ENV) or None
+    leaf = f"vljepa-{os.getuid()}" + (f"-{check_pipeline_name(name)}" if name else "")
+    return runtime_base() / leaf
+
+
+def running_pipelines() -> dict[str, Path]:
+    """Default-dir pipelines of this account whose RPC socket answers: name ("" for the unnamed one) -> dir. For
+    saying where a client looked and what else it could pick."""
+    prefix = f"vljepa-{os.getuid()}"
+    out = {}
+    for d in sorted(runtime_base().glob(prefix + "*")):
+        if d.name == prefix or d.name.startswith(prefix + "-"):
+            if _answers(d / "rpc"):
+                out[d.name[len(prefix) + 1 :]] = d
+    return out
+
+
+def _answers(path: Path) -> bool:
+    """A Unix socket something listens on (a stale one left by a killed pipeline refuses)."""
+    if not path.is_socket():
+        return False
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(0.2)
+        try:
+            s.connect(str(path))
+        except OSError:
+            return False
+    return True
+
+
+def where_looked(endpoint: str) -> str:
+    """For a client that found no pipeline: where it looked, and which pipelines do answer on this host."""
+    found = running_pipelines()
+    others = ", ".join(f"--name {n}" if n else "the default (no --name)" for n in found) or "none"
+    return (
+        f"looked at {endpoint} (default bus dirs are under {runtime_base()}, one per --name, whatever "
+        f"XDG_RUNTIME_DIR says); pipelines with a socket there: {others}"
+    )
 
 
 # ---------------------------------------------------------------------------------------------- bounds

@@ -144,11 +144,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"perception record: {exc}", file=sys.stderr)
         return 2
 
+    started = False  # the bus answered and recording began
+
     async def job() -> None:
+        nonlocal started
         task = asyncio.ensure_future(recorder.run(duration=args.duration))
         ready = asyncio.ensure_future(recorder.ready.wait())
         await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
         if ready.done():
+            started = True
             into = f" into {split_path(args.out, 0).name}, ..." if split else ""
             print(f"recording {args.out}{into} topics={args.topics}", flush=True)
         else:
@@ -162,6 +166,16 @@ def run(args: argparse.Namespace) -> int:
     try:
         asyncio.run(run_until_stopped(job))
     except Exception as exc:  # BusNotReady, writer failures: say what failed, keep the file
+        if not started and recorder.stats.messages == 0:
+            # nothing was recorded (no bus answered): leave no empty file behind to refuse the retry
+            (split_path(args.out, 0) if split else Path(args.out)).unlink(missing_ok=True)
+            from bus.config import where_looked
+
+            print(
+                f"perception record: {exc}; nothing written; {where_looked(config.bus.endpoint('sub'))}",
+                file=sys.stderr,
+            )
+            return 1
         print(f"perception record: {exc}", file=sys.stderr)
         return 1
     s = recorder.stats

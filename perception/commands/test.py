@@ -7,7 +7,8 @@ file): segment boundaries, captions, watch crossings, embedding drift, latencies
 config stored in the recording is used, so an unchanged pipeline must report zero differences.
 
 Exit status: 0 when no threshold is crossed, 1 when one is (for CI gates), 2 when a session cannot be
-run (unreadable file, no frames, a bad config). docs/testing.md has a CI job that gates on recordings.
+run (unreadable file, no frames, a bad config). Without a threshold nothing is gated: the report's last
+line says "not gated" and the exit status is 0 whatever differs. docs/testing.md has a CI job that gates on recordings.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import sys
 from pathlib import Path
 
 HELP = "run recorded sessions through a pipeline offline and diff what it perceives"
+CONFIG_HELP = "YAML config to run the sessions with (default: the config stored in each recording)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

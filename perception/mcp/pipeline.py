@@ -30,7 +30,7 @@ from typing import Any
 import zmq
 
 from bus.bounded import BoundedDict
-from bus.config import BusConfig
+from bus.config import BusConfig, where_looked
 from bus.logs import RateLimited, get_logger
 from bus.pubsub import BusNotReady, Subscriber
 from bus.rpc import RpcClient, RpcError, RpcTimeout
@@ -230,7 +230,7 @@ class Pipeline:
         return PipelineError(
             "no_pipeline",
             f"no perception pipeline answers on {self.endpoint} (waited {within:g}s); start one with "
-            "`perception up` using the same --config, then retry",
+            f"`perception up` using the same --config and --name, then retry; {where_looked(self.endpoint)}",
         )
 
     async def call(self, method: str, params: dict[str, Any] | None = None, *, model: bool = False) -> Any:

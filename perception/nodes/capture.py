@@ -8,7 +8,8 @@ Frame indices stay the source's, so windows are the same whichever is sent.
 
 Synthetic cameras also publish each ground-truth segment on truth/<cam> when it starts, for evaluation.
 A source that cannot be opened, or that fails mid-stream, is logged with the reason and retried with
-exponential backoff; the node and the rest of the pipeline keep running. Live pacing never builds a
+exponential backoff; the node and the rest of the pipeline keep running. One that can never work
+(`SourceUnavailableError.permanent`: not a video, no OpenCV) is logged once and not retried. Live pacing never builds a
 backlog: a synthetic camera that is late skips to the frame due now, a file drops the frames it is late for.
 """
 
@@ -58,7 +59,10 @@ class CaptureNode(Node):
                 await asyncio.to_thread(src.connect)
             except SourceUnavailableError as exc:
                 self.counters[f"{cam.name}.source_errors"] += 1
-                self.log.error("source unavailable", camera=cam.name, error=str(exc), retry_in_s=backoff)
+                if exc.permanent:
+                    self.log.error("source cannot work, not retried", camera=cam.name, error=str(exc))
+                    await asyncio.Event().wait()  # stay up (idle) until stopped: the other cameras go on
+                self.log.error("source unavailable, retrying", camera=cam.name, error=str(exc), retry_in_s=backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, cam.retry_max_s)
                 continue
@@ -68,7 +72,7 @@ class CaptureNode(Node):
                 backoff = cam.retry_initial_s
             except SourceUnavailableError as exc:
                 self.counters[f"{cam.name}.source_errors"] += 1
-                self.log.error("source failed", camera=cam.name, error=str(exc), retry_in_s=backoff)
+                self.log.error("source failed, retrying", camera=cam.name, error=str(exc), retry_in_s=backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, cam.retry_max_s)
                 continue

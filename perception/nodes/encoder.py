@@ -487,7 +487,14 @@ class EncoderNode(Node):
             s_v, info = (cam.s_v, dict(cam.s_v_info)) if cam is not None else (None, {})
             if s_v is None:
                 known = sorted(c for c, v in self.cams.items() if v.s_v is not None)
-                raise RpcError("not_ready", f"no window encoded yet for camera {name!r}; cameras with windows: {known}")
+                if name is None:  # nothing seen yet: the camera it will be once its first window comes
+                    name = self.config.pipeline.cameras[0].name if self.config.pipeline.cameras else "?"
+                raise RpcError(
+                    "not_ready",
+                    f"no window encoded yet for camera {name!r}: the pipeline is starting or the camera has not "
+                    f"sent a full window yet; wait for its first caption and ask again (cameras with windows: "
+                    f"{', '.join(known) or 'none yet'})",
+                )
         result = await self._on_model_thread(self.asks, "asks", lambda: self._answer(s_v, question, choices))
         return {
             "camera": name,

@@ -466,6 +466,27 @@ class Launcher:
         s = self.recorder.stats
         log.info("recording closed", path=str(self.record), messages=s.messages, dropped=s.dropped)
 
+    def frames_captured(self) -> int:
+        """Frames the capture node has read so far, sent or not, from its latest stats/capture."""
+        counters = self.node_stats.get("capture", {})
+        return int(sum(v for k, v in counters.items() if k.endswith((".frames", ".frames_unsent"))))
+
+    async def _saw_frames(self) -> bool:
+        """At the end of a `duration` run: did any camera deliver a frame? Waits for one more heartbeat
+        before saying no (stats lag by up to one interval); a run that saw none failed, say so."""
+        for _ in range(int(2 * self.config.bus.stats_interval_s / 0.05) + 1):
+            if self.frames_captured():
+                break
+            await asyncio.sleep(0.05)
+        if self.frames_captured() == 0:
+            log.error(
+                "no frame captured in the whole run",
+                cameras={c.name: c.describe() for c in self.config.pipeline.cameras},
+                hint="see the capture node's 'source' errors above",
+            )
+            return False
+        return True
+
     # -- heartbeats ---------------------------------------------------------------------------------------
 
     def _beat(self, msg: Stats) -> None:
@@ -660,7 +681,8 @@ class Launcher:
                 try:
                     await asyncio.wait_for(self._stop.wait(), timeout=duration)
                 except TimeoutError:
-                    pass
+                    if "capture" in nodes and not await self._saw_frames():
+                        code = 1
             ready.cancel()
             stop_wait.cancel()
         except (TimeoutError, BusNotReady, NodeGaveUp, RecordingError) as exc:

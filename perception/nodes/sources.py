@@ -21,7 +21,12 @@ converted to RGB, a camera's grabbed but not retrieved), the encoder's copy scal
 full-resolution copy, or both.
 
 `connect` raises `SourceUnavailableError` (a ConnectionError) with a message that starts with what
-failed; `read` raises it when a live source disappears. The capture node retries both with backoff.
+failed; `read` raises it when a live source disappears. Its `permanent` says whether waiting can help: a
+local file that is not a video never will, a camera or stream that refuses now may come back. `probe()`
+(connect, decode one frame, close) is what `perception up` runs on every camera before anything starts
+(`probe_cameras`): a permanent failure stops the start with its reason (exit 2), a transient one is said
+once and retried by the capture node with backoff. A new kind gets this by raising the error with the
+right `permanent` from its `connect`/`read`, or by overriding `probe`.
 Backends (the ShapesWorld renderer, PyAV, OpenCV) are imported in `connect`, and numpy not at all, so
 importing this module, and with it the config, stays cheap.
 """
@@ -80,7 +85,14 @@ class CameraConfig(Section):
 
 
 class SourceUnavailableError(ConnectionError):
-    """A source that cannot be opened or read (missing file, bad codec, camera gone)."""
+    """A source that cannot be opened or read (missing file, bad codec, camera gone).
+
+    `permanent`: retrying cannot help (not a video, a backend not installed); otherwise the source may come
+    back (a camera unplugged, a stream server down) and is retried."""
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
 
 
 @dataclass(slots=True)
@@ -118,6 +130,16 @@ class Source(abc.ABC):
 
     def close(self) -> None:
         self.connected = False
+
+    def probe(self) -> None:
+        """Check the source can work before anything starts: connect, read (decode) one frame, close.
+        Raises SourceUnavailableError; a finite source with no frame at all is a permanent one."""
+        try:
+            self.connect()
+            if self.read(EVERYTHING) is None:
+                raise SourceUnavailableError(f"{self.config.describe()}: no frame to read", permanent=True)
+        finally:
+            self.close()
 
     def __enter__(self) -> Source:
         self.connect()
@@ -256,16 +278,17 @@ class FileSource(Source):
         import av
 
         src = self.config.path
-        if not self.config.is_url and not Path(src).is_file():
-            raise SourceUnavailableError(f"video file not found: {src}")
+        local = not self.config.is_url  # a local file that is not a video now never will be; a URL may come back
+        if local and not Path(src).is_file():
+            raise SourceUnavailableError(f"video file not found: {src}", permanent=True)
         try:
             container = av.open(src, timeout=5.0) if self.config.is_url else av.open(src)
             if not container.streams.video:
                 container.close()
-                raise SourceUnavailableError(f"no video stream in {src}")
+                raise SourceUnavailableError(f"no video stream in {src}", permanent=local)
             stream = container.streams.video[0]
         except av.FFmpegError as exc:
-            raise SourceUnavailableError(f"cannot open video {src}: {exc}") from exc
+            raise SourceUnavailableError(f"cannot open video {src}: {exc}", permanent=local) from exc
         self._fps = float(stream.average_rate) if stream.average_rate else None
         stream.thread_type = "AUTO"  # frame and slice threads in FFmpeg's decoder, outside the GIL
         self._container = container
@@ -296,7 +319,9 @@ class FileSource(Source):
         except StopIteration:
             return None
         except Exception as exc:  # av raises several error types mid-stream
-            raise SourceUnavailableError(f"cannot decode {self.config.path}: {exc}") from exc
+            raise SourceUnavailableError(
+                f"cannot decode {self.config.path}: {exc}", permanent=not self.config.is_url
+            ) from exc
         return SourceFrame(image, i, t, full if want.full else None)
 
     def close(self) -> None:
@@ -336,7 +361,8 @@ class OpenCVSource(Source):
             import cv2
         except ImportError as exc:
             raise SourceUnavailableError(
-                f"camera {self.config.index}: OpenCV is not installed (pip install opencv-python-headless)"
+                f"camera {self.config.index}: OpenCV is not installed (pip install opencv-python-headless)",
+                permanent=True,
             ) from exc
         cap = cv2.VideoCapture(self.config.index)
         if not cap.isOpened():
@@ -379,7 +405,7 @@ class OpenCVSource(Source):
         super().close()
 
 
-# -- from the kinds: the config union, the reader, the `--source` shorthand -------------------------------
+# -- from the kinds: the config union, the reader, the start-up probe, the `--source` shorthand ------------
 
 
 def make_source(config: CameraConfig) -> Source:
@@ -388,6 +414,28 @@ def make_source(config: CameraConfig) -> Source:
         if isinstance(config, kind.config):
             return kind.source(config)
     raise TypeError(f"no source reads {type(config).__name__}; camera types: {', '.join(CAMERA_KINDS)}")
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """What probing one camera found: nothing (it works), or its error and whether waiting can help."""
+
+    camera: CameraConfig
+    error: str | None = None
+    permanent: bool = False
+
+
+def probe_cameras(cameras: list[CameraConfig]) -> list[ProbeResult]:
+    """`Source.probe()` on each camera, in order (what `perception up` checks before anything starts)."""
+    out = []
+    for cam in cameras:
+        try:
+            make_source(cam).probe()
+        except SourceUnavailableError as exc:
+            out.append(ProbeResult(cam, str(exc), exc.permanent))
+        else:
+            out.append(ProbeResult(cam))
+    return out
 
 
 def source_shorthand(text: str) -> dict[str, Any]:
