@@ -127,6 +127,7 @@ class RosbagSource(Source):
         self._fps: float | None = None
         self._t0_ns: int | None = None
         self.image_topic: str | None = None
+        self.last_stamp_ns = 0  # the stamp (header, or log time) of the image `read` returned last
 
     @property
     def fps(self) -> float:
@@ -178,6 +179,7 @@ class RosbagSource(Source):
                     continue
                 i = self._index
                 self._index += 1
+                self.last_stamp_ns = t_ns
                 return SourceFrame(image, i, max(0.0, (t_ns - self._t0_ns) / 1e9), full)
         except BagError as exc:
             raise SourceUnavailableError(str(exc)) from exc
