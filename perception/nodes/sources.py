@@ -34,6 +34,7 @@ importing this module, and with it the config, stays cheap.
 from __future__ import annotations
 
 import abc
+import collections
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,6 +111,9 @@ class Source(abc.ABC):
         self.config = config
         self.connected = False
         self._index = 0  # the index of the frame the next `read` returns
+        # what the source counted itself (samples it rejected, ...): the capture node adds them to its
+        # counters as <cam>.<key> and clears them
+        self.counts: collections.Counter[str] = collections.Counter()
 
     @property
     def position(self) -> int:
@@ -127,6 +131,11 @@ class Source(abc.ABC):
     @abc.abstractmethod
     def read(self, want: Want = EVERYTHING) -> SourceFrame | None:
         """The next frame (its pixels as `want` says), or None when a finite source has ended."""
+
+    def take_poses(self) -> list:
+        """`Pose` messages the source read since the last call (a ROS bag's or graph's odometry), for
+        pose/<cam>; most sources have none."""
+        return []
 
     def close(self) -> None:
         self.connected = False
@@ -440,11 +449,19 @@ def probe_cameras(cameras: list[CameraConfig]) -> list[ProbeResult]:
 
 def source_shorthand(text: str) -> dict[str, Any]:
     """The camera that `perception up --source TEXT` means: `synthetic`, digits (a camera index) -> opencv,
-    anything else -> a video file path or URL."""
+    `ros2:/topic` -> a live ROS 2 topic, `BAG.mcap[:/topic]` or `BAGDIR:/topic` -> a rosbag2 bag, anything
+    else -> a video file path or URL."""
     if text == "synthetic":
         return {"type": "synthetic"}
     if text.isdigit():
         return {"type": "opencv", "index": int(text)}
+    if text.startswith("ros2:"):
+        return {"type": "ros2", "topic": text.removeprefix("ros2:")}
+    path, sep, topic = text.rpartition(":")
+    if sep and "://" not in text and topic.startswith("/") and path:
+        return {"type": "rosbag", "path": path, "topic": topic}
+    if text.endswith(".mcap") or (Path(text) / "metadata.yaml").is_file():
+        return {"type": "rosbag", "path": text}
     return {"type": "file", "path": text}
 
 
@@ -509,6 +526,10 @@ def _at_camera(handler: ValidatorFunctionWrapHandler, data: Any) -> CameraConfig
         raise ValidationError.from_exception_data(
             exc.title, [relocated(e, e["loc"][1:] if t else e["loc"]) for e, t in zip(errors, tagged, strict=True)]
         ) from None
+
+
+# the ROS 2 kinds (rosbag, ros2) live beside the rest of the bridge; they register here, before the union
+import perception.ros2.cameras  # noqa: E402, F401
 
 
 def _hint_other_kinds_keys() -> None:
