@@ -120,7 +120,8 @@ class EncoderNode(Node):
                 WindowRunner,  # torch: imported once the node runs
             )
 
-            self.runner = WindowRunner(self.model, enc.query, jit=enc.jit)
+            query = enc.query or self.model.cfg.predictor.default_query  # the model's own prompt unless set
+            self.runner = WindowRunner(self.model, query, jit=enc.jit)
             frames = self.model.cfg.x_encoder.frames
         for key in (
             "frames",
