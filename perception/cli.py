@@ -44,6 +44,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("perception.commands.data", "write and check WebDataset tar shards of a manifest"),
     "train": ("perception.commands.train", "train a model preset"),
     "eval": ("perception.commands.evaluate", "run the evaluation suite"),
+    "weights": ("perception.commands.weights", "import a published checkpoint (format open-vljepa) as ours"),
 }
 PLUGIN_GROUP = "perception.commands"
 

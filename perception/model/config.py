@@ -63,6 +63,12 @@ class XEncoderConfig:
     weights: str | None = None  # local dir / HF id of a VJEPA2Model checkpoint; None = random init
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    # How a clip of T != frames frames is sampled: "round" = round(linspace(0, T-1, frames)); "floor" =
+    # its integer part, what np.linspace(..., dtype=int) gives (open-vljepa's 8 frames spread over the clip)
+    frame_index: Literal["round", "floor"] = "round"
+    # Resize (short side -> image_size) + centre crop: "round" = our rounding; "torchvision" = exactly
+    # torchvision's Resize(S) + CenterCrop(S) (long side truncated, crop offset rounded, no-op at size S)
+    resize: Literal["round", "torchvision"] = "round"
     hf_config: dict[str, Any] | None = None  # full VJEPA2Config dict; authoritative when set
 
     @property
@@ -90,6 +96,12 @@ class PredictorConfig:
     token_embeddings: Literal["y_encoder", "own"] = "y_encoder"
     tokenizer: str | None = None  # None: `weights` when set, else the Y-encoder's tokenizer
     train_token_embeddings: bool = False  # the own table is frozen by default (it is large for real LMs)
+    # "longest": right-padded to the batch's longest query; "max_length": padded to max_query_tokens on the
+    # tokenizer's own side, as open-vljepa tokenizes (equal results when the side is right; exact either way)
+    query_padding: Literal["longest", "max_length"] = "longest"
+    # The query a captioning pass uses when the pipeline sets none: what this model was trained and evaluated
+    # with ("" = the neutral query of our stage 1; open-vljepa's retrieval prompt is "Describe the video.")
+    default_query: str = ""
     hf_config: dict[str, Any] | None = None  # full LlamaConfig dict (with num_hidden_layers = layers)
 
 
@@ -106,14 +118,18 @@ class YEncoderConfig:
     # square" cosine 0.78 in MiniLM, 0.97 after training): keep it slow so the text space stays the teacher.
     head_lr_mult: float = 1.0
     max_tokens: int = 64
+    padding: Literal["longest", "max_length"] = "longest"  # as PredictorConfig.query_padding, for targets
     hf_config: dict[str, Any] | None = None
 
 
 @dataclass
 class YDecoderConfig:
-    """Embedding -> text: K prefix vectors, then a small causal transformer (or any HF causal LM)."""
+    """Embedding -> text: K prefix vectors, then a small causal transformer (or any HF causal LM).
 
-    kind: Literal["builtin", "hf"] = "builtin"
+    kind="retrieval": no trained decoder (e.g. an imported checkpoint); text is the nearest phrase of a
+    phrase bank (perception/model/phrase_bank.py), and captions say they were retrieved, not decoded."""
+
+    kind: Literal["builtin", "hf", "retrieval"] = "builtin"
     prefix_tokens: int = 4  # K
     hidden: int = 192
     layers: int = 2
@@ -122,6 +138,8 @@ class YDecoderConfig:
     max_tokens: int = 32
     weights: str | None = None  # kind="hf": a local causal LM dir / HF id (its tokenizer is used too)
     frozen: bool = False  # kind="hf": freeze the LM and train only the prefix projection
+    # kind="retrieval": phrase files (one phrase a line; relative: to the working dir, else the repo root)
+    phrase_banks: list[str] = field(default_factory=lambda: ["configs/phrases.txt"])
     hf_config: dict[str, Any] | None = None
 
 
@@ -417,6 +435,9 @@ class ModelSection(BaseModel):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     weights: dict[Literal["x_encoder", "predictor", "y_encoder", "y_decoder"], str] = Field(default_factory=dict)
     overrides: dict[str, Any] = Field(default_factory=dict)
+    # A model without a trained Y-decoder (y_decoder.kind "retrieval", e.g. an imported checkpoint) captions
+    # with the nearest phrase of its phrase banks: these files replace the model's own (configs/phrases.txt)
+    phrase_banks: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _buildable(self) -> ModelSection:

@@ -106,7 +106,8 @@ class EncoderNode(Node):
             self.model, self.model_id = load_model(self.config.model, enc.threads)
             from perception.model.window import WindowRunner  # torch: imported once the node runs
 
-            self.runner = WindowRunner(self.model, enc.query, jit=enc.jit)
+            query = enc.query or self.model.cfg.predictor.default_query  # the model's own prompt unless set
+            self.runner = WindowRunner(self.model, query, jit=enc.jit)
         t1 = time.monotonic()
         self.model_lock = threading.Lock()  # one forward at a time (warm-up, windows and asks share the model)
         frames = self.vlm.frames if self.vlm is not None else self.model.cfg.x_encoder.frames

@@ -94,6 +94,8 @@ def load_model(section: ModelSection, threads: int | None = None):
         model = VLJepa.from_config(section)
     else:
         model = VLJepa.load(path, device=section.device, dtype=section.dtype)
+    if section.phrase_banks:
+        model.set_phrase_banks(section.phrase_banks)
     return model, model_id(section)
 
 
