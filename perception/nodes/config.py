@@ -12,6 +12,8 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from perception.memory.config import MemoryConfig
+from perception.nodes.sections import NAME_PATTERN
 from perception.nodes.sections import Section as _Section
 from perception.nodes.sources import AnyCameraConfig, CameraConfig, SyntheticCameraConfig
 
@@ -143,6 +145,12 @@ class WorldConfig(_Section):
     # watch phrases added at run time (the `watch` RPC) per camera scope (one camera, or every camera);
     # at most max_cameras + 1 scopes. With `persist`, kept in `<persist>.watches.json`
     max_watches: int = Field(32, ge=1, le=1024)
+    # robot memory in a database (perception/memory/, docs/memory.md): a SQLite file path (embedded) or
+    # postgresql://user@host/db?sslmode=... (a fleet's server; password from memory.password_file or
+    # $PGPASSWORD); None: the in-RAM ring only
+    store: str | None = Field(None, min_length=1)
+    robot: str | None = Field(None, min_length=1, max_length=256, pattern=NAME_PATTERN)  # None: the hostname
+    memory: MemoryConfig = Field(default_factory=MemoryConfig)
 
 
 class SupervisorConfig(_Section):

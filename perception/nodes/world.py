@@ -22,6 +22,10 @@ RPC methods on `bus.rpc` (results are JSON-friendly maps; malformed params -> Rp
     unwatch  {id}                                -> {id, removed}
     watches  {camera?}                           -> {watches: [...]}: configured and runtime, those that apply
 
+With `world.store` (perception/memory/) every checked record, window embedding and pose/<cam> also goes to
+a database, and `recall`, `last_seen`, `at`, `spans`, `segment`, `memory` answer from it
+(perception/memory/queries.py): the node only hands over, the store does the rest.
+
 The runtime watch list (perception/nodes/watches.py: checks, bounds `max_watches` per camera scope, its
 file `<persist>.watches.json`) is published whole as a `WatchList` on watches/all whenever it changes and
 every `WATCHES_EVERY_S`, so a (re)started events node has it within a second. Unwatching a phrase that is
@@ -46,9 +50,10 @@ from typing import Any
 import numpy as np
 
 from bus.bounded import BoundedDict
-from bus.component import Output, on
+from bus.component import Input, Output, on
 from bus.rpc import RpcError, RpcServer, RpcTimeout
-from perception.messages import Caption, Embedding, Event, WatchList
+from perception.memory.node import WorldMemory
+from perception.messages import Caption, Embedding, Event, Pose, WatchList
 from perception.nodes.models import embed_dim
 from perception.nodes.runtime import Node
 from perception.nodes.text_embeddings import embeddings_of
@@ -160,9 +165,17 @@ class WorldNode(Node):
             self._restore_watches(self._watch_file)
         # asks go to the worker holding the camera, embeds to any (perception/nodes/workers.py)
         self.encoder = EncoderRouter(self.config, timeout=self.wcfg.ask_timeout_s, name=self.name)
+        self.mem: WorldMemory | None = None
+        if self.wcfg.store is not None:
+            self.mem = WorldMemory(
+                self.wcfg.store, self.dim, self.wcfg.robot, self.wcfg.memory, self.wcfg.max_cameras, self.log,
+                self._embed_query,
+            )  # fmt: skip
+            self.mem.start()
         self.rpc = RpcServer(
             self.config.bus,
             {
+                **(self.mem.rpc_handlers() if self.mem is not None else {}),
                 "now": self._now,
                 "history": self._history,
                 "search": self._search,
@@ -187,6 +200,16 @@ class WorldNode(Node):
             self.encoder.close()
         if getattr(self, "_persist", None) is not None:
             self._persist.close()
+        if getattr(self, "mem", None) is not None:
+            self.mem.close()
+
+    def inputs(self) -> list[Input]:
+        """With a store, pose/<cam> too (not declared with @on: without a store nothing needs a pose)."""
+        extra = [Input("pose/{cam}", Pose, "on_pose")] if self.config.pipeline.world.store is not None else []
+        return [*super().inputs(), *extra]
+
+    def extra_stats(self) -> dict[str, float]:
+        return self.mem.stats() if getattr(self, "mem", None) is not None else {}
 
     def _cam(self, name: str) -> CameraMemory:
         return self.memory.setdefault(
@@ -264,6 +287,19 @@ class WorldNode(Node):
     def on_embedding(self, msg: Embedding) -> None:
         self._cam(msg.cam).windows.append((msg.end_ns, msg.window, msg.start_s, msg.end_s))
         self.counters["stored.Embedding"] += 1
+        if self.mem is not None:
+            try:
+                self.mem.add_window(msg)
+            except ValueError as exc:
+                self._reject(msg, exc)
+
+    def on_pose(self, msg: Pose) -> None:
+        try:
+            self.mem.add_pose(msg)  # type: ignore[union-attr]
+        except ValueError as exc:
+            self._reject(msg, exc)
+            return
+        self.counters["stored.Pose"] += 1
 
     @on("events/{cam}", Event)
     @on("captions/{cam}", Caption)
@@ -277,6 +313,8 @@ class WorldNode(Node):
             self._reject(msg, exc)
             return
         self._remember(rec, emb)
+        if self.mem is not None:
+            self.mem.add_record(rec, emb)
         self.counters[f"stored.{type(msg).__name__}"] += 1
 
     # -- persistence --------------------------------------------------------------------------------------

@@ -35,3 +35,11 @@ def store_url(request, tmp_path):
     if request.param == "sqlite":
         return str(tmp_path / "memory.db")
     return fresh_database(request.getfixturevalue("pg_server"))
+
+
+@pytest.fixture(scope="session")
+def text_model(small_checkpoint):
+    """The session's small random checkpoint loaded here: what the encoder would embed query texts with."""
+    from perception.model import VLJepa
+
+    return VLJepa.load(small_checkpoint, device="cpu", dtype="float32")
