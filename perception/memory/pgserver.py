@@ -63,7 +63,7 @@ class PgServer:
         self._own(self.sock)
         self.data.mkdir(mode=0o700, exist_ok=True)
         self._own(self.data)
-        subprocess.run(
+        done = subprocess.run(
             [
                 str(_bin_dir() / "initdb"),
                 "-D",
@@ -75,11 +75,13 @@ class PgServer:
                 "utf8",
                 "--no-sync",
             ],
-            check=True,
             capture_output=True,
+            text=True,
             timeout=120,
             **self._as_user(),
         )
+        if done.returncode != 0:  # e.g. a root directory the server user cannot reach
+            raise RuntimeError(f"initdb failed ({done.returncode}) in {self.root}: {done.stderr.strip()[-1000:]}")
 
     def start(self) -> None:
         """Start the postmaster (after `init`, or after a kill: it then replays its WAL) and create the db."""
