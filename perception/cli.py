@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("perception.commands.info", "summarise an MCAP file"),
     "test": ("perception.commands.test", "run recorded sessions through a pipeline offline and diff what it perceives"),
     "ask": ("perception.commands.ask", "ask the running pipeline a question"),
+    "memory": ("perception.memory.command", "search, inspect and import the robot memory (world.store)"),
     "mcp": ("perception.mcp.command", "serve an MCP server (tools for agent planners) over the running pipeline"),
     "foxglove": ("perception.commands.viewers", "serve the live bus to the Foxglove app (WebSocket, default :8765)"),
     "view": ("perception.commands.viewers", "show the live pipeline or a recording in Rerun (--save OUT.rrd, --web)"),

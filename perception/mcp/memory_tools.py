@@ -11,19 +11,18 @@ camera, ISO time and how long ago, caption, top labels, pose at start and end, s
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 import mcp.types as types
-import numpy as np
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import Field
 
 from perception.mcp.pipeline import PipelineError, epoch_ns, iso
+from perception.memory.embed import LocalEmbedder
 from perception.memory.queries import MemoryQueries, QueryError
 
 MEMORY_TOOLS = {"recall", "last_seen", "what_was_at", "watch_durations", "segment", "memory"}
@@ -216,30 +215,11 @@ def add_memory_tools(server: MCPServer, call: MemoryCall) -> None:
 
 
 class StoreBackend:
-    """The queries straight on a store (`perception mcp --store`), texts embedded by a model loaded here
-    on first use (in a thread: the first text query waits for it)."""
+    """The queries straight on a store (`perception mcp --store`), query texts embedded here."""
 
     def __init__(self, store: Any, model_section: Any) -> None:
         self.store = store
-        self._model_section = model_section
-        self._model: Any = None
-        self._lock = asyncio.Lock()
-        self.queries = MemoryQueries(lambda: store, self._embed)
-
-    async def _embed(self, text: str) -> np.ndarray:
-        async with self._lock:
-            if self._model is None:
-                from perception.nodes.models import load_model
-
-                self._model, _ = await asyncio.to_thread(load_model, self._model_section)
-        emb = await asyncio.to_thread(lambda: self._model.embed_text([text], cache=False).float().cpu().numpy()[0])
-        if emb.shape[0] != self.store.dim:
-            raise QueryError(
-                "model_mismatch",
-                f"the configured model embeds to D={emb.shape[0]}, the store holds D={self.store.dim}: "
-                "pass the --config of the model that wrote it",
-            )
-        return emb
+        self.queries = MemoryQueries(lambda: store, LocalEmbedder(model_section, store.dim))
 
     async def call(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         try:

@@ -7,6 +7,7 @@ checked record here (`add_record`, `add_window`, `add_pose`) and serves `MemoryQ
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -15,10 +16,29 @@ from bus.rpc import RpcError
 from perception.memory.config import MemoryConfig
 from perception.memory.pose import PoseTrack, check_pose
 from perception.memory.queries import Embed, MemoryQueries, QueryError
-from perception.memory.records import Batch, CaptionRow, SegmentRow, WatchRow, WindowRow, unit
+from perception.memory.records import Batch, CaptionRow, Place, SegmentRow, WatchRow, WindowRow, unit
 from perception.memory.store import MemoryStore, StoreError, StoreUnavailable, open_store, redact
 from perception.memory.writer import MemoryWriter
 from perception.messages import Embedding, Pose
+
+
+def batch_of(rec: dict[str, Any], emb: np.ndarray | None, robot: str, pose_at: Callable[[int], Place | None]) -> Batch:
+    """The row of one checked world record (perception/nodes/world_store.py), its poses by time."""
+    cam, kind = rec["camera"], rec["kind"]
+    if kind == "segment":
+        row = SegmentRow(
+            robot, cam, rec["segment_id"], rec["start_ns"], rec["end_ns"], rec["start_s"], rec["end_s"],
+            rec["labels"], None if emb is None else unit(emb), pose_at(rec["start_ns"]), pose_at(rec["end_ns"]),
+        )  # fmt: skip
+        return Batch(segments=[row])
+    if kind == "caption":
+        c = CaptionRow(robot, cam, rec["segment_id"], rec["start_ns"], rec["end_ns"], rec["text"], rec["latency_ms"])
+        return Batch(captions=[c])
+    w = WatchRow(
+        robot, cam, rec["segment_id"], rec["start_ns"], rec["end_ns"], rec["watch"], rec["watch_id"],
+        rec["active"], float(rec["labels"][0]["score"]), pose_at(rec["end_ns"]),
+    )  # fmt: skip
+    return Batch(watches=[w])
 
 
 def robot_name(configured: str | None) -> str:
@@ -81,25 +101,7 @@ class WorldMemory:
 
     def add_record(self, rec: dict[str, Any], emb: np.ndarray | None) -> None:
         """A record the world node checked (perception/nodes/world_store.py `check_record`)."""
-        cam, kind = rec["camera"], rec["kind"]
-        if kind == "segment":
-            row = SegmentRow(
-                self.robot, cam, rec["segment_id"], rec["start_ns"], rec["end_ns"], rec["start_s"], rec["end_s"],
-                rec["labels"], None if emb is None else unit(emb),
-                self.poses.at(cam, rec["start_ns"]), self.poses.at(cam, rec["end_ns"]),
-            )  # fmt: skip
-            self.writer.put(Batch(segments=[row]))
-        elif kind == "caption":
-            c = CaptionRow(
-                self.robot, cam, rec["segment_id"], rec["start_ns"], rec["end_ns"], rec["text"], rec["latency_ms"]
-            )
-            self.writer.put(Batch(captions=[c]))
-        elif kind == "watch":
-            w = WatchRow(
-                self.robot, cam, rec["segment_id"], rec["start_ns"], rec["end_ns"], rec["watch"], rec["watch_id"],
-                rec["active"], float(rec["labels"][0]["score"]), self.poses.at(cam, rec["end_ns"]),
-            )  # fmt: skip
-            self.writer.put(Batch(watches=[w]))
+        self.writer.put(batch_of(rec, emb, self.robot, lambda t: self.poses.at(rec["camera"], t)))
 
     def stats(self) -> dict[str, float]:
         return {f"memory.{k}": float(v) for k, v in self.writer.counts.items()}
