@@ -51,8 +51,12 @@ class PostgresStore(SqlStore):
             conn.commit()
             register_vector(conn)
             conn.execute(f"SET hnsw.ef_search = {EF_SEARCH}")
-            conn.execute("SET hnsw.iterative_scan = relaxed_order")
             conn.commit()
+            try:  # pgvector >= 0.8: filtered queries scan on until they have `limit` rows
+                conn.execute("SET hnsw.iterative_scan = relaxed_order")
+                conn.commit()
+            except psycopg.Error:
+                conn.rollback()
         except psycopg.OperationalError as exc:
             raise StoreUnavailable(f"cannot reach the memory store {self.url}: {str(exc).strip()[:300]}") from None
         except psycopg.Error as exc:

@@ -178,6 +178,13 @@ class SqlStore:
                     for s in b.segments
                 ],
             )  # fmt: skip
+            longest = max(s.end_ns - s.start_ns for s in b.segments)
+            self._execute(
+                "INSERT INTO memory_meta (key, value) VALUES ('longest_ns', ?) ON CONFLICT (key) DO UPDATE SET "
+                "value = CASE WHEN CAST(excluded.value AS BIGINT) > CAST(memory_meta.value AS BIGINT) "
+                "THEN excluded.value ELSE memory_meta.value END",
+                [str(max(0, longest))],
+            )
         if b.captions:
             self._executemany(
                 "INSERT INTO captions (robot, camera, segment_id, start_ns, end_ns, text, latency_ms) "
@@ -221,6 +228,9 @@ class SqlStore:
         if q.until_ns is not None:
             where.append("start_ns <= ?")
             args.append(q.until_ns)
+            # bounds the end index from above too: no segment is longer than the longest stored
+            where.append("end_ns <= ?")
+            args.append(q.until_ns + self._longest_ns())
         if q.near is not None:
             n = q.near
             sides = []
@@ -236,8 +246,21 @@ class SqlStore:
             where.append("(" + " OR ".join(sides) + ")")
         return where, args
 
+    def _longest_ns(self) -> int:
+        """The longest stored segment (end - start), kept in memory_meta by every write."""
+        row = self._execute("SELECT value FROM memory_meta WHERE key = 'longest_ns'")
+        return int(row[0][0]) if row else 0
+
     def search(self, q: Query) -> list[Hit]:
         """Segments matching every filter: by score (with text) or newest first; `min_score` cuts."""
+        with self._lock:
+            rows = self._search_rows(q)
+        hits = [self._hit(r, q) for r in rows]
+        if q.embedding is not None and q.order == "score":
+            hits.sort(key=lambda h: -(h.score or 0.0))  # an approximate index may return them nearly sorted
+        return hits
+
+    def _search_rows(self, q: Query) -> list[tuple]:
         where, args = self._filters(q)
         cols, head = _COLS, []
         if q.embedding is not None:
@@ -256,15 +279,10 @@ class SqlStore:
             sql += f" ORDER BY {self._distance()}"
             tail.append(self._vec(q.embedding))
         else:
-            sql += " ORDER BY end_ns DESC, id DESC"
+            sql += " ORDER BY end_ns DESC"  # the end index serves it (newest first, stops at the limit)
         sql += " LIMIT ?"
         tail.append(q.limit)
-        with self._lock:
-            rows = self._query(sql, [*head, *args, *tail])
-        hits = [self._hit(r, q) for r in rows]
-        if q.embedding is not None and q.order == "score":
-            hits.sort(key=lambda h: -(h.score or 0.0))  # an approximate index may return them nearly sorted
-        return hits
+        return self._query(sql, [*head, *args, *tail])
 
     def _query(self, sql: str, params: list) -> list[tuple]:
         try:
@@ -291,10 +309,10 @@ class SqlStore:
     def no_pose(self, q: Query) -> list[dict[str, str]]:
         """The robots and cameras whose segments under the other filters have no pose (a place query cannot
         see them: the answer says so)."""
-        where, args = self._filters(Query(since_ns=q.since_ns, until_ns=q.until_ns, robot=q.robot, camera=q.camera))
-        where.append("frame1 IS NULL AND frame0 IS NULL")
-        sql = "SELECT DISTINCT robot, camera FROM segments WHERE " + " AND ".join(where) + " LIMIT 20"
         with self._lock:
+            where, args = self._filters(Query(since_ns=q.since_ns, until_ns=q.until_ns, robot=q.robot, camera=q.camera))
+            where.append("frame1 IS NULL AND frame0 IS NULL")
+            sql = "SELECT DISTINCT robot, camera FROM segments WHERE " + " AND ".join(where) + " LIMIT 20"
             return [{"robot": r, "camera": c} for r, c in self._query(sql, args)]
 
     def get(self, row_id: int) -> Hit | None:
