@@ -75,7 +75,7 @@ def open_store(url: str, dim: int, *, password_file: str | None = None, create: 
 
         password = read_password_file(password_file) if password_file else None
         return PostgresStore(url, dim, password=password)
-    path = url.removeprefix("sqlite://") if url.startswith("sqlite://") else url
+    path = os.path.expanduser(url.removeprefix("sqlite://") if url.startswith("sqlite://") else url)
     if "://" in path:
         raise StoreError(f"unknown store URL {redact(url)!r}: use postgresql://... or a SQLite file path")
     if not create and not os.path.exists(path):
