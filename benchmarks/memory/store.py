@@ -104,13 +104,45 @@ def measure(store, n_prev: int, n: int, emb: np.ndarray) -> dict:
     return out
 
 
+KINDS = ("text", "time", "place", "combined", "last_seen")
+
+
+def plot(results: list[dict], path: str) -> None:
+    """Query p50 and p99 per kind, SQLite vs PostgreSQL, at each size (log scale)."""
+    from perception.plots import pyplot, save_figure
+
+    plt = pyplot()
+    sizes = sorted({r["rows"] for r in results})
+    fig, axes = plt.subplots(1, len(sizes), figsize=(5.5 * len(sizes), 4), squeeze=False)
+    for ax, n in zip(axes[0], sizes):
+        for j, engine in enumerate(("sqlite", "postgresql")):
+            r = next((x for x in results if x["engine"] == engine and x["rows"] == n), None)
+            if r is None:
+                continue
+            xs = np.arange(len(KINDS)) + (j - 0.5) * 0.38
+            ax.bar(xs, [r[f"{k}_p50_ms"] for k in KINDS], 0.36, label=f"{engine} p50", color=f"C{j}")
+            ax.scatter(xs, [r[f"{k}_p99_ms"] for k in KINDS], color=f"C{j}", marker="_", s=300, label=f"{engine} p99")
+        ax.set_yscale("log")
+        ax.set_xticks(np.arange(len(KINDS)), KINDS)
+        ax.set_ylabel("query latency, ms (log)")
+        ax.set_title(f"{n:,} segments, D={results[0]['dim']}")
+        ax.axhline(50, color="grey", lw=0.8, ls="--")
+        ax.legend(fontsize=7)
+    save_figure(fig, path, dpi=110)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     ap.add_argument("--dim", type=int, default=384)
     ap.add_argument("--engines", nargs="+", default=["sqlite", "postgresql"])
     ap.add_argument("--json", default=None)
+    ap.add_argument("--png", default=None, help="plot query latencies here")
+    ap.add_argument("--plot-only", default=None, metavar="JSON", help="plot a previous run's JSON and exit")
     a = ap.parse_args()
+    if a.plot_only:
+        plot(json.loads(Path(a.plot_only).read_text())["results"], a.png or "docs/bench_store.png")
+        return
     emb = embeddings(max(a.sizes), a.dim)
     results = []
     with tempfile.TemporaryDirectory() as tmp, private_postgres() as pg:
@@ -135,6 +167,8 @@ def main() -> None:
             print(json.dumps(ratios[-1]), flush=True)
     if a.json:
         Path(a.json).write_text(json.dumps({"results": results, "ratios": ratios}, indent=1) + "\n")
+    if a.png:
+        plot(results, a.png)
 
 
 if __name__ == "__main__":
