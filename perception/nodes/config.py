@@ -12,7 +12,8 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from perception.nodes.sections import MAX_CAMERAS, MAX_SECONDS
+from perception.memory.config import MemoryConfig
+from perception.nodes.sections import MAX_CAMERAS, MAX_SECONDS, NAME_PATTERN
 from perception.nodes.sections import Section as _Section
 from perception.nodes.sources import AnyCameraConfig, CameraConfig, SyntheticCameraConfig
 
@@ -176,6 +177,12 @@ class WorldConfig(_Section):
     write_rate_per_s: float = Field(20.0, gt=0, le=10_000)
     write_burst: int = Field(40, ge=1, le=10_000)
     max_rpc_clients: int = Field(1024, ge=1, le=1_000_000)
+    # robot memory in a database (perception/memory/, docs/memory.md): a SQLite file path (embedded) or
+    # postgresql://user@host/db?sslmode=... (a fleet's server; password from memory.password_file or
+    # $PGPASSWORD); None: the in-RAM ring only
+    store: str | None = Field(None, min_length=1)
+    robot: str | None = Field(None, min_length=1, max_length=256, pattern=NAME_PATTERN)  # None: the hostname
+    memory: MemoryConfig = Field(default_factory=MemoryConfig)
 
 
 class SupervisorConfig(_Section):

@@ -25,6 +25,10 @@ RPC methods on `bus.rpc` (results are JSON-friendly maps; malformed params -> Rp
 `watch` and `unwatch` are limited per client (perception/nodes/rate_limit.py, `world.write_rate_per_s`):
 beyond its rate a client gets RpcError "rate_limited" with when to retry, and others are not slowed.
 
+With `world.store` (perception/memory/) every checked record, window embedding and pose/<cam> also goes to
+a database, and `recall`, `last_seen`, `at`, `spans`, `segment`, `memory` answer from it
+(perception/memory/queries.py): the node only hands over, the store does the rest.
+
 The runtime watch list (perception/nodes/watches.py: checks, bounds `max_watches` per camera scope, its
 file `<persist>.watches.json`) is published whole as a `WatchList` on watches/all whenever it changes and
 every `WATCHES_EVERY_S`, so a (re)started events node has it within a second. The file is written off
@@ -50,9 +54,10 @@ from typing import Any
 import numpy as np
 
 from bus.bounded import BoundedDict
-from bus.component import Output, on
+from bus.component import Input, Output, on
 from bus.rpc import RpcError, RpcServer, RpcTimeout, current_client
-from perception.messages import Caption, Embedding, Event, WatchList
+from perception.memory.node import WorldMemory
+from perception.messages import Caption, Embedding, Event, Pose, WatchList
 from perception.nodes.latest_writer import LatestWriter
 from perception.nodes.models import embed_dim
 from perception.nodes.rate_limit import RateLimiter
@@ -172,9 +177,17 @@ class WorldNode(Node):
             self._watch_writer = LatestWriter(lambda watches: write_file(path, watches), self._watch_write_failed)
         # asks go to the worker holding the camera, embeds to any (perception/nodes/workers.py)
         self.encoder = EncoderRouter(self.config, timeout=self.wcfg.ask_timeout_s, name=self.name)
+        self.mem: WorldMemory | None = None
+        if self.wcfg.store is not None:
+            self.mem = WorldMemory(
+                self.wcfg.store, self.dim, self.wcfg.robot, self.wcfg.memory, self.wcfg.max_cameras, self.log,
+                self._embed_query,
+            )  # fmt: skip
+            self.mem.start()
         self.rpc = RpcServer(
             self.config.bus,
             {
+                **(self.mem.rpc_handlers() if self.mem is not None else {}),
                 "now": self._now,
                 "history": self._history,
                 "search": self._search,
@@ -203,6 +216,13 @@ class WorldNode(Node):
             self._watch_writer.flush()  # the newest list reaches the file before the node stops
         if getattr(self, "_persist", None) is not None:
             self._persist.close()
+        if getattr(self, "mem", None) is not None:
+            self.mem.close()
+
+    def inputs(self) -> list[Input]:
+        """With a store, pose/<cam> too (not declared with @on: without a store nothing needs a pose)."""
+        extra = [Input("pose/{cam}", Pose, "on_pose")] if self.config.pipeline.world.store is not None else []
+        return [*super().inputs(), *extra]
 
     def _cam(self, name: str) -> CameraMemory:
         return self.memory.setdefault(
@@ -280,6 +300,19 @@ class WorldNode(Node):
     def on_embedding(self, msg: Embedding) -> None:
         self._cam(msg.cam).windows.append((msg.end_ns, msg.window, msg.start_s, msg.end_s))
         self.counters["stored.Embedding"] += 1
+        if self.mem is not None:
+            try:
+                self.mem.add_window(msg)
+            except ValueError as exc:
+                self._reject(msg, exc)
+
+    def on_pose(self, msg: Pose) -> None:
+        try:
+            self.mem.add_pose(msg)  # type: ignore[union-attr]
+        except ValueError as exc:
+            self._reject(msg, exc)
+            return
+        self.counters["stored.Pose"] += 1
 
     @on("events/{cam}", Event)
     @on("captions/{cam}", Caption)
@@ -293,6 +326,8 @@ class WorldNode(Node):
             self._reject(msg, exc)
             return
         self._remember(rec, emb)
+        if self.mem is not None:
+            self.mem.add_record(rec, emb)
         self.counters[f"stored.{type(msg).__name__}"] += 1
 
     # -- persistence --------------------------------------------------------------------------------------
@@ -447,6 +482,8 @@ class WorldNode(Node):
         out = {"rpc_clients": float(self.write_limit.clients), "rpc_clients_evicted": float(self.write_limit.evicted)}
         if self._watch_writer is not None:
             out["watch_file_writes"] = float(self._watch_writer.written)
+        if getattr(self, "mem", None) is not None:
+            out.update(self.mem.stats())
         return out
 
     async def _broadcast_watches(self) -> None:

@@ -83,6 +83,7 @@ def session_config(workdir: Path, checkpoint: Path, overrides: dict | None = Non
     cfg["bus"]["runtime_dir"] = str(workdir / "rt")
     cfg["model"]["checkpoint"] = str(checkpoint)
     cfg["pipeline"]["world"]["persist"] = str(workdir / "world.jsonl")
+    cfg["pipeline"]["world"]["store"] = str(workdir / "memory.db")  # private, not the user's default store
     return deep_update(cfg, overrides or {})
 
 

@@ -38,7 +38,9 @@ from tests.nodes.conftest import interrupt, pipeline_config, popen_perception, w
 from tests.skills.skillkit import PLANTED, SCRIPT, UNRELATED, write_session
 from tests.support import REPO, child_env, perception_child, short_tmp, wait_line
 
-TOOLS = {"now", "cameras", "history", "search", "ask", "watch", "unwatch", "watches"}
+TOOLS = {"now", "cameras", "history", "search", "ask", "watch", "unwatch", "watches"} | {
+    "recall", "last_seen", "what_was_at", "watch_durations", "segment", "memory"  # the world's store (tests/memory)
+}  # fmt: skip
 THRESHOLD = 0.9  # the planted phrase's windows score 1.0; the unrelated one is checked to stay below
 REPLAY_CAM = "rec0"
 
