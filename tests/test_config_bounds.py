@@ -134,3 +134,14 @@ def test_a_checkpoint_config_json_is_bounded_too(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"format": 1, "model": model}))
     with pytest.raises(CheckpointError, match=r"model.x_encoder.hidden = 1000000000: must be an integer in 1..16384"):
         read_checkpoint_config(tmp_path)
+
+
+def test_a_training_configs_knobs_are_bounded_too(tmp_path):
+    from perception.train.config import load_train_config
+
+    base = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / "train-tiny.yaml").read_text())
+    for key, value, bound in (("threads", 10**6, "1024"), ("log_every", 10**12, str(10**9))):
+        path = tmp_path / "t.yaml"
+        path.write_text(yaml.safe_dump({**base, key: value}))
+        with pytest.raises(ConfigError, match=rf"is invalid: {key}: .*{bound}$"):
+            load_train_config(path)

@@ -41,7 +41,7 @@ from perception.model.loss import info_nce
 from perception.model.predictor import Predictor
 from perception.model.vlm import TokenVLM
 from perception.train.batches import keys_to_groups, row_rng, stage1_rows, stage2_rows
-from perception.train.config import OptimConfig, Stage1Config, Stage2Config, _Strict
+from perception.train.config import MAX_BATCH, MAX_THREADS, OptimConfig, Stage1Config, Stage2Config, _Strict
 from perception.train.schedule import cosine_lr
 
 log = get_logger("train.frozen")
@@ -68,12 +68,12 @@ class FrozenTrainConfig(_Strict):
     learner: Literal["vlm", "jepa"]
     source: str = "checkpoints/tiny"  # the VL-JEPA checkpoint whose X-encoder (and text side) is frozen
     seed: int = 0
-    threads: int | None = Field(default=None, ge=1)
+    threads: int | None = Field(default=None, ge=1, le=MAX_THREADS)
     size_ratio: float = Field(default=2.0, gt=0)  # vlm: trainable parameters / the predictor's (paper: 1B / 0.5B)
     pool: int = Field(default=16384, ge=1)  # training clips encoded once and cycled
     data_seed: int = 0
     samples: int = Field(ge=2)  # the budget: rows seen in stages 1 + 2 together
-    batch_size: int = Field(default=64, ge=2)
+    batch_size: int = Field(default=64, ge=2, le=MAX_BATCH)
     stage1_share: float = Field(default=0.64, ge=0, le=1)  # of the steps (the tiny recipe: 960 s of 1500 s)
     stage1: FrozenStage = Field(default_factory=lambda: FrozenStage(lr=2e-3, warmup_steps=50))
     stage2: FrozenStage2 = Field(default_factory=lambda: FrozenStage2(lr=1e-3, warmup_steps=20))

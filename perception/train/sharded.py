@@ -51,7 +51,7 @@ from perception.model import VLJepa
 from perception.model.loss import info_nce
 from perception.model.vljepa import resolve_device
 from perception.train.batches import keys_to_groups
-from perception.train.config import OptimConfig
+from perception.train.config import MAX_THREADS, MAX_WORKERS, OptimConfig
 from perception.train.distributed import DistEnv, gather_objects, gather_rows, init_distributed, shutdown
 from perception.train.feature_cache import FeatureCache, encoder_fingerprint
 from perception.train.loop import ResumeError, load_trainer_state
@@ -70,7 +70,7 @@ class ShardData(_Strict):
     # Fixed sample streams (perception/train/sample_streams.py); None: ranks x workers of the first run.
     # A multiple of every ranks x workers the run will be resumed on.
     streams: int | None = Field(default=None, ge=1)
-    num_workers: int = Field(default=2, ge=0)
+    num_workers: int = Field(default=2, ge=0, le=MAX_WORKERS)
     shuffle_buffer: int = Field(default=256, ge=1)
     cache_features: str | None = None  # a directory for the frozen X-encoder's features (None: off)
     max_pending_shards: int = Field(default=64, ge=1)  # shards half-encoded in memory before the oldest is dropped
@@ -102,7 +102,7 @@ class ShardedTrainConfig(_Strict):
     log_every: int = Field(default=10, ge=1)
     checkpoint_every: int = Field(default=500, ge=1)
     keep_checkpoints: int = Field(default=2, ge=1)
-    threads: int | None = Field(default=None, ge=1)
+    threads: int | None = Field(default=None, ge=1, le=MAX_THREADS)
     log_samples: bool = False  # OUT/samples.jsonl: every step's sample keys (tests, debugging)
 
     @model_validator(mode="after")
