@@ -145,3 +145,14 @@ def test_a_training_configs_knobs_are_bounded_too(tmp_path):
         path.write_text(yaml.safe_dump({**base, key: value}))
         with pytest.raises(ConfigError, match=rf"is invalid: {key}: .*{bound}$"):
             load_train_config(path)
+
+
+def test_a_pretrained_directorys_config_json_is_bounded_like_an_hf_config(tmp_path):
+    from perception.model.weights import MissingWeightsError, read_hf_config
+
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert", "vocab_size": 10**12}))
+    with pytest.raises(MissingWeightsError, match=r"vocab_size = 1e\+12: at most 16777216"):
+        read_hf_config(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"rope_theta": 1e300}))
+    with pytest.raises(MissingWeightsError, match="rope_theta"):
+        read_hf_config(tmp_path)
