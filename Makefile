@@ -51,7 +51,7 @@ faults: $(STAMP)
 # The soak (tests/faults/soak.py): the tiny pipeline with a recorder and a skill for 30 minutes (ARGS="--minutes 5"
 # to shorten); RSS per process, latency p99 per 5-minute bucket, drops; writes docs/results/soak.json and the PNG.
 soak: $(STAMP)
-	$(BIN)/python -m tests.faults.soak --minutes 30 --json docs/results/soak.json --png docs/reliability_soak.png $(ARGS)
+	$(BIN)/python -m tests.faults.soak --minutes 30 --split-duration 60 --json docs/results/soak.json --png docs/reliability_soak.png $(ARGS)
 
 $(VENV)/.bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev,bench]'

@@ -2,16 +2,20 @@
 
 Starts the whole service (`perception up` in-process, the config's cameras), samples every node's
 `rss_mb` from its stats heartbeat for the run, and prints the peak per node and the sum. A robot's
-computer shares this memory with everything else, so it is a figure to watch per node.
+computer shares this memory with everything else, so it is a figure to watch per node. Waiting spares
+(`supervisor.spares`) publish no heartbeat: their RSS is read from /proc, as `NAME.spare`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import io
 import json
 import tempfile
+
+import psutil
 
 from perception.config import AppConfig
 from perception.nodes.launcher import Launcher, prepare_config
@@ -25,6 +29,10 @@ async def peak_rss_mb(config: AppConfig, seconds: float) -> dict[str, float]:
         for name, counters in launcher.node_stats.items():
             if "rss_mb" in counters:
                 peak[name] = max(peak.get(name, 0.0), counters["rss_mb"])
+        for name, proc in list(launcher.spares.items()):
+            with contextlib.suppress(psutil.Error):
+                mb = round(psutil.Process(proc.pid).memory_info().rss / 1e6, 1)  # as the heartbeats
+                peak[f"{name}.spare"] = max(peak.get(f"{name}.spare", 0.0), mb)
         await asyncio.sleep(0.5)
     await task
     return peak

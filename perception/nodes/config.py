@@ -202,7 +202,9 @@ class SupervisorConfig(_Section):
     heartbeat_timeout_s: float | None = Field(10.0, gt=0, le=MAX_SECONDS)
     # nodes the launcher keeps a spare process of: started once the node is ready, it imports and loads its
     # model, then waits; when the node dies the spare takes over at once instead of a cold start (encoder:
-    # 6 s -> under 1 s to its first output). Costs the node's memory a second time (its model too)
+    # 6 s -> under 1 s to its first output). Costs the node's memory a second time (its model too). Names
+    # as the launcher runs them: "encoder" is the single encoder; workers (encoder.workers > 1) hand a dead
+    # one's cameras to the others instead, and get a spare only when listed ("encoder.0", ...)
     spares: list[str] = Field(default_factory=lambda: ["encoder"], max_length=16)
 
 

@@ -260,7 +260,7 @@ class Launcher:
         child.beaten.clear()
         child.pids.append(child.proc.pid)
         log.info("started", node=child.name, pid=child.proc.pid, restarts=child.restarts, spare=spare is not None)
-        if child.name.partition(".")[0] in self.sup.spares and not self.stopping:
+        if child.name in self.sup.spares and not self.stopping:
             old = self._spare_tasks.pop(child.name, None)
             if old is not None:
                 old.cancel()

@@ -326,10 +326,13 @@ def plot(res: dict[str, Any], out: Path) -> None:
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 7), sharex=True)
     for name, r in res["rss_mb"].items():  # relative: the target is on growth, and RSS spans 60-550 MB
         pts = [(s["t_s"] / 60, 100.0 * (s[name] / r["first"] - 1.0)) for s in res["samples"] if name in s]
-        ax1.plot(*zip(*pts), label=f"{name} ({r['first']:.0f} MB)")
+        bold = name.startswith("recorder") and bool(res.get("recorder_split"))
+        ax1.plot(*zip(*pts), label=f"{name} ({r['first']:.0f} MB)", lw=2.5 if bold else 1.2)
     ax1.axhline(100 * RSS_GROWTH_TARGET, color="red", ls=":", lw=1, label="target +5 %")
     ax1.set_ylabel("RSS vs first sample (%)")
-    ax1.set_title(f"Soak: tiny pipeline, synthetic camera, recorder + skill, {res['minutes']:g} min")
+    split = " ".join(res.get("recorder_split") or [])
+    recorder = f"recorder {split} and one unsplit" if split else "recorder"
+    ax1.set_title(f"Soak {res['minutes']:g} min: tiny pipeline, synthetic camera, skill, {recorder}", fontsize=10)
     ax1.legend(fontsize=7, ncol=4, loc="upper left")
     ax1.grid(alpha=0.3)
     width = res["minutes"] / len(res["buckets"])
