@@ -6,9 +6,6 @@ import argparse
 import json
 import sys
 
-from perception.data.manifest import ManifestError, VideoDecodeError
-from perception.data.shards import ShardError, check_shards, write_shards
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
@@ -25,6 +22,8 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from perception.commands.outputs import output_error
+    from perception.data.manifest import ManifestError, VideoDecodeError  # torch, av: only when data runs
+    from perception.data.shards import ShardError, check_shards, write_shards
 
     name = Path(args.manifest).name if args.data_command == "shard" else ""
     if name == "index.json" or name.startswith("shard-"):  # what `shard` writes into OUT_DIR
