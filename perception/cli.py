@@ -29,6 +29,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "replay": ("perception.commands.replay", "replay an MCAP file onto the bus"),
     "info": ("perception.commands.info", "summarise an MCAP file"),
     "test": ("perception.commands.test", "run recorded sessions through a pipeline offline and diff what it perceives"),
+    "ros2": (
+        "perception.commands.ros2",
+        "publish captions and events to a ROS 2 graph (DDS), beside a running pipeline",
+    ),
     "ask": ("perception.commands.ask", "ask the running pipeline a question"),
     "mcp": ("perception.mcp.command", "serve an MCP server (tools for agent planners) over the running pipeline"),
     "foxglove": ("perception.commands.viewers", "serve the live bus to the Foxglove app (WebSocket, default :8765)"),
