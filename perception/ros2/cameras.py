@@ -218,6 +218,9 @@ class Ros2CameraConfig(CameraConfig):
     compressed: bool | None = None
     poses: list[PoseInputConfig] = Field(default_factory=list, max_length=8)
     domain_id: int | None = Field(None, ge=0, le=232)  # None: ROS_DOMAIN_ID, else 0
+    # subscribe reliable (keep last 5): lost fragments of a large raw frame are resent, when the publisher
+    # is reliable too (rclcpp's default QoS); false: best effort, which matches every publisher
+    reliable: bool = False
     # no frame for this long: the topic is gone; the capture node reconnects with backoff
     stall_s: float = Field(10.0, gt=0)
     realtime: bool = False
@@ -272,7 +275,8 @@ class Ros2Source(Source):
         c = self.config
         try:
             dp = dds.participant(c.domain_id)
-            self._reader = dds.reader(dp, c.topic, READ_TYPES[c.msgtype], dds.sensor_qos())
+            qos = dds.sensor_qos(reliable=c.reliable)
+            self._reader = dds.reader(dp, c.topic, READ_TYPES[c.msgtype], qos)
             self._pose_readers = [
                 (dds.reader(dp, p.topic, READ_TYPES[p.msgtype], dds.reliable_qos()), p.msgtype, p.want())
                 for p in c.poses

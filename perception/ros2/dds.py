@@ -41,10 +41,14 @@ def participant(domain: int | None = None):
         return _participants[d]
 
 
-def sensor_qos():
+def sensor_qos(reliable: bool = False):
+    """Keep last 5, volatile; best effort (what SensorDataQoS asks, and what matches any publisher), or
+    reliable for a subscriber that wants lost fragments resent."""
     from cyclonedds.qos import Policy, Qos
+    from cyclonedds.util import duration
 
-    return Qos(Policy.Reliability.BestEffort, Policy.History.KeepLast(SENSOR_DEPTH), Policy.Durability.Volatile)
+    kind = Policy.Reliability.Reliable(duration(milliseconds=100)) if reliable else Policy.Reliability.BestEffort
+    return Qos(kind, Policy.History.KeepLast(SENSOR_DEPTH), Policy.Durability.Volatile)
 
 
 def reliable_qos():
