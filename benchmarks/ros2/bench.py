@@ -221,7 +221,7 @@ def run(args: argparse.Namespace) -> int:
 def render(results: dict[str, Any]) -> str:
     lines = ["ROS 2 Image (rgb8, 30 fps) -> frames/<cam> (capture.send: encoder)", ""]
     lines.append(
-        "| resolution | images sent | frames expected | frames out | capture CPU % | latency p50 ms | p99 ms |"
+        "| resolution | QoS | images sent | frames expected | frames out | capture CPU % | latency p50 ms | p99 ms |"
     )
     lines.append("|---|---|---|---|---|---|---|---|")
     for r in results["live"]:
