@@ -155,3 +155,43 @@ def test_a_ros2_peer_sends_frames_and_gets_captions_and_events_back(pipeline):
     assert crossing.watch == "the red circle grows" and crossing.active is True
     kinds = {json.loads(s.data)["kind"] for s in got["events_json"]}
     assert kinds == {"segment", "watch"}
+
+
+async def test_the_output_node_alone_keeps_writers_for_a_bounded_set_of_cameras(runtime_dir):
+    """`perception ros2`'s node fed captions for more camera names than max_cameras (names any bus
+    publisher can invent): the newest cameras are published, the least recently heard lose their writers."""
+    from perception.messages import Caption
+    from perception.nodes.ros2_out import Ros2OutNode
+
+    cfg = AppConfig.model_validate(
+        {"bus": {"runtime_dir": str(runtime_dir)}, "pipeline": {"ros2": {"namespace": "/robot1", "max_cameras": 2}}}
+    )
+    peer = Peer(DOMAIN)
+    reader = peer.reader("/robot1/c2/captions", ifc.Caption)
+    json_reader = peer.reader("/robot1/c2/captions_json", ifc.String)
+
+    def caption(cam: str, k: int) -> Caption:
+        now = time.time_ns()
+        return Caption(
+            cam=cam,
+            segment_id=k,
+            text=f"seen by {cam}",
+            start_ns=now - 10**9,
+            end_ns=now,
+            t_capture_ns=now,
+            latency_ms=5.0,
+        )
+
+    got: list = []
+
+    def heard(_r) -> bool:
+        got.extend(reader.take(N=16))
+        return bool(got)
+
+    inputs = [caption(c, k) for k, c in enumerate(["c0", "c1", "c2"])]
+    node = Ros2OutNode(cfg)
+    result = await run_test(node, inputs * 20, until=heard, timeout_s=60)
+    assert got[0].camera == "c2" and got[0].text == "seen by c2" and got[0].header.frame_id == "c2"
+    assert json.loads(json_reader.take(N=1)[0].data)["text"] == "seen by c2"
+    assert result.counters["cameras_evicted"] >= 1
+    assert len(node.writers) == 2 and node.extra_stats() == {"ros2_cameras": 2.0}
