@@ -24,6 +24,7 @@ TARGETS = {
     "cost": "benchmarks.cost.bench",
     "workers": "benchmarks.workers.bench",
     "train": "benchmarks.training.bench",
+    "ros2": "benchmarks.ros2.bench",
 }
 
 

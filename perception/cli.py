@@ -30,6 +30,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "replay": ("perception.commands.replay", "replay an MCAP file onto the bus"),
     "info": ("perception.commands.info", "summarise an MCAP file"),
     "test": ("perception.commands.test", "run recorded sessions through a pipeline offline and diff what it perceives"),
+    "ros2": (
+        "perception.commands.ros2",
+        "publish captions and events to a ROS 2 graph (DDS), beside a running pipeline",
+    ),
     "ask": ("perception.commands.ask", "ask the running pipeline a question"),
     "now": ("perception.commands.world", "what each camera shows now (segment, caption, active watches)"),
     "history": ("perception.commands.world", "captions and events of the last --since seconds"),

@@ -21,7 +21,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--source",
         default=None,
-        help="replace the first camera: 'synthetic', a video file or URL (type file), or a camera index (type opencv)",
+        help="replace the first camera: 'synthetic', a video file or URL (type file), a camera index (type opencv), "
+        "BAG.mcap[:/topic] (a rosbag2 bag) or ros2:/topic (a live ROS 2 image topic)",
+    )
+    p.add_argument(
+        "--ros2", action="store_true", help="also publish captions and events to a ROS 2 graph (pipeline.ros2)"
     )
     p.add_argument("--duration", type=float, default=None, help="stop S seconds after the pipeline is up")
     p.add_argument("--json", action="store_true", help="print captions and events as JSON lines")
@@ -64,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     if (rc := output_error("up", args.record, [args.config_path or args.config, args.source], "--record")) is not None:
         return rc
     try:
-        config = prepare_config(args.config_path or args.config, source=args.source)
+        config = prepare_config(args.config_path or args.config, source=args.source, ros2=args.ros2)
     except ConfigError as exc:
         print(f"perception up: {exc}", file=sys.stderr)
         return 2

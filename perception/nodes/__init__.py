@@ -10,6 +10,7 @@
 # node name -> module defining `Node` subclass `NODE`; the launcher starts them in this order
 NODE_NAMES: dict[str, str] = {
     "world": "perception.nodes.world",
+    "ros2": "perception.nodes.ros2_out",  # optional: captions and events out to a ROS 2 graph (pipeline.ros2)
     "decoder": "perception.nodes.decoder",
     "events": "perception.nodes.events",
     "encoder": "perception.nodes.encoder",

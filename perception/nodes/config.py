@@ -16,6 +16,7 @@ from perception.memory.config import MemoryConfig
 from perception.nodes.sections import MAX_CAMERAS, MAX_SECONDS, NAME_PATTERN
 from perception.nodes.sections import Section as _Section
 from perception.nodes.sources import AnyCameraConfig, CameraConfig, SyntheticCameraConfig
+from perception.ros2.config import Ros2OutConfig
 
 # ---------------------------------------------------------------------------------------------- bounds
 # Every numeric knob is bounded by what a machine could mean, so no config (nor one stored in a recording)
@@ -221,6 +222,8 @@ class PipelineConfig(_Section):
     supervisor: SupervisorConfig = Field(default_factory=SupervisorConfig)
     nodes: list[str] = Field(default_factory=lambda: ["world", "decoder", "events", "encoder", "capture"])
     run_proxy: bool = True  # False: another host runs the proxy (see configs/two-host.yaml)
+    # captions and events out to a ROS 2 graph (perception/nodes/ros2_out.py); set: the `ros2` node runs
+    ros2: Ros2OutConfig | None = None
     # topic prefixes another host publishes (e.g. ["frames/"] where the robot runs capture): inputs
     # they feed are not reported as wired to nothing (perception/nodes/graph.py)
     external_inputs: list[str] = Field(default_factory=list)
@@ -239,6 +242,15 @@ class PipelineConfig(_Section):
         unknown = sorted(set(self.encoder.assign) - {c.name for c in self.cameras})
         if unknown:
             raise ValueError(f"encoder.assign names cameras not in pipeline.cameras: {unknown}")
+        return self
+
+    @model_validator(mode="after")
+    def _ros2_node(self) -> PipelineConfig:
+        """`pipeline.ros2` runs the ros2 node, and the ros2 node has its section."""
+        if self.ros2 is not None and "ros2" not in self.nodes:
+            self.nodes = [*self.nodes, "ros2"]
+        elif self.ros2 is None and "ros2" in self.nodes:
+            self.ros2 = Ros2OutConfig()
         return self
 
     @field_validator("nodes")

@@ -67,12 +67,16 @@ from perception.nodes.workers import encoder_endpoints, worker_names
 log = get_logger("launcher")
 
 
-def prepare_config(path: str | Path | None, source: str | None = None) -> AppConfig:
-    """Load + validate the config, apply `--source` to the first camera, check files; ConfigError if bad."""
+def prepare_config(path: str | Path | None, source: str | None = None, ros2: bool = False) -> AppConfig:
+    """Load + validate the config, apply `--source` to the first camera (and `--ros2`: the ROS 2 output
+    node), check files; ConfigError if bad."""
     config = load_config(path)
-    if source is not None:
+    if source is not None or (ros2 and config.pipeline.ros2 is None):
         data = config.model_dump()
-        data["pipeline"]["cameras"][0] = with_source(data["pipeline"]["cameras"][0], source)
+        if ros2 and data["pipeline"].get("ros2") is None:
+            data["pipeline"]["ros2"] = {}
+        if source is not None:
+            data["pipeline"]["cameras"][0] = with_source(data["pipeline"]["cameras"][0], source)
         try:
             config = AppConfig.model_validate(data)
         except ValueError as exc:

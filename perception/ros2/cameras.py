@@ -202,3 +202,151 @@ class RosbagSource(Source):
             self._bag.close()
         self._bag = self._messages = None
         super().close()
+
+
+# -- ros2 (live) ------------------------------------------------------------------------------------------
+
+
+class Ros2CameraConfig(CameraConfig):
+    """A live ROS 2 image topic over DDS (perception/ros2/dds.py), subscribed with the sensor-data QoS
+    (best effort, keep last 5), so the newest frames win and a slow consumer never holds the camera up.
+    Frames are paced by their arrival (`realtime` has nothing to pace); the topic's type is CompressedImage
+    when `compressed` (default: when the topic ends in /compressed), else Image."""
+
+    type: Literal["ros2"] = "ros2"
+    topic: str = Field(pattern=names.TOPIC_PATTERN)
+    compressed: bool | None = None
+    poses: list[PoseInputConfig] = Field(default_factory=list, max_length=8)
+    domain_id: int | None = Field(None, ge=0, le=232)  # None: ROS_DOMAIN_ID, else 0
+    # subscribe reliable (keep last 5): lost fragments of a large raw frame are resent, when the publisher
+    # is reliable too (rclcpp's default QoS); false: best effort, which matches every publisher
+    reliable: bool = False
+    # no frame for this long: the topic is gone; the capture node reconnects with backoff
+    stall_s: float = Field(10.0, gt=0)
+    realtime: bool = False
+
+    @model_validator(mode="after")
+    def _pose_types(self) -> Ros2CameraConfig:
+        self.realtime = False  # a live topic paces itself (a camera switched from a file keeps realtime: true)
+        untyped = [p.topic for p in self.poses if p.msgtype is None]
+        if untyped:
+            raise ValueError(f"live pose topics need a type (odometry, pose, pose_cov or tf): {untyped}")
+        return self
+
+    @property
+    def msgtype(self) -> str:
+        compressed = self.compressed if self.compressed is not None else self.topic.endswith("/compressed")
+        return names.COMPRESSED_IMAGE if compressed else names.IMAGE
+
+    def describe(self) -> str:
+        return f"ros2 {self.topic} ({self.msgtype})"
+
+
+PENDING_FRAMES = 4  # frames received but not yet read beyond this: the oldest are dropped (and counted)
+TAKE_BATCH = 32
+
+
+@camera_kind(Ros2CameraConfig)
+class Ros2Source(Source):
+    """Frames of a live ROS 2 topic. A sample is decoded only when its frame is wanted (the encoder's
+    frames; the others only count), by rosbags' CDR deserializer: a malformed one is a counted reject."""
+
+    config: Ros2CameraConfig
+
+    def __init__(self, config: Ros2CameraConfig) -> None:
+        super().__init__(config)
+        self._reader = None
+        self._waitset = None
+        self._pose_readers: list[tuple[Any, str, PoseTopic]] = []
+        self._pending: deque[bytes] = deque()
+        self._poses = PoseQueue(self.counts)
+        self._t0: float | None = None
+        self._store = None
+
+    def connect(self) -> None:
+        import time
+
+        from cyclonedds.core import ReadCondition, SampleState, WaitSet
+
+        from perception.ros2 import dds
+        from perception.ros2.bag import typestore
+        from perception.ros2.interfaces import READ_TYPES
+
+        c = self.config
+        try:
+            dp = dds.participant(c.domain_id)
+            qos = dds.sensor_qos(reliable=c.reliable)
+            self._reader = dds.reader(dp, c.topic, READ_TYPES[c.msgtype], qos)
+            self._pose_readers = [
+                (dds.reader(dp, p.topic, READ_TYPES[p.msgtype], dds.reliable_qos()), p.msgtype, p.want())
+                for p in c.poses
+            ]
+            self._waitset = WaitSet(dp)
+            self._waitset.attach(ReadCondition(self._reader, SampleState.NotRead))
+        except Exception as exc:  # the binding raises DDSException and others for a bad domain or config
+            raise SourceUnavailableError(f"cannot join ROS 2 domain for {c.topic}: {exc}") from exc
+        self._store = typestore()
+        self._pending.clear()
+        self._index, self._t0 = 0, None
+        self._last = time.monotonic()
+        self.connected = True
+
+    def _take(self, timeout_s: float) -> None:
+        from cyclonedds.util import duration
+
+        if not self._pending:
+            self._waitset.wait(duration(milliseconds=round(timeout_s * 1000)))
+        for sample in self._reader.take(N=TAKE_BATCH):
+            if len(self._pending) == PENDING_FRAMES:
+                self._pending.popleft()
+                self.counts["dropped"] += 1
+            self._pending.append(sample)
+        for reader, msgtype, want in self._pose_readers:
+            for raw in reader.take(N=TAKE_BATCH):
+                try:
+                    pose = to_pose(self._store.deserialize_cdr(raw, msgtype), msgtype, self.config.name, want)
+                except Exception:  # truncated or garbled CDR, a non-finite pose: counted, never raised
+                    self.counts["rejected"] += 1
+                    continue
+                if pose is not None:
+                    self._poses.add(pose)
+
+    def read(self, want: Want = EVERYTHING) -> SourceFrame | None:
+        """The next frame that arrives; SourceUnavailableError when none has for `stall_s`."""
+        import time
+
+        from perception.ros2.images import to_frames
+
+        if self._reader is None:
+            raise SourceUnavailableError(f"source {self.config.topic}: read before connect")
+        while True:
+            self._take(0.2)
+            now = time.monotonic()
+            if not self._pending:
+                if now - self._last > self.config.stall_s:
+                    raise SourceUnavailableError(f"no frames on {self.config.topic} for {self.config.stall_s} s")
+                continue
+            self._last = now
+            raw = self._pending.popleft()
+            self._t0 = now if self._t0 is None else self._t0
+            image = full = None
+            if want.pixels:
+                msgtype = self.config.msgtype
+                try:
+                    msg = self._store.deserialize_cdr(raw, msgtype)
+                    image, full = to_frames(msg, msgtype == names.COMPRESSED_IMAGE, want)
+                except Exception:  # malformed CDR, sizes that disagree, an undecodable JPEG
+                    self.counts["rejected"] += 1
+                    continue
+            i = self._index
+            self._index += 1
+            return SourceFrame(image, i, now - self._t0, full)
+
+    def take_poses(self) -> list[Pose]:
+        return self._poses.take()
+
+    def close(self) -> None:
+        self._reader = self._waitset = None
+        self._pose_readers = []
+        self._pending.clear()
+        super().close()

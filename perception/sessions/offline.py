@@ -38,6 +38,7 @@ from perception.sessions.metadata import session_metadata
 from perception.testing import private_bus, recorded_inputs
 
 REPLACED = {"capture": "the recording's frames", "world": "the recording's watches/ broadcasts"}
+LEFT_OUT = {"ros2"}  # publishes outside the run (a ROS 2 graph): an offline run stays in its process
 STEP_TIMEOUT_S = 120.0  # one input's work (a window, its segment, its caption) takes far less
 
 
@@ -78,7 +79,7 @@ class OfflineRun:
 
 def offline_nodes(config: AppConfig) -> list[str]:
     """The configured nodes an offline run starts, upstream first."""
-    return [n for n in reversed(NODE_NAMES) if n in config.pipeline.nodes and n not in REPLACED]
+    return [n for n in reversed(NODE_NAMES) if n in config.pipeline.nodes and n not in REPLACED and n not in LEFT_OUT]
 
 
 def offline_config(config: AppConfig, bus) -> AppConfig:

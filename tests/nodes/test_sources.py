@@ -25,7 +25,7 @@ from perception.nodes.sources import (
     source_shorthand,
     with_source,
 )
-from perception.ros2.cameras import RosbagCameraConfig, RosbagSource
+from perception.ros2.cameras import Ros2CameraConfig, Ros2Source, RosbagCameraConfig, RosbagSource
 
 CAMERA = TypeAdapter(AnyCameraConfig)
 
@@ -39,6 +39,7 @@ def test_each_kind_gets_its_reader_from_its_config_class():
         "file": (FileCameraConfig, FileSource),
         "opencv": (OpenCVCameraConfig, OpenCVSource),
         "rosbag": (RosbagCameraConfig, RosbagSource),
+        "ros2": (Ros2CameraConfig, Ros2Source),
     }
 
 
