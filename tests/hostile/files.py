@@ -83,7 +83,7 @@ class Tally:
         }
 
 
-def _drawn(strategy: Any, n: int, seed: int, batch: int = 25) -> Iterator[Any]:
+def _drawn(strategy: Any, n: int, seed: int, batch: int = 5) -> Iterator[Any]:
     """`n` cases of `strategy`, drawn in small batches (so that the cases held at once do not count in
     the class's peak RSS)."""
     from tests.hostile.campaign import _collect  # the campaign's hypothesis driver, outside pytest
