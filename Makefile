@@ -37,8 +37,11 @@ format: $(STAMP)
 
 # The long hostile-input campaign (tests/hostile/campaign.py): 10 minutes against a live proxy, subscriber,
 # recorder, world and encoder; prints per-class counts, valid delivered, peak RSS; exits 1 on any loss.
+# Then the hostile FILES (tests/hostile/files.py): MCAP, tar shards, watch/persist files, shm segments, each class's
+# bomb corpus and 2000 drawn cases in a process of its own; prints per-class counts and peak RSS; exits 1 on a crash.
 hostile: $(STAMP)
 	$(BIN)/python -m tests.hostile.campaign --duration 600 --json docs/results/hostile.json $(ARGS)
+	$(BIN)/python -m tests.hostile.files --cases 2000 --json docs/results/hostile_files.json
 
 # The fault campaign (tests/faults/campaign.py): every process of a live pipeline SIGKILLed 5 times and SIGSTOPped
 # once, the recorder on a full and a read-only disk, a crash loop; then a slow subscriber measured side by side,

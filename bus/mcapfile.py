@@ -534,13 +534,16 @@ def metadata_records(path: str | Path) -> list[Metadata]:
         except Exception:
             summary = None
         if summary is not None and summary.metadata_indexes:
-            out = []
-            for index in summary.metadata_indexes:
-                f.seek(index.offset)
-                record = next(_records(f, skip_magic=True))
-                if isinstance(record, Metadata):
-                    out.append(record)
-            return out
+            try:
+                out = []
+                for index in summary.metadata_indexes:
+                    f.seek(index.offset)
+                    record = next(_records(f, skip_magic=True))
+                    if isinstance(record, Metadata):
+                        out.append(record)
+                return out
+            except Exception:  # a damaged index: the scan below reads what it can
+                pass
     result = ScanResult()
     for _ in scan(path, result):
         pass

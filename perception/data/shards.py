@@ -26,6 +26,7 @@ import io
 import json
 import os
 import random
+import stat
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -145,8 +146,16 @@ def iter_shard(path: Path) -> Iterator[tuple[str, dict[str, bytes]]]:
 
     A shard is data: a member is read only if its size (for a sparse member, the size it expands to)
     is within bus/reader_limits.py; ShardError otherwise, naming the member."""
+    with open(path, "rb") as raw:
+        if not stat.S_ISREG(os.fstat(raw.fileno()).st_mode):  # a device (/dev/zero) never ends
+            raise ShardError(f"{path}: not a regular file")
+        yield from _samples(path, raw)
+
+
+def _samples(path: Path, raw: Any) -> Iterator[tuple[str, dict[str, bytes]]]:
     key, parts = None, {}
-    with open(path, "rb") as raw, tarfile.open(fileobj=_CappedFile(raw, SHARD_MAX_MEMBER_BYTES), mode="r") as tar:
+    # "r:" a plain tar, as written: no transparent gzip/bz2/xz (an archive inside a decompression bomb)
+    with tarfile.open(fileobj=_CappedFile(raw, SHARD_MAX_MEMBER_BYTES), mode="r:") as tar:
         for member in tar:
             if not member.isfile():
                 continue

@@ -76,3 +76,14 @@ def test_good_shards_still_check(tmp_path):
     d = write_shard_dir(tmp_path / "ok", _tar({"k.json": b'{"start": 0, "end": 1}', "k.mp4": b"not a video"}))
     rep = check_shards(d)
     assert rep.samples == 1 and not rep.index_problems and rep.unreadable[0]["key"] == "k"
+
+
+def test_a_shard_that_is_a_device_is_refused_not_read_forever(tmp_path):
+    """Found by the files campaign: a shard symlinked to /dev/zero hung iter_shard (tarfile probing it as
+    gzip, bz2, xz); a shard is a plain tar in a regular file."""
+    d = write_shard_dir(tmp_path / "zero", b"")
+    (d / "shard-000000.tar").unlink()
+    (d / "shard-000000.tar").symlink_to("/dev/zero")
+    with pytest.raises(ShardError, match="not a regular file"):
+        list(iter_shard(d / "shard-000000.tar"))
+    assert check_shards(d).index_problems[0].startswith("shard-000000.tar: ")

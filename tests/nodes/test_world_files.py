@@ -86,3 +86,22 @@ def test_a_persist_file_that_is_a_symlink_is_neither_read_nor_appended(tmp_path)
     with pytest.raises(OSError):
         PersistFile(persist, fsync_interval_s=0).open_append(0)
     assert victim.read_text() == "precious\n"
+
+
+async def test_a_world_node_starts_past_a_dev_zero_watch_file_and_a_planted_temp(runtime_dir, random_checkpoint):
+    """The attack as it was: the world's setup on a watch file symlinked to /dev/zero (MemoryError before),
+    and a planted `<persist>.tmp` symlink at its first compaction (it overwrote the target before)."""
+    from perception.nodes.world import WorldNode
+
+    from .harness import node_config, running
+
+    persist = runtime_dir / "world.jsonl"
+    victim = runtime_dir / "victim.txt"
+    victim.write_text("precious\n")
+    watch_file(persist).symlink_to("/dev/zero")
+    persist.with_name(persist.name + ".tmp").symlink_to(victim)
+    persist.write_bytes(encode_line({"kind": "event", "cam": "cam0", "t_ns": 1}, None))
+    config = node_config(runtime_dir, random_checkpoint, world={"persist": str(persist)})
+    async with running(WorldNode, config, []) as (node, _pub, _sub):
+        assert node.counters["watches_restored"] == 0 and node.counters["compactions"] >= 1
+    assert victim.read_text() == "precious\n" and not persist.is_symlink()
