@@ -53,7 +53,8 @@ def sweep(model: VLJepa, split: str, thresholds: list[float], cfg: SuiteConfig) 
     return rows
 
 
-def _floats(text: str) -> list[float]:
+def floats(text: str) -> list[float]:
+    """A comma-separated list of numbers from the command line."""
     return [float(x) for x in text.split(",") if x.strip()]
 
 
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("checkpoint", nargs="?", default="checkpoints/tiny")
     p.add_argument("--split", default="val", help="val (choose here) or heldout (only to report)")
-    p.add_argument("--thresholds", type=_floats, default=[3.0, 5.0, 8.0, 12.0])
+    p.add_argument("--thresholds", type=floats, default=[3.0, 5.0, 8.0, 12.0])
     p.add_argument("--streams-per-seed", type=int, default=SuiteConfig.streams_per_seed)
     p.add_argument("--config", default=None, help="service config whose other events settings to keep")
     p.add_argument("--threads", type=int, default=2)

@@ -23,6 +23,7 @@ import torch
 
 from bus.logs import get_logger
 from perception.commands.evaluate import DEFAULT_CACHE
+from perception.eval.events_sweep import floats
 from perception.eval.operating_point import OPERATING_RATES_HZ, decode_cache, operating_point_report
 from perception.eval.stream_captions import service_segmenter
 from perception.eval.suite import SuiteConfig, embed_streams, scored_streams, stream_decoder
@@ -77,19 +78,15 @@ def sweep(model: VLJepa, split: str, grid: dict[str, list[float]], cfg: SuiteCon
     return rows
 
 
-def _floats(text: str) -> list[float]:
-    return [float(x) for x in text.split(",") if x.strip()]
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("checkpoint", nargs="?", default="checkpoints/tiny")
     p.add_argument("--split", default="val", help="val (choose here) or heldout (only to report)")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--streams-per-seed", type=int, default=24)
-    p.add_argument("--window", type=_floats, default=[4])
-    p.add_argument("--confirm", type=_floats, default=[2])
-    p.add_argument("--min-len-s", type=_floats, default=[0.5])
+    p.add_argument("--window", type=floats, default=[4])
+    p.add_argument("--confirm", type=floats, default=[2])
+    p.add_argument("--min-len-s", type=floats, default=[0.5])
     p.add_argument("--config", default=None, help="service config whose other events settings to keep")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--resamples", type=int, default=500)
