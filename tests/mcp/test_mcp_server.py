@@ -181,6 +181,9 @@ async def test_no_pipeline_tools_listed_and_errors_are_fast(bare_config, pipelin
         for (err, text, took), tool in zip(await asyncio.gather(*(timed(*kv) for kv in calls.items())), calls):
             assert err and "no perception pipeline answers on ipc://" in text and "perception up" in text, text
             assert took < 3.0, f"{tool} took {took:.1f}s"
+        for bad in (1e300, -1e300):  # was an OverflowError: the agent saw "Error executing tool history" only
+            err, text = await c.call("history", since_s=bad)
+            assert err and f"time {bad!r} is not a number of seconds within" in text, text
         from mcp.shared.exceptions import MCPError
 
         with pytest.raises(MCPError, match="no perception pipeline answers"):
