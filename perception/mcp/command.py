@@ -136,7 +136,10 @@ def run(args: argparse.Namespace) -> int:
         from perception.memory.store import StoreError, open_store
 
         try:
-            store = open_store(args.store, None, create=False, password_file=config.pipeline.world.memory.password_file)
+            mem = config.pipeline.world.memory
+            store = open_store(
+                args.store, None, create=False, password_file=mem.password_file, ef_search=mem.hnsw_ef_search
+            )
         except StoreError as exc:
             print(f"perception mcp: {exc}", file=sys.stderr)
             if sock is not None:

@@ -220,7 +220,8 @@ def run(args: argparse.Namespace) -> int:
                 else f"imported {written} rows, dropped {dropped} bad lines"
             )
             return 0
-        store = open_store(url, None, create=False, password_file=config.pipeline.world.memory.password_file)
+        mem = config.pipeline.world.memory
+        store = open_store(url, None, create=False, password_file=mem.password_file, ef_search=mem.hnsw_ef_search)
     except StoreError as exc:
         return fail(str(exc))
     try:

@@ -35,6 +35,8 @@ class MemoryConfig(Section):
     buffer_max: int = Field(100_000, ge=100)
     retry_s: float = Field(2.0, gt=0)  # between attempts to reach a database that is down
     pose_max_gap_s: float = Field(2.0, gt=0)  # a pose further than this from a segment's time is not joined
+    # PostgreSQL's HNSW candidates per text query: higher = closer to exact top-k, slower (docs/memory.md)
+    hnsw_ef_search: int = Field(100, ge=10, le=1000)
     # credentials for a postgresql:// store: a 0600 file holding the password (else $PGPASSWORD, ~/.pgpass)
     password_file: str | None = None
 

@@ -56,7 +56,7 @@ class WorldMemory:
         self.poses = PoseTrack(max_cameras, cfg.pose_max_gap_s)
 
         def opener() -> MemoryStore:
-            return open_store(url, dim, password_file=cfg.password_file)
+            return open_store(url, dim, password_file=cfg.password_file, ef_search=cfg.hnsw_ef_search)
 
         store = None
         try:

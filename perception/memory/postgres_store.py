@@ -25,8 +25,9 @@ class PostgresStore(SqlStore):
     serial = "BIGSERIAL"
     vec_type = "vector({dim})"
 
-    def __init__(self, url: str, dim: int | None, password: str | None = None) -> None:
+    def __init__(self, url: str, dim: int | None, password: str | None = None, ef_search: int = EF_SEARCH) -> None:
         super().__init__(redact(url), dim)
+        self._ef_search = int(ef_search)
         self._dsn = url
         self._password = password
         self._conn: Any = None
@@ -50,7 +51,7 @@ class PostgresStore(SqlStore):
             conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
             conn.commit()
             register_vector(conn)
-            conn.execute(f"SET hnsw.ef_search = {EF_SEARCH}")
+            conn.execute(f"SET hnsw.ef_search = {self._ef_search}")
             conn.commit()
             try:  # pgvector >= 0.8: filtered queries scan on until they have `limit` rows
                 conn.execute("SET hnsw.iterative_scan = relaxed_order")

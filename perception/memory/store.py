@@ -66,7 +66,9 @@ def read_password_file(path: str) -> str:
     return p.read_text().strip()
 
 
-def open_store(url: str, dim: int, *, password_file: str | None = None, create: bool = True) -> MemoryStore:
+def open_store(
+    url: str, dim: int | None, *, password_file: str | None = None, create: bool = True, ef_search: int = 100
+) -> MemoryStore:
     """The store at `url`: `postgresql://...` (TLS and other libpq options pass through in the query string;
     the password from `password_file`, else $PGPASSWORD / ~/.pgpass as libpq does), `sqlite:///path`, or a
     path. `create=False` (queries only) refuses a SQLite file that does not exist instead of making one."""
@@ -74,7 +76,7 @@ def open_store(url: str, dim: int, *, password_file: str | None = None, create: 
         from perception.memory.postgres_store import PostgresStore
 
         password = read_password_file(password_file) if password_file else None
-        return PostgresStore(url, dim, password=password)
+        return PostgresStore(url, dim, password=password, ef_search=ef_search)
     path = os.path.expanduser(url.removeprefix("sqlite://") if url.startswith("sqlite://") else url)
     if "://" in path:
         raise StoreError(f"unknown store URL {redact(url)!r}: use postgresql://... or a SQLite file path")

@@ -54,7 +54,7 @@ from typing import Any
 import numpy as np
 
 from bus.bounded import BoundedDict
-from bus.component import Input, Output, on
+from bus.component import Output, on
 from bus.rpc import RpcError, RpcServer, RpcTimeout, current_client
 from perception.memory.node import WorldMemory
 from perception.messages import Caption, Embedding, Event, Pose, WatchList
@@ -219,11 +219,6 @@ class WorldNode(Node):
         if getattr(self, "mem", None) is not None:
             self.mem.close()
 
-    def inputs(self) -> list[Input]:
-        """With a store, pose/<cam> too (not declared with @on: without a store nothing needs a pose)."""
-        extra = [Input("pose/{cam}", Pose, "on_pose")] if self.config.pipeline.world.store is not None else []
-        return [*super().inputs(), *extra]
-
     def _cam(self, name: str) -> CameraMemory:
         return self.memory.setdefault(
             name,
@@ -306,9 +301,14 @@ class WorldNode(Node):
             except ValueError as exc:
                 self._reject(msg, exc)
 
+    @on("pose/{cam}", Pose)
     def on_pose(self, msg: Pose) -> None:
+        """Where the camera was (capture's ROS 2 sources, any publisher): joined to segments by time in the
+        store; without `world.store` there is nothing to join it to."""
+        if self.mem is None:
+            return
         try:
-            self.mem.add_pose(msg)  # type: ignore[union-attr]
+            self.mem.add_pose(msg)
         except ValueError as exc:
             self._reject(msg, exc)
             return

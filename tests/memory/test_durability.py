@@ -36,11 +36,11 @@ async def test_acknowledged_rows_survive_sigkill_of_the_world_node(tmp_path, run
             sys.executable, "-m", "perception.nodes", "world", "--config-json", str(cfg_file), env=child_env()
         )
         try:
-            async with asyncio.timeout(120):
+            async with asyncio.timeout(300):  # a loaded 2-core machine starts a node slowly
                 while (await sub.recv()).msg.counters.get("ready") != 1.0:
                     pass
                 acked, k = 0.0, 0
-                while acked < 200:  # events keep flowing while the node acknowledges them
+                while acked < 100:  # events keep flowing while the node acknowledges them
                     for _ in range(25):
                         pub.publish_nowait("events/front", seg_event("front", k, t0, unit(rng.normal(size=DIM))))
                         k += 1
@@ -54,7 +54,7 @@ async def test_acknowledged_rows_survive_sigkill_of_the_world_node(tmp_path, run
     store = open_store(str(db), None, create=False)
     rows = store.stats()["rows"]["segments"]
     store.close()
-    assert rows >= acked >= 200
+    assert rows >= acked >= 100
 
 
 def row(k: int) -> SegmentRow:
@@ -104,3 +104,30 @@ def test_writer_rides_out_a_postgres_sigkill_and_bounds_its_buffer():
     # every acknowledged row, once; what the full buffer dropped were the oldest unacknowledged ones
     assert stats["rows"]["segments"] == 250
     assert ids == list(range(200, 300))
+
+
+def test_a_full_embedded_store_is_a_clear_error_and_nothing_acknowledged_is_lost(tmp_path):
+    """SQLite's own 'database or disk is full' (SQLITE_FULL, here from a page limit: the same error a full
+    filesystem gives): the writer says so in one line, keeps the rows, and commits them once there is room."""
+    path = tmp_path / "memory.db"
+    cfg = MemoryConfig(flush_s=0.05, retry_s=0.1, batch_max=50)
+    store = open_store(str(path), 8)
+    writer = MemoryWriter(lambda: open_store(str(path), 8), cfg, "r1", get_logger("test.memory"), store)
+    pages = store.db.execute("PRAGMA page_count").fetchone()[0]
+    store.db.execute(f"PRAGMA max_page_count = {pages + 2}")  # room for a handful of rows only
+    writer.start()
+    try:
+        writer.put(Batch(segments=[row(k) for k in range(300)]))
+        wait(lambda: writer.counts["down"] == 1)
+        assert "database or disk is full" in writer.last_error and "max_bytes" in writer.last_error
+        assert "\n" not in writer.last_error
+        acked = writer.counts["committed"]
+        assert acked < 300 and writer.counts["pending"] == 300 - acked
+        with store._lock:
+            store.db.execute("PRAGMA max_page_count = 1073741823")  # space again
+        wait(lambda: writer.counts["committed"] == 300 and writer.counts["down"] == 0)
+    finally:
+        writer.close()
+    reader = open_store(str(path), None, create=False)
+    assert reader.stats()["rows"]["segments"] == 300
+    reader.close()

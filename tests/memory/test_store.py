@@ -155,3 +155,11 @@ def test_dimension_mismatch_and_bad_urls_are_clear(store_url, tmp_path):
         open_store("mysql://x/y", D)
     with pytest.raises(StoreError, match="no memory store"):
         open_store(str(tmp_path / "absent.db"), None, create=False)
+
+
+def test_hnsw_ef_search_is_the_configured_one(pg_server):
+    from .conftest import fresh_database
+
+    store = open_store(fresh_database(pg_server), D, ef_search=400)
+    assert store._execute("SHOW hnsw.ef_search") == [("400",)]
+    store.close()

@@ -19,6 +19,7 @@ def test_the_default_graph_is_the_pipeline_with_its_message_types():
     edges = {(e.src, e.dst, e.output.topic, e.type_name) for e in graph.edges()}
     assert edges == {
         ("capture", "encoder", "frames/{cam}", "Frame"),
+        ("capture", "world", "pose/{cam}", "Pose"),
         ("encoder", "events", "embeddings/{cam}", "Embedding"),
         ("encoder", "world", "embeddings/{cam}", "Embedding"),
         ("events", "decoder", "decode/{cam}", "DecodeRequest"),
@@ -47,10 +48,15 @@ def test_topics_and_types_must_both_meet():
 def test_an_input_fed_by_nothing_names_who_would_feed_it():
     graph = Graph.of(["world", "decoder"])
     problems = {(p.node, p.input.topic): p for p in graph.unwired()}
-    assert set(problems) == {("world", "embeddings/{cam}"), ("world", "events/{cam}"), ("decoder", "decode/{cam}")}
+    assert set(problems) == {
+        ("world", "embeddings/{cam}"),
+        ("world", "events/{cam}"),
+        ("world", "pose/{cam}"),
+        ("decoder", "decode/{cam}"),
+    }
     assert problems[("world", "embeddings/{cam}")].publishers == ("encoder",)
     assert "add events to pipeline.nodes" in problems[("decoder", "decode/{cam}")].describe()
-    assert Graph.of(["world", "decoder"]).unwired(["embeddings/", "events/", "decode/"]) == []
+    assert Graph.of(["world", "decoder"]).unwired(["embeddings/", "events/", "decode/", "pose/"]) == []
 
 
 def test_perception_graph_exit_code_and_launcher_warning(runtime_dir, random_checkpoint, tmp_path):
@@ -87,7 +93,7 @@ def test_perception_graph_exit_code_and_launcher_warning(runtime_dir, random_che
             runtime_dir,
             random_checkpoint,
             nodes=["world", "decoder"],
-            external_inputs=["embeddings/", "events/", "decode/"],
+            external_inputs=["embeddings/", "events/", "decode/", "pose/"],
         ),
     )
     assert perception("graph", "--config", str(remote)).returncode == 0
