@@ -1,0 +1,79 @@
+"""A checkpoint without a trained Y-decoder (an imported open-vljepa one, tiny configs of the real classes)
+captions by retrieval: the decoder node publishes the nearest phrase of the phrase bank on captions/<cam>,
+marked retrieved, with its cosine; the user's phrase file replaces the shipped one."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from perception.config import AppConfig
+from perception.messages import Caption, DecodeRequest
+from perception.model import VLJepa
+from perception.model.importers.open_vljepa import import_checkpoint
+from perception.model.importers.reference_layout import write_best_pt, write_tiny_parts
+from perception.model.phrase_bank import MAX_PHRASE_CHARS, PhraseBankError, read_phrases
+from perception.nodes.decoder import DecoderNode
+
+from .conftest import pipeline_config
+from .harness import collect, running
+
+PHRASES = ["a dog runs on the street", "a person is cooking in the kitchen", "a red circle moves left"]
+
+
+@pytest.fixture(scope="module")
+def imported(tmp_path_factory):
+    root = tmp_path_factory.mktemp("open-vljepa")
+    parts = write_tiny_parts(root)
+    best = write_best_pt(root / "best.pt", parts, max_len=16)
+    import_checkpoint(best, root / "ckpt", str(parts["vjepa2"]), str(parts["llama"]), str(parts["gemma3"]))
+    return root / "ckpt"
+
+
+async def test_decoder_node_publishes_retrieved_phrases_with_their_scores(runtime_dir, imported, tmp_path):
+    bank = tmp_path / "mine.txt"
+    bank.write_text("# my robot's phrases\n" + "\n".join(PHRASES) + "\n\n")
+    raw = pipeline_config(runtime_dir, imported)
+    raw["model"]["phrase_banks"] = [str(bank)]
+    config = AppConfig.model_validate(raw)
+    model = VLJepa.load(imported, device="cpu")
+    targets = model.embed_text(PHRASES).numpy()  # each phrase's own S_Y: its nearest phrase is itself
+    async with running(DecoderNode, config, ["captions/"]) as (_node, pub, sub):
+        now = time.time_ns()
+        for i in (2, 0):
+            req = DecodeRequest(
+                cam="cam0", segment_id=i, start_ns=now, end_ns=now, t_capture_ns=now, embedding=targets[i]
+            )
+            pub.publish_nowait("decode/cam0", req)
+        got = sorted((c.msg for c in await collect(sub, "captions/", 2, timeout=60)), key=lambda c: c.segment_id)
+    assert all(isinstance(c, Caption) and c.retrieved for c in got)
+    assert [c.text for c in got] == [PHRASES[0], PHRASES[2]]
+    assert all(c.score is not None and c.score > 0.999 for c in got)
+
+
+def test_model_uses_the_shipped_bank_and_describes_each_row(imported):
+    model = VLJepa.load(imported, device="cpu")
+    shipped = read_phrases(model.cfg.y_decoder.phrase_banks)
+    assert len(shipped) > 100
+    s_hat = torch.nn.functional.normalize(torch.randn(3, model.cfg.embed_dim), dim=-1)
+    said = model.describe(s_hat)
+    assert all(d.retrieved and d.text in shipped and len(d.alternatives) == 2 for d in said)
+    scores = model.embed_text([d.text for d in said]) @ s_hat.T  # the chosen phrase's cosine is the score
+    np.testing.assert_allclose([d.score for d in said], scores.diagonal().numpy(), atol=1e-4)
+    assert model.decode(s_hat) == [d.text for d in said]  # eval, ask and MCP read decode(): same text
+
+
+def test_bad_phrase_files_are_refused_with_the_reason(tmp_path):
+    with pytest.raises(PhraseBankError, match="cannot read"):
+        read_phrases([tmp_path / "absent.txt"])
+    long = tmp_path / "long.txt"
+    long.write_text("ok\n" + "x" * (MAX_PHRASE_CHARS + 1) + "\n")
+    with pytest.raises(PhraseBankError, match="long.txt:2"):
+        read_phrases([long])
+    empty = tmp_path / "empty.txt"
+    empty.write_text("# only a comment\n\n")
+    with pytest.raises(PhraseBankError, match="no phrase"):
+        read_phrases([empty])
