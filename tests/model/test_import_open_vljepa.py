@@ -195,6 +195,13 @@ def test_imported_model_gives_the_reference_embeddings(best, parts, imported):
     runner = WindowRunner(model, model.cfg.predictor.default_query, jit=False)
     clip = torch.from_numpy(videos()[0]).permute(0, 3, 1, 2)[None]
     torch.testing.assert_close(runner(clip)[1][0], ref.video(videos()[0]), atol=2e-5, rtol=1e-4)
+    # and the comparison can tell: our own preset's frame positions or resize rounding give other embeddings
+    for key, ours_rule, video in (("frame_index", "round", videos()[0]), ("resize", "round", videos()[1])):
+        setattr(model.cfg.x_encoder, key, ours_rule)
+        clip = torch.from_numpy(video).permute(0, 3, 1, 2)[None]
+        moved = model.predict(model.encode_video(clip), PROMPT)[0] - ref.video(video)
+        assert float(moved.abs().max()) > 1e-3, key
+        setattr(model.cfg.x_encoder, key, "floor" if key == "frame_index" else "torchvision")
 
 
 def test_queries_pad_with_llama32s_reserved_token_and_padding_changes_nothing(imported, parts):
