@@ -65,6 +65,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     from perception.train.frozen import FrozenTrainConfig, train_frozen
     from perception.train.sharded import ShardedTrainConfig
+    from perception.train.text_decoder import TextDecoderConfig
+
+    if isinstance(cfg, TextDecoderConfig):  # a `recipe: text-decoder` file without --stage decoder
+        return _run_text_decoder(args)
 
     if isinstance(cfg, ShardedTrainConfig):
         return _run_sharded(cfg, args)

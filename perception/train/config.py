@@ -184,6 +184,10 @@ def load_train_config(path: str | Path | None = None, preset: str = "tiny", over
         for key in parents:
             node = node.setdefault(key, {})
         node[leaf] = value
+    if raw.get("recipe") == "text-decoder":
+        from perception.train.text_decoder import TextDecoderConfig
+
+        return validate_config(TextDecoderConfig, raw, path, "training config")
     if raw.get("recipe") == "sharded":
         from perception.train.sharded import ShardedTrainConfig
 

@@ -14,12 +14,12 @@ import math
 import random
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from bus.logs import get_logger
-from perception.config import ConfigError, read_yaml_mapping, validate_config
+from perception.config import ConfigError
 
 log = get_logger("train.text_decoder")
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "train-text-decoder.yaml"
@@ -31,6 +31,7 @@ class TextDecoderConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    recipe: Literal["text-decoder"] = "text-decoder"  # how load_train_config tells this file from the others
     steps: int = Field(2000, ge=1)
     batch_size: int = Field(64, ge=1)
     lr: float = Field(5e-4, gt=0)
@@ -53,15 +54,13 @@ class TextDecoderConfig(BaseModel):
 
 
 def load_text_decoder_config(path: str | Path | None, overrides: dict | None = None) -> TextDecoderConfig:
-    path = Path(path) if path else DEFAULT_CONFIG
-    raw = read_yaml_mapping(path, "decoder training config")
-    for dotted, value in (overrides or {}).items():
-        node = raw
-        *parents, leaf = dotted.split(".")
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[leaf] = value
-    return validate_config(TextDecoderConfig, raw, path, "decoder training config")
+    """configs/train-text-decoder.yaml (or `path`, which must be a text-decoder recipe) with dotted overrides."""
+    from perception.train.config import load_train_config
+
+    cfg = load_train_config(path or DEFAULT_CONFIG, overrides=overrides)
+    if not isinstance(cfg, TextDecoderConfig):
+        raise ConfigError(f"{path}: not a text-decoder recipe (set `recipe: text-decoder`)")
+    return cfg
 
 
 def read_texts(path: str | Path, limit: int) -> list[str]:
