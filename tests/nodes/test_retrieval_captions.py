@@ -4,22 +4,26 @@ marked retrieved, with its cosine; the user's phrase file replaces the shipped o
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import numpy as np
 import pytest
 import torch
 
+from bus.rpc import RpcClient
 from perception.config import AppConfig
-from perception.messages import Caption, DecodeRequest
+from perception.messages import Caption, DecodeRequest, Embedding
 from perception.model import VLJepa
 from perception.model.importers.open_vljepa import import_checkpoint
 from perception.model.importers.reference_layout import write_best_pt, write_tiny_parts
 from perception.model.phrase_bank import MAX_PHRASE_CHARS, PhraseBankError, read_phrases
 from perception.nodes.decoder import DecoderNode
+from perception.nodes.encoder import EncoderNode, encoder_endpoint
 
 from .conftest import pipeline_config
-from .harness import collect, running
+from .harness import collect, node_config, running
+from .test_encoder_node import frame
 
 PHRASES = ["a dog runs on the street", "a person is cooking in the kitchen", "a red circle moves left"]
 
@@ -77,3 +81,24 @@ def test_bad_phrase_files_are_refused_with_the_reason(tmp_path):
     empty.write_text("# only a comment\n\n")
     with pytest.raises(PhraseBankError, match="no phrase"):
         read_phrases([empty])
+
+
+async def test_encoder_windows_use_the_models_prompt_and_ask_says_retrieved(runtime_dir, imported):
+    """pipeline.encoder.query unset: windows are embedded with the checkpoint's own prompt (open-vljepa's
+    "Describe the video."); an open question is answered from the phrase bank, marked retrieved."""
+    config = node_config(runtime_dir, imported, encoder={"frame_step": 1, "stride_frames": 8, "jit": False})
+    model = VLJepa.load(imported, device="cpu")
+    frames = [frame("cam0", i) for i in range(8)]
+    async with running(EncoderNode, config, ["embeddings/"]) as (node, pub, sub):
+        assert node.W == 8  # the imported checkpoint's 8 frames per window
+        for f in frames:
+            pub.publish_nowait("frames/cam0", f)
+            await asyncio.sleep(0.02)
+        emb = (await collect(sub, "embeddings/", 1, timeout=60))[0].msg
+        async with RpcClient(config.bus, endpoint=encoder_endpoint(config), timeout=30, retries=0) as rpc:
+            said = await rpc.call("ask", {"question": "what is happening in the video"})
+    assert isinstance(emb, Embedding)
+    clip = torch.from_numpy(np.stack([f.image for f in frames])).permute(0, 3, 1, 2)[None]  # [1,8,3,H,W]
+    expect = model.predict(model.encode_video(clip), "Describe the video.")[0].numpy()
+    np.testing.assert_allclose(emb.embedding, expect, atol=1e-4)
+    assert said["retrieved"] is True and isinstance(said["score"], float) and said["text"]
