@@ -102,3 +102,12 @@ async def test_encoder_windows_use_the_models_prompt_and_ask_says_retrieved(runt
     expect = model.predict(model.encode_video(clip), "Describe the video.")[0].numpy()
     np.testing.assert_allclose(emb.embedding, expect, atol=1e-4)
     assert said["retrieved"] is True and isinstance(said["score"], float) and said["text"]
+
+
+def test_mcp_ask_view_keeps_the_retrieved_mark():
+    from perception.mcp.pipeline import view_ask
+
+    retrieved = view_ask({"camera": "cam0", "question": "q", "text": "a dog", "retrieved": True, "score": 0.42}, 0)
+    assert retrieved["text"] == "a dog" and retrieved["retrieved"] is True and retrieved["score"] == 0.42
+    decoded = view_ask({"camera": "cam0", "question": "q", "text": "a dog"}, 0)
+    assert "retrieved" not in decoded and "score" not in decoded
