@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from importlib.metadata import entry_points
 
-from bus.config import EndpointError
+from bus.config import NAME_ENV, EndpointError, check_pipeline_name
 from bus.logs import configure_logging
 from bus.security import SecurityConfigError
 
@@ -30,6 +31,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("perception.commands.info", "summarise an MCAP file"),
     "test": ("perception.commands.test", "run recorded sessions through a pipeline offline and diff what it perceives"),
     "ask": ("perception.commands.ask", "ask the running pipeline a question"),
+    "now": ("perception.commands.world", "what each camera shows now (segment, caption, active watches)"),
+    "history": ("perception.commands.world", "captions and events of the last --since seconds"),
+    "search": ("perception.commands.world", "segments that match a text, best first"),
+    "watch": ("perception.commands.world", "add a watch phrase at run time (prints its id)"),
+    "unwatch": ("perception.commands.world", "remove a runtime watch by its id"),
+    "watches": ("perception.commands.world", "list the watch phrases in force"),
+    "memory": ("perception.memory.command", "search, inspect and import the robot memory (world.store)"),
     "mcp": ("perception.mcp.command", "serve an MCP server (tools for agent planners) over the running pipeline"),
     "foxglove": ("perception.commands.viewers", "serve the live bus to the Foxglove app (WebSocket, default :8765)"),
     "view": ("perception.commands.viewers", "show the live pipeline or a recording in Rerun (--save OUT.rrd, --web)"),
@@ -63,13 +71,22 @@ def build_parser() -> argparse.ArgumentParser:
             module = None
         help_text = help_text or getattr(module, "HELP", "")
         p = sub.add_parser(name, help=help_text, description=help_text)
-        p.add_argument("--config", default=None, help="YAML config (default: configs/tiny-cpu.yaml)")
+        config_help = getattr(module, "CONFIG_HELP", "YAML config (default: configs/tiny-cpu.yaml)")
+        p.add_argument("--config", default=None, help=config_help)
         p.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING, ERROR")
         if module is None:
             p.set_defaults(_missing=module_name)
             continue
         add = getattr(module, f"add_{name}_arguments", None) or module.add_arguments
         add(p)
+        if "--name" not in p._option_string_actions:  # `keys --name` is a key's name
+            p.add_argument(
+                "--name",
+                dest="pipeline_name",
+                default=None,
+                help="which pipeline: a second concurrent one gets its own bus dir (vljepa-<uid>-NAME); "
+                "clients pass the same --name (or set PERCEPTION_NAME)",
+            )
         p.set_defaults(_run=getattr(module, f"run_{name}", None) or module.run)
     return parser
 
@@ -80,6 +97,13 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "_missing", None):
         print(f"perception {args.command}: not available in this build ({args._missing})", file=sys.stderr)
         return 2
+    name = getattr(args, "pipeline_name", None)
+    if name is not None:
+        try:
+            os.environ[NAME_ENV] = check_pipeline_name(name)  # read by the default bus dir, here and in children
+        except ValueError as exc:
+            print(f"perception {args.command}: --name: {exc}", file=sys.stderr)
+            return 2
     try:
         return int(args._run(args) or 0)
     except KeyboardInterrupt:

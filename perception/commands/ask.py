@@ -40,6 +40,7 @@ async def ask(config, question: str, choices: list[str] | None, camera: str | No
 
 
 def run(args: argparse.Namespace) -> int:
+    from bus.config import where_looked
     from bus.rpc import RpcError, RpcTimeout
 
     try:
@@ -53,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
     except RpcTimeout:
         print(
             f"perception ask: no answer from the pipeline on {config.bus.endpoint('rpc')} "
-            f"within {args.timeout}s (is `perception up` running with this config?)",
+            f"within {args.timeout}s (is `perception up` running with this config and --name?); "
+            f"{where_looked(config.bus.endpoint('rpc'))}",
             file=sys.stderr,
         )
         return 1

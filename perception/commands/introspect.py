@@ -13,7 +13,7 @@ import sys
 import time
 from collections import deque
 
-from bus.config import BusConfig
+from bus.config import BusConfig, where_looked
 from bus.logs import RateLimited
 from bus.message import summarise
 from bus.pubsub import BusNotReady, Subscriber
@@ -27,11 +27,23 @@ def _bus(args: argparse.Namespace) -> BusConfig:
     return load_config(args.config).bus
 
 
-def _run(main, duration: float | None) -> int:
+def _run(main, duration: float | None, connected: list | None = None, bus: BusConfig | None = None) -> int:
+    """Run `main` for `duration` s; 1 with one line on stderr when no proxy answered: `main` appends to
+    `connected` once its subscriber is ready, so a run that ended first (a short --duration) says so too
+    rather than printing nothing and exiting 0."""
+    command = sys.argv[1] if len(sys.argv) > 1 else ""
     try:
         asyncio.run(run_until_stopped(main, duration))
     except BusNotReady as exc:
-        print(f"perception {sys.argv[1] if len(sys.argv) > 1 else ''}: {exc}", file=sys.stderr)
+        where = f"; {where_looked(bus.endpoint('sub'))}" if bus is not None else ""
+        print(f"perception {command}: no pipeline answers: {exc}{where}", file=sys.stderr)
+        return 1
+    if connected is not None and not connected and bus is not None:
+        print(
+            f"perception {command}: no pipeline answers: no proxy answered on {bus.endpoint('sub')} "
+            f"within {duration:g}s; {where_looked(bus.endpoint('sub'))}",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -52,9 +64,12 @@ def run_topics(args: argparse.Namespace) -> int:
     seen: dict[str, dict] = {}
     omitted = {"messages": 0}  # on topics beyond MAX_TOPICS
     started = time.monotonic()
+    bus = _bus(args)
+    connected: list[bool] = []
 
     async def main() -> None:
-        async with Subscriber(_bus(args), [""], raw=True, policy="reliable", name="topics") as sub:
+        async with Subscriber(bus, [""], raw=True, policy="reliable", name="topics") as sub:
+            connected.append(True)
             async for raw in sub:
                 h = raw.header
                 row = seen.get(h.topic)
@@ -68,7 +83,9 @@ def run_topics(args: argparse.Namespace) -> int:
                 if len(row["publishers"]) < MAX_PUBLISHERS:
                     row["publishers"].add(h.src)
 
-    code = _run(main, args.duration)
+    code = _run(main, args.duration, connected, bus)
+    if code:
+        return code
     window = max(time.monotonic() - started, 1e-9)
     rows = [
         {
@@ -117,9 +134,12 @@ def echo_line(env) -> str:
 
 def run_echo(args: argparse.Namespace) -> int:
     unprintable = RateLimited(1.0)
+    bus = _bus(args)
+    connected: list[bool] = []
 
     async def main() -> None:
-        async with Subscriber(_bus(args), [args.topic], policy="reliable", name="echo") as sub:
+        async with Subscriber(bus, [args.topic], policy="reliable", name="echo") as sub:
+            connected.append(True)
             n = 0
             async for env in sub:
                 try:
@@ -138,7 +158,7 @@ def run_echo(args: argparse.Namespace) -> int:
                 if args.count is not None and n >= args.count:
                     return
 
-    return _run(main, args.duration)
+    return _run(main, args.duration, connected, bus)
 
 
 # -- hz ----------------------------------------------------------------------------------------------
@@ -182,8 +202,12 @@ def run_hz(args: argparse.Namespace) -> int:
                 flush=True,
             )
 
+    bus = _bus(args)
+    connected: list[bool] = []
+
     async def main() -> None:
-        async with Subscriber(_bus(args), [args.topic], raw=True, policy="reliable", name="hz") as sub:
+        async with Subscriber(bus, [args.topic], raw=True, policy="reliable", name="hz") as sub:
+            connected.append(True)
 
             async def collect() -> None:
                 async for raw in sub:
@@ -198,4 +222,4 @@ def run_hz(args: argparse.Namespace) -> int:
             finally:
                 collector.cancel()
 
-    return _run(main, args.duration)
+    return _run(main, args.duration, connected, bus)

@@ -52,8 +52,14 @@ def parse_overrides(items: list[str]) -> dict:
 def run(args: argparse.Namespace) -> int:
     if args.stage == "decoder":
         return _run_text_decoder(args)
+    from perception.commands.outputs import output_error
     from perception.train.config import load_train_config
-    from perception.train.loop import ResumeError, train
+
+    inputs = [args.config, args.data] + ([args.resume_from] if args.resume_from else [])
+    if (rc := output_error("train", args.out, inputs, "--out", directory=True)) is not None:
+        return rc
+    from perception.train.loop import train
+    from perception.train.state import ResumeError
 
     try:
         overrides = parse_overrides(args.overrides)
@@ -63,8 +69,8 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"perception train: {exc}", file=sys.stderr)
         return 2
-    from perception.train.frozen import FrozenTrainConfig, train_frozen
-    from perception.train.sharded import ShardedTrainConfig
+    from perception.train.config import FrozenTrainConfig, ShardedTrainConfig
+    from perception.train.frozen import train_frozen
     from perception.train.text_decoder import TextDecoderConfig
 
     if isinstance(cfg, TextDecoderConfig):  # a `recipe: text-decoder` file without --stage decoder
@@ -106,9 +112,9 @@ def _summary(result, **extra) -> int:
 
 def _run_sharded(cfg, args: argparse.Namespace) -> int:
     from perception.data.shards import ShardError
-    from perception.train.loop import ResumeError
     from perception.train.sample_streams import StreamLayoutError
     from perception.train.sharded import train_sharded
+    from perception.train.state import ResumeError
 
     resume_from = args.resume_from or (args.out if args.resume else None)
     try:
@@ -120,10 +126,14 @@ def _run_sharded(cfg, args: argparse.Namespace) -> int:
 
 
 def _run_text_decoder(args: argparse.Namespace) -> int:
+    from perception.commands.outputs import output_error
     from perception.model import CheckpointError
     from perception.model.phrase_bank import PhraseBankError
     from perception.train.text_decoder import load_text_decoder_config, train_text_decoder
 
+    inputs = [args.config, args.checkpoint, args.texts]
+    if (rc := output_error("train", args.out, inputs, "--out", directory=True)) is not None:
+        return rc  # writing over the checkpoint being read, or the corpus
     try:
         if not args.checkpoint or not args.texts:
             raise ConfigError("--stage decoder needs --checkpoint DIR and --texts FILE")

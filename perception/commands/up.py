@@ -34,13 +34,41 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--record-topics", nargs="+", default=[""], metavar="PREFIX", help="topics to record (default: all)")
 
 
+def probe_sources(config) -> bool:
+    """Open every camera before anything starts (decode one frame): False, after one line per camera that
+    can never work, when one cannot; a camera that may come back (a stream down, a camera busy) is said
+    once and left to the capture node's retries."""
+    from perception.nodes.sources import probe_cameras
+
+    ok = True
+    for result in probe_cameras(config.pipeline.cameras):
+        cam = result.camera
+        if result.error is None:
+            continue
+        if result.permanent:
+            ok = False
+            print(f"perception up: camera {cam.name} ({cam.describe()}) cannot work: {result.error}", file=sys.stderr)
+        else:
+            print(
+                f"perception up: camera {cam.name} ({cam.describe()}) is not available yet: {result.error}; "
+                f"starting anyway and retrying it every {cam.retry_initial_s:g}-{cam.retry_max_s:g} s",
+                file=sys.stderr,
+            )
+    return ok
+
+
 def run(args: argparse.Namespace) -> int:
+    from perception.commands.outputs import output_error
     from perception.nodes.launcher import Launcher, prepare_config
 
+    if (rc := output_error("up", args.record, [args.config_path or args.config, args.source], "--record")) is not None:
+        return rc
     try:
         config = prepare_config(args.config_path or args.config, source=args.source)
     except ConfigError as exc:
         print(f"perception up: {exc}", file=sys.stderr)
+        return 2
+    if not probe_sources(config):
         return 2
     if args.record is not None and Path(args.record).exists():
         print(f"perception up: {args.record} exists; refusing to overwrite a recording", file=sys.stderr)

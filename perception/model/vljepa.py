@@ -28,11 +28,19 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoTokenizer
 
 from bus.logs import get_logger
+from perception.model.checkpoint_config import (
+    CHECKPOINT_FORMAT,
+    CONFIG_FILE,
+    CheckpointError,
+    check_weights_file,
+    read_checkpoint_meta,
+)
 from perception.model.config import ModelSection, VLJepaConfig, preset_config
 from perception.model.loss import LossOutput, groups_from_texts, info_nce
 from perception.model.phrase_bank import Description, PhraseBank, read_phrases
@@ -44,13 +52,7 @@ from perception.model.y_encoder import TokenBatch, YEncoder, ensure_pad_token, t
 
 log = get_logger("model")
 
-CHECKPOINT_FORMAT = 1
 WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint directory that is missing files or whose tensors do not match its config."""
 
 
 @dataclass
@@ -423,17 +425,17 @@ class VLJepa(nn.Module):
         d = Path(directory)
         if not (d / CONFIG_FILE).exists() or not (d / WEIGHTS_FILE).exists():
             raise CheckpointError(f"{d} is not a VL-JEPA checkpoint: expected {CONFIG_FILE} and {WEIGHTS_FILE}")
-        meta = json.loads((d / CONFIG_FILE).read_text())
-        if meta.get("format") != CHECKPOINT_FORMAT:
-            raise CheckpointError(f"{d}: checkpoint format {meta.get('format')!r}, expected {CHECKPOINT_FORMAT}")
-        cfg = VLJepaConfig.from_dict(meta["model"])
-        ext: dict[str, str] = meta.get("external", {})
+        cfg, ext = read_checkpoint_meta(d)  # data: bounded, validated, no package outside PACKAGED_SOURCES
         parts = {p.split(".")[0] for p in ext}
         if "predictor.query_embed.table." in ext:
             parts.add("predictor")
+        check_weights_file(d / WEIGHTS_FILE)  # the header against the file, before any tensor is made
         model = cls(cfg, load_weights=parts)
-        state = load_file(str(d / WEIGHTS_FILE))
-        missing, unexpected = model.load_state_dict(state, strict=False)
+        try:
+            state = load_file(str(d / WEIGHTS_FILE))
+            missing, unexpected = model.load_state_dict(state, strict=False)
+        except (SafetensorError, RuntimeError, ValueError, OSError) as exc:  # safetensors' errors, size mismatches
+            raise CheckpointError(f"{d}: weights do not load: {' '.join(str(exc).split())[:300]}") from None
         missing = [k for k in missing if not any(k.startswith(p) for p in ext)]
         if missing or unexpected:
             raise CheckpointError(

@@ -6,9 +6,11 @@ converted from the decoder's pixels and centre-cropped to a square, as the X-enc
 rendered). `capture.full_fps` adds full-resolution frames on frames_full/<cam> for recorders and viewers.
 Frame indices stay the source's, so windows are the same whichever is sent.
 
-Synthetic cameras also publish each ground-truth segment on truth/<cam> when it starts, for evaluation.
+Synthetic cameras also publish each ground-truth segment on truth/<cam> when it starts, for evaluation;
+ROS 2 cameras (perception/ros2/cameras.py) the poses they read beside their images on pose/<cam>.
 A source that cannot be opened, or that fails mid-stream, is logged with the reason and retried with
-exponential backoff; the node and the rest of the pipeline keep running. Live pacing never builds a
+exponential backoff; the node and the rest of the pipeline keep running. One that can never work
+(`SourceUnavailableError.permanent`: not a video, no OpenCV) is logged once and not retried. Live pacing never builds a
 backlog: a synthetic camera that is late skips to the frame due now, a file drops the frames it is late for.
 """
 
@@ -18,7 +20,7 @@ import asyncio
 import time
 
 from bus.component import Output
-from perception.messages import Frame, GroundTruthSegment
+from perception.messages import Frame, GroundTruthSegment, Pose
 from perception.nodes.config import CameraConfig
 from perception.nodes.feed import Feed, centre_crop
 from perception.nodes.models import ModelUnavailableError, model_config
@@ -32,6 +34,7 @@ class CaptureNode(Node):
         "frames": Output("frames/{cam}", Frame),
         "full": Output("frames_full/{cam}", Frame),
         "truth": Output("truth/{cam}", GroundTruthSegment),
+        "pose": Output("pose/{cam}", Pose),
     }
 
     async def setup(self) -> None:
@@ -58,7 +61,10 @@ class CaptureNode(Node):
                 await asyncio.to_thread(src.connect)
             except SourceUnavailableError as exc:
                 self.counters[f"{cam.name}.source_errors"] += 1
-                self.log.error("source unavailable", camera=cam.name, error=str(exc), retry_in_s=backoff)
+                if exc.permanent:
+                    self.log.error("source cannot work, not retried", camera=cam.name, error=str(exc))
+                    await asyncio.Event().wait()  # stay up (idle) until stopped: the other cameras go on
+                self.log.error("source unavailable, retrying", camera=cam.name, error=str(exc), retry_in_s=backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, cam.retry_max_s)
                 continue
@@ -68,7 +74,7 @@ class CaptureNode(Node):
                 backoff = cam.retry_initial_s
             except SourceUnavailableError as exc:
                 self.counters[f"{cam.name}.source_errors"] += 1
-                self.log.error("source failed", camera=cam.name, error=str(exc), retry_in_s=backoff)
+                self.log.error("source failed, retrying", camera=cam.name, error=str(exc), retry_in_s=backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, cam.retry_max_s)
                 continue
@@ -96,6 +102,7 @@ class CaptureNode(Node):
                     src.seek(due)
             want = feed.want(offset + src.position)
             item = src.read(want) if synthetic else await asyncio.to_thread(src.read, want)
+            self._drain(cam, src)
             if item is None:
                 return last_index + 1
             last_index = offset + item.index
@@ -135,6 +142,16 @@ class CaptureNode(Node):
                     self.publish(frame, output=output)
             if item.image is not None:
                 self.counters[f"{cam.name}.frames"] += 1
+
+    def _drain(self, cam: CameraConfig, src: Source) -> None:
+        """What the source read beside its frames (poses) goes out; what it counted joins our counters."""
+        for pose in src.take_poses():
+            self.publish(pose, output="pose")
+            self.counters[f"{cam.name}.poses"] += 1
+        if src.counts:
+            for key, n in src.counts.items():
+                self.counters[f"{cam.name}.{key}"] += n
+            src.counts.clear()
 
 
 NODE = CaptureNode

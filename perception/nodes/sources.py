@@ -21,7 +21,12 @@ converted to RGB, a camera's grabbed but not retrieved), the encoder's copy scal
 full-resolution copy, or both.
 
 `connect` raises `SourceUnavailableError` (a ConnectionError) with a message that starts with what
-failed; `read` raises it when a live source disappears. The capture node retries both with backoff.
+failed; `read` raises it when a live source disappears. Its `permanent` says whether waiting can help: a
+local file that is not a video never will, a camera or stream that refuses now may come back. `probe()`
+(connect, decode one frame, close) is what `perception up` runs on every camera before anything starts
+(`probe_cameras`): a permanent failure stops the start with its reason (exit 2), a transient one is said
+once and retried by the capture node with backoff. A new kind gets this by raising the error with the
+right `permanent` from its `connect`/`read`, or by overriding `probe`.
 Backends (the ShapesWorld renderer, PyAV, OpenCV) are imported in `connect`, and numpy not at all, so
 importing this module, and with it the config, stays cheap.
 """
@@ -29,6 +34,7 @@ importing this module, and with it the config, stays cheap.
 from __future__ import annotations
 
 import abc
+import collections
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +44,7 @@ from pydantic import Field, ValidationError, ValidatorFunctionWrapHandler, WrapV
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from perception.nodes.feed import EVERYTHING, Want, scaled
-from perception.nodes.sections import NAME_PATTERN, Section, relocated
+from perception.nodes.sections import MAX_SECONDS, NAME_PATTERN, Section, relocated
 
 if TYPE_CHECKING:
     import numpy as np
@@ -50,14 +56,16 @@ if TYPE_CHECKING:
 class CameraConfig(Section):
     """What every camera has; each kind's subclass below adds its own keys and narrows `type`."""
 
-    name: str = Field("cam0", pattern=NAME_PATTERN)  # used in topic names: frames/<name>, captions/<name>
+    name: str = Field(
+        "cam0", pattern=NAME_PATTERN, max_length=128
+    )  # used in topic names: frames/<name>, captions/<name>
     type: str  # the kind; a subclass narrows it to its own Literal
     fps: float = Field(30.0, gt=0, le=1000)  # frames per second; high-speed cameras reach ~1000 fps
     realtime: bool = True  # pace frames at the source's rate; False: as fast as the encoder takes them
     loop: bool = False  # finite sources (files, synthetic streams): start again at the end
     # retry an unreadable / vanished source with exponential backoff (never crash the pipeline)
-    retry_initial_s: float = Field(0.5, gt=0)
-    retry_max_s: float = Field(10.0, gt=0)
+    retry_initial_s: float = Field(0.5, gt=0, le=MAX_SECONDS)
+    retry_max_s: float = Field(10.0, gt=0, le=MAX_SECONDS)
 
     # True: the source's own frame rate wins over `fps` (a file plays at its container's rate)
     rate_from_source: ClassVar[bool] = False
@@ -78,7 +86,14 @@ class CameraConfig(Section):
 
 
 class SourceUnavailableError(ConnectionError):
-    """A source that cannot be opened or read (missing file, bad codec, camera gone)."""
+    """A source that cannot be opened or read (missing file, bad codec, camera gone).
+
+    `permanent`: retrying cannot help (not a video, a backend not installed); otherwise the source may come
+    back (a camera unplugged, a stream server down) and is retried."""
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
 
 
 @dataclass(slots=True)
@@ -96,6 +111,9 @@ class Source(abc.ABC):
         self.config = config
         self.connected = False
         self._index = 0  # the index of the frame the next `read` returns
+        # what the source counted itself (samples it rejected, ...): the capture node adds them to its
+        # counters as <cam>.<key> and clears them
+        self.counts: collections.Counter[str] = collections.Counter()
 
     @property
     def position(self) -> int:
@@ -114,8 +132,23 @@ class Source(abc.ABC):
     def read(self, want: Want = EVERYTHING) -> SourceFrame | None:
         """The next frame (its pixels as `want` says), or None when a finite source has ended."""
 
+    def take_poses(self) -> list:
+        """`Pose` messages the source read since the last call (a ROS bag's or graph's odometry), for
+        pose/<cam>; most sources have none."""
+        return []
+
     def close(self) -> None:
         self.connected = False
+
+    def probe(self) -> None:
+        """Check the source can work before anything starts: connect, read (decode) one frame, close.
+        Raises SourceUnavailableError; a finite source with no frame at all is a permanent one."""
+        try:
+            self.connect()
+            if self.read(EVERYTHING) is None:
+                raise SourceUnavailableError(f"{self.config.describe()}: no frame to read", permanent=True)
+        finally:
+            self.close()
 
     def __enter__(self) -> Source:
         self.connect()
@@ -155,9 +188,9 @@ class SyntheticCameraConfig(CameraConfig):
     """A ShapesWorld stream rendered live; its ground-truth segments go to truth/<cam> as they start."""
 
     type: Literal["synthetic"] = "synthetic"
-    seed: int = 0  # which stream
+    seed: int = Field(0, ge=0, lt=2**32)  # which stream (a numpy seed)
     split: str = Field("heldout", pattern=r"^(train|heldout|val)$")
-    duration_s: float | None = Field(None, gt=0)  # stream length; None: 30-120 s drawn from the seed
+    duration_s: float | None = Field(None, gt=0, le=366 * 86_400)  # stream length; None: 30-120 s drawn from the seed
     size: int = Field(64, ge=16, le=1024)  # frame side, pixels
 
     @property
@@ -254,16 +287,17 @@ class FileSource(Source):
         import av
 
         src = self.config.path
-        if not self.config.is_url and not Path(src).is_file():
-            raise SourceUnavailableError(f"video file not found: {src}")
+        local = not self.config.is_url  # a local file that is not a video now never will be; a URL may come back
+        if local and not Path(src).is_file():
+            raise SourceUnavailableError(f"video file not found: {src}", permanent=True)
         try:
             container = av.open(src, timeout=5.0) if self.config.is_url else av.open(src)
             if not container.streams.video:
                 container.close()
-                raise SourceUnavailableError(f"no video stream in {src}")
+                raise SourceUnavailableError(f"no video stream in {src}", permanent=local)
             stream = container.streams.video[0]
         except av.FFmpegError as exc:
-            raise SourceUnavailableError(f"cannot open video {src}: {exc}") from exc
+            raise SourceUnavailableError(f"cannot open video {src}: {exc}", permanent=local) from exc
         self._fps = float(stream.average_rate) if stream.average_rate else None
         stream.thread_type = "AUTO"  # frame and slice threads in FFmpeg's decoder, outside the GIL
         self._container = container
@@ -294,7 +328,9 @@ class FileSource(Source):
         except StopIteration:
             return None
         except Exception as exc:  # av raises several error types mid-stream
-            raise SourceUnavailableError(f"cannot decode {self.config.path}: {exc}") from exc
+            raise SourceUnavailableError(
+                f"cannot decode {self.config.path}: {exc}", permanent=not self.config.is_url
+            ) from exc
         return SourceFrame(image, i, t, full if want.full else None)
 
     def close(self) -> None:
@@ -312,7 +348,7 @@ class OpenCVCameraConfig(CameraConfig):
     """A local camera by device index through OpenCV (optional: pip install opencv-python-headless)."""
 
     type: Literal["opencv"] = "opencv"
-    index: int = Field(0, ge=0)  # the device index (/dev/video<index> on Linux)
+    index: int = Field(0, ge=0, le=4096)  # the device index (/dev/video<index> on Linux)
 
     def describe(self) -> str:
         return f"opencv camera {self.index}"
@@ -334,7 +370,8 @@ class OpenCVSource(Source):
             import cv2
         except ImportError as exc:
             raise SourceUnavailableError(
-                f"camera {self.config.index}: OpenCV is not installed (pip install opencv-python-headless)"
+                f"camera {self.config.index}: OpenCV is not installed (pip install opencv-python-headless)",
+                permanent=True,
             ) from exc
         cap = cv2.VideoCapture(self.config.index)
         if not cap.isOpened():
@@ -377,7 +414,7 @@ class OpenCVSource(Source):
         super().close()
 
 
-# -- from the kinds: the config union, the reader, the `--source` shorthand -------------------------------
+# -- from the kinds: the config union, the reader, the start-up probe, the `--source` shorthand ------------
 
 
 def make_source(config: CameraConfig) -> Source:
@@ -388,13 +425,43 @@ def make_source(config: CameraConfig) -> Source:
     raise TypeError(f"no source reads {type(config).__name__}; camera types: {', '.join(CAMERA_KINDS)}")
 
 
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """What probing one camera found: nothing (it works), or its error and whether waiting can help."""
+
+    camera: CameraConfig
+    error: str | None = None
+    permanent: bool = False
+
+
+def probe_cameras(cameras: list[CameraConfig]) -> list[ProbeResult]:
+    """`Source.probe()` on each camera, in order (what `perception up` checks before anything starts)."""
+    out = []
+    for cam in cameras:
+        try:
+            make_source(cam).probe()
+        except SourceUnavailableError as exc:
+            out.append(ProbeResult(cam, str(exc), exc.permanent))
+        else:
+            out.append(ProbeResult(cam))
+    return out
+
+
 def source_shorthand(text: str) -> dict[str, Any]:
     """The camera that `perception up --source TEXT` means: `synthetic`, digits (a camera index) -> opencv,
-    anything else -> a video file path or URL."""
+    `ros2:/topic` -> a live ROS 2 topic, `BAG.mcap[:/topic]` or `BAGDIR:/topic` -> a rosbag2 bag, anything
+    else -> a video file path or URL."""
     if text == "synthetic":
         return {"type": "synthetic"}
     if text.isdigit():
         return {"type": "opencv", "index": int(text)}
+    if text.startswith("ros2:"):
+        return {"type": "ros2", "topic": text.removeprefix("ros2:")}
+    path, sep, topic = text.rpartition(":")
+    if sep and "://" not in text and topic.startswith("/") and path:
+        return {"type": "rosbag", "path": path, "topic": topic}
+    if text.endswith(".mcap") or (Path(text) / "metadata.yaml").is_file():
+        return {"type": "rosbag", "path": text}
     return {"type": "file", "path": text}
 
 
@@ -459,6 +526,10 @@ def _at_camera(handler: ValidatorFunctionWrapHandler, data: Any) -> CameraConfig
         raise ValidationError.from_exception_data(
             exc.title, [relocated(e, e["loc"][1:] if t else e["loc"]) for e, t in zip(errors, tagged, strict=True)]
         ) from None
+
+
+# the ROS 2 kinds (rosbag, ros2) live beside the rest of the bridge; they register here, before the union
+import perception.ros2.cameras  # noqa: E402, F401
 
 
 def _hint_other_kinds_keys() -> None:

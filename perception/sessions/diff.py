@@ -23,6 +23,20 @@ class Thresholds:
     min_cosine_p5: float | None = None  # 5th percentile of the per-window cosine
     exact: bool = False
 
+    @property
+    def gated(self) -> bool:
+        """Whether any threshold is set (without one, `perception test` exits 0 whatever differs)."""
+        return self.exact or any(
+            v is not None
+            for v in (
+                self.max_boundary_drift_s,
+                self.min_boundary_f1,
+                self.max_caption_changes,
+                self.max_watch_changes,
+                self.min_cosine_p5,
+            )
+        )
+
 
 @dataclass
 class Boundaries:

@@ -62,5 +62,11 @@ def format_report(d: SessionDiff, thresholds: Thresholds) -> str:
             f"forward p50 {_ms(r.get('forward_p50_ms'))} p99 {_ms(r.get('forward_p99_ms'))}"
         )
     crossed = d.crossed(thresholds)
-    lines.append("FAIL: " + "; ".join(crossed) if crossed else "ok")
+    if not thresholds.gated:
+        lines.append(
+            f"not gated: {d.differences} differences reported, no threshold given, exit 0 "
+            "(gate with --exact or --max-*/--min-*; see --help)"
+        )
+    else:
+        lines.append("FAIL: " + "; ".join(crossed) if crossed else "ok")
     return "\n".join(lines)

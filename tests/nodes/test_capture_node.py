@@ -4,6 +4,7 @@ video file that is reported and retried with backoff instead of crashing anythin
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import numpy as np
 import structlog.testing
@@ -61,7 +62,7 @@ async def test_a_file_camera_sends_the_encoder_its_size_and_viewers_full_frames(
     assert [f.index for f in full] == list(range(0, 30, 5)) and {f.image.shape for f in full} == {(240, 320, 3)}
 
 
-async def test_unreadable_video_is_reported_and_retried(runtime_dir, random_checkpoint):
+async def test_unreadable_video_is_reported_once_not_retried(runtime_dir, random_checkpoint):
     bad = runtime_dir / "broken.mp4"
     bad.write_bytes(b"\x00not a video\x00" * 64)
     config = node_config(
@@ -72,10 +73,31 @@ async def test_unreadable_video_is_reported_and_retried(runtime_dir, random_chec
     with structlog.testing.capture_logs() as logs:
         async with running(CaptureNode, config, ["frames/"]) as (node, pub, sub):
             async with asyncio.timeout(20):
+                while node.counters["cam0.source_errors"] < 1:
+                    await asyncio.sleep(0.05)
+            await asyncio.sleep(1.0)  # three retries' worth of backoff: none comes
+            assert node.counters["cam0.source_errors"] == 1 and node.counters["errors"] == 0  # alive, said once
+    reports = [x for x in logs if x["event"].startswith("source")]
+    assert [x["event"] for x in reports] == ["source cannot work, not retried"]
+    assert "cannot open video" in reports[0]["error"] and "broken.mp4" in reports[0]["error"]
+
+
+async def test_a_stream_that_refuses_is_reported_and_retried(runtime_dir, random_checkpoint):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        url = f"rtsp://127.0.0.1:{s.getsockname()[1]}/stream"  # nothing listens: refused, may come back
+    config = node_config(
+        runtime_dir,
+        random_checkpoint,
+        cameras=[{"name": "cam0", "type": "file", "path": url, "retry_initial_s": 0.1, "retry_max_s": 0.4}],
+    )
+    with structlog.testing.capture_logs() as logs:
+        async with running(CaptureNode, config, ["frames/"]) as (node, pub, sub):
+            async with asyncio.timeout(20):
                 while node.counters["cam0.source_errors"] < 3:  # retried, with backoff, and still alive
                     await asyncio.sleep(0.05)
             assert node.ready.is_set() and node.counters["errors"] == 0  # not a crash: a reported, retried condition
-    reports = [x for x in logs if x["event"] == "source unavailable"]
+    reports = [x for x in logs if x["event"] == "source unavailable, retrying"]
     assert len(reports) >= 3
-    assert "cannot open video" in reports[0]["error"] and "broken.mp4" in reports[0]["error"]
+    assert "cannot open video" in reports[0]["error"] and "Connection refused" in reports[0]["error"]
     assert [x["retry_in_s"] for x in reports[:3]] == [0.1, 0.2, 0.4]  # exponential backoff, capped

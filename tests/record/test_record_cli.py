@@ -150,3 +150,14 @@ async def test_sigkill_then_recover_keeps_everything_older_than_the_flush_bound(
         assert bytes(buffers[ref["nd"]]) == sample_blob(header["seq"]).data.tobytes()
     assert "session" in meta and "recovery" in meta
     assert json.loads(meta["recovery"]["gaps"]) == {"demo/blob": 0}
+
+
+async def test_record_with_no_bus_leaves_no_file_and_the_retry_is_not_refused(runtime_dir):
+    """Issue 34: `record r.mcap` with no bus exited 1 but left an empty r.mcap, and the retry was refused."""
+    cfg = runtime_dir / "nobus.yaml"
+    cfg.write_text(f"bus:\n  runtime_dir: {runtime_dir}\n  ready_timeout_s: 1\n")
+    out = runtime_dir / "r.mcap"
+    for _ in range(2):
+        code, _stdout, err = await perception_run("record", str(out), "--config", str(cfg))
+        assert code == 1 and "no proxy answered" in err and "nothing written" in err, err
+        assert "exists" not in err and not out.exists()

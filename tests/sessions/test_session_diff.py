@@ -98,3 +98,29 @@ def test_watch_crossings_and_embedding_drift():
     assert d.crossed(Thresholds(min_cosine_p5=0.95)) and not d.crossed(Thresholds(min_cosine_p5=0.7))
     assert d.crossed(Thresholds(exact=True)) and d.differences == 2 + 1
     assert not compare("s", base, base).crossed(Thresholds(exact=True))
+
+
+def test_a_report_without_thresholds_says_not_gated_on_its_last_line():
+    """Issue 34: without thresholds `perception test` exits 0 whatever it found; the report now says so."""
+    from perception.sessions.report import format_report
+
+    diff = compare("s.mcap", perceived("a", segments=[segment(0, 2)]), perceived("b", segments=[segment(0, 3)]))
+    assert diff.differences > 0
+    last = format_report(diff, Thresholds()).splitlines()[-1]
+    assert last.startswith(f"not gated: {diff.differences} differences") and "--exact" in last, last
+    assert not Thresholds().gated and Thresholds(exact=True).gated and Thresholds(min_boundary_f1=0.5).gated
+    assert format_report(diff, Thresholds(exact=True)).splitlines()[-1].startswith("FAIL: ")
+
+
+def test_test_help_says_the_default_config_is_the_recordings_own():
+    import subprocess
+    import sys
+
+    from tests.support import REPO, child_env
+
+    out = subprocess.run(
+        [sys.executable, "-m", "perception.cli", "test", "--help"], cwd=REPO, env=child_env(), capture_output=True,
+        text=True, timeout=120,
+    )  # fmt: skip
+    text = " ".join(out.stdout.split())
+    assert "default: the config stored in each recording" in text and "configs/tiny-cpu.yaml" not in text, text
