@@ -268,6 +268,10 @@ def test_pretrained_dirs_that_do_not_fit_are_refused(parts, best, tmp_path):
     LlamaForCausalLM(LlamaForCausalLM.config_class.from_pretrained(str(other["llama"]))).save_pretrained(other["llama"])
     with pytest.raises(ImportRefused, match="different Llama"):
         _import(best, parts, tmp_path / "b", query_lm=other["llama"])
+    for name in ("tokenizer.json", "tokenizer_config.json"):  # an LM directory without its tokenizer
+        (other["llama"] / name).unlink()
+    with pytest.raises(ImportRefused, match="cannot build the model"):
+        _import(best, parts, tmp_path / "c", query_lm=other["llama"])
 
 
 class RunsCode:
