@@ -320,3 +320,5 @@ def test_command_imports_and_refuses_in_one_line(parts, best, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("perception weights import:") and "predictor.head.weight" in err[0]
     assert not (tmp_path / "x").exists()
+    assert cli.main(["weights", "import", "vl-jepa-2", str(best), "--out", str(tmp_path / "y"), *dirs]) == 2
+    assert "unknown checkpoint format 'vl-jepa-2'; known: open-vljepa" in capsys.readouterr().err
