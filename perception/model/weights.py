@@ -71,7 +71,21 @@ def resolve_source(source: str, what: str) -> Path:
 
 
 def read_hf_config(path: Path) -> dict:
-    return json.loads((path / "config.json").read_text())
+    """A pretrained directory's config.json (it sizes the tensors built from it), bounded like a config's
+    hf_config (perception/model/config.py check_hf_config); MissingWeightsError saying what is wrong."""
+    from perception.model.config import MAX_HF_CONFIG_BYTES, check_hf_config
+
+    file = path / "config.json"
+    with open(file, "rb") as f:
+        raw = f.read(MAX_HF_CONFIG_BYTES + 1)
+    try:
+        if len(raw) > MAX_HF_CONFIG_BYTES:
+            raise ValueError(f"larger than {MAX_HF_CONFIG_BYTES} bytes")
+        config = json.loads(raw)
+        check_hf_config(config, str(file))
+    except (ValueError, RecursionError) as exc:
+        raise MissingWeightsError(f"{file} is not a usable model config: {str(exc)[:200]}") from None
+    return config
 
 
 def safetensors_files(path: Path) -> list[Path]:

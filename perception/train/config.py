@@ -14,18 +14,24 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from perception.config import CONFIG_DIR, REPO_ROOT, ConfigError, read_yaml_mapping, validate_config
 from perception.model.config import ModelSection
 
+# Bounds of the knobs that size an allocation or a loop (docs/reliability.md "Untrusted files: limits")
+MAX_STEPS = 10**9
+MAX_BATCH = 65_536  # rows per rank and step
+MAX_WORKERS = 256  # data-loader workers per rank
+MAX_THREADS = 1024
+
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class StageConfig(_Strict):
     """One stage: its own step count, batch, peak LR and cosine schedule (warmup, then decay to min)."""
 
-    steps: int = Field(ge=0)
-    batch_size: int = Field(ge=2, description="per rank; InfoNCE negatives are gathered across ranks")
+    steps: int = Field(ge=0, le=MAX_STEPS)
+    batch_size: int = Field(ge=2, le=MAX_BATCH, description="per rank; InfoNCE negatives are gathered across ranks")
     lr: float = Field(gt=0)
-    warmup_steps: int = Field(default=0, ge=0)
+    warmup_steps: int = Field(default=0, ge=0, le=MAX_STEPS)
     min_lr_ratio: float = Field(default=0.05, ge=0, le=1)
     # Wall-clock cap: the schedule runs on progress = max(step / steps, elapsed / time_budget_s) and the
     # stage ends at progress 1, so a busy machine shortens the stage instead of overrunning it.
@@ -74,7 +80,7 @@ class Stage3Config(StageConfig):
     # windows of one stream segment (perception.data.stream_windows.SegmentWindows), that segment's captions
     # as targets. round(fraction * batch_size) rows per step (at least 1 when > 0); 0: off, no extra cost.
     segment_mean_fraction: float = Field(default=0.0, ge=0, le=1)
-    segment_windows: int = Field(default=4, ge=1)  # K windows averaged per segment row
+    segment_windows: int = Field(default=4, ge=1, le=1024)  # K windows averaged per segment row
 
     @model_validator(mode="after")
     def _fractions_fit(self) -> Stage3Config:
@@ -102,11 +108,11 @@ class DataConfig(_Strict):
     """ShapesWorld training clips, generated on the fly (item i is a pure function of (seed, i))."""
 
     seed: int = 0
-    num_workers: int = Field(default=1, ge=0)
+    num_workers: int = Field(default=1, ge=0, le=MAX_WORKERS)
     max_objects: int = Field(default=3, ge=1, le=3)
     # Train on clips 0..pool-1 only, cycling; with num_workers 0 each clip is rendered once and kept in
     # memory (rendering costs about as much CPU as a tiny model's step). None: a fresh clip every time.
-    pool: int | None = Field(default=None, ge=1)
+    pool: int | None = Field(default=None, ge=1, le=10**8)
     # Share of items cut from streams as the service cuts them (perception.data.stream_windows): 2 s of a
     # 1-8 s segment instead of one whole action per clip. 0: clips only.
     stream_windows: float = Field(default=0.0, ge=0.0, le=1.0)
@@ -114,7 +120,7 @@ class DataConfig(_Strict):
     # Share of each stage-1/2 batch drawn as contrast groups (perception/train/contrast.py): `contrast_group`
     # pool clips that share two slots and differ in the third, drawn with `contrast_weights`. Needs `pool`.
     contrast_fraction: float = Field(default=0.0, ge=0.0, le=1.0)
-    contrast_group: int = Field(default=4, ge=2)
+    contrast_group: int = Field(default=4, ge=2, le=1024)
     contrast_weights: dict[str, float] = Field(default_factory=lambda: {"shape": 1.0})
 
     @model_validator(mode="after")
@@ -142,9 +148,11 @@ class TrainConfig(_Strict):
     stage1: Stage1Config
     stage2: Stage2Config
     stage3: Stage3Config
-    log_every: int = Field(default=10, ge=1)
-    checkpoint_every: int = Field(default=200, ge=1)
-    threads: int | None = Field(default=None, ge=1)  # torch intra-op threads per rank (None: torch default)
+    log_every: int = Field(default=10, ge=1, le=MAX_STEPS)
+    checkpoint_every: int = Field(default=200, ge=1, le=MAX_STEPS)
+    threads: int | None = Field(
+        default=None, ge=1, le=MAX_THREADS
+    )  # torch intra-op threads per rank (None: torch default)
 
     @model_validator(mode="after")
     def _some_steps(self) -> TrainConfig:
@@ -192,12 +200,12 @@ class FrozenTrainConfig(_Strict):
     learner: Literal["vlm", "jepa"]
     source: str = "checkpoints/tiny"  # the VL-JEPA checkpoint whose X-encoder (and text side) is frozen
     seed: int = 0
-    threads: int | None = Field(default=None, ge=1)
+    threads: int | None = Field(default=None, ge=1, le=MAX_THREADS)
     size_ratio: float = Field(default=2.0, gt=0)  # vlm: trainable parameters / the predictor's (paper: 1B / 0.5B)
     pool: int = Field(default=16384, ge=1)  # training clips encoded once and cycled
     data_seed: int = 0
     samples: int = Field(ge=2)  # the budget: rows seen in stages 1 + 2 together
-    batch_size: int = Field(default=64, ge=2)
+    batch_size: int = Field(default=64, ge=2, le=MAX_BATCH)
     stage1_share: float = Field(default=0.64, ge=0, le=1)  # of the steps (the tiny recipe: 960 s of 1500 s)
     stage1: FrozenStage = Field(default_factory=lambda: FrozenStage(lr=2e-3, warmup_steps=50))
     stage2: FrozenStage2 = Field(default_factory=lambda: FrozenStage2(lr=1e-3, warmup_steps=20))
@@ -222,7 +230,7 @@ class ShardData(_Strict):
     # Fixed sample streams (perception/train/sample_streams.py); None: ranks x workers of the first run.
     # A multiple of every ranks x workers the run will be resumed on.
     streams: int | None = Field(default=None, ge=1)
-    num_workers: int = Field(default=2, ge=0)
+    num_workers: int = Field(default=2, ge=0, le=MAX_WORKERS)
     shuffle_buffer: int = Field(default=256, ge=1)
     cache_features: str | None = None  # a directory for the frozen X-encoder's features (None: off)
     max_pending_shards: int = Field(default=64, ge=1)  # shards half-encoded in memory before the oldest is dropped
@@ -254,7 +262,7 @@ class ShardedTrainConfig(_Strict):
     log_every: int = Field(default=10, ge=1)
     checkpoint_every: int = Field(default=500, ge=1)
     keep_checkpoints: int = Field(default=2, ge=1)
-    threads: int | None = Field(default=None, ge=1)
+    threads: int | None = Field(default=None, ge=1, le=MAX_THREADS)
     log_samples: bool = False  # OUT/samples.jsonl: every step's sample keys (tests, debugging)
 
     @model_validator(mode="after")
