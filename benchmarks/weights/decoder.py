@@ -38,7 +38,14 @@ def main(argv: list[str] | None = None) -> int:
     section, _ = imported_model(a.tiny, cache)
     over = {"steps": a.steps, "batch_size": a.batch, "log_every": max(1, a.steps // 10), "device": "auto"}
     if a.tiny:
-        over["decoder"] = {"prefix_tokens": 2, "hidden": 32, "layers": 1, "heads": 2, "intermediate": 64}
+        over["decoder"] = {
+            "prefix_tokens": 2,
+            "hidden": 32,
+            "layers": 1,
+            "heads": 2,
+            "intermediate": 64,
+            "max_tokens": 12,
+        }
     cfg = load_text_decoder_config(None, {k: v for k, v in over.items()})
     full = load_text_decoder_config(None).steps
     with tempfile.TemporaryDirectory(prefix="bench-dec-") as tmp:

@@ -51,3 +51,13 @@ def test_decoder_stage_needs_its_inputs(imported, tmp_path, capsys):
     argv = ["train", "--stage", "decoder", "--checkpoint", str(imported), "--texts", str(empty)]
     assert cli.main(argv + ["--out", str(tmp_path / "o")]) == 2
     assert "at least 2" in capsys.readouterr().err
+
+
+def test_decoder_config_bounds_what_it_sizes(imported, tmp_path, capsys):
+    texts = tmp_path / "texts.txt"
+    texts.write_text("\n".join(TEXTS) + "\n")
+    argv = ["train", "--stage", "decoder", "--checkpoint", str(imported), "--texts", str(texts)]
+    for bad, named in (("decoder.hidden=100000", "decoder.hidden"), ("batch_size=100000000", "batch_size")):
+        assert cli.main(argv + ["--out", str(tmp_path / "o"), "--set", bad]) == 2
+        assert named in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
