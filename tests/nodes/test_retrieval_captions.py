@@ -13,7 +13,7 @@ import torch
 
 from bus.rpc import RpcClient
 from perception.config import AppConfig
-from perception.messages import Caption, DecodeRequest, Embedding
+from perception.messages import Caption, DecodeRequest, Embedding, Frame
 from perception.model import VLJepa
 from perception.model.importers.open_vljepa import import_checkpoint
 from perception.model.importers.reference_layout import write_best_pt, write_tiny_parts
@@ -88,7 +88,8 @@ async def test_encoder_windows_use_the_models_prompt_and_ask_says_retrieved(runt
     "Describe the video."); an open question is answered from the phrase bank, marked retrieved."""
     config = node_config(runtime_dir, imported, encoder={"frame_step": 1, "stride_frames": 8, "jit": False})
     model = VLJepa.load(imported, device="cpu")
-    frames = [frame("cam0", i) for i in range(8)]
+    image = frame("cam0", 0).image  # one image in every frame: a frame the node substitutes under load is equal
+    frames = [Frame(cam="cam0", index=i, t_capture_ns=time.time_ns(), stream_s=i / 30, image=image) for i in range(8)]
     async with running(EncoderNode, config, ["embeddings/"]) as (node, pub, sub):
         assert node.W == 8  # the imported checkpoint's 8 frames per window
         for f in frames:
