@@ -18,10 +18,14 @@ def test_shipped_configs_validate(name):
 @pytest.mark.parametrize("name", TRAIN_CONFIGS)
 def test_shipped_training_configs_validate(name):
     from perception.train.config import FrozenTrainConfig, ShardedTrainConfig, load_train_config
+    from perception.train.text_decoder import TextDecoderConfig
 
     cfg = load_train_config(CONFIG_DIR / name)
     if isinstance(cfg, ShardedTrainConfig):  # users' shards: the model section must name a real preset
         assert cfg.steps > 0 and cfg.model_section().to_model_config().x_encoder.frozen
+        return
+    if isinstance(cfg, TextDecoderConfig):  # a decoder for a checkpoint the user names on the command line
+        assert cfg.steps > 0 and cfg.decoder
         return
     if isinstance(cfg, FrozenTrainConfig):  # one learner on a shipped checkpoint's frozen X-encoder
         assert cfg.steps > 0 and (cfg.source_path() / "model.safetensors").exists()

@@ -2,6 +2,7 @@
 
     python -m benchmarks.cameras.gpu [--cameras 8,16,24,32] [--seconds 20] [--no-jit] [--json OUT]
     python -m benchmarks.cameras.gpu --tiny --cameras 1,2 --seconds 5     # CPU smoke run of the same wiring
+    python -m benchmarks.cameras.gpu --open-vljepa [--tiny]                # the same through an imported checkpoint
 
 What runs: `perception up`'s launcher (proxy + five node processes) on configs/vjepa2-vitl.yaml, with the
 three parts at their published sizes and random weights (perception/model/tiny_real.py write_random_vitl,
@@ -10,6 +11,8 @@ three parts at their published sizes and random weights (perception/model/tiny_r
 p50/p99, dropped windows, CPU per node, and GPU utilisation and memory sampled by nvidia-smi every 0.5 s.
 A camera count passes when no window is dropped and embedding p99 <= one stride + 100 ms (367 ms at the
 config's stride of 8 frames at 30 fps); cameras per GPU is the largest count that passes.
+With --open-vljepa the model is a checkpoint imported by `perception weights import open-vljepa` from a
+best.pt in the reference's layout built on those parts (8 frames per window, retrieval captions).
 """
 
 from __future__ import annotations
@@ -84,10 +87,28 @@ def phase_config(base: AppConfig, runtime_dir: Path, model: dict, cameras: int, 
     return AppConfig.model_validate(data)
 
 
-def models(tiny: bool, cache: Path) -> tuple[dict, int]:
+def imported_model(tiny: bool, cache: Path) -> tuple[dict, int]:
+    """An open-vljepa-layout best.pt on the tiny or the random real-size parts, imported as our checkpoint."""
+    from perception.model.importers.open_vljepa import import_checkpoint
+    from perception.model.importers.reference_layout import write_best_pt, write_tiny_parts
+    from perception.model.tiny_real import write_random_vitl
+
+    root = cache / ("open-vljepa-tiny" if tiny else "open-vljepa-vitl")
+    out = root / "ckpt"
+    if not (out / "config.json").exists():
+        dirs = write_tiny_parts(root) if tiny else write_random_vitl(cache / "vitl-random")
+        sizes = {"max_len": 16} if tiny else {"layers": 8, "proj_dim": 1536, "image_size": 256, "max_len": 64}
+        best = write_best_pt(root / "best.pt", dirs, **sizes)
+        import_checkpoint(best, out, str(dirs["vjepa2"]), str(dirs["llama"]), str(dirs["gemma3"]))
+    return {"checkpoint": str(out), "device": "auto", "dtype": "auto"}, (32 if tiny else 256)
+
+
+def models(tiny: bool, cache: Path, open_vljepa: bool = False) -> tuple[dict, int]:
     """The `model:` section and the camera frame size for the run."""
     from perception.model.tiny_real import tiny_real_model_section, write_random_vitl, write_tiny_pretrained
 
+    if open_vljepa:
+        return imported_model(tiny, cache)
     if tiny:
         return tiny_real_model_section(write_tiny_pretrained(cache / "tiny")), 32
     dirs = write_random_vitl(cache / "vitl-random")
@@ -95,12 +116,12 @@ def models(tiny: bool, cache: Path) -> tuple[dict, int]:
     return {"preset": "vjepa2-vitl", "device": "auto", "dtype": "auto", "weights": weights}, 256
 
 
-async def sweep(counts: list[int], seconds: float, tiny: bool, jit: bool) -> dict[str, Any]:
+async def sweep(counts: list[int], seconds: float, tiny: bool, jit: bool, open_vljepa: bool = False) -> dict[str, Any]:
     base = load_config(CONFIG_DIR / "vjepa2-vitl.yaml")
     stride_s = base.pipeline.encoder.stride_frames / FPS
     bound_ms = 1000 * stride_s + 100
     cache = Path(tempfile.gettempdir()) / "perception-bench-gpu"
-    model, size = models(tiny, cache)
+    model, size = models(tiny, cache, open_vljepa)
     rows = []
     for n in counts:
         with tempfile.TemporaryDirectory(prefix="bench-gpu-", dir="/tmp") as tmp, GpuSampler() as gpu:
@@ -121,7 +142,8 @@ async def sweep(counts: list[int], seconds: float, tiny: bool, jit: bool) -> dic
         rows.append(row)
     passing = [r["cameras"] for r in rows if r["passes"]]
     return {
-        "model": "tiny real-class (CPU smoke)" if tiny else "vjepa2-vitl, random weights, bf16",
+        "model": ("tiny real-class (CPU smoke)" if tiny else "vjepa2-vitl, random weights, bf16")
+        + (", imported open-vljepa layout" if open_vljepa else ""),
         "jit": jit,
         "stride_s": round(stride_s, 3),
         "p99_bound_ms": round(bound_ms, 1),
@@ -137,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=20.0, help="measured seconds per phase")
     p.add_argument("--tiny", action="store_true", help="the tiny real-class model on CPU: a smoke run of the wiring")
     p.add_argument("--no-jit", action="store_true", help="run the encoder's pass without torch.jit tracing")
+    p.add_argument("--open-vljepa", action="store_true", help="through a checkpoint imported from open-vljepa's layout")
     p.add_argument("--json", dest="json_out", default=None)
     a = p.parse_args(argv)
     if not a.tiny:
@@ -145,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
         if not torch.cuda.is_available():
             print("benchmarks.cameras.gpu needs a CUDA GPU (or --tiny for a CPU smoke run)")
             return 2
-    result = asyncio.run(sweep([int(x) for x in a.cameras.split(",")], a.seconds, a.tiny, not a.no_jit))
+    counts = [int(x) for x in a.cameras.split(",")]
+    result = asyncio.run(sweep(counts, a.seconds, a.tiny, not a.no_jit, a.open_vljepa))
     print(
         f"{'cams':>4s} {'win/s':>7s} {'expect':>7s} {'p50 ms':>7s} {'p99 ms':>7s} {'dropped':>7s} {'gpu %':>6s} {'pass':>5s}"
     )

@@ -1,5 +1,8 @@
 """`perception train [--preset tiny] [--config configs/train-tiny.yaml] [--out DIR] [--resume]`.
 
+A decoder from text alone (a checkpoint without one, e.g. an imported open-vljepa):
+`perception train --stage decoder --checkpoint CKPT --texts FILE --out DIR` (configs/train-text-decoder.yaml).
+
 Multi-process: `torchrun --nproc-per-node N -m perception.cli train ...` (gloo on CPU, nccl on GPU).
 On video shards: `torchrun --nnodes N --nproc-per-node G -m perception.cli train --preset vjepa2-vitl --data SHARDS`.
 """
@@ -21,6 +24,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue from OUT's newest checkpoint at its saved step")
     p.add_argument("--resume-from", default=None, metavar="DIR", help="sharded recipe: continue from this checkpoint")
     p.add_argument("--data", default=None, metavar="SHARDS", help="sharded recipe: the shard directory (data.shards)")
+    p.add_argument("--stage", choices=["all", "decoder"], default="all", help="decoder: the text-only Y-decoder recipe")
+    p.add_argument(
+        "--checkpoint", default=None, metavar="DIR", help="--stage decoder: the checkpoint to give a decoder"
+    )
+    p.add_argument("--texts", default=None, metavar="FILE", help="--stage decoder: text corpus, one text a line")
     p.add_argument(
         "--set",
         dest="overrides",
@@ -42,6 +50,8 @@ def parse_overrides(items: list[str]) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.stage == "decoder":
+        return _run_text_decoder(args)
     from perception.commands.outputs import output_error
     from perception.train.config import load_train_config
 
@@ -61,6 +71,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     from perception.train.config import FrozenTrainConfig, ShardedTrainConfig
     from perception.train.frozen import train_frozen
+    from perception.train.text_decoder import TextDecoderConfig
+
+    if isinstance(cfg, TextDecoderConfig):  # a `recipe: text-decoder` file without --stage decoder
+        return _run_text_decoder(args)
 
     if isinstance(cfg, ShardedTrainConfig):
         return _run_sharded(cfg, args)
@@ -109,3 +123,24 @@ def _run_sharded(cfg, args: argparse.Namespace) -> int:
         print(f"perception train: {exc}", file=sys.stderr)
         return 2
     return _summary(result, last_loss=result.last_loss)
+
+
+def _run_text_decoder(args: argparse.Namespace) -> int:
+    from perception.commands.outputs import output_error
+    from perception.model import CheckpointError
+    from perception.model.phrase_bank import PhraseBankError
+    from perception.train.text_decoder import load_text_decoder_config, train_text_decoder
+
+    inputs = [args.config, args.checkpoint, args.texts]
+    if (rc := output_error("train", args.out, inputs, "--out", directory=True)) is not None:
+        return rc  # writing over the checkpoint being read, or the corpus
+    try:
+        if not args.checkpoint or not args.texts:
+            raise ConfigError("--stage decoder needs --checkpoint DIR and --texts FILE")
+        cfg = load_text_decoder_config(args.config, parse_overrides(args.overrides))
+        summary = train_text_decoder(args.checkpoint, args.texts, args.out, cfg)
+    except (ConfigError, CheckpointError, PhraseBankError, FileNotFoundError) as exc:
+        print(f"perception train: {exc}", file=sys.stderr)
+        return 2
+    sys.stdout.write(json.dumps(summary) + "\n")
+    return 0

@@ -28,10 +28,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from perception.commands.outputs import output_error
     from perception.model.importers import IMPORTERS, ImportRefused, get_importer
     from perception.model.importers.torch_file import UnsafeFileError
     from perception.model.weights import MissingWeightsError
 
+    inputs = [args.file, args.x_encoder, args.query_lm, args.text_encoder]
+    if (rc := output_error("weights import", args.out, inputs, "--out", directory=True)) is not None:
+        return rc
     try:
         module = get_importer(args.format)
         parts = {name: getattr(args, name) for name in IMPORTERS[args.format].parts}

@@ -175,6 +175,8 @@ def view_ask(result: dict[str, Any], now_ns: int) -> dict[str, Any]:
         out["scores"] = {k: _r(v) for k, v in scores[:TOP_SCORES]}
     else:
         out["text"] = result.get("text")
+        if result.get("retrieved"):  # a model without a trained decoder: a phrase-bank phrase, with its cosine
+            out["retrieved"], out["score"] = True, result.get("score")
     evidence = {"window": result.get("window"), **when(result, now_ns)}
     out["evidence"] = evidence
     out["model_id"] = result.get("model_id")

@@ -435,7 +435,10 @@ class EncoderNode(Node):
                 ans = self.model.answer(s_hat, choices)
                 scores = ans.scores[0, : len(choices)].tolist()
                 return {"answer": ans.choices[0], "scores": dict(zip(choices, [round(s, 4) for s in scores]))}
-            return {"text": self.model.decode(s_hat)[0]}
+            said = self.model.describe(s_hat)[0]
+            if said.retrieved:  # no trained decoder: the nearest phrase of the bank, and how near it is
+                return {"text": said.text, "retrieved": True, "score": said.score}
+            return {"text": said.text}
 
     def _serve_one(self, jobs: queue.Queue[ModelJob]) -> None:
         """On the model thread: run the oldest queued ask (or embed), unless its caller stopped waiting."""

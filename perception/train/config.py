@@ -291,6 +291,10 @@ def load_train_config(path: str | Path | None = None, preset: str = "tiny", over
         for key in parents:
             node = node.setdefault(key, {})
         node[leaf] = value
+    if raw.get("recipe") == "text-decoder":
+        from perception.train.text_decoder import TextDecoderConfig
+
+        return validate_config(TextDecoderConfig, raw, path, "training config")
     if raw.get("recipe") == "sharded":
         return validate_config(ShardedTrainConfig, raw, path, "training config")
     if "learner" in raw:

@@ -195,6 +195,13 @@ def test_imported_model_gives_the_reference_embeddings(best, parts, imported):
     runner = WindowRunner(model, model.cfg.predictor.default_query, jit=False)
     clip = torch.from_numpy(videos()[0]).permute(0, 3, 1, 2)[None]
     torch.testing.assert_close(runner(clip)[1][0], ref.video(videos()[0]), atol=2e-5, rtol=1e-4)
+    # and the comparison can tell: our own preset's frame positions or resize rounding give other embeddings
+    for key, ours_rule, video in (("frame_index", "round", videos()[0]), ("resize", "round", videos()[1])):
+        setattr(model.cfg.x_encoder, key, ours_rule)
+        clip = torch.from_numpy(video).permute(0, 3, 1, 2)[None]
+        moved = model.predict(model.encode_video(clip), PROMPT)[0] - ref.video(video)
+        assert float(moved.abs().max()) > 1e-3, key
+        setattr(model.cfg.x_encoder, key, "floor" if key == "frame_index" else "torchvision")
 
 
 def test_queries_pad_with_llama32s_reserved_token_and_padding_changes_nothing(imported, parts):
@@ -261,6 +268,10 @@ def test_pretrained_dirs_that_do_not_fit_are_refused(parts, best, tmp_path):
     LlamaForCausalLM(LlamaForCausalLM.config_class.from_pretrained(str(other["llama"]))).save_pretrained(other["llama"])
     with pytest.raises(ImportRefused, match="different Llama"):
         _import(best, parts, tmp_path / "b", query_lm=other["llama"])
+    for name in ("tokenizer.json", "tokenizer_config.json"):  # an LM directory without its tokenizer
+        (other["llama"] / name).unlink()
+    with pytest.raises(ImportRefused, match="cannot build the model"):
+        _import(best, parts, tmp_path / "c", query_lm=other["llama"])
 
 
 class RunsCode:
@@ -309,3 +320,5 @@ def test_command_imports_and_refuses_in_one_line(parts, best, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("perception weights import:") and "predictor.head.weight" in err[0]
     assert not (tmp_path / "x").exists()
+    assert cli.main(["weights", "import", "vl-jepa-2", str(best), "--out", str(tmp_path / "y"), *dirs]) == 2
+    assert "unknown checkpoint format 'vl-jepa-2'; known: open-vljepa" in capsys.readouterr().err

@@ -9,33 +9,40 @@ its own entry here when it does.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import import_module
+from types import ModuleType
 
 
 class ImportRefused(ValueError):
     """The file does not match the format or the pretrained parts given; the message names what differs."""
 
 
+def _open_vljepa() -> ModuleType:
+    from perception.model.importers import open_vljepa
+
+    return open_vljepa
+
+
 @dataclass(frozen=True)
 class ImporterInfo:
-    module: str  # defines `import_checkpoint(file, out, **parts) -> dict` (a summary)
+    load: Callable[[], ModuleType]  # the module; it defines `import_checkpoint(file, out, **parts) -> dict`
     parts: tuple[str, ...]  # the local pretrained directories it needs, as keyword names
     summary: str
 
 
 IMPORTERS: dict[str, ImporterInfo] = {
     "open-vljepa": ImporterInfo(
-        "perception.model.importers.open_vljepa",
+        _open_vljepa,
         ("x_encoder", "query_lm", "text_encoder"),
         "best.pt of github.com/dion-jy/open-vljepa (V-JEPA 2 ViT-L, Llama-3.2-1B's last layers, EmbeddingGemma)",
     ),
 }
 
 
-def get_importer(name: str):
-    """The importer module of a format name (only names in IMPORTERS; nothing is imported by user input)."""
+def get_importer(name: str) -> ModuleType:
+    """The importer module of a format name: a fixed table, no module is ever looked up by a given name."""
     info = IMPORTERS.get(name)
     if info is None:
         raise ImportRefused(f"unknown checkpoint format {name!r}; known: {', '.join(sorted(IMPORTERS))}")
-    return import_module(info.module)
+    return info.load()

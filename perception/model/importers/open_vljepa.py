@@ -224,12 +224,18 @@ def import_checkpoint(file: str | Path, out: str | Path, x_encoder: str, query_l
     mapped, table = map_state(sd)
     embed_dim = mapped.get("predictor.head.weight", torch.empty(0, 0)).shape[0]
     cfg = reference_config(ref, x_dir, lm_dir, text_dir, _predictor_layers(sd), embed_dim)
-    with torch.device("meta"):  # shapes only: nothing of the real size is allocated to check the file
-        model = VLJepa(cfg, load_weights=False)
+    try:
+        with torch.device("meta"):  # shapes only: nothing of the real size is allocated to check the file
+            model = VLJepa(cfg, load_weights=False)
+    except (OSError, ValueError, KeyError) as exc:  # e.g. a directory without its tokenizer files
+        raise ImportRefused(f"cannot build the model from the given directories: {type(exc).__name__}: {exc}") from None
     external = model.external_parts()
     _check_against(model, mapped, external)
     _check_table(table, lm_dir)
-    safetensors_keys = set(tensor_keys(x_dir))
+    try:
+        safetensors_keys = set(tensor_keys(x_dir))
+    except Exception as exc:  # a damaged or foreign safetensors file
+        raise ImportRefused(f"--x-encoder {x_dir}: unreadable safetensors ({type(exc).__name__}: {exc})") from None
     want_x = {k[len("x_encoder.backbone.") :] for k in model.state_dict() if k.startswith("x_encoder.backbone.")}
     if not want_x <= safetensors_keys:
         raise ImportRefused(f"--x-encoder {x_dir}: missing V-JEPA 2 tensors {sorted(want_x - safetensors_keys)[:5]}")
