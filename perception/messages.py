@@ -135,6 +135,9 @@ class Caption(Message):
     end_s: float = 0.0
     t_capture_ns: Ns
     latency_ms: float  # frame capture -> caption published
+    # True: the same text as this camera's previous caption, a continuation of it and not news (a robot
+    # that wants news skips these; the decoder counts them as `captions_repeated` on stats/decoder)
+    repeat: bool = False
 
     def __str__(self) -> str:
         return f"Caption({self.cam} {self.start_s:.2f}-{self.end_s:.2f}s {self.text!r})"

@@ -7,6 +7,10 @@ batching are `DecodeQueue` (perception/nodes/decode_queue.py).
 Anyone on the bus can publish a DecodeRequest, so one is checked before it is queued (a float embedding
 of the model's shape [D], finite) and rejected, counted, otherwise; and a batch whose decode fails anyway
 is decoded again one request at a time, so only the bad request is lost, never its batch-mates.
+
+A caption whose text says what the camera's previous one said is not news: it goes out marked
+`repeat=True` (a continuation of the previous caption, now up to its `end_s`) and is counted as
+`captions_repeated`; `perception up` does not print it, and a subscriber that wants news skips it.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import time
 
 import numpy as np
 
+from bus.bounded import BoundedDict
 from bus.component import Output, on
 from perception.messages import Caption, DecodeRequest
 from perception.nodes.decode_queue import DecodeQueue
@@ -23,6 +28,7 @@ from perception.nodes.models import load_model
 from perception.nodes.runtime import LatencyWindow, Node
 
 MAX_PENDING = 256
+MAX_CAMERAS = 1024  # cameras whose last caption text is kept (names come from requests: bounded)
 
 
 class DecoderNode(Node):
@@ -38,7 +44,8 @@ class DecoderNode(Node):
         self.decoding = False  # a batch is in hand (`busy`)
         self.latency = LatencyWindow()
         self.dim = int(self.model.cfg.embed_dim)
-        for key in ("rejected", "decodes", "batches", "batches_split"):
+        self.last_text: BoundedDict[str, str] = BoundedDict(MAX_CAMERAS)  # cam -> its previous caption's text
+        for key in ("rejected", "decodes", "batches", "batches_split", "captions_repeated"):
             self.counters[key] += 0
 
     def background(self) -> list:
@@ -113,6 +120,7 @@ class DecoderNode(Node):
         now = time.time_ns()
         for req, text in zip(batch, texts):
             latency_ms = (now - req.t_capture_ns) / 1e6
+            repeat = _same(self.last_text.get(req.cam), text)
             try:
                 self.publish(
                     Caption(
@@ -125,6 +133,7 @@ class DecoderNode(Node):
                         end_s=req.end_s,
                         t_capture_ns=req.t_capture_ns,
                         latency_ms=round(latency_ms, 2),
+                        repeat=repeat,
                     )
                 )
             except Exception as exc:  # e.g. fields the codec cannot encode: this caption only, not the worker
@@ -132,6 +141,13 @@ class DecoderNode(Node):
                 continue
             self.latency.add(latency_ms)
             self.counters["decodes"] += 1
+            self.counters["captions_repeated"] += repeat
+            self.last_text[req.cam] = text
+
+
+def _same(previous: str | None, text: str) -> bool:
+    """Whether `text` says what `previous` said (case and spacing aside)."""
+    return previous is not None and " ".join(previous.lower().split()) == " ".join(text.lower().split())
 
 
 NODE = DecoderNode
