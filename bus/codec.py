@@ -312,6 +312,17 @@ def _array(ref: Any, parts: Sequence[Any], used: set[int]) -> np.ndarray:
         raise DecodeError("bad_buffer", f"shape {shape[:8]!r} cannot view {buf.nbytes} bytes: {exc}") from exc
 
 
+def array_from_ref(ref: Any, buffers: Sequence[Any]) -> np.ndarray:
+    """The array a body's reference {nd, dtype, shape} names among `buffers` (a recording's stored parts),
+    checked as `decode` checks it; DecodeError saying what is wrong (readers of files, not of the bus)."""
+    try:
+        return _array(ref, [b"", b"", *buffers], set())
+    except DecodeError:
+        raise
+    except Exception as exc:  # the same promise as decode: nothing but a DecodeError, whatever `ref` holds
+        raise DecodeError("bad_buffer", f"array reference {str(ref)[:80]}: {type(exc).__name__}") from exc
+
+
 @_guarded
 def decode(
     parts: Sequence[Any],

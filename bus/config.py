@@ -82,6 +82,21 @@ def where_looked(endpoint: str) -> str:
     )
 
 
+# ---------------------------------------------------------------------------------------------- bounds
+# Every numeric knob is bounded by what a machine could mean, so no config (nor one stored in a recording)
+# sizes a buffer, a queue or a loop beyond it; pydantic's error names the bound at the knob's dotted path.
+# The numbers are listed in docs/reliability.md "Untrusted files: limits".
+MAX_MSG_BYTES = 2**31  # one message, all parts: 2 GiB (a raw 8K RGB frame is 100 MB)
+MAX_PENDING_BYTES = 2**36  # undelivered bytes one subscriber holds: 64 GiB
+MAX_HWM = 10_000_000  # messages queued per socket (ZeroMQ's HWMs)
+MAX_PARTS = 1024  # parts of one message
+MAX_NAME_BYTES = 65_536  # a topic, a subscription prefix, a header's src
+MAX_DEPTH = 256  # nesting of a message body (msgpack decodes it recursively)
+MAX_TRACKED = 1_000_000  # subscriptions, (src, topic) streams
+MAX_INTERVAL_S = 3600.0  # stats heartbeats and handshake waits
+MIN_INTERVAL_S = 0.01  # stats heartbeats: 100 a second per node is already all the bus would carry
+MAX_SHM_SLOTS = 1024  # frames kept per (publisher, topic) ring
+
 LOCAL_SCHEMES = ("ipc://", "inproc://")  # never leave the host; every other transport may (tipc, pgm, udp, ws ...)
 
 
@@ -127,7 +142,7 @@ class Role(BaseModel):
     """What one client key may do (SROS2-style permissions). `None` means no limit for that action;
     an empty list forbids it. Topic rules are prefixes; RPC rules are method names."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     subscribe: list[str] | None = None  # topic prefixes the key may subscribe to
     publish: list[str] | None = None  # topic prefixes the key may publish on
@@ -150,7 +165,7 @@ FULL_ACCESS = Role()
 class CurveConfig(BaseModel):
     """CURVE keys for tcp:// deployments; files are those written by `perception keys OUT_DIR`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     enabled: bool = False
     server_secret: Path | None = None  # proxy / RPC server: server.key_secret
@@ -160,20 +175,27 @@ class CurveConfig(BaseModel):
     # servers: per-key permissions, by key file name without .key ("dashboard" for dashboard.key);
     # an allow-listed key without an entry has full access
     roles: dict[str, Role] = Field(default_factory=dict)
+    # servers: topic prefixes that only the keys listed may publish on, whatever their roles say. The
+    # runtime watch list is the world node's alone: name the key the world connects with (default "world")
+    topic_owners: dict[str, list[str]] = Field(default_factory=lambda: {"watches/": ["world"]})
 
 
 class ShmConfig(BaseModel):
     """Same-host frames through shared memory (bus/shm.py, docs/bus.md "Same-host frames"). The switch is
     the publisher's: every subscriber resolves references whatever its own config says."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     enabled: bool = False  # publish large arrays of `latest` topics by reference (ipc:// buses only)
-    slots: int = Field(8, ge=2, le=1024)  # frames kept per (publisher, topic): the memory bound per camera
-    max_frame_bytes: int = Field(32 * 1024 * 1024, ge=4096)  # bytes of one message's arrays; larger go inline
-    min_bytes: int = Field(64 * 1024, ge=0)  # arrays smaller than this go inline (a copy costs less than a ref)
+    slots: int = Field(8, ge=2, le=MAX_SHM_SLOTS)  # frames kept per (publisher, topic): the memory bound per camera
+    max_frame_bytes: int = Field(
+        32 * 1024 * 1024, ge=4096, le=MAX_MSG_BYTES
+    )  # bytes of one message's arrays; larger go inline
+    min_bytes: int = Field(
+        64 * 1024, ge=0, le=MAX_MSG_BYTES
+    )  # arrays smaller than this go inline (a copy costs less than a ref)
     # frames one subscriber process holds mapped per publisher ring; further ones are copied out for it
-    max_borrowed: int = Field(2, ge=0)
+    max_borrowed: int = Field(2, ge=0, le=MAX_SHM_SLOTS)
 
     @model_validator(mode="after")
     def _borrow_fits(self) -> ShmConfig:
@@ -183,7 +205,7 @@ class ShmConfig(BaseModel):
 
 
 class BusConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     runtime_dir: Path = Field(default_factory=default_runtime_dir)
     pub: str = ""  # publishers connect here (the proxy's XSUB); "" -> ipc://{runtime_dir}/pub
@@ -192,24 +214,26 @@ class BusConfig(BaseModel):
 
     # Topics starting with one of these use the `latest` policy (newest wins); all others are `reliable`.
     latest_prefixes: list[str] = Field(default_factory=lambda: ["frames/", "frames_full/"])
-    latest_hwm: int = Field(4, ge=1)  # messages queued per socket for `latest` topics
-    reliable_hwm: int = Field(100_000, ge=1)  # messages queued per socket for `reliable` topics
+    latest_hwm: int = Field(4, ge=1, le=MAX_HWM)  # messages queued per socket for `latest` topics
+    reliable_hwm: int = Field(100_000, ge=1, le=MAX_HWM)  # messages queued per socket for `reliable` topics
     # bytes a subscriber holds undelivered before it stops reading (ZeroMQ then queues to its HWM and drops)
-    max_pending_bytes: int = Field(256 * 1024 * 1024, ge=1024)
+    max_pending_bytes: int = Field(256 * 1024 * 1024, ge=1024, le=MAX_PENDING_BYTES)
     # The proxy queues up to this many messages per subscriber connection before dropping for it.
-    proxy_hwm: int = Field(10_000, ge=1)
-    max_msg_size: int = Field(64 * 1024 * 1024, ge=1024)  # bytes per message (all parts); ZMQ_MAXMSGSIZE per frame
-    max_parts: int = Field(64, ge=2)  # parts per message (topic + header + buffers)
-    max_topic_bytes: int = Field(256, ge=8)  # UTF-8 bytes of a topic (and of a subscription prefix)
-    max_src_bytes: int = Field(256, ge=8)  # bytes of a header's `src`
-    max_depth: int = Field(32, ge=2)  # nesting of maps and lists in a message body
+    proxy_hwm: int = Field(10_000, ge=1, le=MAX_HWM)
+    max_msg_size: int = Field(
+        64 * 1024 * 1024, ge=1024, le=MAX_MSG_BYTES
+    )  # bytes per message (all parts); ZMQ_MAXMSGSIZE per frame
+    max_parts: int = Field(64, ge=2, le=MAX_PARTS)  # parts per message (topic + header + buffers)
+    max_topic_bytes: int = Field(256, ge=8, le=MAX_NAME_BYTES)  # UTF-8 bytes of a topic (and of a subscription prefix)
+    max_src_bytes: int = Field(256, ge=8, le=MAX_NAME_BYTES)  # bytes of a header's `src`
+    max_depth: int = Field(32, ge=2, le=MAX_DEPTH)  # nesting of maps and lists in a message body
     # distinct subscription prefixes the proxy keeps in force, and their bytes in all (each costs libzmq trie memory)
-    max_subscriptions: int = Field(4096, ge=16)
-    max_subscription_bytes: int = Field(128 * 1024, ge=1024)
+    max_subscriptions: int = Field(4096, ge=16, le=MAX_TRACKED)
+    max_subscription_bytes: int = Field(128 * 1024, ge=1024, le=MAX_TRACKED * 1024)
     # distinct (src, topic) streams a subscriber tracks for seq gaps; least recently seen fall out
-    max_streams: int = Field(4096, ge=16)
-    stats_interval_s: float = Field(1.0, gt=0)
-    ready_timeout_s: float = Field(5.0, gt=0)  # how long a subscriber waits for the proxy handshake
+    max_streams: int = Field(4096, ge=16, le=MAX_TRACKED)
+    stats_interval_s: float = Field(1.0, ge=MIN_INTERVAL_S, le=MAX_INTERVAL_S)
+    ready_timeout_s: float = Field(5.0, gt=0, le=MAX_INTERVAL_S)  # how long a subscriber waits for the proxy handshake
     curve: CurveConfig = Field(default_factory=CurveConfig)
     shm: ShmConfig = Field(default_factory=ShmConfig)
 
@@ -225,13 +249,6 @@ class BusConfig(BaseModel):
         """The configured endpoint, or the ipc:// default under runtime_dir."""
         ep = getattr(self, name)
         return ep or f"ipc://{self.runtime_dir}/{name}"
-
-    def ensure_runtime_dir(self) -> None:
-        """Create runtime_dir (0700), or check an existing one is ours and private (RuntimeDirError if not):
-        whoever can write there can replace the bus's sockets."""
-        from bus.security import ensure_private_dir  # security builds on config, not the other way round
-
-        ensure_private_dir(self.runtime_dir)
 
     def limits(self):
         """The codec's per-message limits from this config (bus.codec.Limits)."""

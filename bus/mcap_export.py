@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from mcap.writer import CompressionType, Writer
 
+from bus.codec import DecodeError, array_from_ref
 from bus.logs import get_logger
 from bus.mcapfile import RecordingError, iter_messages, read_header
 
@@ -41,7 +42,7 @@ RAW_IMAGE_SCHEMA = {
 
 
 def _array(ref: dict, buffers: list, max_values: int) -> tuple[dict, np.ndarray]:
-    arr = np.frombuffer(buffers[ref["nd"]], dtype=np.dtype(ref["dtype"]).newbyteorder("<")).reshape(ref["shape"])
+    arr = array_from_ref(ref, buffers)  # checked as the bus checks it: a forged nd/dtype/shape is a DecodeError
     out: dict[str, Any] = {"dtype": ref["dtype"], "shape": list(ref["shape"])}
     if arr.size and arr.dtype.kind in "biuf":
         out.update(min=float(arr.min()), max=float(arr.max()), mean=float(arr.mean(dtype=np.float64)))
@@ -110,7 +111,10 @@ def export_json(src: str | Path, dst: str | Path, *, max_values: int = 4096) -> 
             images = []
             for key, value in list(body.items()):
                 if _is_ref(value):
-                    body[key], arr = _array(value, msg.buffers, max_values)
+                    try:
+                        body[key], arr = _array(value, msg.buffers, max_values)
+                    except DecodeError as exc:
+                        raise RecordingError(f"{src}: {msg.topic[:80]} seq {msg.seq}: {key}: {exc}") from None
                     if arr.dtype == np.uint8 and (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 3)):
                         images.append((key, arr))
             record = _json_safe({k: header.get(k) for k in ("type", "v", "seq", "src", "t")} | {"body": body})

@@ -9,7 +9,16 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from bus.mcapfile import RecordingError, ScanResult, SeqTracker, header_src, is_ours, scan, unpack_message
+from bus.mcapfile import (
+    RecordingError,
+    ScanResult,
+    SeqTracker,
+    channel_version,
+    header_src,
+    is_ours,
+    scan,
+    unpack_message,
+)
 
 
 @dataclass
@@ -92,7 +101,7 @@ def describe(path: str | Path) -> RecordingInfo:
         if not is_ours(channel):
             foreign += 1
             continue
-        key = (channel.topic, channel.metadata.get("type", ""), int(channel.metadata.get("v", "0") or 0))
+        key = (channel.topic, channel.metadata.get("type", ""), channel_version(channel))
         info = topics.get(key)
         if info is None:
             info = topics[key] = TopicInfo(*key, first_ns=message.log_time)

@@ -18,20 +18,33 @@ A recording is a plain MCAP file (https://mcap.dev/spec) written with the `mcap`
 
 from __future__ import annotations
 
+import heapq
+import io
 import json
 import struct
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
 import msgpack
-from mcap.records import Channel, Chunk, Footer, Message, Metadata
-from mcap.stream_reader import StreamReader, breakup_chunk
+from mcap.data_stream import ReadDataStream
+from mcap.opcode import Opcode
+from mcap.records import Channel, Chunk, ChunkIndex, Footer, Message, Metadata, MetadataIndex, Statistics
+from mcap.stream_reader import StreamReader
+from mcap.summary import Summary
 from mcap.writer import CompressionType, Writer
 
 from bus.bounded import BoundedDict
 from bus.logs import get_logger
+from bus.reader_limits import (
+    MCAP_MAX_CHUNK_BYTES,
+    MCAP_MAX_CHUNK_RECORDS,
+    MCAP_MAX_PENDING_BYTES,
+    MCAP_MAX_RECORD_BYTES,
+    MiB,
+)
 
 LAYOUT = "vljepa-bus/1"
 MESSAGE_ENCODING = "msgpack"
@@ -164,6 +177,10 @@ class BusMcapWriter:
         self.messages += 1
         self.bytes += len(data)
 
+    def size(self) -> int:
+        """Bytes written to the file so far (closed chunks; the chunk in progress is not counted)."""
+        return self._file.tell()
+
     def metadata(self, name: str, values: dict) -> None:
         self._writer.add_metadata(name, _str_map(values))
 
@@ -229,36 +246,133 @@ def _open(path: str | Path) -> IO[bytes]:
         raise RecordingError(f"recording not found: {path}") from exc
 
 
+# -- bounded reading: what a file declares never sizes an allocation (bus/reader_limits.py) ---------------
+
+
+class _CappedReads:
+    """A file whose every read is at most MCAP_MAX_RECORD_BYTES: the mcap library reads a record's inner
+    lengths (a chunk's data, a string) straight from the file, so a forged length asks for that much.
+    (Not an io.RawIOBase: the library would wrap that in a BufferedReader, whose read(n) allocates n.)"""
+
+    def __init__(self, f: IO[bytes]) -> None:
+        self._f = f
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._f.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._f.tell()
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0 or n > MCAP_MAX_RECORD_BYTES:
+            raise RecordingError(f"a record field declares {n} bytes, over the {MCAP_MAX_RECORD_BYTES} limit")
+        return self._f.read(n)
+
+
+def _mib(n: int) -> str:
+    return f"{n / MiB:.0f} MiB" if n >= MiB else f"{n} bytes"
+
+
+def inflate_chunk(chunk: Chunk) -> bytes:
+    """A chunk's records, decompressed to at most its declared size, which is at most MCAP_MAX_CHUNK_BYTES.
+
+    zstd and lz4 stream into a buffer of the declared size: a frame that inflates past it (a bomb whose
+    chunk header lies) stops at the limit. RecordingError for a chunk too large, lying or corrupt."""
+    declared = chunk.uncompressed_size
+    if declared > MCAP_MAX_CHUNK_BYTES:
+        raise RecordingError(
+            f"a chunk declares {_mib(declared)} uncompressed, over the {_mib(MCAP_MAX_CHUNK_BYTES)} limit"
+        )
+    try:
+        if chunk.compression == "zstd":
+            import zstandard
+
+            reader = zstandard.ZstdDecompressor().stream_reader(chunk.data, read_across_frames=True)
+            data = reader.read(declared + 1)
+        elif chunk.compression == "lz4":
+            import lz4.frame
+
+            data = lz4.frame.LZ4FrameDecompressor().decompress(chunk.data, max_length=declared + 1)
+        elif chunk.compression == "":
+            data = chunk.data
+        else:
+            raise RecordingError(f"a chunk uses unknown compression {chunk.compression[:40]!r}")
+    except RecordingError:
+        raise
+    except Exception as exc:  # zstd / lz4 errors have no common base
+        raise RecordingError(f"a {chunk.compression} chunk does not decompress ({type(exc).__name__})") from exc
+    if len(data) != declared:
+        held = "more than" if len(data) > declared else f"{len(data)} bytes, not"
+        raise RecordingError(f"a {chunk.compression or 'plain'} chunk holds {held} the {declared} bytes it declares")
+    if chunk.uncompressed_crc != 0 and zlib.crc32(data) != chunk.uncompressed_crc:
+        raise RecordingError("a chunk's CRC does not match its records")
+    return data
+
+
+def chunk_records(chunk: Chunk) -> Iterator[Channel | Message]:
+    """The Channel and Message records of a chunk, one at a time (at most MCAP_MAX_CHUNK_RECORDS)."""
+    data = inflate_chunk(chunk)
+    stream = ReadDataStream(io.BytesIO(data))
+    for n in range(MCAP_MAX_CHUNK_RECORDS + 1):
+        if stream.count >= len(data):
+            return
+        if n == MCAP_MAX_CHUNK_RECORDS:
+            raise RecordingError(f"a chunk holds more than {MCAP_MAX_CHUNK_RECORDS} records")
+        try:
+            opcode = stream.read1()
+            length = stream.read8()
+            if length > len(data) - stream.count:
+                raise RecordingError(f"a record in a chunk declares {length} bytes, past the chunk's end")
+            start = stream.count
+            if opcode == Opcode.CHANNEL:
+                yield Channel.read(stream)
+            elif opcode == Opcode.MESSAGE:
+                yield Message.read(stream, length)
+            if (padding := length - (stream.count - start)) > 0:
+                stream.read(padding)
+        except RecordingError:
+            raise
+        except Exception as exc:  # a record cut short, bad UTF-8 in a topic...
+            raise RecordingError(f"a chunk holds an unreadable record ({type(exc).__name__})") from exc
+
+
+def _records(f: IO[bytes], *, skip_magic: bool = False) -> Iterator:
+    """The mcap library's StreamReader over `f` with every record and field read bounded (chunks whole)."""
+    return StreamReader(
+        _CappedReads(f), skip_magic=skip_magic, emit_chunks=True, record_size_limit=MCAP_MAX_RECORD_BYTES
+    ).records
+
+
 def scan(path: str | Path, result: ScanResult | None = None) -> Iterator[tuple[Channel, Message]]:
     """Every readable message in file order, even from a truncated file (a recorder killed mid-write).
 
-    Stops at the first record that cannot be read (a partly written chunk, a bad CRC) and notes why in
-    `result.damage`; records before it are all returned. Channels and metadata are collected in `result`.
+    Stops at the first record that cannot be read (a partly written chunk, a bad CRC, a chunk over the
+    limits of bus/reader_limits.py) and notes why in `result.damage`; records before it are all returned.
+    Channels and metadata are collected in `result`.
     """
     result = result if result is not None else ScanResult()
     with _open(path) as f:
-        reader = StreamReader(f, emit_chunks=True, record_size_limit=2**32)
-        records = reader.records
+        records = _records(f)
         while True:
             try:
                 record = next(records)
-                inner = breakup_chunk(record, validate_crc=True) if isinstance(record, Chunk) else [record]
+                inner = chunk_records(record) if isinstance(record, Chunk) else iter([record])
+                for rec in inner:
+                    if isinstance(rec, Channel):
+                        result.channels[rec.id] = rec
+                    elif isinstance(rec, Metadata):
+                        result.metadata.append(rec)
+                    elif isinstance(rec, Message):
+                        channel = result.channels.get(rec.channel_id)
+                        if channel is not None:
+                            yield channel, rec
+                    elif isinstance(rec, Footer):
+                        result.complete = True
             except StopIteration:
                 break
-            except Exception as exc:  # EOF mid-record, bad magic, CRC mismatch, zstd error...
+            except Exception as exc:  # EOF mid-record, bad magic, CRC mismatch, zstd error, a limit...
                 result.damage = f"{type(exc).__name__}: {exc}"[:300]
                 break
-            for rec in inner:
-                if isinstance(rec, Channel):
-                    result.channels[rec.id] = rec
-                elif isinstance(rec, Metadata):
-                    result.metadata.append(rec)
-                elif isinstance(rec, Message):
-                    channel = result.channels.get(rec.channel_id)
-                    if channel is not None:
-                        yield channel, rec
-                elif isinstance(rec, Footer):
-                    result.complete = True
         if result.damage and "magic" in result.damage.lower() and not result.channels:
             raise RecordingError(f"{path} is not an MCAP file ({result.damage})")
 
@@ -267,12 +381,20 @@ def is_ours(channel: Channel) -> bool:
     return channel.message_encoding == MESSAGE_ENCODING and channel.metadata.get("layout") == LAYOUT
 
 
+def channel_version(channel: Channel) -> int:
+    """The message version a channel of ours declares (metadata `v`), or a one-line RecordingError."""
+    v = channel.metadata.get("v", "0") or "0"
+    if not (v.isascii() and v.isdigit() and len(v) <= 9):
+        raise RecordingError(f"channel {channel.topic[:80]!r}: metadata v = {v[:20]!r} is not a message version")
+    return int(v)
+
+
 def to_stored(channel: Channel, message: Message) -> StoredMessage:
     header, buffers = unpack_message(message.data)
     return StoredMessage(
         topic=channel.topic,
         type=channel.metadata.get("type", ""),
-        v=int(channel.metadata.get("v", "0") or 0),
+        v=channel_version(channel),
         seq=message.sequence,
         log_time=message.log_time,
         publish_time=message.publish_time,
@@ -286,36 +408,143 @@ def matches(topic: str, prefixes: Iterable[str] | None) -> bool:
     return not prefixes or any(topic.startswith(p) for p in prefixes)
 
 
+def read_summary(f: IO[bytes]) -> Summary:
+    """The summary section of an open, complete file (its footer must be valid), read with the limits of
+    bus/reader_limits.py and without decompressing anything (a chunk there is damage, not data)."""
+    from mcap.reader import FOOTER_SIZE
+    from mcap.stream_reader import MAGIC_SIZE
+
+    f.seek(0)
+    magic = f.read(MAGIC_SIZE)
+    if len(magic) < MAGIC_SIZE or f.seek(0, io.SEEK_END) < 2 * MAGIC_SIZE + FOOTER_SIZE:
+        raise RecordingError("too short for an MCAP file")
+    f.seek(-(FOOTER_SIZE + MAGIC_SIZE), io.SEEK_END)
+    footer = next(_records(f, skip_magic=True))
+    if not isinstance(footer, Footer) or f.read(MAGIC_SIZE) != magic:
+        raise RecordingError("no footer at the end of the file")
+    summary = Summary()
+    if footer.summary_start == 0:
+        return summary
+    f.seek(footer.summary_start)
+    for record in _records(f, skip_magic=True):
+        if isinstance(record, Chunk):
+            raise RecordingError("the summary section holds a chunk")
+        if isinstance(record, Channel):
+            summary.channels[record.id] = record
+        elif isinstance(record, ChunkIndex):
+            summary.chunk_indexes.append(record)
+        elif isinstance(record, MetadataIndex):
+            summary.metadata_indexes.append(record)
+        elif isinstance(record, Statistics):
+            summary.statistics = record
+        elif isinstance(record, Footer):
+            break
+    return summary
+
+
 def check_complete(path: str | Path) -> None:
     """Raise RecordingError unless the file ends with a valid footer (i.e. the recorder stopped cleanly)."""
-    from mcap.reader import SeekingReader
-
     with _open(path) as f:
         try:
-            SeekingReader(f).get_summary()
+            read_summary(f)
         except Exception as exc:
             raise RecordingError(
-                f"{path} is incomplete or damaged ({type(exc).__name__}); if its recorder was killed, "
-                f"run `perception record --recover {path} FIXED.mcap` first"
+                f"{path} is incomplete or damaged ({type(exc).__name__}: {str(exc)[:160]}); if its recorder was "
+                f"killed, run `perception record --recover {path} FIXED.mcap` first"
             ) from exc
+
+
+def _read_chunk(f: IO[bytes], index: ChunkIndex) -> Chunk:
+    if index.chunk_length > MCAP_MAX_RECORD_BYTES:
+        raise RecordingError(f"a chunk of {_mib(index.chunk_length)}, over the {_mib(MCAP_MAX_RECORD_BYTES)} limit")
+    f.seek(index.chunk_start_offset)
+    try:
+        chunk = next(_records(f, skip_magic=True))
+    except RecordingError:
+        raise
+    except Exception as exc:
+        raise RecordingError(f"no readable chunk at offset {index.chunk_start_offset} ({type(exc).__name__})") from exc
+    if not isinstance(chunk, Chunk):
+        raise RecordingError(f"the chunk index points at a {type(chunk).__name__}, not a chunk")
+    return chunk
+
+
+def _indexed_messages(
+    f: IO[bytes], summary: Summary, wanted: set[int], start_ns: int | None
+) -> Iterator[tuple[Channel, Message]]:
+    """Messages of channels `wanted` in log-time order, through the chunk index (as the official reader),
+    holding at most MCAP_MAX_PENDING_BYTES of message data at once: chunks are loaded in order of their
+    start time and merged; only chunks whose time ranges overlap are held together."""
+    heap: list[tuple] = []  # (time, chunk offset, index in chunk (-1: the chunk itself), payload): the
+    # official reader's order (ties by position in the file)
+    for ci in summary.chunk_indexes:
+        if start_ns is not None and ci.message_end_time < start_ns:
+            continue
+        if ci.message_index_offsets and not wanted.intersection(ci.message_index_offsets):
+            continue
+        heap.append((ci.message_start_time, ci.chunk_start_offset, -1, ci))
+    heapq.heapify(heap)
+    pending = 0  # bytes of message data in the heap
+    while heap:
+        _t, offset, k, item = heapq.heappop(heap)
+        if k >= 0:
+            pending -= len(item.data)
+            yield summary.channels[item.channel_id], item
+            continue
+        for k, rec in enumerate(chunk_records(_read_chunk(f, item))):
+            if not isinstance(rec, Message) or rec.channel_id not in wanted:
+                continue
+            if start_ns is not None and rec.log_time < start_ns:
+                continue
+            pending += len(rec.data)
+            if pending > MCAP_MAX_PENDING_BYTES:
+                raise RecordingError(
+                    f"chunks overlapping in time hold over {_mib(MCAP_MAX_PENDING_BYTES)} of messages at once"
+                )
+            heapq.heappush(heap, (rec.log_time, offset, k, rec))
 
 
 def iter_messages(
     path: str | Path, topics: Iterable[str] | None = None, start_ns: int | None = None
 ) -> Iterator[StoredMessage]:
-    """Messages of a complete recording in log-time order (the official indexed reader), filtered by topic prefix."""
-    from mcap.reader import make_reader
-
+    """Messages of a complete recording in log-time order (through its chunk index, as the official
+    reader, within bus/reader_limits.py), filtered by topic prefix. A file without a chunk index (not
+    ours) is read in file order."""
     check_complete(path)
     prefixes = list(topics or [])
     with _open(path) as f:
-        reader = make_reader(f)
-        wanted = [c.topic for c in reader.get_summary().channels.values() if matches(c.topic, prefixes)]
+        summary = read_summary(f)
+        wanted = {cid for cid, c in summary.channels.items() if matches(c.topic, prefixes) and is_ours(c)}
         if not wanted:
             return
-        for _schema, channel, message in reader.iter_messages(topics=wanted, start_time=start_ns, log_time_order=True):
-            if is_ours(channel):
-                yield to_stored(channel, message)
+        if summary.chunk_indexes:
+            found = _indexed_messages(f, summary, wanted, start_ns)
+        else:
+            found = ((c, m) for c, m in scan(path) if m.channel_id in wanted and m.log_time >= (start_ns or 0))
+        for channel, message in found:
+            yield to_stored(channel, message)
+
+
+def metadata_records(path: str | Path) -> list[Metadata]:
+    """The file's metadata records in file order: through the summary's index when the file is complete
+    (nothing decompressed), else by a tolerant scan."""
+    with _open(path) as f:
+        try:
+            summary = read_summary(f)
+        except Exception:
+            summary = None
+        if summary is not None and summary.metadata_indexes:
+            out = []
+            for index in summary.metadata_indexes:
+                f.seek(index.offset)
+                record = next(_records(f, skip_magic=True))
+                if isinstance(record, Metadata):
+                    out.append(record)
+            return out
+    result = ScanResult()
+    for _ in scan(path, result):
+        pass
+    return result.metadata
 
 
 # -- recovery ---------------------------------------------------------------------------------------------
@@ -427,10 +656,7 @@ def recover(broken: str | Path, fixed: str | Path, *, compression: str = "zstd")
 
 def load_metadata(path: str | Path) -> dict[str, dict[str, str]]:
     """Metadata records by name (the last one wins), from any readable file."""
-    result = ScanResult()
-    for _ in scan(path, result):
-        pass
-    return {m.name: dict(m.metadata) for m in result.metadata}
+    return {m.name: dict(m.metadata) for m in metadata_records(path)}
 
 
 __all__ = [
@@ -449,6 +675,10 @@ __all__ = [
     "recover",
     "check_complete",
     "load_metadata",
+    "metadata_records",
+    "read_summary",
+    "inflate_chunk",
+    "chunk_records",
     "matches",
     "is_ours",
     "to_stored",

@@ -4,7 +4,8 @@ It is the door of the bus, so it checks what comes in before anyone else holds i
 - downstream (publishers -> subscribers): each message is read part by part; one with more than
   `bus.max_parts` parts, more than `bus.max_msg_size` bytes in all or a topic over `bus.max_topic_bytes`
   is dropped as it is read (its parts are released at once, never forwarded or collected), and with
-  `bus.curve.roles` a key may publish only on its prefixes. Frames are forwarded without copies.
+  `bus.curve.roles` a key may publish only on its prefixes (and on a `bus.curve.topic_owners` prefix,
+  watches/, only a key listed there). Frames are forwarded without copies.
 - upstream (subscribers -> publishers): nothing. The XPUB runs in manual mode; the proxy applies each
   subscription itself (after the key's role allows it) and answers readiness probes, and every other
   frame a subscriber sends (user data that a plain zmq_proxy would pass on to every publisher) is
@@ -43,7 +44,17 @@ from bus.codec import encode
 from bus.config import BusConfig
 from bus.logs import RateLimited, get_logger
 from bus.message import BusReady, Stats
-from bus.security import apply_limits, bind_server, has_roles, release, role_of, user_id
+from bus.security import (
+    apply_limits,
+    bind_server,
+    checks_publishers,
+    ensure_runtime_dir,
+    has_roles,
+    may_publish,
+    release,
+    role_of,
+    user_id,
+)
 
 log = get_logger("bus.proxy")
 
@@ -67,6 +78,7 @@ class _Forwarder:
         self.grace_s = grace_s  # forward nothing for this long (subscriptions are applied meanwhile)
         self.xsub, self.xpub, self.control = xsub, xpub, control
         self.roles = has_roles(config)
+        self.checks_publishers = checks_publishers(config)
         self.counters: collections.Counter[str] = collections.Counter()
         self._denied: BoundedDict[str | None, list[str]] = BoundedDict(
             1024
@@ -130,9 +142,9 @@ class _Forwarder:
         c["frontend_bytes_in"] += total
         if reason is None and len(first) > cfg.max_topic_bytes:
             reason = "topic"
-        if reason is None and self.roles:
+        if reason is None and self.checks_publishers:
             uid = user_id(first)
-            if not role_of(cfg, uid).may_publish(first.bytes.decode("utf-8", "replace")):
+            if not may_publish(cfg, uid, first.bytes.decode("utf-8", "replace")):
                 reason = "denied"
                 self._warn("publish denied", key=uid, topic=first.bytes[:80].decode("utf-8", "replace"))
         if reason is not None:
@@ -302,7 +314,7 @@ class Proxy:
 
     async def run(self) -> None:
         if any(self.config.endpoint(n).startswith("ipc://") for n in ("pub", "sub")):
-            self.config.ensure_runtime_dir()
+            ensure_runtime_dir(self.config)
         grace_s = RESUBSCRIBE_GRACE_S if self._clients_may_be_waiting() else 0.0
         xsub, xpub, control, curve_users = self._bind()  # on the loop: the ZAP handler lives here
         self._forwarder = fwd = _Forwarder(self.config, xsub, xpub, control, grace_s)

@@ -20,6 +20,15 @@ last `flush_interval_s`; while the disk keeps up the queue is near empty (its de
 `max_queue_delay_ms`). `recover()` rewrites such a file into a complete one. Power loss is not covered (no
 fsync per flush). A full disk stops the recording with an error naming it; the chunks flushed before stay
 readable (`perception record --recover`).
+
+Splitting (`split_size` bytes and/or `split_duration_s`, like `ros2 bag record --max-bag-size/-duration`):
+the writer thread closes the file and opens the next one between two messages, so every message is in
+exactly one file and each file is complete (summary, footer) and readable alone. Files are named like
+ros2 bag's: `OUT.mcap` -> `OUT_0.mcap`, `OUT_1.mcap`, ... (`split_paths`). Every file starts with the
+"session" metadata and ends with a "split" one (its index, counts, the next file's name); the last file
+also holds the run's "recording" metadata. A closed file's writer, with the chunk indexes MCAP keeps for
+the summary (one per flush, ~0.1 MB a minute), is released: with splitting the recorder's memory stays
+flat however long it records.
 """
 
 from __future__ import annotations
@@ -27,9 +36,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import errno
+import re
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -42,6 +52,48 @@ from bus.pubsub import RawMessage, Subscriber
 _STOP = object()
 DEFAULT_MAX_QUEUE_BYTES = 256 * 1024 * 1024
 DEFAULT_MAX_TOPICS = 1024
+MIN_SPLIT_DURATION_S = 1.0
+
+
+def split_path(out: str | Path, index: int) -> Path:
+    """The `index`-th file of a split recording: `OUT.mcap` -> `OUT_<index>.mcap` (ros2 bag's naming)."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}_{index}{out.suffix or '.mcap'}")
+
+
+def split_paths(out: str | Path) -> list[Path]:
+    """The files of a split recording that exist, in order (`OUT_0.mcap`, `OUT_1.mcap`, ...)."""
+    out = Path(out)
+    pattern = re.compile(rf"{re.escape(out.stem)}_(\d+){re.escape(out.suffix or '.mcap')}")
+    found = [(int(m.group(1)), p) for p in out.parent.glob(f"{out.stem}_*") if (m := pattern.fullmatch(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+@dataclass
+class SplitPolicy:
+    """When the writer starts a new file: at `size` bytes written (checked before each message, so a file
+    exceeds it by at most one chunk and its summary) or `duration_s` after the file's first message
+    (receive time). None: no limit of that kind; both None: one file, named OUT as given."""
+
+    size: int | None = None
+    duration_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.size is not None and self.size <= 0:
+            raise ValueError(f"split size must be > 0 bytes, got {self.size}")
+        if self.duration_s is not None and self.duration_s < MIN_SPLIT_DURATION_S:
+            raise ValueError(f"split duration must be >= {MIN_SPLIT_DURATION_S:g} s, got {self.duration_s:g}")
+
+    @property
+    def enabled(self) -> bool:
+        return self.size is not None or self.duration_s is not None
+
+    def due(self, written: int, first_ns: int | None, now_ns: int) -> bool:
+        if first_ns is None:  # an empty file is never closed for a new one
+            return False
+        if self.size is not None and written >= self.size:
+            return True
+        return self.duration_s is not None and now_ns - first_ns >= self.duration_s * 1e9
 
 
 @dataclass
@@ -59,6 +111,7 @@ class RecordStats:
     dropped_by_topic: dict[str, int] = field(default_factory=dict)  # recorded topics only (bounded with them)
     dropped_topic_limit: int = 0  # messages that would have opened a channel beyond max_topics
     max_queued_bytes: int = 0  # high-water mark of the writer's inbox
+    files: list[str] = field(default_factory=list)  # every file written, in order (one unless split)
 
 
 class _Inbox:
@@ -117,9 +170,14 @@ class _WriterThread(threading.Thread):
         inbox: _Inbox,
         max_streams: int,
         on_error: Any = None,
+        split: SplitPolicy | None = None,
+        rotate: Callable[[BusMcapWriter], BusMcapWriter] | None = None,
     ) -> None:
         super().__init__(name="bus-recorder-writer", daemon=True)
-        self.writer = writer
+        self.writer = writer  # the file being written; replaced by `rotate(old)` when `split` says so
+        self.split = split or SplitPolicy()
+        self.rotate = rotate
+        self.first_ns: int | None = None  # receive time of the current file's first message
         self.flush_interval_s = flush_interval_s
         self.stats = stats
         self.inbox = inbox
@@ -156,6 +214,11 @@ class _WriterThread(threading.Thread):
     def _write(self, item: tuple[RawMessage, int]) -> None:
         raw, t_queued = item
         h = raw.header
+        if self.rotate is not None and self.split.due(self.writer.size(), self.first_ns, raw.t_recv_ns):
+            self.writer = self.rotate(self.writer)  # between two messages: none lost, none written twice
+            self.first_ns = None
+        if self.first_ns is None:
+            self.first_ns = raw.t_recv_ns
         data = pack_message(raw.parts[1].buffer, [p.buffer for p in raw.parts[2:]])
         self.writer.write(h.topic, h.type, h.v, seq=h.seq, t_pub=h.t, t_log=raw.t_recv_ns, data=data)
         self.seqs.add(h.src, h.topic, h.seq)
@@ -189,7 +252,11 @@ class Recorder:
         max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
         max_topics: int = DEFAULT_MAX_TOPICS,
         overwrite: bool = False,
+        split_size: int | None = None,
+        split_duration_s: float | None = None,
     ) -> None:
+        """`split_size` (bytes) / `split_duration_s`: start a new file `OUT_<n>.mcap` at that size or age
+        (see the module docstring); both None: everything goes to `out`."""
         if flush_interval_s <= 0:
             raise ValueError(f"flush_interval_s must be > 0, got {flush_interval_s}")
         if max_queue_bytes < config.max_msg_size:
@@ -209,6 +276,7 @@ class Recorder:
         self.max_queue_bytes = max_queue_bytes
         self.max_topics = max_topics
         self.overwrite = overwrite
+        self.split = SplitPolicy(split_size, split_duration_s)
         self.stats = RecordStats()
         self.log = get_logger("bus.recorder", out=str(self.out))
         self.ready = asyncio.Event()  # set once subscribed (messages from then on are recorded)
@@ -265,31 +333,64 @@ class Recorder:
 
     def _failure(self, exc: BaseException) -> RuntimeError:
         what = "disk full" if isinstance(exc, OSError) and exc.errno == errno.ENOSPC else "writer failed"
+        path = self.stats.files[-1] if self.stats.files else self.out
         return RuntimeError(
-            f"recorder {what} writing {self.out} ({type(exc).__name__}: {exc}); recording stopped after "
+            f"recorder {what} writing {path} ({type(exc).__name__}: {exc}); recording stopped after "
             f"{self.stats.messages} messages; what was flushed before stays readable: "
-            f"`perception record --recover {self.out} FIXED.mcap`"
+            f"`perception record --recover {path} FIXED.mcap`"
         )
 
-    async def run(self, duration: float | None = None, max_messages: int | None = None) -> RecordStats:
-        writer = BusMcapWriter(
-            self.out, chunk_size=self.chunk_size, compression=self.compression, overwrite=self.overwrite
-        )
-        session = {
+    def _session_values(self) -> dict[str, Any]:
+        return {
             "topics": self.topics,
             "flush_interval_s": self.flush_interval_s,
             "chunk_size": self.chunk_size,
             "compression": self.compression,
             "max_queue_bytes": self.max_queue_bytes,
             "max_topics": self.max_topics,
+            "split_size": self.split.size,
+            "split_duration_s": self.split.duration_s,
             "started_ns": time.time_ns(),
             **self.session,
         }
+
+    def _open_file(self) -> BusMcapWriter:
+        """The next file (OUT itself when not splitting), its "session" metadata written and flushed."""
+        index = len(self.stats.files)
+        path = split_path(self.out, index) if self.split.enabled else self.out
+        writer = BusMcapWriter(path, chunk_size=self.chunk_size, compression=self.compression, overwrite=self.overwrite)
+        self.stats.files.append(str(path))
         try:
-            writer.metadata("session", session)
+            values = self._session_values()
+            if self.split.enabled:
+                values["split_index"] = index
+            writer.metadata("session", values)
             writer.flush()
-        except OSError as exc:
+        except OSError:
             writer.abandon()
+            raise
+        return writer
+
+    def _end_split(self, writer: BusMcapWriter, next_name: str | None) -> None:
+        index = len(self.stats.files) - 1
+        writer.metadata(
+            "split", {"index": index, "messages": writer.messages, "bytes": writer.bytes, "next": next_name or ""}
+        )
+
+    def _rotate(self, old: BusMcapWriter) -> BusMcapWriter:
+        """Close the current file completely and open the next (called by the writer thread between messages)."""
+        nxt = split_path(self.out, len(self.stats.files))
+        self._end_split(old, nxt.name)
+        old.close()  # its writer, chunk indexes included, is released with it
+        self.log.info("split", closed=str(old.path), messages=old.messages, size=old.path.stat().st_size, next=str(nxt))
+        return self._open_file()
+
+    async def run(self, duration: float | None = None, max_messages: int | None = None) -> RecordStats:
+        try:
+            writer = self._open_file()
+        except OSError as exc:
+            if not self.stats.files:  # the file could not be created (exists, read-only): said as it is
+                raise
             raise self._failure(exc) from exc
         loop = asyncio.get_running_loop()
         failed = asyncio.Event()
@@ -301,8 +402,16 @@ class Recorder:
                 pass
 
         thread = self.writer_class(
-            writer, self.flush_interval_s, self.stats, self.inbox, self.config.max_streams, on_error
+            writer,
+            self.flush_interval_s,
+            self.stats,
+            self.inbox,
+            self.config.max_streams,
+            on_error,
+            split=self.split,
+            rotate=self._rotate if self.split.enabled else None,
         )
+        del writer  # the thread owns the file from now on: a split must leave nothing holding a closed one
         thread.start()
         # The recorder wants every message, frames included: its own subscriber treats every topic as
         # `reliable` (large queue, no newest-wins conflation). Drops upstream still show as seq gaps.
@@ -339,8 +448,11 @@ class Recorder:
             self.stats.resets = dict(thread.seqs.resets)
             self.stats.max_queued_bytes = self.inbox.peak
             s = self.stats
+            writer = thread.writer  # the last file, when split
             try:
                 if thread.error is None:
+                    if self.split.enabled:
+                        self._end_split(writer, None)
                     writer.metadata(
                         "recording",
                         {
@@ -359,6 +471,7 @@ class Recorder:
                             "dropped_topic_limit": s.dropped_topic_limit,
                             "max_queued_bytes": s.max_queued_bytes,
                             "max_queue_bytes": self.max_queue_bytes,
+                            "files": [Path(f).name for f in s.files],
                         },
                     )
                     writer.close()
@@ -372,6 +485,7 @@ class Recorder:
                 "recording closed",
                 messages=s.messages,
                 bytes=s.bytes,
+                files=len(s.files),
                 gaps=sum(s.gaps.values()),
                 dropped=s.dropped,
                 dropped_bytes=s.dropped_bytes,

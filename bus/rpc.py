@@ -48,6 +48,7 @@ from bus.security import (
     apply_client,
     apply_limits,
     bind_server,
+    ensure_runtime_dir,
     has_roles,
     release,
     role_of,
@@ -58,12 +59,19 @@ Handler = Callable[[dict[str, Any]], Awaitable[Any] | Any]
 
 MAX_ERROR_MESSAGE = 2000  # chars of an error message (exception texts can repr whole inputs)
 _deadline: contextvars.ContextVar[int | None] = contextvars.ContextVar("rpc_deadline", default=None)
+_client: contextvars.ContextVar[str | bytes | None] = contextvars.ContextVar("rpc_client", default=None)
 
 
 def current_deadline() -> int | None:
     """Inside a handler: the request's local deadline (time.monotonic_ns()), or None if it has no budget.
     Handlers that queue work (the encoder's `ask`) drop it once this has passed: nobody waits any more."""
     return _deadline.get()
+
+
+def current_client() -> str | bytes | None:
+    """Inside a handler: who called, for per-client limits. The caller's CURVE key name when it has one
+    (all connections of one key are one client), else its connection's ROUTER identity (bytes)."""
+    return _client.get()
 
 
 class RpcError(Exception):
@@ -173,7 +181,7 @@ class RpcServer:
         if self._sock is not None:
             return
         if self.endpoint.startswith("ipc://"):
-            self.config.ensure_runtime_dir()
+            ensure_runtime_dir(self.config)
         sock = self._ctx.socket(zmq.ROUTER)
         sock.setsockopt(zmq.LINGER, 0)
         apply_limits(sock, self.config)
@@ -317,6 +325,7 @@ class RpcServer:
                 self.counters["expired"] += 1  # its budget ran out while it waited: nobody is waiting
                 return
             _deadline.set(call.deadline_ns)  # this task's own context
+            _client.set(key[1] if key[1] is not None else key[0])
             packed = self._pack(method, await self._reply(method, params))
             self._remember(key, packed, call.ttl_ns)
             self._send(key[0], key[2], packed)

@@ -8,7 +8,8 @@ and per-key roles, and socket limits.
 - The allow-list is `curve.authorized_keys`, a directory of client *.key files. Every file must load: a
   malformed one is a SecurityConfigError naming it, never a silent deny-all. An accepted peer's messages
   carry its key name (the file name without .key) as ZMQ `User-Id`; `role_of(config, user_id)` gives
-  what that key may do (`curve.roles`), and the proxy and the RPC server enforce it where messages enter.
+  what that key may do (`curve.roles`), and the proxy and the RPC server enforce it where messages enter;
+  a prefix in `curve.topic_owners` (watches/) is published only by the keys it lists (`may_publish`).
 - Secret keys are written 0600 from the start (never under the umask first), never over an existing
   file, and refused when group or others can read them.
 ipc:// and inproc:// never leave the host: no CURVE, full access; the private runtime dir guards them.
@@ -70,6 +71,12 @@ def ensure_private_dir(path: Path) -> None:
             f"bus.runtime_dir {path} has mode {stat.S_IMODE(st.st_mode):04o}; it must be private (0700): "
             f"`chmod 700 {path}` or set bus.runtime_dir elsewhere"
         )
+
+
+def ensure_runtime_dir(config: BusConfig) -> None:
+    """Create the bus's runtime_dir (0700), or check an existing one is ours and private (RuntimeDirError if
+    not): whoever can write there can replace the bus's sockets."""
+    ensure_private_dir(config.runtime_dir)
 
 
 def write_private(path: Path, data: bytes | str, *, overwrite: bool = False) -> None:
@@ -135,6 +142,15 @@ def load_allow_list(curve: CurveConfig) -> dict[bytes, str]:
     unknown = sorted(set(curve.roles) - set(keys.values()))
     if unknown:
         raise SecurityConfigError(f"bus.curve.roles names key(s) {unknown} with no .key file in {where}")
+    for prefix, owners in curve.topic_owners.items():
+        if not set(owners) & set(keys.values()):
+            log.warning(
+                "no key in the allow-list may publish on this prefix (bus.curve.topic_owners); name the key "
+                "its publisher connects with",
+                prefix=prefix,
+                owners=owners,
+                authorized_keys=str(where),
+            )
     return keys
 
 
@@ -147,6 +163,22 @@ def role_of(config: BusConfig, user_id: str | None) -> Role:
 
 def has_roles(config: BusConfig) -> bool:
     return config.curve.enabled and bool(config.curve.roles)
+
+
+def checks_publishers(config: BusConfig) -> bool:
+    """Whether the proxy must look at who publishes (CURVE with roles or topic owners)."""
+    return config.curve.enabled and bool(config.curve.roles or config.curve.topic_owners)
+
+
+def may_publish(config: BusConfig, user_id: str | None, topic: str) -> bool:
+    """Whether the peer behind `user_id` may publish on `topic`: under a prefix of `curve.topic_owners`
+    only the keys listed there may, elsewhere its role decides. ipc:// peers (no key) may publish anything."""
+    if user_id is None:
+        return True
+    for prefix, owners in config.curve.topic_owners.items():
+        if topic.startswith(prefix) and user_id not in owners:
+            return False
+    return role_of(config, user_id).may_publish(topic)
 
 
 # -- sockets --------------------------------------------------------------------------------------------

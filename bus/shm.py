@@ -63,6 +63,7 @@ from bus.bounded import BoundedDict
 from bus.codec import DecodeError, Place
 from bus.config import BusConfig, ShmConfig
 from bus.logs import RateLimited, get_logger
+from bus.reader_limits import SHM_MAX_SEGMENT_BYTES, SHM_MAX_SLOT_BYTES, SHM_MAX_SLOTS
 
 MAGIC = b"VLJSHM01"
 HEADER_BYTES = 4096
@@ -81,6 +82,10 @@ LIVE_BYTE = 0  # publisher's write lock: the segment's owner is alive
 MAX_RINGS = 64  # rings one publisher keeps (topics); the least recently used is closed
 MAX_SEGMENTS = 256  # segments one subscriber process keeps mapped
 SWEEP_S = 0.5  # how often a subscriber process looks for segments whose publisher is gone
+# A segment's size is sealed once set: nobody, its publisher included, can shrink it under a subscriber's
+# mapping (a read past the end of a shrunken memfd is SIGBUS). Subscribers map only segments sealed so.
+SEALS = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL
+REQUIRED_SEALS = fcntl.F_SEAL_SHRINK
 
 log = get_logger("bus.shm")
 
@@ -138,9 +143,10 @@ class ShmRing:
         self.nonce = secrets.randbits(63)
         self.pid = os.getpid()
         safe = "".join(c if c.isalnum() or c in "/_-." else "_" for c in topic[:64])
-        self.fd = os.memfd_create(MEMFD_PREFIX + safe, os.MFD_CLOEXEC)
+        self.fd = os.memfd_create(MEMFD_PREFIX + safe, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
         try:
             os.ftruncate(self.fd, self.size)  # sparse: only pages written take memory
+            fcntl.fcntl(self.fd, fcntl.F_ADD_SEALS, SEALS)  # its size is final: no reader ever sees it shrink
             self.mm = mmap.mmap(self.fd, self.size)
             self.u8 = np.frombuffer(self.mm, np.uint8)
             self.mm[: _HDR.size] = _HDR.pack(
@@ -523,10 +529,27 @@ class Mapper:
             head = os.pread(fd, _HDR.size, 0)
             if not stat.S_ISREG(st.st_mode) or len(head) < _HDR.size:
                 raise _unavailable(f"{path} is not a bus segment")
+            try:
+                seals = fcntl.fcntl(fd, fcntl.F_GET_SEALS)
+            except OSError:  # not a memfd (or a file system without seals)
+                seals = 0
+            if seals & REQUIRED_SEALS != REQUIRED_SEALS:
+                raise _unavailable(f"{path} is not sealed against shrinking (a foreign segment)")
             magic, nonce, _pid, slots, max_borrowed, _r, stride, data_off = _HDR.unpack(head)
-            size = data_off + slots * stride
-            if magic != MAGIC or nonce != ref["seg"] or data_off != HEADER_BYTES or size > st.st_size or not slots:
+            if magic != MAGIC or nonce != ref["seg"] or data_off != HEADER_BYTES:
                 raise _unavailable(f"{path} is another segment than the reference's (its ring was replaced)")
+            size = data_off + slots * stride
+            if not (
+                0 < slots <= SHM_MAX_SLOTS
+                and DATA_OFFSET < stride <= SHM_MAX_SLOT_BYTES
+                and stride % PAGE == 0
+                and 0 <= max_borrowed <= slots
+                and size <= min(st.st_size, SHM_MAX_SEGMENT_BYTES)
+            ):
+                raise _unavailable(
+                    f"{path} declares {slots} slots of {stride} bytes ({max_borrowed} borrowed) in {st.st_size} "
+                    f"bytes: outside {SHM_MAX_SLOTS} slots of at most {SHM_MAX_SLOT_BYTES} bytes"
+                )
             mm = mmap.mmap(fd, size, prot=mmap.PROT_READ)
         except BaseException:
             os.close(fd)

@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "watch": ("perception.commands.world", "add a watch phrase at run time (prints its id)"),
     "unwatch": ("perception.commands.world", "remove a runtime watch by its id"),
     "watches": ("perception.commands.world", "list the watch phrases in force"),
+    "memory": ("perception.memory.command", "search, inspect and import the robot memory (world.store)"),
     "mcp": ("perception.mcp.command", "serve an MCP server (tools for agent planners) over the running pipeline"),
     "foxglove": ("perception.commands.viewers", "serve the live bus to the Foxglove app (WebSocket, default :8765)"),
     "view": ("perception.commands.viewers", "show the live pipeline or a recording in Rerun (--save OUT.rrd, --web)"),
@@ -44,6 +45,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("perception.commands.data", "write and check WebDataset tar shards of a manifest"),
     "train": ("perception.commands.train", "train a model preset"),
     "eval": ("perception.commands.evaluate", "run the evaluation suite"),
+    "weights": ("perception.commands.weights", "import a published checkpoint (format open-vljepa) as ours"),
 }
 PLUGIN_GROUP = "perception.commands"
 

@@ -5,6 +5,7 @@ Each section is owned by the package it configures; this module only assembles t
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TypeVar
 
@@ -12,7 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from bus.config import BusConfig, check_endpoint
-from perception.model.config import ModelSection
+from perception.model.config import ModelSection, check_data_sources
 from perception.nodes.config import PipelineConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -50,29 +51,80 @@ class AppConfig(BaseModel):
         return self
 
 
+# A config is a hand-written file of a few KiB (configs/*.yaml: at most 5 KiB); beyond this it is not one.
+MAX_CONFIG_BYTES = 1024 * 1024
+# a config stored in a recording's `session` metadata (JSON; a real one is 3-6 KiB)
+MAX_STORED_CONFIG_BYTES = 1024 * 1024
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """safe_load without aliases: `*name` expands to the anchored node, so 600 bytes of nested aliases
+    (the "billion laughs") become billions of list items in memory. A config never needs them."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.get_event()
+            raise yaml.composer.ComposerError(
+                None, None, f"YAML aliases (*{event.anchor}) are not allowed in a config", event.start_mark
+            )
+        return super().compose_node(parent, index)
+
+
 def read_yaml_mapping(path: Path, what: str = "config file") -> dict:
-    """The YAML file's top-level mapping, or a ConfigError saying what is wrong with the file."""
+    """The YAML file's top-level mapping, or a one-line ConfigError saying what is wrong with the file."""
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        with open(path, "rb") as f:
+            text = f.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError as exc:
         raise ConfigError(f"{what} not found: {path}") from exc
+    except OSError as exc:
+        raise ConfigError(f"{what} {path}: cannot read: {exc.strerror or exc}") from exc
+    if len(text) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{what} {path} is larger than {MAX_CONFIG_BYTES} bytes (the limit for a config)")
+    try:
+        raw = yaml.load(text, Loader=_NoAliasLoader) or {}  # a SafeLoader, without aliases
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{what} {path} is not valid YAML: {exc}") from exc
+        raise ConfigError(f"{what} {path} is not valid YAML: {' '.join(str(exc).split())}") from exc
+    except (RecursionError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{what} {path} is not valid YAML: {type(exc).__name__}") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{what} {path} must hold a mapping at the top level")
     return raw
 
 
-def validate_config(model: type[M], raw: dict, path: Path, what: str = "config file") -> M:
-    """Validate `raw` as `model`; a ConfigError lists every error with its dotted path."""
+def validate_config(model: type[M], raw: dict, path: Path | str, what: str = "config file") -> M:
+    """Validate `raw` as `model`; a ConfigError names every error with its dotted path (one line for one)."""
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
-        lines = [f"{what} {path} is invalid ({exc.error_count()} errors):"]
-        for err in exc.errors():
-            where = ".".join(str(p) for p in err["loc"]) or "<root>"
-            lines.append(f"  {where}: {err['msg']}")
-        raise ConfigError("\n".join(lines)) from exc
+        errors = [f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()]
+        if len(errors) == 1:
+            raise ConfigError(f"{what} {path} is invalid: {errors[0]}") from exc
+        raise ConfigError(
+            "\n".join([f"{what} {path} is invalid ({len(errors)} errors):", *(f"  {e}" for e in errors)])
+        ) from exc
+    except RecursionError as exc:
+        raise ConfigError(f"{what} {path} is invalid: nested too deeply") from exc
+
+
+def stored_config(raw: object, origin: str) -> AppConfig:
+    """A config read from a recording (`origin`) rather than from the user: data. Validated like a user's
+    file, and its model may name no package outside PACKAGED_SOURCES; a one-line ConfigError if not."""
+    if isinstance(raw, str | bytes):
+        if len(raw) > MAX_STORED_CONFIG_BYTES:
+            raise ConfigError(f"the config stored in {origin} is larger than {MAX_STORED_CONFIG_BYTES} bytes")
+        try:
+            raw = json.loads(raw)
+        except (ValueError, RecursionError) as exc:
+            raise ConfigError(f"the config stored in {origin} is not valid JSON ({type(exc).__name__})") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"the config stored in {origin} must be a mapping")
+    config = validate_config(AppConfig, raw, origin, "the config stored in")
+    try:
+        check_data_sources(config.model.to_model_config(), f"the config stored in {origin}")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    return config
 
 
 def load_config(path: str | Path | None = None) -> AppConfig:

@@ -22,6 +22,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from perception.commands.outputs import output_error
+
+    name = Path(args.manifest).name if args.data_command == "shard" else ""
+    if name == "index.json" or name.startswith("shard-"):  # what `shard` writes into OUT_DIR
+        if (rc := output_error("data shard", Path(args.out_dir) / name, [args.manifest], "OUT_DIR")) is not None:
+            return rc
     try:
         if args.data_command == "shard":
             idx = write_shards(args.manifest, args.out_dir, args.shard_size)

@@ -15,6 +15,7 @@ from perception.config import REPO_ROOT
 DEFAULT_CHECKPOINT = REPO_ROOT / "checkpoints" / "tiny"
 DEFAULT_PLOT = REPO_ROOT / "docs" / "selective_decoding.png"
 COMPARE_PLOT = REPO_ROOT / "docs" / "vlm_vs_jepa.png"
+DEFAULT_CACHE = REPO_ROOT / "runs" / "eval-cache"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -35,6 +36,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seeds", default="0,1,2", help="stream seeds, comma-separated; the clips use the first")
     p.add_argument("--clips", type=int, default=None, help="clips for the clip tasks (default 3000)")
     p.add_argument("--streams-per-seed", type=int, default=None, help="streams per seed (default 16)")
+    p.add_argument(
+        "--cache",
+        default=str(DEFAULT_CACHE),
+        help="stream embeddings cached here per model fingerprint, so a re-run costs decodes only ('none': off)",
+    )
     p.add_argument("--json", dest="json_out", default=None, help="write the full result JSON here")
     p.add_argument("--quick", action="store_true", help="small sample (smoke run, not a reported figure)")
     p.add_argument(
@@ -67,6 +73,14 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
+    from perception.commands.outputs import output_error
+
+    ckpt = Path(args.checkpoint)
+    inputs = [ckpt / "config.json", ckpt / "model.safetensors", args.train_config, args.config]
+    if (rc := output_error("eval", args.json_out, inputs, "--json")) is not None:
+        return rc
+    if (rc := output_error("eval", args.out, [ckpt, args.train_config], "--out", directory=True)) is not None:
+        return rc
     if args.what == "compare":
         return run_compare(args)
     try:
@@ -83,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = SuiteConfig.quick() if args.quick else SuiteConfig()
     sizes = {"clips": args.clips, "streams_per_seed": args.streams_per_seed}
     cfg = replace(cfg, seeds=seeds, **{k: v for k, v in sizes.items() if v is not None})
+    cfg = replace(cfg, cache_dir=None if args.cache == "none" else args.cache)
     result = evaluate(model, split=args.split, cfg=cfg, plot=plot)
     result["checkpoint"] = str(args.checkpoint)
     if args.json_out:

@@ -1,4 +1,4 @@
-"""`perception info IN.mcap [--json]`, with `--export foxglove OUT.mcap` (Foxglove's schemas) or `--export-json OUT.mcap`."""
+"""`perception info IN.mcap [--json]` (also a rosbag2 bag: its topics and types), with `--export foxglove OUT.mcap` (Foxglove's schemas) or `--export-json OUT.mcap`."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from bus.mcapfile import RecordingError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("input", help="MCAP file")
+    p.add_argument("input", help="MCAP file, or a rosbag2 bag (.mcap or its directory)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument(
         "--export-json",
@@ -31,9 +31,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from perception.commands.outputs import output_error
+
+    for out, flag in ((args.export_json, "--export-json"), (args.export[1] if args.export else None, "--export")):
+        if (rc := output_error("info", out, [args.input], flag)) is not None:
+            return rc
     if args.export and args.export[0] not in ("foxglove", "json"):
         print(f"perception info: --export {args.export[0]!r}: the formats are foxglove and json", file=sys.stderr)
         return 2
+    from perception.ros2.bag_info import BagError, describe_bag, is_ros_bag, render
+
+    if is_ros_bag(args.input) and not (args.export or args.export_json):
+        try:
+            bag = describe_bag(args.input)
+        except BagError as exc:
+            print(f"perception info: {exc}", file=sys.stderr)
+            return 2
+        print(json.dumps(bag) if args.json else render(bag), flush=True)
+        return 0
     try:
         info = describe(args.input)
         print(json.dumps(info.as_dict(), default=str) if args.json else info.render(), flush=True)

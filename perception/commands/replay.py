@@ -79,6 +79,9 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         stats = asyncio.run(run_until_stopped(job, signals={signal.SIGUSR1: replayer.toggle}))
+    except RecordingError as exc:  # a chunk past the footer's check: damaged, or over bus/reader_limits.py
+        print(f"perception replay: {exc}", file=sys.stderr)
+        return 2
     except Exception as exc:  # BusNotReady, --wait-for timeout
         print(f"perception replay: {exc}", file=sys.stderr)
         return 1

@@ -42,8 +42,14 @@ def parse_overrides(items: list[str]) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    from perception.commands.outputs import output_error
     from perception.train.config import load_train_config
-    from perception.train.loop import ResumeError, train
+
+    inputs = [args.config, args.data] + ([args.resume_from] if args.resume_from else [])
+    if (rc := output_error("train", args.out, inputs, "--out", directory=True)) is not None:
+        return rc
+    from perception.train.loop import train
+    from perception.train.state import ResumeError
 
     try:
         overrides = parse_overrides(args.overrides)
@@ -53,8 +59,8 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"perception train: {exc}", file=sys.stderr)
         return 2
-    from perception.train.frozen import FrozenTrainConfig, train_frozen
-    from perception.train.sharded import ShardedTrainConfig
+    from perception.train.config import FrozenTrainConfig, ShardedTrainConfig
+    from perception.train.frozen import train_frozen
 
     if isinstance(cfg, ShardedTrainConfig):
         return _run_sharded(cfg, args)
@@ -92,9 +98,9 @@ def _summary(result, **extra) -> int:
 
 def _run_sharded(cfg, args: argparse.Namespace) -> int:
     from perception.data.shards import ShardError
-    from perception.train.loop import ResumeError
     from perception.train.sample_streams import StreamLayoutError
     from perception.train.sharded import train_sharded
+    from perception.train.state import ResumeError
 
     resume_from = args.resume_from or (args.out if args.resume else None)
     try:

@@ -1,6 +1,6 @@
 """`perception foxglove` and `perception view [SESSION.mcap]`: the session in Foxglove and in Rerun.
 
-    perception foxglove [--host H] [--port P] [--max-fps F] [--backlog N] [--duration S]
+    perception foxglove [--host H] [--port P] [--max-fps F] [--backlog N] [--max-clients N] [--duration S]
     perception view [SESSION.mcap] [--save OUT.rrd] [--web] [--labels a,b,c] [--checkpoint DIR] [--duration S]
 
 Both print one line on stdout once they serve (`foxglove ws://127.0.0.1:8765`, `rerun ...`), then run until
@@ -22,6 +22,9 @@ from perception.viewers.defaults import (
 )
 from perception.viewers.defaults import (
     FOXGLOVE_HOST as DEFAULT_HOST,
+)
+from perception.viewers.defaults import (
+    FOXGLOVE_MAX_CLIENTS as DEFAULT_MAX_CLIENTS,
 )
 from perception.viewers.defaults import (
     FOXGLOVE_PORT as DEFAULT_PORT,
@@ -62,6 +65,12 @@ def add_foxglove_arguments(p: argparse.ArgumentParser) -> None:
         help=f"messages queued per client before its oldest are dropped (default {DEFAULT_BACKLOG})",
     )
     p.add_argument(
+        "--max-clients",
+        type=int,
+        default=DEFAULT_MAX_CLIENTS,
+        help=f"WebSocket clients served at once; one more is refused with the reason (default {DEFAULT_MAX_CLIENTS})",
+    )
+    p.add_argument(
         "--allow-remote",
         action="store_true",
         help="serve on a non-loopback --host (the Foxglove protocol has no authentication)",
@@ -77,8 +86,8 @@ def run_foxglove(args: argparse.Namespace) -> int:
 
     try:
         config = load_config(args.config)
-        if not 0 <= args.port <= 65535 or args.backlog < 1:
-            raise ValueError("--port must be in 0..65535 and --backlog at least 1")
+        if not 0 <= args.port <= 65535 or args.backlog < 1 or not 1 <= args.max_clients <= 10_000:
+            raise ValueError("--port must be in 0..65535, --backlog at least 1 and --max-clients in 1..10000")
     except (ConfigError, ValueError) as exc:
         print(f"perception foxglove: {exc}", file=sys.stderr)
         return 2
@@ -89,6 +98,7 @@ def run_foxglove(args: argparse.Namespace) -> int:
         max_fps=MAX_FPS if args.max_fps is None else args.max_fps,
         backlog=args.backlog,
         allow_remote=args.allow_remote,
+        max_clients=args.max_clients,
     )
 
     def ready(_component) -> None:
@@ -135,7 +145,11 @@ def add_view_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_view(args: argparse.Namespace) -> int:
+    from perception.commands.outputs import output_error
     from perception.config import ConfigError, load_config
+
+    if (rc := output_error("view", args.save, [args.session, args.config], "--save")) is not None:
+        return rc
     from perception.viewers.texts import parse_labels
 
     try:

@@ -35,6 +35,7 @@ from typing import Any
 import torch
 
 from bus.logs import get_logger
+from bus.reader_limits import SHARD_MAX_JSON_BYTES, SHARD_MAX_MEMBER_BYTES, SHARD_MAX_MEMBERS_PER_SAMPLE
 from perception.data.manifest import ManifestDataset, VideoDecodeError, decode_span
 
 log = get_logger("data.shards")
@@ -116,19 +117,50 @@ def write_shards(manifest: str | Path, out_dir: str | Path, shard_size: int) -> 
     return idx
 
 
+class _CappedFile:
+    """A shard file whose every read is bounded: tarfile reads a header's declared length (a PAX or GNU
+    long-name record) in one call, so a forged length would ask for that much memory."""
+
+    def __init__(self, f: Any, limit: int) -> None:
+        self._f, self._limit = f, limit
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0 or n > self._limit:
+            raise tarfile.ReadError(f"a tar header asks to read {n} bytes, over the {self._limit} limit")
+        return self._f.read(n)
+
+    def seek(self, *args: int) -> int:
+        return self._f.seek(*args)
+
+    def tell(self) -> int:
+        return self._f.tell()
+
+
+def _member_limit(name: str) -> int:
+    return SHARD_MAX_JSON_BYTES if name.endswith(".json") else SHARD_MAX_MEMBER_BYTES
+
+
 def iter_shard(path: Path) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """(key, {extension: bytes}) per sample of one tar, in order; members of a key are adjacent."""
+    """(key, {extension: bytes}) per sample of one tar, in order; members of a key are adjacent.
+
+    A shard is data: a member is read only if its size (for a sparse member, the size it expands to)
+    is within bus/reader_limits.py; ShardError otherwise, naming the member."""
     key, parts = None, {}
-    with tarfile.open(path, "r") as tar:
+    with open(path, "rb") as raw, tarfile.open(fileobj=_CappedFile(raw, SHARD_MAX_MEMBER_BYTES), mode="r") as tar:
         for member in tar:
             if not member.isfile():
                 continue
             stem, _, ext = member.name.partition(".")
+            if member.size > (limit := _member_limit(member.name)):
+                kind = "a sparse member that expands to" if member.issparse() else "a member of"
+                raise ShardError(f"{path}: {member.name[:120]}: {kind} {member.size} bytes, over the {limit} limit")
             if key is not None and stem != key:
                 yield key, parts
                 parts = {}
             key = stem
-            parts[ext] = tar.extractfile(member).read()
+            if len(parts) >= SHARD_MAX_MEMBERS_PER_SAMPLE:
+                raise ShardError(f"{path}: sample {stem[:80]} has over {SHARD_MAX_MEMBERS_PER_SAMPLE} members")
+            parts[ext] = tar.extractfile(member).read(limit)
     if key is not None:
         yield key, parts
 
@@ -170,7 +202,7 @@ def check_shards(out_dir: str | Path, frames: int = 2, size: int = 16) -> CheckR
                     rep.unreadable.append({"shard": name, "key": key, "error": problem})
                 else:
                     rep.readable += 1
-        except (tarfile.TarError, OSError) as exc:
+        except (tarfile.TarError, OSError, ShardError) as exc:
             rep.index_problems.append(f"{name}: unreadable tar after {found} sample(s): {exc}")
         rep.samples += found
         if found != expected:

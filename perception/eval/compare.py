@@ -35,8 +35,8 @@ from perception.eval.stream_embed import batches
 from perception.eval.suite import ClipBatch, caption_metrics, class_texts, classification_metrics
 from perception.model import VLJepa
 from perception.model.vlm import TokenVLM
-from perception.train.config import load_train_config
-from perception.train.frozen import FeaturePool, FrozenTrainConfig, make_learner, train_learner
+from perception.train.config import FrozenTrainConfig, load_train_config
+from perception.train.frozen import FeaturePool, make_learner, train_learner
 
 log = get_logger("eval.compare")
 

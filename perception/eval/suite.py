@@ -31,7 +31,9 @@ from perception.data.shapesworld import ShapesWorldClips, collate_clips
 from perception.data.vocab import ACTION_LABELS, ACTIONS, ALL_COMBOS, TEST_SPLIT, action_label_texts, parse_slots
 from perception.eval.bootstrap import accuracy, bootstrap_mean, per_key
 from perception.eval.cider import CiderD
+from perception.eval.embedding_cache import EmbeddingCache, model_fingerprint
 from perception.eval.metrics import normalize_text, slot_accuracy, vqa_accuracy
+from perception.eval.operating_point import operating_point_report, summary_lines
 from perception.eval.selective import Annotation, Stream, plot_curve, selective_decoding_curve
 from perception.eval.stream_captions import captions_of, score, service_segmenter
 from perception.eval.stream_embed import batches, eval_stream, stream_embeddings
@@ -56,6 +58,7 @@ class SuiteConfig:
     decode_batch: int = 256
     resamples: int = 1000  # bootstrap draws for the stream metrics
     events_config: str | None = None  # service config whose segmenter the caption path replays
+    cache_dir: str | None = None  # stream embeddings cached here per model fingerprint (None: no cache)
 
     @classmethod
     def quick(cls) -> SuiteConfig:
@@ -208,9 +211,23 @@ class EvalStreams:
 def embed_streams(model: VLJepa, split: str, cfg: SuiteConfig) -> EvalStreams:
     out = EvalStreams()
     seeds = cfg.stream_seeds()
+    cache = EmbeddingCache(cfg.cache_dir, model_fingerprint(model)) if cfg.cache_dir else None
     for k, seed in enumerate(seeds):
         st = eval_stream(model, seed, split, cfg.stream_seconds, cfg.window_s)
-        embs, times = stream_embeddings(model, st, cfg.step_s, cfg.window_s, cfg.batch)
+        key = {
+            "split": split,
+            "seed": seed,
+            "seconds": cfg.stream_seconds,
+            "step_s": cfg.step_s,
+            "window_s": cfg.window_s,
+        }
+        cached = cache.get(key) if cache else None
+        if cached is None:
+            embs, times = stream_embeddings(model, st, cfg.step_s, cfg.window_s, cfg.batch)
+            if cache:
+                cache.put(key, embs, times)
+        else:
+            embs, times = cached
         out.streams.append(st)
         out.embs.append(embs)
         out.times.append(times)
@@ -282,6 +299,47 @@ def selective_task(model: VLJepa, split: str, data: EvalStreams, cfg: SuiteConfi
     return d
 
 
+def scored_streams(data: EvalStreams) -> tuple[list[Stream], list[int], int]:
+    """The streams that have something to score (a non-ambiguous segment inside the embedded span), the
+    seed set of each (stream_seeds(): seed s owns streams s * 1000 + k), and how many were skipped."""
+    streams, sets, skipped = [], [], 0
+    for st, embs, times in zip(data.streams, data.embs, data.times, strict=True):
+        anns = [
+            Annotation(time=(s.start_s + s.end_s) / 2, references=list(s.captions), span=(s.start_s, s.end_s))
+            for s in st.segments
+            if times[0] <= (s.start_s + s.end_s) / 2 <= times[-1] and not s.ambiguous
+        ]
+        if not anns:
+            skipped += 1
+            continue
+        streams.append(Stream(embs=embs, times=times, annotations=anns))
+        sets.append(st.seed // 1000)
+    return streams, sets, skipped
+
+
+def stream_decoder(model: VLJepa, cfg: SuiteConfig) -> Callable[[np.ndarray], list[str]]:
+    """(N, D) embeddings -> N greedy captions, in batches of cfg.decode_batch."""
+
+    def decode(embs: np.ndarray) -> list[str]:
+        out: list[str] = []
+        for idx in batches(len(embs), cfg.decode_batch):
+            out += model.decode(torch.from_numpy(embs[list(idx)]).float())
+        return out
+
+    return decode
+
+
+def operating_task(model: VLJepa, data: EvalStreams, cfg: SuiteConfig) -> dict[str, Any]:
+    """Selective vs uniform at fixed decode rates (perception/eval/operating_point.py), on every stream
+    and on each seed's streams as a disjoint set, with the events node's segmenter shape."""
+    streams, sets, skipped = scored_streams(data)
+    online = service_segmenter(cfg.events_config, cfg.step_s)
+    decode = stream_decoder(model, cfg)
+    report = operating_point_report(streams, decode, seed_sets=sets, online=online, resamples=cfg.resamples)
+    report["streams_without_annotation"] = skipped
+    return report
+
+
 def described_task(
     model: VLJepa, data: EvalStreams, cfg: SuiteConfig, seg_cfg: OnlineSegmenterConfig | None = None
 ) -> dict[str, Any]:
@@ -323,6 +381,7 @@ def evaluate(
     data = embed_streams(model, split, cfg)
     out.update(described_task(model, data, cfg))
     out["selective_decoding"] = selective_task(model, split, data, cfg, plot)
+    out["operating_point"] = operating_task(model, data, cfg)
     out["suite"] = asdict(cfg)
     out["wall_s"] = {"clip_tasks": round(t1 - t0, 1), "streams": round(time.perf_counter() - t1, 1)}
     return out
@@ -366,4 +425,7 @@ def summary_table(result: dict[str, Any]) -> str:
     if skipped:
         rows.append(("streams skipped (no annotation)", f"{skipped} of {skipped + sel['streams']['count']}"))
     w = max(len(k) for k, _ in rows)
-    return "\n".join(f"{k:<{w}}  {v}" for k, v in rows)
+    table = "\n".join(f"{k:<{w}}  {v}" for k, v in rows)
+    if "operating_point" in result:
+        table += "\n" + "\n".join(summary_lines(result["operating_point"]))
+    return table

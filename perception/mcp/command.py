@@ -1,4 +1,5 @@
-"""`perception mcp [--http [HOST:]PORT] [--token T] [--timeout S]`: an MCP server over the running pipeline.
+"""`perception mcp [--http [HOST:]PORT] [--token T] [--timeout S] [--store URL]`: an MCP server over the running
+pipeline, or with `--store` over a memory database alone (no pipeline: perception/mcp/memory_tools.py).
 
 stdio (the default) is what a desktop agent launches: it speaks MCP on stdin/stdout (logs go to stderr).
 `--http` serves MCP over streamable HTTP at http://HOST:PORT/mcp, on 127.0.0.1 unless HOST says otherwise,
@@ -36,6 +37,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--token",
         default=None,
         help=f"bearer token every HTTP request must carry (default: ${TOKEN_ENV}); required off loopback",
+    )
+    p.add_argument(
+        "--store",
+        default=None,
+        metavar="URL",
+        help="answer the memory tools from this store (a SQLite path or postgresql://...) with no pipeline",
     )
     p.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for the world node (default 3)")
     p.add_argument(
@@ -122,10 +129,24 @@ def run(args: argparse.Namespace) -> int:
 
     import anyio  # the SDK and its stack only now: `perception --help` stays fast
 
-    from perception.mcp.server import serve
+    from perception.mcp.server import serve, serve_store
 
+    store = None
+    if args.store is not None:
+        from perception.memory.store import StoreError, open_store
+
+        try:
+            store = open_store(args.store, None, create=False, password_file=config.pipeline.world.memory.password_file)
+        except StoreError as exc:
+            print(f"perception mcp: {exc}", file=sys.stderr)
+            if sock is not None:
+                sock.close()
+            return 2
     try:
-        anyio.run(serve, config, args.timeout, args.model_timeout, sock, token)
+        if store is not None:
+            anyio.run(serve_store, config, store, sock, token)
+        else:
+            anyio.run(serve, config, args.timeout, args.model_timeout, sock, token)
     finally:
         if sock is not None:
             sock.close()

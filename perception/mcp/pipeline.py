@@ -58,14 +58,24 @@ class PipelineError(Exception):
 # -- times and views ------------------------------------------------------------------------------------
 
 
+# 9999-12-31T23:59:59Z, the last second an ISO time can show: a time argument beyond it (1e300) is refused
+# with its reason instead of overflowing in the conversion ("Error executing tool history" and no more)
+MAX_TIME_S = 253_402_300_799.0
+
+
 def epoch_ns(t_s: float | None, now_ns: int) -> int | None:
     """A tool's time argument as ns since the epoch: >= EPOCH_S is absolute Unix seconds, anything smaller
-    is seconds relative to now (-60: a minute ago; 0: now)."""
+    is seconds relative to now (-60: a minute ago; 0: now). A range before 1970 starts at 1970."""
     if t_s is None:
         return None
-    if not math.isfinite(t_s):
-        raise PipelineError("bad_request", f"time {t_s!r} is not a finite number of seconds")
-    return int(t_s * 1e9) if t_s >= EPOCH_S else now_ns + int(t_s * 1e9)
+    if not math.isfinite(t_s) or abs(t_s) > MAX_TIME_S:
+        raise PipelineError(
+            "bad_request",
+            f"time {t_s!r} is not a number of seconds within +-{MAX_TIME_S:.0f} (Unix seconds, or seconds "
+            "relative to now: -60 is a minute ago)",
+        )
+    ns = int(t_s * 1e9) if t_s >= EPOCH_S else now_ns + int(t_s * 1e9)
+    return min(max(ns, 0), int(MAX_TIME_S * 1e9))
 
 
 def iso(t_ns: int) -> str:

@@ -1,7 +1,9 @@
 """The MCP side of `perception mcp`: tools, resources and notifications over a running pipeline.
 
 Tools (each answer is compact JSON, as text and as structuredContent; a failure is a tool error, isError,
-whose text says what to do): now, cameras, history, search, ask, watch, unwatch, watches.
+whose text says what to do): now, cameras, history, search, ask, watch, unwatch, watches; and the memory
+tools over the world's store (perception/mcp/memory_tools.py): recall, last_seen, what_was_at,
+watch_durations, segment, memory.
 
 Resources (application/json):
     perception://captions/latest      the latest caption of every camera
@@ -41,6 +43,7 @@ from pydantic import Field
 
 from bus.bounded import BoundedDict
 from bus.logs import get_logger
+from perception.mcp.memory_tools import add_memory_tools
 from perception.mcp.pipeline import (
     BusFeed,
     Pipeline,
@@ -364,6 +367,11 @@ def build_server(pipeline: Pipeline, feed: BusFeed) -> tuple[MCPServer, Notifier
         res = await call("unwatch", {"id": id})
         return _result({"id": res.get("id", id), "removed": bool(res.get("removed"))})
 
+    async def memory_call(method: str, params: dict[str, Any]) -> Any:  # the world's store (world.store)
+        return await pipeline.call(method, params, model="text" in params)
+
+    add_memory_tools(server, memory_call)
+
     @server.tool(annotations=read_only)
     async def watches(camera: CameraArg = None) -> types.CallToolResult:
         """Every watch phrase: the configured ones (source "config") and those added with `watch`
@@ -495,6 +503,20 @@ async def serve_http(server: MCPServer, sock: socket.socket, token: str | None) 
     http = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False))
     print(f"mcp {url_of(sock)}", flush=True)
     await http.serve(sockets=[sock])
+
+
+async def serve_store(config: Any, store: Any, sock: socket.socket | None, token: str | None) -> None:
+    """`perception mcp --store URL`: the memory tools on the database alone, no pipeline."""
+    from perception.mcp.memory_tools import StoreBackend, build_store_server
+
+    server = build_store_server(StoreBackend(store, config.model))
+    try:
+        if sock is None:
+            await server.run_stdio_async()
+        else:
+            await serve_http(server, sock, token)
+    finally:
+        store.close()
 
 
 async def serve(

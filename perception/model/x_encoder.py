@@ -37,6 +37,31 @@ def vjepa2_config(cfg: XEncoderConfig) -> VJEPA2Config:
     )
 
 
+def frame_indices(T: int, frames: int, rule: str) -> torch.Tensor:
+    """Which of T frames a window of `frames` takes, spread evenly from the first to the last."""
+    if rule == "floor":  # numpy's linspace(..., dtype=int): float64 positions, truncated
+        return torch.linspace(0, T - 1, frames, dtype=torch.float64).floor().long()  # [frames]
+    return torch.linspace(0, T - 1, frames).round().long()  # [frames]
+
+
+def resize_plan(H: int, W: int, S: int, rule: str) -> tuple[int, int, int, int]:
+    """(h, w, top, left): resize H x W so the short side is S, then crop S x S at (top, left).
+
+    "torchvision" reproduces torchvision's Resize(S) then CenterCrop(S): long side int(S * long / short),
+    no resize at all when the short side is already S, crop offsets int(round((h - S) / 2))."""
+    if rule == "torchvision":
+        if W <= H:
+            w, h = S, int(S * H / W)
+        else:
+            h, w = S, int(S * W / H)
+        return h, w, int(round((h - S) / 2.0)), int(round((w - S) / 2.0))
+    if (H, W) == (S, S):
+        return S, S, 0, 0
+    scale = S / min(H, W)
+    h, w = max(S, round(H * scale)), max(S, round(W * scale))
+    return h, w, (h - S) // 2, (w - S) // 2
+
+
 class XEncoder(nn.Module):
     def __init__(self, cfg: XEncoderConfig, load_weights: bool = True):
         super().__init__()
@@ -88,17 +113,16 @@ class XEncoder(nn.Module):
             x = x.expand(B, T, 3, H, W)
         Tm = self.cfg.frames
         if T != Tm:
-            idx = torch.linspace(0, T - 1, Tm, device=x.device).round().long()  # T=1 repeats the image
+            idx = frame_indices(T, Tm, self.cfg.frame_index).to(x.device)  # T=1 repeats the image
             x = x[:, idx]  # [B,Tm,3,H,W]
         S = self.cfg.image_size
-        if (H, W) != (S, S):
-            scale = S / min(H, W)
-            h, w = max(S, round(H * scale)), max(S, round(W * scale))
+        h, w, top, left = resize_plan(H, W, S, self.cfg.resize)
+        if (h, w) != (H, W):
             x = F.interpolate(
                 x.reshape(B * Tm, 3, H, W), size=(h, w), mode="bilinear", antialias=True, align_corners=False
-            )  # [B*Tm,3,h,w]
-            top, left = (h - S) // 2, (w - S) // 2
-            x = x[:, :, top : top + S, left : left + S].reshape(B, Tm, 3, S, S)
+            ).reshape(B, Tm, 3, h, w)
+        if (h, w) != (S, S):
+            x = x[:, :, :, top : top + S, left : left + S]  # [B,Tm,3,S,S]
         return (x - self.mean) / self.std
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:

@@ -43,6 +43,10 @@ class YDecoder(nn.Module):
         super().__init__()
         self.cfg = cfg
         self._shared: list[nn.Embedding] = []
+        self.tokenizer = tokenizer
+        self.bos_id = self.eos_id = self.pad_id = None
+        if cfg.kind == "retrieval":
+            return  # no trained decoder, no parameters: VLJepa.decode ranks a phrase bank instead
         if cfg.kind == "hf":
             if not cfg.weights:
                 raise ValueError("y_decoder.kind='hf' needs y_decoder.weights (a local causal LM directory)")
@@ -69,8 +73,7 @@ class YDecoder(nn.Module):
             self.token_out = nn.Linear(hidden, dw)  # H -> Dw, then tied to the word table
             self.logit_bias = nn.Parameter(torch.zeros(shared_table.num_embeddings))
         self.prefix = nn.Linear(embed_dim, cfg.prefix_tokens * hidden)  # D -> K*H
-        tok = self.tokenizer
-        self.bos_id = self.eos_id = self.pad_id = None  # no tokenizer: architecture only (meta-device counts)
+        tok = self.tokenizer  # None: architecture only (meta-device counts)
         if tok is not None:
             self.bos_id = tok.bos_token_id if tok.bos_token_id is not None else tok.cls_token_id
             self.eos_id = tok.eos_token_id if tok.eos_token_id is not None else tok.sep_token_id

@@ -26,10 +26,37 @@ class TokenBatch:
         return TokenBatch(self.ids.to(device), self.mask.to(device))
 
 
-def tokenize(tokenizer, texts: list[str], max_tokens: int) -> TokenBatch:
-    """Right-padded ids + mask (the predictor and decoder rely on right padding)."""
-    tokenizer.padding_side = "right"
-    enc = tokenizer(list(texts), padding=True, truncation=True, max_length=max_tokens, return_tensors="pt")
+# Llama 3.2's reserved padding token: its tokenizer ships without a pad token, and EOS as pad would mask
+# a query's real EOS (open-vljepa's rule, which we follow so that its checkpoint sees the ids it saw)
+LLAMA32_PAD = "<|finetune_right_pad_id|>"
+
+
+def ensure_pad_token(tokenizer):
+    """Give a tokenizer without a pad token one: Llama 3.2's reserved pad token when it has it, else EOS."""
+    if tokenizer is not None and tokenizer.pad_token is None:
+        if LLAMA32_PAD in tokenizer.get_vocab():
+            tokenizer.pad_token = LLAMA32_PAD
+        elif tokenizer.eos_token is not None:
+            tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def tokenize(tokenizer, texts: list[str], max_tokens: int, padding: str = "longest") -> TokenBatch:
+    """ids + mask [B,L]. "longest": right-padded to the longest text (the decoder relies on right padding);
+    "max_length": padded to max_tokens on the tokenizer's own configured side, as open-vljepa does."""
+    if padding == "max_length":
+        side = tokenizer.init_kwargs.get("padding_side", "right")
+        enc = tokenizer(
+            list(texts),
+            padding="max_length",
+            truncation=True,
+            max_length=max_tokens,
+            padding_side=side,
+            return_tensors="pt",
+        )
+    else:
+        tokenizer.padding_side = "right"
+        enc = tokenizer(list(texts), padding=True, truncation=True, max_length=max_tokens, return_tensors="pt")
     return TokenBatch(enc["input_ids"], enc["attention_mask"])
 
 
@@ -49,7 +76,9 @@ class YEncoder(nn.Module):
             if load_weights or cfg.hf_config is None:
                 raise
             path = None  # architecture only (e.g. counting parameters on the meta device): no tokenizer
-        self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True) if path else None
+        self.tokenizer = ensure_pad_token(
+            AutoTokenizer.from_pretrained(str(path), local_files_only=True) if path else None
+        )
         if load_weights:
             cfg.hf_config = read_hf_config(path)
             self.backbone = AutoModel.from_pretrained(str(path), local_files_only=True)
@@ -75,7 +104,7 @@ class YEncoder(nn.Module):
     def tokenize(self, texts: list[str]) -> TokenBatch:
         if self.tokenizer is None:
             raise MissingWeightsError(f"y_encoder: no tokenizer (source {self.cfg.source!r} is not on this machine)")
-        return tokenize(self.tokenizer, texts, self.cfg.max_tokens)
+        return tokenize(self.tokenizer, texts, self.cfg.max_tokens, self.cfg.padding)
 
     def pool(self, tokens: TokenBatch) -> torch.Tensor:
         """tokens [B,L] -> pooled backbone output [B,Dy] (mean over real tokens, or the first token)."""

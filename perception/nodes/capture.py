@@ -6,7 +6,8 @@ converted from the decoder's pixels and centre-cropped to a square, as the X-enc
 rendered). `capture.full_fps` adds full-resolution frames on frames_full/<cam> for recorders and viewers.
 Frame indices stay the source's, so windows are the same whichever is sent.
 
-Synthetic cameras also publish each ground-truth segment on truth/<cam> when it starts, for evaluation.
+Synthetic cameras also publish each ground-truth segment on truth/<cam> when it starts, for evaluation;
+ROS 2 cameras (perception/ros2/cameras.py) the poses they read beside their images on pose/<cam>.
 A source that cannot be opened, or that fails mid-stream, is logged with the reason and retried with
 exponential backoff; the node and the rest of the pipeline keep running. One that can never work
 (`SourceUnavailableError.permanent`: not a video, no OpenCV) is logged once and not retried. Live pacing never builds a
@@ -19,7 +20,7 @@ import asyncio
 import time
 
 from bus.component import Output
-from perception.messages import Frame, GroundTruthSegment
+from perception.messages import Frame, GroundTruthSegment, Pose
 from perception.nodes.config import CameraConfig
 from perception.nodes.feed import Feed, centre_crop
 from perception.nodes.models import ModelUnavailableError, model_config
@@ -33,6 +34,7 @@ class CaptureNode(Node):
         "frames": Output("frames/{cam}", Frame),
         "full": Output("frames_full/{cam}", Frame),
         "truth": Output("truth/{cam}", GroundTruthSegment),
+        "pose": Output("pose/{cam}", Pose),
     }
 
     async def setup(self) -> None:
@@ -103,6 +105,7 @@ class CaptureNode(Node):
                     src.seek(due)
             want = feed.want(offset + src.position)
             item = src.read(want) if synthetic else await asyncio.to_thread(src.read, want)
+            self._drain(cam, src)
             if item is None:
                 return last_index + 1, t_offset + last_s + 1.0 / fps
             last_index = offset + item.index
@@ -147,6 +150,16 @@ class CaptureNode(Node):
                     self.publish(frame, output=output)
             if item.image is not None:
                 self.counters[f"{cam.name}.frames"] += 1
+
+    def _drain(self, cam: CameraConfig, src: Source) -> None:
+        """What the source read beside its frames (poses) goes out; what it counted joins our counters."""
+        for pose in src.take_poses():
+            self.publish(pose, output="pose")
+            self.counters[f"{cam.name}.poses"] += 1
+        if src.counts:
+            for key, n in src.counts.items():
+                self.counters[f"{cam.name}.{key}"] += n
+            src.counts.clear()
 
 
 NODE = CaptureNode

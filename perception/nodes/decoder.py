@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -26,6 +27,9 @@ from perception.messages import Caption, DecodeRequest
 from perception.nodes.decode_queue import DecodeQueue
 from perception.nodes.models import load_model
 from perception.nodes.runtime import LatencyWindow, Node
+
+if TYPE_CHECKING:  # torch loads when the node runs, not when it is imported
+    from perception.model.phrase_bank import Description
 
 MAX_PENDING = 256
 MAX_CAMERAS = 1024  # cameras whose last caption text is kept (names come from requests: bounded)
@@ -38,7 +42,7 @@ class DecoderNode(Node):
     async def setup(self) -> None:
         dec = self.config.pipeline.decoder
         self.model, _ = await asyncio.to_thread(load_model, self.config.model, dec.threads)
-        self.queue: DecodeQueue[DecodeRequest, str] = DecodeQueue(MAX_PENDING, dec.max_batch, self.counters)
+        self.queue: DecodeQueue[DecodeRequest, Description] = DecodeQueue(MAX_PENDING, dec.max_batch, self.counters)
         self.pending = self.queue.pending  # the requests waiting, oldest first
         self.work = asyncio.Event()
         self.decoding = False  # a batch is in hand (`busy`)
@@ -91,10 +95,11 @@ class DecoderNode(Node):
             self.log.info("decoding remaining requests before exit", pending=len(self.pending))
             await self._drain()
 
-    def _decode(self, embeddings: np.ndarray) -> list[str]:
+    def _decode(self, embeddings: np.ndarray) -> list:
+        """[B,D] -> one Description per row (decoded, or retrieved from the phrase bank: the model knows)."""
         import torch
 
-        return self.model.decode(torch.from_numpy(embeddings), beams=self.config.pipeline.decoder.beams)
+        return self.model.describe(torch.from_numpy(embeddings), beams=self.config.pipeline.decoder.beams)
 
     async def _worker(self) -> None:
         while True:
@@ -109,16 +114,16 @@ class DecoderNode(Node):
         finally:
             self.decoding = False
 
-    async def _decode_batch(self, batch: list[DecodeRequest]) -> list[str]:
+    async def _decode_batch(self, batch: list[DecodeRequest]) -> list[Description]:
         return await asyncio.to_thread(self._decode, np.stack([r.embedding for r in batch]))
 
     def _failed(self, req: DecodeRequest, exc: Exception) -> None:
         self.report_error("decode", exc, cam=req.cam[:64], segment_id=req.segment_id)
 
-    def _publish(self, batch: list[DecodeRequest], texts: list[str]) -> None:
+    def _publish(self, batch: list[DecodeRequest], texts: list[Description]) -> None:
         self.counters["batches"] += 1
         now = time.time_ns()
-        for req, text in zip(batch, texts):
+        for req, said in zip(batch, texts):
             latency_ms = (now - req.t_capture_ns) / 1e6
             repeat = _same(self.last_text.get(req.cam), text)
             try:
@@ -126,7 +131,9 @@ class DecoderNode(Node):
                     Caption(
                         cam=req.cam,
                         segment_id=req.segment_id,
-                        text=text,
+                        text=said.text,
+                        retrieved=said.retrieved,
+                        score=said.score,
                         start_ns=req.start_ns,
                         end_ns=req.end_ns,
                         start_s=req.start_s,

@@ -46,31 +46,13 @@ from perception.nodes.runtime import LatencyWindow, Node
 from perception.nodes.text_embeddings import embed_result, embed_texts_param
 from perception.nodes.vlm_captions import VLMCaptioner, lm_passes, window_caption
 from perception.nodes.windows import CameraWindows, WindowJob, WindowSchedule, stack_windows
-from perception.nodes.workers import HOLDS_PREFIX, Liveness, WorkerBeats, WorkerPlan, worker_name
+from perception.nodes.workers import HOLDS_PREFIX, Liveness, WorkerBeats, WorkerPlan, encoder_endpoint, worker_name
 
 MAX_QUESTION_CHARS = 1000
 MAX_CHOICES = 64
 MAX_CHOICE_CHARS = 200
 MAX_QUEUED_ASKS = 4  # asks waiting for the model thread; more get `busy`
 MAX_QUEUED_EMBEDS = 8  # embeds waiting for the model thread; more get `busy`
-
-
-def encoder_endpoint(config, worker: int | None = None) -> str:
-    """The encoder's `ask` endpoint: pipeline.encoder.rpc or ipc://{runtime_dir}/encoder; worker K of
-    several: `.K` appended to an ipc path, K added to a tcp port."""
-    base = config.pipeline.encoder.rpc or f"ipc://{config.bus.runtime_dir}/encoder"
-    if worker is None or config.pipeline.encoder.workers <= 1:
-        return base
-    if base.startswith("tcp://"):
-        host, port = base.rsplit(":", 1)
-        return f"{host}:{int(port) + worker}"
-    return f"{base}.{worker}"
-
-
-def encoder_endpoints(config) -> list[str]:
-    """Every encoder worker's endpoint (one when there is one encoder)."""
-    workers = config.pipeline.encoder.workers
-    return [encoder_endpoint(config, k if workers > 1 else None) for k in range(workers)]
 
 
 @dataclass
@@ -101,6 +83,7 @@ class EncoderNode(Node):
         self.worker = worker if workers > 1 else None  # which of several workers (perception/nodes/workers.py)
         self.outputs = self.outputs_for(config)
         super().__init__(config)
+        self._preloaded = False
         if self.worker is not None:
             self.log = self.log.bind(worker=self.bus_name)
 
@@ -108,20 +91,39 @@ class EncoderNode(Node):
     def bus_name(self) -> str:
         return worker_name(self.worker) if self.worker is not None else self.name
 
-    async def setup(self) -> None:
+    def preload(self) -> None:
+        """Imports (torch, transformers) and the model: most of a cold start. Run by a spare process
+        (`supervisor.spares`) before it is needed, else by `setup`."""
+        if self._preloaded:
+            return
         enc = self.config.pipeline.encoder
+        t0 = time.monotonic()
         self.vlm: VLMCaptioner | None = None
         if enc.mode == "vlm":
-            self.vlm = await asyncio.to_thread(VLMCaptioner.load, self.config, enc.threads)
-            self.model_id, frames = self.vlm.model_id, self.vlm.frames
+            self.vlm = VLMCaptioner.load(self.config, enc.threads)
+            self.model_id = self.vlm.model_id
         else:
-            self.model, self.model_id = await asyncio.to_thread(load_model, self.config.model, enc.threads)
-            from perception.model.window import (
-                WindowRunner,  # torch: imported once the node runs
-            )
+            self.model, self.model_id = load_model(self.config.model, enc.threads)
+            from perception.model.window import WindowRunner  # torch: imported once the node runs
 
-            self.runner = WindowRunner(self.model, enc.query, jit=enc.jit)
-            frames = self.model.cfg.x_encoder.frames
+            query = enc.query or self.model.cfg.predictor.default_query  # the model's own prompt unless set
+            self.runner = WindowRunner(self.model, query, jit=enc.jit)
+        t1 = time.monotonic()
+        self.model_lock = threading.Lock()  # one forward at a time (warm-up, windows and asks share the model)
+        frames = self.vlm.frames if self.vlm is not None else self.model.cfg.x_encoder.frames
+        self._warm_up(enc.window_frames or frames)
+        self._preloaded = True
+        self.log.info(
+            "model loaded",
+            model=self.model_id,
+            load_s=round(t1 - t0, 3),
+            warm_up_s=round(time.monotonic() - t1, 3),
+        )
+
+    async def setup(self) -> None:
+        enc = self.config.pipeline.encoder
+        await asyncio.to_thread(self.preload)
+        frames = self.vlm.frames if self.vlm is not None else self.model.cfg.x_encoder.frames
         for key in (
             "frames",
             "windows",
@@ -168,11 +170,9 @@ class EncoderNode(Node):
         self._evictions = RateLimited(5.0)
         self.due = threading.Event()  # a window is due
         self.stopping = threading.Event()
-        self.model_lock = threading.Lock()  # one forward at a time (warm-up, windows and asks share the model)
         self.embed_latency = LatencyWindow()
         self.forward_ms = LatencyWindow()
         self.caption_latency = LatencyWindow()  # mode vlm: last frame's capture -> caption published
-        await asyncio.to_thread(self._warm_up)
         if self.worker is not None:
             self._join_workers()
         self.rpc = RpcServer(
@@ -193,7 +193,7 @@ class EncoderNode(Node):
             worker=self.bus_name,
         )
 
-    def _warm_up(self) -> None:
+    def _warm_up(self, window_frames: int) -> None:
         """Run (and so trace) the pass for every batch shape the config already tells - synthetic cameras
         render at a known size - before the node reports ready: a first trace takes up to a second, and
         windows that arrive meanwhile would go stale and be dropped."""
@@ -207,7 +207,7 @@ class EncoderNode(Node):
         rng = np.random.default_rng(0)
         for size, cams in sizes.items():
             for b in range(1, min(cams, self.config.pipeline.encoder.max_batch) + 1):
-                self._forward(rng.integers(0, 256, (b, self.W, size, size, 3), dtype=np.uint8))
+                self._forward(rng.integers(0, 256, (b, window_frames, size, size, 3), dtype=np.uint8))
 
     def background(self) -> list:
         tasks = [self._worker(), self.rpc.run()]

@@ -19,6 +19,11 @@ takes every broadcast: phrases it has no embedding for are embedded by the encod
 them), then the new list is swapped in without a restart (perception/nodes/segments.py `set_watch`). That
 runs beside the embedding handler, never in it; an encoder that is busy or away leaves the old list in
 place until the next broadcast tries again (counted in `watch_embed_failures`, logged once a second).
+Only the world's list is taken: with CURVE, the proxy lets only the keys of `bus.curve.topic_owners`
+("watches/": the world's key) publish on watches/; on top of that, and alone on ipc://, a list whose
+header `src` is not the world's is ignored and counted (`watch_lists_foreign`). The `src` is what the
+publisher says, so without CURVE this check is advisory: it stops a confused publisher, not a hostile
+process of the same user.
 
 Segment lengths are configured in seconds of stream time (`min_len_s`, `max_len_s`) and turned into
 segmenter steps per camera from its window cadence, the stream time between two windows:
@@ -55,13 +60,14 @@ import numpy as np
 from bus.component import Output, on
 from bus.rpc import RpcClient, RpcError, RpcTimeout
 from perception.messages import DecodeRequest, Embedding, Event, WatchList
-from perception.nodes.encoder import encoder_endpoints
 from perception.nodes.runtime import Node
 from perception.nodes.segments import SegmentStream, SegmentTracker, StreamStart, Vocabulary
 from perception.nodes.text_embeddings import fetch_text_embeddings
 from perception.nodes.watches import Watch, runtime_watches
+from perception.nodes.workers import encoder_endpoints
 
 WATCHES_ASK_S = 1.0  # the world's `watches`, asked once at start
+WORLD_SRC = "world"  # the world node's name on the bus: the `src` of the WatchList it publishes
 WATCH_EMBED_S = 5.0  # an encoder that takes longer to embed new phrases is tried again on the next broadcast
 MAX_CACHED_PHRASES = 1024  # phrase -> embedding of runtime watches, least recently used out
 
@@ -178,7 +184,17 @@ class EventsNode(Node):
 
     @on("watches/", WatchList)
     def on_watches(self, msg: WatchList) -> None:
-        """The world's list: applied by `_watch_updates`, beside the embedding handler."""
+        """The world's list: applied by `_watch_updates`, beside the embedding handler. A list from any
+        other `src` is ignored and counted (`watch_lists_foreign`)."""
+        src = self.current.src if self.current is not None else None
+        if src != WORLD_SRC:
+            self.counters["watch_lists_foreign"] += 1
+            suppressed = self._errors.should_log("watch_lists_foreign")
+            if suppressed is not None:
+                self.log.warning(
+                    "ignored a watch list that is not the world's", src=str(src)[:80], suppressed=suppressed
+                )
+            return
         self.counters["watch_lists"] += 1
         self._pending = self._runtime_of(msg.watches)
         self._wake.set()

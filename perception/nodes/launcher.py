@@ -23,6 +23,10 @@
 - SIGINT / SIGTERM / `duration`: SIGTERM to each child's process group, upstream first and one at a
   time (capture, encoder, events, decoder, world; events closes its open segments and the decoder
   captions them as they stop), SIGKILL after `stop_timeout_s`, the proxy last. Nothing is left behind.
+- Spares (`supervisor.spares`, default the encoder): once such a node is ready, a second process of it
+  is started with `--spare`: it imports and loads its model, then waits on its stdin touching no socket.
+  When the node dies the supervisor tells the spare to go instead of cold-starting one (imports and model
+  load are most of a restart: docs/reliability.md), then starts the next spare once it is ready.
 - Captions and events are printed as they arrive (one line each, or JSON lines with `json_lines`).
 - `record=PATH` (`perception up --record`): a recorder in this process subscribes to `record_topics`
   before any node starts, so the file holds the session from its first frame (what `perception test`
@@ -32,6 +36,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import json
 import os
@@ -48,17 +53,16 @@ from bus.message import Stats
 from bus.pubsub import BusNotReady, Subscriber
 from bus.record import Recorder
 from bus.runtime import run_until_stopped
-from bus.security import refuse_live_ipc
+from bus.security import ensure_runtime_dir, refuse_live_ipc
 from perception.config import AppConfig, ConfigError, load_config
 from perception.messages import Caption, Event
 from perception.model.config import ModelSection
 from perception.nodes import NODE_NAMES
-from perception.nodes.encoder import encoder_endpoints
 from perception.nodes.graph import Graph
 from perception.nodes.models import ModelUnavailableError, model_config, resolve_checkpoint, vlm_preflight
 from perception.nodes.runtime import PARENT_ENV
 from perception.nodes.sources import with_source
-from perception.nodes.workers import worker_names
+from perception.nodes.workers import encoder_endpoints, worker_names
 
 log = get_logger("launcher")
 
@@ -76,13 +80,7 @@ def prepare_config(path: str | Path | None, source: str | None = None) -> AppCon
     problems = []
     for i, cam in enumerate(config.pipeline.cameras):
         problems += [f"  pipeline.cameras.{i}.{key}: {msg}" for key, msg in cam.preflight().items()]
-    try:
-        resolve_checkpoint(config.model)
-    except ModelUnavailableError as exc:
-        problems.append(f"  model.checkpoint: {exc}")
-    else:
-        problems += [f"  {where}: {msg}" for where, msg in missing_weights(config.model)]
-    problems += [f"  {where}: {msg}" for where, msg in vlm_preflight(config.pipeline.encoder)]
+    problems += [f"  {where}: {msg}" for where, msg in model_problems(config)]
     beat = config.pipeline.supervisor.heartbeat_timeout_s
     if beat is not None and beat < 3 * config.bus.stats_interval_s:
         problems.append(
@@ -94,6 +92,17 @@ def prepare_config(path: str | Path | None, source: str | None = None) -> AppCon
     for unwired in Graph.of(config.pipeline.nodes, config).unwired(config.pipeline.external_inputs):
         log.warning("input wired to nothing", node=unwired.node, topic=unwired.input.topic, hint=unwired.describe())
     return config
+
+
+def model_problems(config: AppConfig) -> list[tuple[str, str]]:
+    """(config path, error) for a model that cannot be loaded here: no checkpoint, a checkpoint whose
+    config.json is unreadable or names a package a data file may not, missing pretrained weights, a VLM
+    checkpoint that does not fit. Checked without torch, before any process (or offline run) starts."""
+    try:
+        resolve_checkpoint(config.model)
+    except ModelUnavailableError as exc:
+        return [("model.checkpoint", str(exc))]
+    return missing_weights(config.model) + vlm_preflight(config.pipeline.encoder)
 
 
 def missing_weights(section: ModelSection) -> list[tuple[str, str]]:
@@ -120,7 +129,9 @@ def missing_weights(section: ModelSection) -> list[tuple[str, str]]:
         where = "model.checkpoint" if section.checkpoint else f"model.weights.{part}"
         if source.startswith("package:"):
             module = source.split(":", 1)[1]
-            if importlib.util.find_spec(module) is None:
+            if not module.isidentifier():  # find_spec("a.b") imports a: only a top-level name is looked up
+                out.append((where, f"{part}: {source[:80]!r} does not name an installed top-level package"))
+            elif importlib.util.find_spec(module) is None:
                 out.append(
                     (
                         where,
@@ -185,6 +196,7 @@ class Child:
     done: asyncio.Event = field(default_factory=asyncio.Event)  # set when given up
     last_beat: float | None = None  # monotonic time of the current process's latest heartbeat
     wedged: int = 0  # times it was killed for a silent heartbeat
+    beaten: asyncio.Event = field(default_factory=asyncio.Event)  # the current process has beaten once
 
 
 class Launcher:
@@ -217,30 +229,88 @@ class Launcher:
         self.record, self.record_topics = record, record_topics or [""]
         self.recorder: Recorder | None = None
         self._recording: asyncio.Task | None = None
+        self.spares: dict[str, asyncio.subprocess.Process] = {}  # child name -> its waiting spare
+        self._spare_tasks: dict[str, asyncio.Task] = {}
 
     # -- children -----------------------------------------------------------------------------------------
 
     def _write_config(self) -> Path:
-        self.config.bus.ensure_runtime_dir()
+        ensure_runtime_dir(self.config.bus)
         path = Path(self.config.bus.runtime_dir) / f"pipeline-{os.getpid()}.json"
         path.write_text(self.config.model_dump_json())
         return path
 
-    async def _spawn(self, child: Child) -> None:
+    def _env(self) -> dict[str, str]:
         env = dict(os.environ)
         env[PARENT_ENV] = str(os.getpid())
         if self.log_level:
             env["PERCEPTION_LOG_LEVEL"] = self.log_level
-        child.proc = await asyncio.create_subprocess_exec(
+        return env
+
+    async def _spawn(self, child: Child) -> None:
+        spare = await self._take_spare(child)
+        child.proc = spare or await asyncio.create_subprocess_exec(
             *child.argv,
-            env=env,
+            env=self._env(),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=sys.stderr.fileno(),
             start_new_session=True,
         )
         child.started = time.monotonic()
+        child.beaten.clear()
         child.pids.append(child.proc.pid)
-        log.info("started", node=child.name, pid=child.proc.pid, restarts=child.restarts)
+        log.info("started", node=child.name, pid=child.proc.pid, restarts=child.restarts, spare=spare is not None)
+        if child.name.partition(".")[0] in self.sup.spares and not self.stopping:
+            old = self._spare_tasks.pop(child.name, None)
+            if old is not None:
+                old.cancel()
+            self._spare_tasks[child.name] = asyncio.create_task(self._make_spare(child), name=f"spare-{child.name}")
+
+    # -- spares (supervisor.spares) -------------------------------------------------------------------------
+
+    async def _take_spare(self, child: Child) -> asyncio.subprocess.Process | None:
+        """The child's waiting spare, told to go; None when there is none alive (then a cold start)."""
+        spare = self.spares.pop(child.name, None)
+        if spare is None or spare.returncode is not None or spare.stdin is None:
+            return None
+        try:
+            spare.stdin.write(b"go\n")
+            await spare.stdin.drain()
+        except (BrokenPipeError, ConnectionResetError):
+            return None
+        return spare
+
+    async def _make_spare(self, child: Child) -> None:
+        """Once the child's process is ready (so the spare's imports do not slow its start), start its
+        spare: `--spare` preloads and waits. A spare that dies meanwhile is replaced by a cold start."""
+        try:
+            await child.beaten.wait()
+            if self.stopping:
+                return
+            proc = await asyncio.create_subprocess_exec(
+                *child.argv,
+                "--spare",
+                env=self._env(),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=sys.stderr.fileno(),
+                start_new_session=True,
+            )
+        except (OSError, ValueError) as exc:
+            log.warning("spare failed to start", node=child.name, error=f"{type(exc).__name__}: {exc}")
+            return
+        self.spares[child.name] = proc
+        log.info("spare started", node=child.name, pid=proc.pid)
+
+    async def _stop_spares(self) -> None:
+        for task in self._spare_tasks.values():
+            task.cancel()
+        await asyncio.gather(*self._spare_tasks.values(), return_exceptions=True)
+        for proc in self.spares.values():
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)  # it holds nothing: no socket, no file
+                await proc.wait()
+        self.spares.clear()
 
     async def _run_once(self, child: Child) -> bool:
         """Start `child` and wait for it to exit; True if it ran `stable_after_s` (a crash loop ended)."""
@@ -345,6 +415,7 @@ class Launcher:
     async def stop(self) -> None:
         self.stopping = True
         self._stop.set()
+        await self._stop_spares()
         # upstream first, one at a time: events closes its open segments and the decoder captions them
         # before it stops, while the proxy and this launcher's listener still run
         for name in reversed(processes(self.config)):
@@ -428,6 +499,7 @@ class Launcher:
         pid = msg.counters.get("pid")
         if msg.node == "bus" or (pid is not None and int(pid) == child.proc.pid):
             child.last_beat = time.monotonic()
+            child.beaten.set()
 
     def _silence(self, child: Child, until: float, since: float) -> float:
         """Seconds up to `until` the child's current process has been silent (since its start while it has
@@ -573,7 +645,7 @@ class Launcher:
 
         A second pipeline on endpoints a live one serves is refused here, before any child starts
         (EndpointInUseError): its nodes would otherwise join the first one's bus and crash-loop on binds."""
-        self.config.bus.ensure_runtime_dir()
+        ensure_runtime_dir(self.config.bus)
         for endpoint in self.bound_endpoints():
             refuse_live_ipc(endpoint)
         return await run_until_stopped(lambda: self._run(duration), on_stop=self.request_stop)

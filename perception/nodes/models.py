@@ -12,7 +12,6 @@ starts (found by the encoder itself, a missing or mismatched VLM is a crash loop
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 from bus.logs import get_logger
@@ -64,11 +63,12 @@ def model_config(section: ModelSection) -> VLJepaConfig:
     path = resolve_checkpoint(section)
     if path is None:
         return section.to_model_config()
+    from perception.model.checkpoint_config import CheckpointError, read_checkpoint_config
+
     try:
-        meta = json.loads((path / "config.json").read_text())
-        return VLJepaConfig.from_dict(meta["model"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ModelUnavailableError(f"{path}: no readable VL-JEPA config.json ({type(exc).__name__}: {exc})") from exc
+        return read_checkpoint_config(path)  # data: bounded, validated, names no package to import
+    except CheckpointError as exc:
+        raise ModelUnavailableError(str(exc)) from None
 
 
 def embed_dim(section: ModelSection) -> int:
@@ -94,6 +94,8 @@ def load_model(section: ModelSection, threads: int | None = None):
         model = VLJepa.from_config(section)
     else:
         model = VLJepa.load(path, device=section.device, dtype=section.dtype)
+    if section.phrase_banks:
+        model.set_phrase_banks(section.phrase_banks)
     return model, model_id(section)
 
 

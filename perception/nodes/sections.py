@@ -10,10 +10,15 @@ from pydantic import BaseModel, ConfigDict, ModelWrapValidatorHandler, Validatio
 from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 
 NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"  # a camera name becomes part of topic names
+# bounds shared by every section (the rest are in perception/nodes/config.py): a day is the longest any
+# timeout, delay or interval of a running pipeline can mean; cameras of one pipeline
+MAX_SECONDS = 86_400
+MAX_CAMERAS = 4096
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # no inf or nan: `timeout: .inf` is no bound at all, and nan compares false with everything
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     # old key -> what became of it: a config that still uses one fails with that hint at the key's own
     # path, instead of pydantic's bare "Extra inputs are not permitted"
     renamed: ClassVar[dict[str, str]] = {}

@@ -34,6 +34,7 @@ importing this module, and with it the config, stays cheap.
 from __future__ import annotations
 
 import abc
+import collections
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +44,7 @@ from pydantic import Field, ValidationError, ValidatorFunctionWrapHandler, WrapV
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from perception.nodes.feed import EVERYTHING, Want, scaled
-from perception.nodes.sections import NAME_PATTERN, Section, relocated
+from perception.nodes.sections import MAX_SECONDS, NAME_PATTERN, Section, relocated
 
 if TYPE_CHECKING:
     import numpy as np
@@ -55,14 +56,16 @@ if TYPE_CHECKING:
 class CameraConfig(Section):
     """What every camera has; each kind's subclass below adds its own keys and narrows `type`."""
 
-    name: str = Field("cam0", pattern=NAME_PATTERN)  # used in topic names: frames/<name>, captions/<name>
+    name: str = Field(
+        "cam0", pattern=NAME_PATTERN, max_length=128
+    )  # used in topic names: frames/<name>, captions/<name>
     type: str  # the kind; a subclass narrows it to its own Literal
     fps: float = Field(30.0, gt=0, le=1000)  # frames per second; high-speed cameras reach ~1000 fps
     realtime: bool = True  # pace frames at the source's rate; False: as fast as the encoder takes them
     loop: bool = False  # finite sources (files, synthetic streams): start again at the end
     # retry an unreadable / vanished source with exponential backoff (never crash the pipeline)
-    retry_initial_s: float = Field(0.5, gt=0)
-    retry_max_s: float = Field(10.0, gt=0)
+    retry_initial_s: float = Field(0.5, gt=0, le=MAX_SECONDS)
+    retry_max_s: float = Field(10.0, gt=0, le=MAX_SECONDS)
 
     # True: the source's own frame rate wins over `fps` (a file plays at its container's rate)
     rate_from_source: ClassVar[bool] = False
@@ -108,6 +111,9 @@ class Source(abc.ABC):
         self.config = config
         self.connected = False
         self._index = 0  # the index of the frame the next `read` returns
+        # what the source counted itself (samples it rejected, ...): the capture node adds them to its
+        # counters as <cam>.<key> and clears them
+        self.counts: collections.Counter[str] = collections.Counter()
 
     @property
     def position(self) -> int:
@@ -125,6 +131,11 @@ class Source(abc.ABC):
     @abc.abstractmethod
     def read(self, want: Want = EVERYTHING) -> SourceFrame | None:
         """The next frame (its pixels as `want` says), or None when a finite source has ended."""
+
+    def take_poses(self) -> list:
+        """`Pose` messages the source read since the last call (a ROS bag's or graph's odometry), for
+        pose/<cam>; most sources have none."""
+        return []
 
     def close(self) -> None:
         self.connected = False
@@ -177,9 +188,9 @@ class SyntheticCameraConfig(CameraConfig):
     """A ShapesWorld stream rendered live; its ground-truth segments go to truth/<cam> as they start."""
 
     type: Literal["synthetic"] = "synthetic"
-    seed: int = 0  # which stream
+    seed: int = Field(0, ge=0, lt=2**32)  # which stream (a numpy seed)
     split: str = Field("heldout", pattern=r"^(train|heldout|val)$")
-    duration_s: float | None = Field(None, gt=0)  # stream length; None: 30-120 s drawn from the seed
+    duration_s: float | None = Field(None, gt=0, le=366 * 86_400)  # stream length; None: 30-120 s drawn from the seed
     size: int = Field(64, ge=16, le=1024)  # frame side, pixels
 
     @property
@@ -337,7 +348,7 @@ class OpenCVCameraConfig(CameraConfig):
     """A local camera by device index through OpenCV (optional: pip install opencv-python-headless)."""
 
     type: Literal["opencv"] = "opencv"
-    index: int = Field(0, ge=0)  # the device index (/dev/video<index> on Linux)
+    index: int = Field(0, ge=0, le=4096)  # the device index (/dev/video<index> on Linux)
 
     def describe(self) -> str:
         return f"opencv camera {self.index}"
@@ -438,11 +449,19 @@ def probe_cameras(cameras: list[CameraConfig]) -> list[ProbeResult]:
 
 def source_shorthand(text: str) -> dict[str, Any]:
     """The camera that `perception up --source TEXT` means: `synthetic`, digits (a camera index) -> opencv,
-    anything else -> a video file path or URL."""
+    `ros2:/topic` -> a live ROS 2 topic, `BAG.mcap[:/topic]` or `BAGDIR:/topic` -> a rosbag2 bag, anything
+    else -> a video file path or URL."""
     if text == "synthetic":
         return {"type": "synthetic"}
     if text.isdigit():
         return {"type": "opencv", "index": int(text)}
+    if text.startswith("ros2:"):
+        return {"type": "ros2", "topic": text.removeprefix("ros2:")}
+    path, sep, topic = text.rpartition(":")
+    if sep and "://" not in text and topic.startswith("/") and path:
+        return {"type": "rosbag", "path": path, "topic": topic}
+    if text.endswith(".mcap") or (Path(text) / "metadata.yaml").is_file():
+        return {"type": "rosbag", "path": text}
     return {"type": "file", "path": text}
 
 
@@ -507,6 +526,10 @@ def _at_camera(handler: ValidatorFunctionWrapHandler, data: Any) -> CameraConfig
         raise ValidationError.from_exception_data(
             exc.title, [relocated(e, e["loc"][1:] if t else e["loc"]) for e, t in zip(errors, tagged, strict=True)]
         ) from None
+
+
+# the ROS 2 kinds (rosbag, ros2) live beside the rest of the bridge; they register here, before the union
+import perception.ros2.cameras  # noqa: E402, F401
 
 
 def _hint_other_kinds_keys() -> None:

@@ -19,7 +19,6 @@ an empty list, an entry that does not pass the checks is skipped.
 from __future__ import annotations
 
 import json
-import os
 import re
 import secrets
 from collections.abc import Iterable, Sequence
@@ -27,8 +26,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from bus.reader_limits import WATCH_FILE_MAX_BYTES
 from perception.messages import WatchItem, WatchList
 from perception.nodes.config import WatchConfig
+from perception.nodes.safe_files import read_bounded, replace_atomically
 from perception.nodes.sections import NAME_PATTERN
 
 MAX_PHRASE_CHARS = 200
@@ -37,7 +38,7 @@ DEFAULT_ENTER = WatchConfig.model_fields["enter"].default
 DEFAULT_LEAVE = WatchConfig.model_fields["leave"].default
 ALL_CAMERAS = "*"  # the scope of watches with camera None
 FILE_VERSION = 1
-MAX_FILE_BYTES = 1 << 20
+MAX_FILE_BYTES = WATCH_FILE_MAX_BYTES  # bus/reader_limits.py
 _CAMERA = re.compile(NAME_PATTERN)
 _RUNTIME_ID = re.compile(r"^w-[0-9a-f]{8}$")
 
@@ -272,28 +273,13 @@ def decode_file(data: bytes) -> tuple[list[Watch], list[str]]:
     return kept, dropped
 
 
+def read_file(path: Path) -> bytes:
+    """The watch file's bytes: a regular file (no symlink followed) of at most MAX_FILE_BYTES, checked before
+    reading. FileNotFoundError if absent, OSError if unreadable (a symlink: ELOOP), ValueError if too large
+    or not a regular file."""
+    return read_bounded(path, MAX_FILE_BYTES)
+
+
 def write_file(path: Path, watches: Iterable[Watch]) -> None:
-    """Replace `path` atomically and durably (temp 0600, fsync, rename, fsync the directory)."""
-    tmp = path.with_name(path.name + ".tmp")
-    data = encode_file(watches)
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        try:
-            os.fchmod(fd, 0o600)  # a stale temp file may have been created wider
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except OSError:
-        tmp.unlink(missing_ok=True)
-        raise
-    dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(dfd)
-    except OSError:
-        pass
-    finally:
-        os.close(dfd)
+    """Replace `path` atomically and durably (a fresh O_EXCL temp 0600, fsync, rename, fsync the directory)."""
+    replace_atomically(path, [encode_file(watches)])

@@ -183,13 +183,29 @@ class WorkerBeats:
         return holders(self.beats, time.monotonic(), timeout_s)
 
 
+def encoder_endpoint(config, worker: int | None = None) -> str:
+    """The encoder's `ask` endpoint: pipeline.encoder.rpc or ipc://{runtime_dir}/encoder; worker K of
+    several: `.K` appended to an ipc path, K added to a tcp port."""
+    base = config.pipeline.encoder.rpc or f"ipc://{config.bus.runtime_dir}/encoder"
+    if worker is None or config.pipeline.encoder.workers <= 1:
+        return base
+    if base.startswith("tcp://"):
+        host, port = base.rsplit(":", 1)
+        return f"{host}:{int(port) + worker}"
+    return f"{base}.{worker}"
+
+
+def encoder_endpoints(config) -> list[str]:
+    """Every encoder worker's endpoint (one when there is one encoder)."""
+    workers = config.pipeline.encoder.workers
+    return [encoder_endpoint(config, k if workers > 1 else None) for k in range(workers)]
+
+
 class EncoderRouter:
     """The client side of the encoder for the nodes that call it (world, events): `embed` to any worker
     (the DEALER spreads calls over those connected), `ask` to the worker holding the camera's S_V."""
 
     def __init__(self, config: Any, *, timeout: float, retries: int = 0, name: str = "encoder-client") -> None:
-        from perception.nodes.encoder import encoder_endpoint, encoder_endpoints
-
         self.config, self.timeout, self.retries = config, timeout, retries
         enc = config.pipeline.encoder
         self.workers, self.worker_timeout_s = enc.workers, enc.worker_timeout_s

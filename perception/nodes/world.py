@@ -22,9 +22,17 @@ RPC methods on `bus.rpc` (results are JSON-friendly maps; malformed params -> Rp
     unwatch  {id}                                -> {id, removed}
     watches  {camera?}                           -> {watches: [...]}: configured and runtime, those that apply
 
+`watch` and `unwatch` are limited per client (perception/nodes/rate_limit.py, `world.write_rate_per_s`):
+beyond its rate a client gets RpcError "rate_limited" with when to retry, and others are not slowed.
+
+With `world.store` (perception/memory/) every checked record, window embedding and pose/<cam> also goes to
+a database, and `recall`, `last_seen`, `at`, `spans`, `segment`, `memory` answer from it
+(perception/memory/queries.py): the node only hands over, the store does the rest.
+
 The runtime watch list (perception/nodes/watches.py: checks, bounds `max_watches` per camera scope, its
 file `<persist>.watches.json`) is published whole as a `WatchList` on watches/all whenever it changes and
-every `WATCHES_EVERY_S`, so a (re)started events node has it within a second. Unwatching a phrase that is
+every `WATCHES_EVERY_S`, so a (re)started events node has it within a second. The file is written off
+the event loop, many changes in one write (perception/nodes/latest_writer.py). Unwatching a phrase that is
 active clears it from `now`'s `active_watch` (the events node sends no more events for it).
 
 The node holds no model: `search` has the encoder embed its text (`embed`, perception/nodes/text_embeddings.py),
@@ -46,10 +54,13 @@ from typing import Any
 import numpy as np
 
 from bus.bounded import BoundedDict
-from bus.component import Output, on
-from bus.rpc import RpcError, RpcServer, RpcTimeout
-from perception.messages import Caption, Embedding, Event, WatchList
+from bus.component import Input, Output, on
+from bus.rpc import RpcError, RpcServer, RpcTimeout, current_client
+from perception.memory.node import WorldMemory
+from perception.messages import Caption, Embedding, Event, Pose, WatchList
+from perception.nodes.latest_writer import LatestWriter
 from perception.nodes.models import embed_dim
+from perception.nodes.rate_limit import RateLimiter
 from perception.nodes.runtime import Node
 from perception.nodes.text_embeddings import embeddings_of
 from perception.nodes.watches import (
@@ -58,6 +69,7 @@ from perception.nodes.watches import (
     check_camera,
     check_watch,
     decode_file,
+    read_file,
     watch_file,
     write_file,
 )
@@ -152,17 +164,30 @@ class WorldNode(Node):
             self.config.pipeline.events.watch, self.wcfg.max_watches, self.wcfg.max_cameras + 1
         )
         self._watch_file: Path | None = None
+        self._watch_writer: LatestWriter | None = None
+        # watch/unwatch change state and the file: bounded per client, so a flood slows only its sender
+        self.write_limit = RateLimiter(self.wcfg.write_rate_per_s, self.wcfg.write_burst, self.wcfg.max_rpc_clients)
         self._persist: PersistFile | None = None
         self._compact_after = 0  # after a failed compaction: lines to reach before trying again
         if self.wcfg.persist is not None:
             self._open_persist(Path(self.wcfg.persist))
             self._watch_file = watch_file(Path(self.wcfg.persist))
             self._restore_watches(self._watch_file)
+            path = self._watch_file
+            self._watch_writer = LatestWriter(lambda watches: write_file(path, watches), self._watch_write_failed)
         # asks go to the worker holding the camera, embeds to any (perception/nodes/workers.py)
         self.encoder = EncoderRouter(self.config, timeout=self.wcfg.ask_timeout_s, name=self.name)
+        self.mem: WorldMemory | None = None
+        if self.wcfg.store is not None:
+            self.mem = WorldMemory(
+                self.wcfg.store, self.dim, self.wcfg.robot, self.wcfg.memory, self.wcfg.max_cameras, self.log,
+                self._embed_query,
+            )  # fmt: skip
+            self.mem.start()
         self.rpc = RpcServer(
             self.config.bus,
             {
+                **(self.mem.rpc_handlers() if self.mem is not None else {}),
                 "now": self._now,
                 "history": self._history,
                 "search": self._search,
@@ -179,14 +204,25 @@ class WorldNode(Node):
         tasks = [self.rpc.run(), self._broadcast_watches(), *self.encoder.background()]
         if self._persist is not None and self.wcfg.fsync_interval_s > 0:
             tasks.append(self._sync_loop())
+        if self._watch_writer is not None:
+            tasks.append(self._watch_writer.run())
         return tasks
 
     async def teardown(self) -> None:
         """Also after a setup that failed part way (what exists is closed; the setup's error says why)."""
         if hasattr(self, "encoder"):
             self.encoder.close()
+        if getattr(self, "_watch_writer", None) is not None:
+            self._watch_writer.flush()  # the newest list reaches the file before the node stops
         if getattr(self, "_persist", None) is not None:
             self._persist.close()
+        if getattr(self, "mem", None) is not None:
+            self.mem.close()
+
+    def inputs(self) -> list[Input]:
+        """With a store, pose/<cam> too (not declared with @on: without a store nothing needs a pose)."""
+        extra = [Input("pose/{cam}", Pose, "on_pose")] if self.config.pipeline.world.store is not None else []
+        return [*super().inputs(), *extra]
 
     def _cam(self, name: str) -> CameraMemory:
         return self.memory.setdefault(
@@ -264,6 +300,19 @@ class WorldNode(Node):
     def on_embedding(self, msg: Embedding) -> None:
         self._cam(msg.cam).windows.append((msg.end_ns, msg.window, msg.start_s, msg.end_s))
         self.counters["stored.Embedding"] += 1
+        if self.mem is not None:
+            try:
+                self.mem.add_window(msg)
+            except ValueError as exc:
+                self._reject(msg, exc)
+
+    def on_pose(self, msg: Pose) -> None:
+        try:
+            self.mem.add_pose(msg)  # type: ignore[union-attr]
+        except ValueError as exc:
+            self._reject(msg, exc)
+            return
+        self.counters["stored.Pose"] += 1
 
     @on("events/{cam}", Event)
     @on("captions/{cam}", Caption)
@@ -277,6 +326,8 @@ class WorldNode(Node):
             self._reject(msg, exc)
             return
         self._remember(rec, emb)
+        if self.mem is not None:
+            self.mem.add_record(rec, emb)
         self.counters[f"stored.{type(msg).__name__}"] += 1
 
     # -- persistence --------------------------------------------------------------------------------------
@@ -376,11 +427,15 @@ class WorldNode(Node):
     def _restore_watches(self, path: Path) -> None:
         """The runtime watches a previous run kept; a file that cannot be read: a warning, an empty list."""
         try:
-            data = path.read_bytes()
+            data = read_file(path)  # bounded, no symlink followed
         except FileNotFoundError:
             return
         except OSError as exc:
             self.log.warning("could not read the runtime watch file; starting without", path=str(path), error=str(exc))
+            return
+        except ValueError as exc:  # too large, not a regular file
+            self.counters["watch_file_bad"] += 1
+            self.log.warning("the runtime watch file is not usable; starting without", path=str(path), error=str(exc))
             return
         try:
             kept, dropped = decode_file(data)
@@ -400,18 +455,36 @@ class WorldNode(Node):
         self.log.info("runtime watches restored", path=str(path), watches=len(self.watches.runtime))
 
     def _watches_changed(self) -> None:
-        """Persist the list (if asked) and publish it at once."""
-        if self._watch_file is not None:
-            try:
-                write_file(self._watch_file, self.watches.runtime.values())
-            except OSError as exc:
-                self.counters["persist_errors"] += 1
-                self.log.error(
-                    "could not write the runtime watch file",
-                    path=str(self._watch_file),
-                    error=f"{type(exc).__name__}: {exc}",
-                )
+        """Publish the list at once; persist it (if asked) off the event loop, many changes in one write."""
+        if self._watch_writer is not None:
+            self._watch_writer.submit(tuple(self.watches.runtime.values()))
         self.publish(self.watches.message())
+
+    def _watch_write_failed(self, exc: OSError) -> None:
+        self.counters["persist_errors"] += 1
+        self.log.error(
+            "could not write the runtime watch file", path=str(self._watch_file), error=f"{type(exc).__name__}: {exc}"
+        )
+
+    def _limit_writes(self, method: str) -> None:
+        """RpcError "rate_limited" once the calling client has spent its writes (see RateLimiter)."""
+        wait = self.write_limit.take(current_client())
+        if wait > 0:
+            self.counters["rate_limited"] += 1
+            raise RpcError(
+                "rate_limited",
+                f"{method}: rate-limited, this client made more than {self.wcfg.write_rate_per_s:g} watch/unwatch "
+                f"calls a second (bursts of {self.wcfg.write_burst}, pipeline.world.write_rate_per_s); "
+                f"retry in {wait:.3f} s",
+            )
+
+    def extra_stats(self) -> dict[str, float]:
+        out = {"rpc_clients": float(self.write_limit.clients), "rpc_clients_evicted": float(self.write_limit.evicted)}
+        if self._watch_writer is not None:
+            out["watch_file_writes"] = float(self._watch_writer.written)
+        if getattr(self, "mem", None) is not None:
+            out.update(self.mem.stats())
+        return out
 
     async def _broadcast_watches(self) -> None:
         every = min(WATCHES_EVERY_S, self.config.bus.stats_interval_s)
@@ -420,6 +493,7 @@ class WorldNode(Node):
             await asyncio.sleep(every)
 
     def _watch(self, params: dict[str, Any]) -> dict[str, Any]:
+        self._limit_writes("watch")
         try:
             phrase, camera, enter, leave = check_watch(
                 params.get("phrase"), params.get("camera"), params.get("enter"), params.get("leave")
@@ -434,6 +508,7 @@ class WorldNode(Node):
         return watch.as_dict()
 
     def _unwatch(self, params: dict[str, Any]) -> dict[str, Any]:
+        self._limit_writes("unwatch")
         wid = params.get("id")
         if type(wid) is not str or not wid:
             raise _bad("unwatch needs 'id': a watch id from `watch` or `watches`")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -16,10 +17,12 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from bus.reader_limits import PERSIST_LINE_MAX_BYTES
 from perception.messages import Caption, Event
+from perception.nodes.safe_files import NotRegularFile, open_regular, replace_atomically
 
 KINDS = ("segment", "watch", "caption")
-MAX_LINE_BYTES = 1 << 22  # a D=1536 segment line is ~40 KB; anything far longer is garbage
+MAX_LINE_BYTES = PERSIST_LINE_MAX_BYTES  # bus/reader_limits.py: a D=1536 segment line is ~40 KB
 CRC_MARK = b',"crc32":'
 
 # record fields: int = an int64 (bool refused), id = 0 <= int < 2**62 (as perception.messages), float =
@@ -196,7 +199,7 @@ class Line:
 def read_lines(path: Path, dim: int) -> Iterator[Line]:
     """Every line of a persist file, parsed (or with the reason it was dropped), streamed. Blank lines (the
     end of a torn line a later append started afresh) are no records and no damage: skipped silently."""
-    with path.open("rb") as fh:
+    with open_regular(path) as fh:  # no symlink followed, no device (a /dev/zero has no end of line)
         for number, raw in enumerate(_raw_lines(fh), 1):
             if raw == b"":
                 continue
@@ -238,7 +241,6 @@ class PersistFile:
 
     def __init__(self, path: Path, fsync_interval_s: float) -> None:
         self.path = path
-        self.tmp = path.with_name(path.name + ".tmp")
         self.fsync_interval_s = fsync_interval_s
         self.lines = 0  # lines in the file (as far as this process wrote or counted them)
         self._fd = -1
@@ -251,8 +253,12 @@ class PersistFile:
 
     def open_append(self, lines: int) -> None:
         """Append to the file as it is (created 0600 if absent; a wider mode is narrowed to 0600)."""
-        self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
         st = os.fstat(self._fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(self._fd)
+            self._fd = -1
+            raise NotRegularFile(f"{self.path} is not a regular file")
         if st.st_mode & 0o077:
             os.fchmod(self._fd, 0o600)
         self.lines = lines
@@ -280,22 +286,8 @@ class PersistFile:
 
     def rewrite(self, lines: Iterable[bytes]) -> None:
         """Replace the file by `lines`, atomically and durably, then append to the new one."""
-        count = 0
-        try:
-            fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-            os.fchmod(fd, 0o600)  # a stale temp file may have been created wider
-            with os.fdopen(fd, "wb") as fh:
-                for line in lines:
-                    fh.write(line)
-                    count += 1
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(self.tmp, self.path)
-        except OSError:
-            self.tmp.unlink(missing_ok=True)
-            raise
-        _fsync_dir(self.path.parent)
-        old, self._fd = self._fd, os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        count = replace_atomically(self.path, lines)  # a fresh O_EXCL temp file: nothing planted is followed
+        old, self._fd = self._fd, os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW)
         if old >= 0:
             os.close(old)
         self.lines, self._dirty, self._torn = count, False, False
@@ -313,14 +305,3 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make a rename in `path` durable (filesystems that cannot fsync a directory are skipped)."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

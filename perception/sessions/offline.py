@@ -20,17 +20,19 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bus.component import Component
+from bus.message import Message
 from bus.proxy import proxy_in_background
 from bus.pubsub import Publisher, Subscriber
 from bus.record import Recorder
 from perception.config import AppConfig
 from perception.nodes import NODE_NAMES
+from perception.nodes.events import WORLD_SRC
 from perception.nodes.graph import Graph, node_class
 from perception.sessions.metadata import session_metadata
 from perception.testing import private_bus, recorded_inputs
@@ -146,16 +148,22 @@ async def run_offline(
     out: str | Path,
     *,
     progress: Callable[[int, int], None] | None = None,
+    inputs: Iterable[tuple[str, Message]] | None = None,
+    total: int = 0,
 ) -> OfflineRun:
     """Feed `recording`'s external inputs through `config`'s nodes in lockstep; record every output to
-    `out` (replaced if it exists). `progress(done, total)` hears of the inputs as they are fed."""
+    `out` (replaced if it exists). `progress(done, total)` hears of the inputs as they are fed. `inputs`
+    (read as they are fed; about `total` of them) replace the recording's: a ROS bag's frames
+    (perception/ros2/bag_session.py)."""
     names = offline_nodes(config)
     if "encoder" not in names:
         raise ValueError(f"pipeline.nodes {config.pipeline.nodes} has no encoder: nothing to run the frames through")
     external = sorted({u.input.prefix for u in Graph.of(names).unwired()})
-    inputs = recorded_inputs(recording, external)
-    if not any(topic.startswith("frames/") for topic, _ in inputs):
-        raise ValueError(f"{recording} holds no frames/ messages: record the session with its frames")
+    if inputs is None:
+        inputs = recorded_inputs(recording, external)
+        if not any(topic.startswith("frames/") for topic, _ in inputs):
+            raise ValueError(f"{recording} holds no frames/ messages: record the session with its frames")
+        total = len(inputs)
     out = Path(out)
     t0 = time.monotonic()
     with private_bus() as bus:
@@ -167,20 +175,24 @@ async def run_offline(
         async with proxy_in_background(bus):
             sub = await Subscriber(bus.model_copy(update={"latest_prefixes": []}), outputs, name="offline").start()
             pub = Publisher(bus, src="offline")
+            world = Publisher(bus, src=WORLD_SRC)  # the recording's watch lists stand in for the world's
             recording_task = asyncio.create_task(recorder.run())
             tasks = {n: asyncio.create_task(node.run(), name=n) for n, node in nodes.items()}
             step = Lockstep(nodes, sub)
             try:
                 await pub.ready()
+                await world.ready()
                 await _wait_ready(nodes, tasks, recorder, recording_task, cfg.pipeline.supervisor.startup_timeout_s)
                 running = set(names)
                 t_feed = time.monotonic()
-                for k, (topic, msg) in enumerate(inputs):
-                    await pub.publish(topic, msg)
+                fed = 0
+                for topic, msg in inputs:
+                    await (world if topic.startswith("watches/") else pub).publish(topic, msg)
                     step.deliver(topic)
                     await step.settle(running, tasks)
+                    fed += 1
                     if progress is not None:
-                        progress(k + 1, len(inputs))
+                        progress(fed, max(total, fed))
                 counters = {}
                 for name in names:  # upstream first: each one's teardown output reaches the next
                     nodes[name].stop()
@@ -201,10 +213,11 @@ async def run_offline(
                 await asyncio.gather(recording_task, return_exceptions=True)
                 sub.close()
                 pub.close()
+                world.close()
     return OfflineRun(
         out=out,
         nodes=names,
-        inputs=len(inputs),
+        inputs=fed,
         published={n: int(c.get("published", 0)) for n, c in counters.items()},
         wall_s=time.monotonic() - t0,
         feed_s=feed_s,

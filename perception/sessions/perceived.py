@@ -41,7 +41,7 @@ class Perceived:
     embed_latency_ms: list[float] = field(default_factory=list)
     caption_latency_ms: list[float] = field(default_factory=list)
     t0_ns: dict[str, int] = field(default_factory=dict)
-    config: dict[str, Any] | None = None
+    config: str | None = None  # the stored config's JSON text, unchecked (perception.config.stored_config)
     run: dict[str, Any] | None = None
 
     @property
@@ -64,13 +64,24 @@ class Perceived:
 
 def read_perceived(path: str | Path) -> Perceived:
     """The outputs recorded in `path` (a `perception up --record` file, or a `perception test` output)."""
-    from bus.mcapfile import load_metadata
+    from bus.codec import DecodeError
+    from bus.mcapfile import RecordingError, load_metadata
 
     path = Path(path)
     meta = load_metadata(path).get("session", {})
-    run = json.loads(meta["offline"]) if "offline" in meta else None
-    p = Perceived(path, config=json.loads(meta["config"]) if "config" in meta else None, run=run)
-    for _topic, msg in recorded_inputs(path, OUTPUT_TOPICS):
+    try:
+        run = json.loads(meta["offline"]) if "offline" in meta else None
+    except (ValueError, RecursionError):
+        raise RecordingError(f"{path}: its session metadata `offline` is not valid JSON") from None
+    if run is not None and not isinstance(run, dict):
+        raise RecordingError(f"{path}: its session metadata `offline` is not a JSON object")
+    # the stored config stays text: perception.config.stored_config parses and checks it (it is data)
+    p = Perceived(path, config=meta.get("config"), run=run)
+    try:
+        inputs = recorded_inputs(path, OUTPUT_TOPICS)
+    except DecodeError as exc:
+        raise RecordingError(f"{path}: a recorded message does not decode ({exc.reason})") from None
+    for _topic, msg in inputs:
         if isinstance(msg, Embedding):
             span = Span(msg.cam, msg.start_ns, msg.end_ns)
             p.embeddings[span] = np.asarray(msg.embedding, dtype=np.float32)

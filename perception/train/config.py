@@ -7,10 +7,11 @@ so a trained checkpoint and the service agree on the architecture by constructio
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from perception.config import CONFIG_DIR, ConfigError, read_yaml_mapping, validate_config
+from perception.config import CONFIG_DIR, REPO_ROOT, ConfigError, read_yaml_mapping, validate_config
 from perception.model.config import ModelSection
 
 
@@ -167,6 +168,104 @@ PRESET_FILES = {
 }
 
 
+# -- the other two recipes' configs: one module for every recipe, so choosing one imports no trainer --------
+
+
+class FrozenStage(_Strict):
+    lr: float = Field(gt=0)
+    warmup_steps: int = Field(default=0, ge=0)
+    min_lr_ratio: float = Field(default=0.05, ge=0, le=1)
+
+
+class FrozenStage2(FrozenStage):
+    stage1_fraction: float = Field(default=0.25, ge=0, le=1)
+    vqa_fraction: float = Field(default=0.6, ge=0, le=1)
+    caption_queries: list[str] = Field(
+        default_factory=lambda: ["what is happening?", "describe the scene.", "what does the shape do?"]
+    )
+
+
+class FrozenTrainConfig(_Strict):
+    """configs/train-tiny-vlm.yaml: one learner on the source checkpoint's frozen X-encoder."""
+
+    name: str = "train-frozen"
+    learner: Literal["vlm", "jepa"]
+    source: str = "checkpoints/tiny"  # the VL-JEPA checkpoint whose X-encoder (and text side) is frozen
+    seed: int = 0
+    threads: int | None = Field(default=None, ge=1)
+    size_ratio: float = Field(default=2.0, gt=0)  # vlm: trainable parameters / the predictor's (paper: 1B / 0.5B)
+    pool: int = Field(default=16384, ge=1)  # training clips encoded once and cycled
+    data_seed: int = 0
+    samples: int = Field(ge=2)  # the budget: rows seen in stages 1 + 2 together
+    batch_size: int = Field(default=64, ge=2)
+    stage1_share: float = Field(default=0.64, ge=0, le=1)  # of the steps (the tiny recipe: 960 s of 1500 s)
+    stage1: FrozenStage = Field(default_factory=lambda: FrozenStage(lr=2e-3, warmup_steps=50))
+    stage2: FrozenStage2 = Field(default_factory=lambda: FrozenStage2(lr=1e-3, warmup_steps=20))
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    log_every: int = Field(default=25, ge=1)
+
+    @property
+    def steps(self) -> int:
+        return max(1, self.samples // self.batch_size)
+
+    def stage_steps(self) -> tuple[int, int]:
+        s1 = round(self.steps * self.stage1_share)
+        return s1, self.steps - s1
+
+    def source_path(self) -> Path:
+        p = Path(self.source)
+        return p if p.is_absolute() else REPO_ROOT / p
+
+
+class ShardData(_Strict):
+    shards: str | None = None  # a directory written by `perception data shard` (or `--data`)
+    # Fixed sample streams (perception/train/sample_streams.py); None: ranks x workers of the first run.
+    # A multiple of every ranks x workers the run will be resumed on.
+    streams: int | None = Field(default=None, ge=1)
+    num_workers: int = Field(default=2, ge=0)
+    shuffle_buffer: int = Field(default=256, ge=1)
+    cache_features: str | None = None  # a directory for the frozen X-encoder's features (None: off)
+    max_pending_shards: int = Field(default=64, ge=1)  # shards half-encoded in memory before the oldest is dropped
+
+
+class Parallel(_Strict):
+    # ddp: the trainable state replicated (fits an H200 at vitl: docs/training.md); fsdp: FSDP2 fully_shard
+    # of every transformer layer, the predictor and the Y-encoder (for GPUs that it does not fit)
+    strategy: Literal["ddp", "fsdp"] = "ddp"
+    activation_checkpointing: bool = False
+
+
+class ShardedTrainConfig(_Strict):
+    recipe: Literal["sharded"]
+    name: str = "sharded"
+    seed: int = 0
+    model: dict = Field(default_factory=dict)  # the `model:` section (perception.model.config.ModelSection)
+    data: ShardData = Field(default_factory=ShardData)
+    parallel: Parallel = Field(default_factory=Parallel)
+    precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    steps: int = Field(ge=1)
+    global_batch: int = Field(ge=2, description="samples per optimizer step, all ranks together")
+    micro_batch: int = Field(ge=1, description="samples per rank per forward")
+    lr: float = Field(gt=0)
+    warmup_steps: int = Field(default=0, ge=0)
+    min_lr_ratio: float = Field(default=0.05, ge=0, le=1)
+    neutral_query: str = ""  # the query of caption samples (a VQA sample brings its own)
+    log_every: int = Field(default=10, ge=1)
+    checkpoint_every: int = Field(default=500, ge=1)
+    keep_checkpoints: int = Field(default=2, ge=1)
+    threads: int | None = Field(default=None, ge=1)
+    log_samples: bool = False  # OUT/samples.jsonl: every step's sample keys (tests, debugging)
+
+    @model_validator(mode="after")
+    def _model_section(self) -> ShardedTrainConfig:
+        ModelSection.model_validate(self.model)
+        return self
+
+    def model_section(self) -> ModelSection:
+        return ModelSection.model_validate(self.model)
+
+
 def load_train_config(path: str | Path | None = None, preset: str = "tiny", overrides: dict | None = None):
     """Read a training YAML (default: the preset's file in configs/), apply dotted overrides, validate.
     A file with a `learner:` key trains one learner on a frozen X-encoder (perception/train/frozen.py:
@@ -185,11 +284,7 @@ def load_train_config(path: str | Path | None = None, preset: str = "tiny", over
             node = node.setdefault(key, {})
         node[leaf] = value
     if raw.get("recipe") == "sharded":
-        from perception.train.sharded import ShardedTrainConfig
-
         return validate_config(ShardedTrainConfig, raw, path, "training config")
     if "learner" in raw:
-        from perception.train.frozen import FrozenTrainConfig
-
         return validate_config(FrozenTrainConfig, raw, path, "training config")
     return validate_config(TrainConfig, raw, path, "training config")

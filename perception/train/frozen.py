@@ -25,72 +25,24 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Protocol
 
 import numpy as np
 import torch
 import yaml
-from pydantic import Field
 from torch import nn
 
 from bus.logs import get_logger
-from perception.config import REPO_ROOT
 from perception.data.shapesworld import ShapesWorldClips, collate_clips
 from perception.model import VLJepa
 from perception.model.loss import info_nce
 from perception.model.predictor import Predictor
 from perception.model.vlm import TokenVLM
 from perception.train.batches import keys_to_groups, row_rng, stage1_rows, stage2_rows
-from perception.train.config import OptimConfig, Stage1Config, Stage2Config, _Strict
+from perception.train.config import FrozenTrainConfig, Stage1Config, Stage2Config
 from perception.train.schedule import cosine_lr
 
 log = get_logger("train.frozen")
-
-
-class FrozenStage(_Strict):
-    lr: float = Field(gt=0)
-    warmup_steps: int = Field(default=0, ge=0)
-    min_lr_ratio: float = Field(default=0.05, ge=0, le=1)
-
-
-class FrozenStage2(FrozenStage):
-    stage1_fraction: float = Field(default=0.25, ge=0, le=1)
-    vqa_fraction: float = Field(default=0.6, ge=0, le=1)
-    caption_queries: list[str] = Field(
-        default_factory=lambda: ["what is happening?", "describe the scene.", "what does the shape do?"]
-    )
-
-
-class FrozenTrainConfig(_Strict):
-    """configs/train-tiny-vlm.yaml: one learner on the source checkpoint's frozen X-encoder."""
-
-    name: str = "train-frozen"
-    learner: Literal["vlm", "jepa"]
-    source: str = "checkpoints/tiny"  # the VL-JEPA checkpoint whose X-encoder (and text side) is frozen
-    seed: int = 0
-    threads: int | None = Field(default=None, ge=1)
-    size_ratio: float = Field(default=2.0, gt=0)  # vlm: trainable parameters / the predictor's (paper: 1B / 0.5B)
-    pool: int = Field(default=16384, ge=1)  # training clips encoded once and cycled
-    data_seed: int = 0
-    samples: int = Field(ge=2)  # the budget: rows seen in stages 1 + 2 together
-    batch_size: int = Field(default=64, ge=2)
-    stage1_share: float = Field(default=0.64, ge=0, le=1)  # of the steps (the tiny recipe: 960 s of 1500 s)
-    stage1: FrozenStage = Field(default_factory=lambda: FrozenStage(lr=2e-3, warmup_steps=50))
-    stage2: FrozenStage2 = Field(default_factory=lambda: FrozenStage2(lr=1e-3, warmup_steps=20))
-    optim: OptimConfig = Field(default_factory=OptimConfig)
-    log_every: int = Field(default=25, ge=1)
-
-    @property
-    def steps(self) -> int:
-        return max(1, self.samples // self.batch_size)
-
-    def stage_steps(self) -> tuple[int, int]:
-        s1 = round(self.steps * self.stage1_share)
-        return s1, self.steps - s1
-
-    def source_path(self) -> Path:
-        p = Path(self.source)
-        return p if p.is_absolute() else REPO_ROOT / p
 
 
 # ------------------------------------------------------------------------------------------- features

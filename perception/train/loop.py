@@ -50,6 +50,8 @@ from perception.train.distributed import (
     shutdown,
 )
 from perception.train.schedule import cosine_lr
+from perception.train.state import load_trainer_state
+from perception.train.workers import loader_context
 
 TRAINER_STATE = "trainer.pt"
 STAGE_OFFSET = 10**9  # clip indices of stage k start at k * STAGE_OFFSET
@@ -97,28 +99,6 @@ class StepModule(nn.Module):
         if kind == "decoder":
             return m.y_decoder(kw["embeddings"], m.y_decoder.tokenize(kw["texts"]).to(m.device)).loss
         raise ValueError(f"unknown step kind {kind!r}")
-
-
-class ResumeError(RuntimeError):
-    """OUT/last/trainer.pt cannot be resumed from (unreadable, or it holds more than tensors and plain data)."""
-
-
-def load_trainer_state(path: Path) -> dict:
-    """The saved optimizer state, step and config. `weights_only=True`: the file holds tensors, numbers,
-    strings, lists and dicts only (what `_save_state` writes), so anything else in it (a pickled object
-    that would run code on load) is refused instead of executed."""
-    import pickle
-
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as exc:
-        raise ResumeError(
-            f"cannot resume from {path}: {str(exc).splitlines()[0][:300]} "
-            "(it must be a trainer state written by `perception train`)"
-        ) from exc
-    if not isinstance(state, dict) or not {"optimizer", "global_step"} <= set(state):
-        raise ResumeError(f"cannot resume from {path}: not a trainer state (no optimizer / global_step)")
-    return state
 
 
 class Trainer:
@@ -249,6 +229,7 @@ class Trainer:
             data,
             batch_sampler=self._sampler(k, stage, start, batch),
             num_workers=dc.num_workers,
+            multiprocessing_context=loader_context(dc.num_workers),
             collate_fn=collate_segments,
             persistent_workers=False,
             prefetch_factor=4 if dc.num_workers else None,
@@ -284,6 +265,7 @@ class Trainer:
             data,
             batch_sampler=sampler,
             num_workers=workers,
+            multiprocessing_context=loader_context(workers),
             collate_fn=collate_clips,
             persistent_workers=False,
             prefetch_factor=4 if workers else None,

@@ -29,12 +29,10 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import torch
 import torch.distributed as dist
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
@@ -51,71 +49,15 @@ from perception.model import VLJepa
 from perception.model.loss import info_nce
 from perception.model.vljepa import resolve_device
 from perception.train.batches import keys_to_groups
-from perception.train.config import OptimConfig
+from perception.train.config import ShardedTrainConfig
 from perception.train.distributed import DistEnv, gather_objects, gather_rows, init_distributed, shutdown
 from perception.train.feature_cache import FeatureCache, encoder_fingerprint
-from perception.train.loop import ResumeError, load_trainer_state
 from perception.train.sample_streams import MicroBatches, SampleStreams, check_layout
 from perception.train.schedule import cosine_lr
+from perception.train.state import ResumeError, load_trainer_state
+from perception.train.workers import loader_context
 
 STATE_FILE = "trainer.pt"
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ShardData(_Strict):
-    shards: str | None = None  # a directory written by `perception data shard` (or `--data`)
-    # Fixed sample streams (perception/train/sample_streams.py); None: ranks x workers of the first run.
-    # A multiple of every ranks x workers the run will be resumed on.
-    streams: int | None = Field(default=None, ge=1)
-    num_workers: int = Field(default=2, ge=0)
-    shuffle_buffer: int = Field(default=256, ge=1)
-    cache_features: str | None = None  # a directory for the frozen X-encoder's features (None: off)
-    max_pending_shards: int = Field(default=64, ge=1)  # shards half-encoded in memory before the oldest is dropped
-
-
-class Parallel(_Strict):
-    # ddp: the trainable state replicated (fits an H200 at vitl: docs/training.md); fsdp: FSDP2 fully_shard
-    # of every transformer layer, the predictor and the Y-encoder (for GPUs that it does not fit)
-    strategy: Literal["ddp", "fsdp"] = "ddp"
-    activation_checkpointing: bool = False
-
-
-class ShardedTrainConfig(_Strict):
-    recipe: Literal["sharded"]
-    name: str = "sharded"
-    seed: int = 0
-    model: dict = Field(default_factory=dict)  # the `model:` section (perception.model.config.ModelSection)
-    data: ShardData = Field(default_factory=ShardData)
-    parallel: Parallel = Field(default_factory=Parallel)
-    precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
-    optim: OptimConfig = Field(default_factory=OptimConfig)
-    steps: int = Field(ge=1)
-    global_batch: int = Field(ge=2, description="samples per optimizer step, all ranks together")
-    micro_batch: int = Field(ge=1, description="samples per rank per forward")
-    lr: float = Field(gt=0)
-    warmup_steps: int = Field(default=0, ge=0)
-    min_lr_ratio: float = Field(default=0.05, ge=0, le=1)
-    neutral_query: str = ""  # the query of caption samples (a VQA sample brings its own)
-    log_every: int = Field(default=10, ge=1)
-    checkpoint_every: int = Field(default=500, ge=1)
-    keep_checkpoints: int = Field(default=2, ge=1)
-    threads: int | None = Field(default=None, ge=1)
-    log_samples: bool = False  # OUT/samples.jsonl: every step's sample keys (tests, debugging)
-
-    @model_validator(mode="after")
-    def _model_section(self) -> ShardedTrainConfig:
-        from perception.model.config import ModelSection
-
-        ModelSection.model_validate(self.model)
-        return self
-
-    def model_section(self):
-        from perception.model.config import ModelSection
-
-        return ModelSection.model_validate(self.model)
 
 
 @dataclass
@@ -328,6 +270,7 @@ class ShardedTrainer:
             self.data,
             batch_size=None,
             num_workers=workers,
+            multiprocessing_context=loader_context(workers),
             prefetch_factor=4 if workers else None,
             persistent_workers=False,
             pin_memory=self.device.type == "cuda",

@@ -24,11 +24,12 @@ from typing import Any
 
 import numpy as np
 
+from bus.mcapfile import RecordingError
 from bus.message import Message, Stats
 from perception.messages import Caption, Embedding, Event, Frame, GroundTruthSegment, WatchList
 from perception.nodes.watches import Watch
 from perception.viewers import defaults
-from perception.viewers.images import ImageEncoder
+from perception.viewers.images import FrameError, ImageEncoder
 from perception.viewers.texts import TextTable, WatchSet, cosines
 
 DEFAULT_MAX_FPS = defaults.MAX_FPS
@@ -145,7 +146,10 @@ class Feed:
         """One message, frames included (encoded here, on the caller's thread)."""
         if isinstance(msg, Frame):
             if self.frame_wanted(msg, full=topic.startswith("frames_full/")):
-                self.frame(msg, t_ns)
+                try:
+                    self.frame(msg, t_ns)
+                except FrameError as exc:  # a recording's frame no viewer can show: one line, not a traceback
+                    raise RecordingError(f"{topic[:80]} frame #{msg.index}: {exc}") from None
         else:
             self.push_other(msg, t_ns)
 

@@ -11,7 +11,9 @@ queue in the SDK (`message_backlog_size` messages, the oldest dropped when a cli
 slow or stalled client loses its own frames and never delays another client, the bridge or the bus.
 
 The server binds to loopback unless told otherwise: the Foxglove protocol has no authentication, so a
-non-loopback host is refused unless `allow_remote` says the network in between is trusted.
+non-loopback host is refused unless `allow_remote` says the network in between is trusted. Clients connect
+through a gate (perception/viewers/client_gate.py): at most `max_clients` at once (one more gets an HTTP
+503 saying why), each relayed to the SDK's server on a loopback port with a bounded buffer.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from bus.config import is_loopback_endpoint
 from bus.security import SecurityConfigError
 from perception.config import AppConfig
 from perception.viewers import defaults
+from perception.viewers.client_gate import ClientGate
 from perception.viewers.feed import DEFAULT_MAX_FPS, Feed
 from perception.viewers.foxglove_sink import FoxgloveSink
 from perception.viewers.live import LiveViewer
@@ -32,6 +35,7 @@ from perception.viewers.texts import WatchSet
 DEFAULT_HOST = defaults.FOXGLOVE_HOST
 DEFAULT_PORT = defaults.FOXGLOVE_PORT
 DEFAULT_BACKLOG = defaults.FOXGLOVE_BACKLOG
+DEFAULT_MAX_CLIENTS = defaults.FOXGLOVE_MAX_CLIENTS
 
 
 def check_host(host: str, allow_remote: bool) -> None:
@@ -76,11 +80,14 @@ class FoxgloveBridge(LiveViewer):
         max_fps: float = DEFAULT_MAX_FPS,
         backlog: int = DEFAULT_BACKLOG,
         allow_remote: bool = False,
+        max_clients: int = DEFAULT_MAX_CLIENTS,
     ) -> None:
         check_host(host, allow_remote)
         super().__init__(config)
         self.host, self.port, self.max_fps, self.backlog = host, port, max_fps, backlog
+        self.max_clients = max_clients
         self.server: Any = None
+        self.gate: ClientGate | None = None
         self.listener = _Listener()
         self.url = ""
 
@@ -88,15 +95,16 @@ class FoxgloveBridge(LiveViewer):
         import foxglove
 
         context = foxglove.Context()
-        self.server = foxglove.start_server(
+        self.server = foxglove.start_server(  # reached only through the gate
             name="vljepa-perception",
-            host=self.host,
-            port=self.port,
+            host="127.0.0.1",
+            port=0,
             context=context,
             server_listener=self.listener,
             message_backlog_size=self.backlog,
         )
-        self.port = self.server.port
+        self.gate = ClientGate(self.host, self.port, self.server.port, self.max_clients)
+        self.port = self.gate.start()
         self.url = f"ws://{self.host}:{self.port}"
         sink = FoxgloveSink(context, only_watched_frames=True)
         # the configured cameras' and nodes' channels exist from the start: a client sees every topic on
@@ -109,17 +117,36 @@ class FoxgloveBridge(LiveViewer):
             sink.channel("stats", node)
         watches = WatchSet(self.config.pipeline.events.watch)
         self.feed = Feed(sink, max_fps=self.max_fps, watches=watches, counters=self.counters)
-        self.log.info("foxglove bridge listening", url=self.url, max_fps=self.max_fps, backlog=self.backlog)
+        self.log.info(
+            "foxglove bridge listening",
+            url=self.url,
+            max_fps=self.max_fps,
+            backlog=self.backlog,
+            max_clients=self.max_clients,
+        )
 
     def extra_stats(self) -> dict[str, float]:
         with self.listener.lock:
-            return {
+            out = {
                 "clients": float(len(self.listener.clients)),
                 "subscriptions": float(len(self.listener.subscriptions)),
             }
+        if self.gate is not None:
+            g = self.gate.stats
+            out.update(
+                {
+                    "connections": float(g.active),
+                    "connections_refused": float(g.refused),
+                    "client_buffer_max_bytes": float(g.max_buffered),
+                }
+            )
+        return out
 
     async def teardown(self) -> None:
         await super().teardown()
+        if self.gate is not None:
+            self.gate.stop()
+            self.gate = None
         if self.server is not None:
             self.server.stop()
             self.server = None

@@ -21,6 +21,12 @@ import numpy as np
 
 PNG_MAX_PIXELS = 128 * 128
 JPEG_PIX_FMT = "yuvj444p"  # full-range YCbCr, full chroma
+JPEG_MAX_SIDE = 65_500  # JPEG stores sides in 16 bits (FFmpeg's mjpeg refuses more): wider frames go as PNG
+MAX_SIDE = 1 << 20  # a frame side no camera delivers: refused, not handed to an encoder
+
+
+class FrameError(ValueError):
+    """A frame no image encoder takes (not uint8 RGB or grey, empty, absurdly large); the message says why."""
 
 
 class ImageEncoder:
@@ -47,18 +53,24 @@ class ImageEncoder:
         import av
 
         if image.dtype != np.uint8:
-            raise ValueError(f"a frame to encode must be uint8, got {image.dtype}")
+            raise FrameError(f"a frame to encode must be uint8, got {image.dtype}")
+        if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3) or min(image.shape[:2]) < 1:
+            raise FrameError(f"a frame to encode must be [H, W, 3] or [H, W], got {list(image.shape)[:8]}")
+        if max(image.shape[:2]) > MAX_SIDE:
+            raise FrameError(f"a frame side of {max(image.shape[:2])} pixels is over {MAX_SIDE}")
         if image.ndim == 2:
             image = np.repeat(image[:, :, None], 3, axis=2)
-        if image.ndim != 3 or image.shape[2] != 3 or min(image.shape[:2]) < 1:
-            raise ValueError(f"a frame to encode must be [H, W, 3] or [H, W], got {list(image.shape)}")
         h, w = image.shape[:2]
-        fmt = "png" if h * w <= self.png_max_pixels else "jpeg"
-        ctx = self._context(fmt, h, w)
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
-        if fmt == "jpeg":
-            frame = frame.reformat(format=JPEG_PIX_FMT)
-        packets = ctx.encode(frame)  # both are intra-only: one packet (one image) per frame, no delay
+        fmt = "png" if h * w <= self.png_max_pixels or max(h, w) > JPEG_MAX_SIDE else "jpeg"
+        try:
+            ctx = self._context(fmt, h, w)
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+            if fmt == "jpeg":
+                frame = frame.reformat(format=JPEG_PIX_FMT)
+            packets = ctx.encode(frame)  # both are intra-only: one packet (one image) per frame, no delay
+        except av.error.FFmpegError as exc:  # a size the codec refuses: the frame's fault, not a crash
+            self._ctx = self._key = None
+            raise FrameError(f"the {fmt} encoder refused a {w}x{h} frame: {exc}") from None
         if len(packets) != 1:
             raise RuntimeError(f"the {fmt} encoder returned {len(packets)} packets for one frame")
         return bytes(packets[0]), fmt

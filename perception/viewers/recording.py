@@ -8,7 +8,6 @@ a second, so one damaged record never stops an export or a view.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -51,17 +50,15 @@ def recorded_messages(path: str | Path, counters: Counter | None = None) -> Iter
 def session_config(path: str | Path):
     """The AppConfig stored in the recording's `session` metadata, or None (no such record, or a config
     this version does not validate: the caller falls back to its own)."""
-    from mcap.reader import make_reader
+    from bus.mcapfile import metadata_records
+    from perception.config import stored_config
 
-    from perception.config import AppConfig
-
+    if not Path(path).exists():
+        raise RecordingError(f"recording not found: {path}")
     try:
-        with open(path, "rb") as f:
-            for record in make_reader(f).iter_metadata():
-                if record.name == "session" and "config" in record.metadata:
-                    return AppConfig.model_validate(json.loads(record.metadata["config"]))
-    except FileNotFoundError:
-        raise RecordingError(f"recording not found: {path}") from None
+        for record in metadata_records(path):
+            if record.name == "session" and "config" in record.metadata:
+                return stored_config(record.metadata["config"], str(path))  # data: no package imports
     except Exception as exc:  # an old or foreign config: not fatal for a viewer
         log.warning("the recording's session config is not usable here", error=f"{type(exc).__name__}: {exc}"[:300])
     return None

@@ -15,12 +15,14 @@ config's). What each entity shows: perception/viewers/rerun_sink.py.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -46,14 +48,19 @@ class ViewerUnavailableError(RuntimeError):
     """Rerun's viewer (native or web) could not be started; the message says what to use instead."""
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+def _pdeathsig() -> Callable[[], None] | None:
+    """A `preexec_fn` that makes the child die with us (PR_SET_PDEATHSIG), resolved here, in the parent.
+
+    The child runs it between fork and exec as a copy of a threaded process: an import or a dlopen there
+    can wait forever on a lock another thread held at the fork. So only the foreign call is left for it."""
     try:
         import ctypes
-        import signal
 
-        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: gone with `perception view`
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
-        pass
+        return None
+    sigterm = int(signal.SIGTERM)
+    return lambda: prctl(1, sigterm)  # PR_SET_PDEATHSIG: gone with `perception view`
 
 
 def _wait_listening(port: int, proc: subprocess.Popen, timeout_s: float) -> None:
@@ -121,7 +128,7 @@ class WebViewer:
         ]
         self._err = tempfile.TemporaryFile()  # not a pipe: nobody reads it while the viewer runs
         self.proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._err, preexec_fn=_die_with_parent
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._err, preexec_fn=_pdeathsig()
         )
         try:
             _wait_listening(self.grpc_port, self.proc, timeout_s)

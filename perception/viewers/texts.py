@@ -156,8 +156,8 @@ async def fetch_from_encoder(config: Any, texts: TextTable, wanted: Sequence[str
     """Embed the `wanted` texts `texts` lacks with the encoder node's `embed` (live viewers); returns how many
     were added. Raises what `fetch_text_embeddings` raises (TimeoutError while no encoder answers)."""
     from bus.rpc import RpcClient
-    from perception.nodes.encoder import encoder_endpoints
     from perception.nodes.text_embeddings import fetch_text_embeddings
+    from perception.nodes.workers import encoder_endpoints
 
     missing = texts.missing(wanted)
     if not missing:

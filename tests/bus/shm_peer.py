@@ -5,6 +5,14 @@
                                                          "done {json shm stats}"; lives until stdin closes
     hold --bus-json J --topic T --count N                receives N frames and holds every one; prints
                                                          "holding {json}" once they all match frame(i)
+    forge --topic T [--slots S] [--seal]                 a hostile publisher: makes a segment by hand (no
+                                                         seals unless --seal; S slots in its header), prints
+                                                         "ref {json reference}"; on "shrink" truncates it
+                                                         and prints "shrunk {ok|errno}"; lives until stdin closes
+    victim --topic T --ref JSON                          decodes a message whose buffer is that reference and
+                                                         prints "mapped" or "reject {reason} {detail}"; on
+                                                         "touch" reads every byte of it, prints "touched {sum}
+                                                         {peak RSS MiB}"
 
 Frames are deterministic (`frame(i, shape)`), so any process can check one bitwise from its label.
 """
@@ -13,7 +21,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import fcntl
 import json
+import os
+import struct
 import sys
 
 import numpy as np
@@ -65,15 +76,72 @@ async def hold(args: argparse.Namespace) -> None:
         await asyncio.to_thread(_line)  # until the test kills us (or closes stdin)
 
 
+def forge(args: argparse.Namespace) -> None:
+    """A segment with our magic and layout, one slot holding a generation-1 frame of 4 KiB, and a reference
+    to it: everything a subscriber checks holds, but for what `--slots` and the seals say."""
+    from bus import shm
+
+    stride = shm.DATA_OFFSET + shm.PAGE
+    flags = os.MFD_CLOEXEC | (os.MFD_ALLOW_SEALING if args.seal else 0)
+    fd = os.memfd_create(shm.MEMFD_PREFIX + args.topic, flags)
+    size = shm.HEADER_BYTES + args.slots * stride
+    os.ftruncate(fd, size)  # sparse: a 300,000-slot header costs nothing here
+    nonce = 12345
+    os.pwrite(fd, shm._HDR.pack(shm.MAGIC, nonce, os.getpid(), args.slots, 1, 0, stride, shm.HEADER_BYTES), 0)
+    slot0 = shm.HEADER_BYTES
+    os.pwrite(fd, struct.pack("<QQI", 1, 4096, 0), slot0)
+    if args.seal:
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, shm.SEALS)
+    ref = {"seg": nonce, "pid": os.getpid(), "fd": fd, "slot": 0, "gen": 1, "off": slot0 + shm.DATA_OFFSET, "len": 4096}
+    print("ref", json.dumps(ref), flush=True)
+    while line := _line():
+        if line.startswith("shrink"):
+            try:
+                os.ftruncate(fd, 4096)
+                print("shrunk ok", flush=True)
+            except OSError as exc:
+                print("shrunk", exc.errno, flush=True)
+
+
+def victim(args: argparse.Namespace) -> None:
+    import resource
+
+    import msgpack
+
+    from bus import shm
+    from bus.codec import DecodeError, decode, encode
+
+    ref = json.loads(args.ref)
+    placed = {0: msgpack.packb(ref)}
+    parts = encode(args.topic, Blob(label="0", data=np.zeros(ref["len"], np.uint8)), seq=0, src="v", t_ns=0,
+                   place=lambda _buffers: placed)  # fmt: skip
+    msg = None
+    try:
+        msg = decode(parts, resolve=shm.resolve).msg
+        print("mapped", flush=True)
+    except DecodeError as exc:
+        print("reject", exc.reason, exc.detail, flush=True)
+    while line := _line():
+        if line.startswith("touch"):
+            total = int(np.asarray(msg.data, np.uint64).sum()) if msg is not None else -1
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            print("touched", total, round(peak, 1), flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("role", choices=["pub", "hold"])
-    p.add_argument("--bus-json", required=True)
+    p.add_argument("role", choices=["pub", "hold", "forge", "victim"])
+    p.add_argument("--bus-json", default="")
     p.add_argument("--topic", required=True)
     p.add_argument("--shape", default="256,256,3")
     p.add_argument("--loan", action="store_true")
     p.add_argument("--count", type=int, default=1)
+    p.add_argument("--slots", type=int, default=2)
+    p.add_argument("--seal", action="store_true")
+    p.add_argument("--ref", default="{}")
     args = p.parse_args()
+    if args.role in ("forge", "victim"):
+        return forge(args) if args.role == "forge" else victim(args)
     asyncio.run(pub(args) if args.role == "pub" else hold(args))
 
 

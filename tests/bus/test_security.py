@@ -22,6 +22,7 @@ from bus.security import (
     apply_client,
     bind_server,
     ensure_private_dir,
+    ensure_runtime_dir,
     generate_keypair,
     load_allow_list,
 )
@@ -244,7 +245,7 @@ def test_runtime_dir_of_another_user_is_refused(tmp_path):
     theirs.mkdir(mode=0o700)
     os.chown(theirs, 65534, 65534)
     with pytest.raises(RuntimeDirError, match="belongs to uid 65534"):
-        BusConfig(runtime_dir=theirs).ensure_runtime_dir()
+        ensure_runtime_dir(BusConfig(runtime_dir=theirs))
 
 
 async def test_a_second_proxy_on_the_same_ipc_paths_is_refused(bus_config, proxy):
@@ -334,6 +335,35 @@ async def test_roles_limit_what_each_key_may_subscribe_and_publish(role_keys, ru
             await asyncio.sleep(0.1)
         assert proxy.counters["dropped_denied"] == 2
         assert proxy.counters["subscriptions_denied"] >= 3
+
+
+async def test_only_the_keys_owning_watches_may_publish_there_whatever_src_they_claim(role_keys, runtime_dir):
+    """The runtime watch list replaces the events node's: under CURVE only the world's key publishes it
+    (bus.curve.topic_owners, default {"watches/": ["world"]}), even against a full-access key."""
+    keys = role_keys
+    keys["world"], keys["world_secret"] = generate_keypair(keys["authorized"].parent / "keys", "world")
+    (keys["authorized"] / "world.key").write_bytes(keys["world"].read_bytes())
+    server, c = role_configs(keys, runtime_dir)
+    world = c["client"].model_copy(
+        update={"curve": c["client"].curve.model_copy(update={"client_secret": keys["world_secret"]})}
+    )
+    async with proxy_in_background(server) as proxy:
+        async with (
+            Subscriber(c["client"], ["watches/"]) as sub,
+            Publisher(c["client"], src="world") as admin,  # full access, and it claims to be the world
+            Publisher(world, src="world") as world_pub,
+        ):
+            await admin.publish("watches/all", Text(text="forged"))
+            await world_pub.publish("watches/all", Text(text="the world's"))
+            await admin.publish("captions/cam0", Text(text="elsewhere the admin key may publish"))
+            env = await sub.recv(timeout=5)
+            assert (env.topic, env.msg.text) == ("watches/all", "the world's")
+            for _ in range(50):
+                if proxy.counters.get("dropped_denied", 0) >= 1:
+                    break
+                await asyncio.sleep(0.1)
+            assert proxy.counters["dropped_denied"] == 1
+            assert proxy.counters["backend_msgs_out"] >= 2  # the world's list and the caption went through
 
 
 async def test_roles_limit_which_rpc_methods_each_key_may_call(role_keys, runtime_dir):

@@ -12,6 +12,7 @@ from perception.data.shapesworld import (
 )
 from perception.data.stream import ShapesStream
 from perception.data.vocab import COUNT_WORDS, HELDOUT_COMBOS, SHAPES, TEST_SPLIT, VAL_SPLIT, Slots
+from perception.train.workers import loader_context
 
 from .pixels import area, centroid, colour_mask, colours_present
 
@@ -137,7 +138,9 @@ def test_dataset_items_and_collate():
 def test_workers_shard_without_coordination():
     """Two DataLoader worker processes produce exactly what one process does, item for item."""
     ds = ShapesWorldClips(length=8, seed=5, frames=4, size=32)
-    loader = torch.utils.data.DataLoader(ds, batch_size=2, num_workers=2, collate_fn=collate_clips)
+    loader = torch.utils.data.DataLoader(
+        ds, batch_size=2, num_workers=2, collate_fn=collate_clips, multiprocessing_context=loader_context(2)
+    )
     videos = torch.cat([b["video"] for b in loader])
     expected = torch.stack([ds[i]["video"] for i in range(len(ds))])
     assert torch.equal(videos, expected)

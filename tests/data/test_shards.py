@@ -14,6 +14,7 @@ import torch
 from perception.data.manifest import ManifestDataset
 from perception.data.shards import ShardIndex, ShardStream, check_shards, iter_shard, write_shards
 from perception.data.video_io import write_clip_set
+from perception.train.workers import loader_context
 from tests.support import REPO, child_env
 
 
@@ -38,7 +39,9 @@ def test_shards_round_trip_a_manifest_exactly(tmp_path: Path):
 
 
 def keys_of(stream: ShardStream, workers: int) -> list[str]:
-    loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=workers)
+    loader = torch.utils.data.DataLoader(
+        stream, batch_size=None, num_workers=workers, multiprocessing_context=loader_context(workers)
+    )
     return [item["key"] for item in loader]
 
 

@@ -83,6 +83,7 @@ def session_config(workdir: Path, checkpoint: Path, overrides: dict | None = Non
     cfg["bus"]["runtime_dir"] = str(workdir / "rt")
     cfg["model"]["checkpoint"] = str(checkpoint)
     cfg["pipeline"]["world"]["persist"] = str(workdir / "world.jsonl")
+    cfg["pipeline"]["world"]["store"] = str(workdir / "memory.db")  # private, not the user's default store
     return deep_update(cfg, overrides or {})
 
 
@@ -247,8 +248,10 @@ class Session:
         checkpoint: Path = TRAINED,
         overrides: dict | None = None,
         recorder: bool = False,
+        recorder_args: list[str] | None = None,
         log_level: str = "INFO",
     ) -> None:
+        """`recorder_args`: extra `perception record` arguments (e.g. `--split-duration 60`)."""
         from perception.config import AppConfig
 
         self.workdir = workdir
@@ -258,6 +261,7 @@ class Session:
         self.config_path.write_text(yaml.safe_dump(self.cfg))
         self.config = AppConfig.model_validate(self.cfg)
         self.with_recorder = recorder
+        self.recorder_args = list(recorder_args or [])
         self.log_level = log_level
         self.observer = Observer(self.config.bus)
         self.launcher: subprocess.Popen | None = None
@@ -282,20 +286,23 @@ class Session:
                 stderr=err,
             )
 
-    def _start_recorder(self) -> None:
-        out = self.workdir / f"rec-{len(self.recordings)}.mcap"
-        self.recordings.append(out)
-        stdout = self.workdir / f"{out.stem}.out"
-        with open(self.workdir / "recorder.log", "ab") as err, open(stdout, "wb") as so:
-            self.recorder = subprocess.Popen(
+    def record(self, out: Path, args: list[str]) -> subprocess.Popen:
+        """A `perception record OUT ARGS` child on the session's topics (its stdout in OUT's stem + .out)."""
+        with open(self.workdir / "recorder.log", "ab") as err, open(self.workdir / f"{out.stem}.out", "wb") as so:
+            return subprocess.Popen(
                 [sys.executable, "-m", "perception.cli", "record", str(out), "--config", str(self.config_path)]
-                + ["--topics", "events/", "captions/", "decode/", "embeddings/", "stats/"],
+                + ["--topics", "events/", "captions/", "decode/", "embeddings/", "stats/", *args],
                 cwd=REPO,
                 env=child_env("WARNING"),
                 stdin=subprocess.DEVNULL,
                 stdout=so,
                 stderr=err,
             )
+
+    def _start_recorder(self) -> None:
+        out = self.workdir / f"rec-{len(self.recordings)}.mcap"
+        self.recordings.append(out)
+        self.recorder = self.record(out, self.recorder_args)
 
     def recorder_ready(self) -> bool:
         out = self.workdir / f"{self.recordings[-1].stem}.out"
@@ -309,6 +316,8 @@ class Session:
             try:
                 for child in psutil.Process(self.launcher.pid).children():
                     cmd = child.cmdline()
+                    if child.name().startswith("spare:"):  # a waiting spare (supervisor.spares): not running yet
+                        continue
                     if "perception.nodes" in cmd and child.status() != psutil.STATUS_ZOMBIE:
                         out[cmd[cmd.index("perception.nodes") + 1]] = child.pid
             except psutil.Error:

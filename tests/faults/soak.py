@@ -14,6 +14,9 @@ default 30):
 - dropped frames and windows: the nodes' own drop, gap and stale counters on stats/ over the measured
   span, and messages missing by seq at the observer per topic.
 - restarts: a process whose pid changed (none should).
+- the recorder's files (`--split-duration`/`--split-size` passed to its `perception record`): how many,
+  whether each is complete for the official mcap reader, and messages missing or repeated by seq across
+  the files' boundaries.
 
 Exit status 1 when a process restarted or the skill received no caption; the targets are reported as met
 or missed (`--strict` makes a miss fail too).
@@ -25,6 +28,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import signal
 import statistics
 import subprocess
 import sys
@@ -40,6 +44,7 @@ import structlog
 from tests.faults.session import REPO, TRAINED, Session, child_env
 
 RSS_GROWTH_TARGET = 0.05
+SPLIT_RECORDER_FLAT = 0.01  # a recorder that starts new files holds no per-file state: flat within 1 %
 P99_FLAT_TARGET = 0.20
 DROP_WORDS = ("drop", "gap", "stale", "superseded", "lost")
 log = structlog.get_logger("soak")
@@ -67,6 +72,44 @@ def drop_counters(stats: dict[str, dict[str, Any]]) -> dict[str, float]:
     }
 
 
+def recorder_files(out: Path, *, split: bool) -> dict[str, Any]:
+    """The recording's files read back with the official mcap reader: complete ones (summary present),
+    messages, and per (src, topic) stream the seqs missing or repeated where one file ends and the next begins."""
+    import msgpack
+    from mcap.reader import make_reader
+
+    from bus.record import split_paths
+
+    paths = split_paths(out) if split else [out]
+    complete = messages = missing = repeated = 0
+    last: dict[tuple[str, str], int] = {}
+    for path in paths:
+        seen_here: set[tuple[str, str]] = set()
+        with open(path, "rb") as f:
+            reader = make_reader(f)
+            complete += reader.get_summary() is not None
+            for _s, channel, message in reader.iter_messages(log_time_order=False):
+                messages += 1
+                header = msgpack.unpackb(message.data, raw=False)[0]
+                key, seq = (header["src"], channel.topic), header["seq"]
+                if key not in seen_here:  # the stream's first message in this file: follows the previous file's?
+                    seen_here.add(key)
+                    prev = last.get(key)
+                    if prev is not None and seq > prev + 1:
+                        missing += seq - prev - 1
+                    elif prev is not None and seq <= prev:
+                        repeated += 1
+                last[key] = seq
+    return {
+        "files": len(paths),
+        "complete": complete,
+        "messages": messages,
+        "sizes_mb": [round(p.stat().st_size / 1e6, 2) for p in paths],
+        "boundary_missing": missing,
+        "boundary_repeated": repeated,
+    }
+
+
 def percentiles(values: list[float]) -> dict[str, float | int | None]:
     if not values:
         return {"n": 0, "p50_ms": None, "p99_ms": None}
@@ -87,6 +130,12 @@ def flatness(p99s: list[float | None]) -> float | None:
     return round(max(abs(v - mid) for v in vals) / mid, 3) if mid > 0 else None
 
 
+def rss_growth_mb(samples: list[float]) -> float | None:
+    if len(samples) < 6:
+        return None
+    return round(statistics.median(samples[-3:]) - statistics.median(samples[:3]), 2)
+
+
 def rss_growth(samples: list[float]) -> float | None:
     if len(samples) < 6:
         return None
@@ -95,10 +144,17 @@ def rss_growth(samples: list[float]) -> float | None:
 
 
 async def soak(opts: argparse.Namespace) -> dict[str, Any]:
+    split_args = [*(["--split-duration", str(opts.split_duration)] if opts.split_duration else [])]
+    split_args += ["--split-size", opts.split_size] if opts.split_size else []
     session = Session(
-        Path(tempfile.mkdtemp(prefix="soak-", dir="/tmp")), checkpoint=Path(opts.checkpoint), recorder=True
+        Path(tempfile.mkdtemp(prefix="soak-", dir="/tmp")),
+        checkpoint=Path(opts.checkpoint),
+        recorder=True,
+        recorder_args=split_args,
     )
+    files: dict[str, Any] = {}
     skill: subprocess.Popen | None = None
+    control: subprocess.Popen | None = None
     try:
         await session.start()
         skill_out = session.workdir / "narrator.out"
@@ -106,10 +162,19 @@ async def soak(opts: argparse.Namespace) -> dict[str, Any]:
         await session.until(
             lambda: skill_out.read_text().startswith("skill narrator ready"), timeout=60, what="the skill to start"
         )
+        if split_args:  # the same recorder without splitting, side by side: what the split changes
+            control = session.record(session.workdir / "control.mcap", [])
+            await session.until(
+                lambda: (session.workdir / "control.out").read_text().startswith("recording"),
+                timeout=60,
+                what="the unsplit control recorder to start",
+            )
         log.info("soak.up", warm_up_s=opts.warm_up_s, minutes=opts.minutes)
         await asyncio.sleep(opts.warm_up_s)
         obs = session.observer
         pids0 = {**session.pids(), "skill.narrator": skill.pid}
+        if control is not None:
+            pids0["recorder.unsplit"] = control.pid
         procs = {name: psutil.Process(pid) for name, pid in pids0.items()}
         drops0 = drop_counters(obs.stats)
         gaps0, n_lat0, n_cap0 = len(obs.gaps), len(obs.latency_ms), len(obs.captions)
@@ -126,14 +191,20 @@ async def soak(opts: argparse.Namespace) -> dict[str, Any]:
                 log.info("soak.progress", minute=round(elapsed / 60, 1), of=opts.minutes, rss_mb=row)
             await asyncio.sleep(min(opts.sample_s, max(0.0, span - elapsed)))
         pids1 = {**session.pids(), "skill.narrator": skill.pid if skill.poll() is None else None}
+        if control is not None:
+            pids1["recorder.unsplit"] = control.pid if control.poll() is None else None
+            control.send_signal(signal.SIGINT)
+            await asyncio.to_thread(control.wait, 30)
         drops1 = drop_counters(obs.stats)
         skill_lines = len(skill_out.read_text().splitlines()) - 1  # every line after `ready`: one caption
         await session.stop()
+        files = recorder_files(session.recordings[-1], split=bool(split_args))
     finally:
-        if skill is not None and skill.poll() is None:
-            skill.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                skill.wait(20)
+        for proc in (skill, control):
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(20)
         session.cleanup()
 
     width = span / opts.buckets
@@ -157,6 +228,7 @@ async def soak(opts: argparse.Namespace) -> dict[str, Any]:
         "sample_s": opts.sample_s,
         "samples": samples,
         "rss_growth": {name: rss_growth(v) for name, v in rss.items()},
+        "rss_growth_mb": {name: rss_growth_mb(v) for name, v in rss.items()},
         "rss_mb": {name: {"first": v[0], "max": max(v), "last": v[-1]} for name, v in rss.items() if v},
         "buckets": buckets,
         "embedding_p99_flatness": flatness([b["embedding"]["p99_ms"] for b in buckets]),
@@ -167,6 +239,8 @@ async def soak(opts: argparse.Namespace) -> dict[str, Any]:
         "embeddings": len(obs.latency_ms) - n_lat0,
         "captions": len(obs.captions) - n_cap0,
         "skill_captions": skill_lines,
+        "recorder_split": split_args,
+        "recorder_files": files,
     }
     res["verdicts"] = verdicts(res)
     return res
@@ -183,6 +257,19 @@ def verdicts(res: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "no_restart": {"ok": not res["restarted"], "detail": f"restarted {res['restarted']}"},
         "skill_got_captions": {"ok": res["skill_captions"] > 0, "detail": f"{res['skill_captions']} captions"},
     }
+    if res.get("recorder_split") and "recorder" in growth:
+        rf = res["recorder_files"]
+        out["split_recorder_rss_flat_within_1pct"] = {
+            "ok": abs(growth["recorder"]) < SPLIT_RECORDER_FLAT,
+            "detail": f"recorder {growth['recorder']:+.2%} ({res['rss_growth_mb']['recorder']:+.2f} MB)"
+            + (f", unsplit beside it {growth['recorder.unsplit']:+.2%}" if "recorder.unsplit" in growth else "")
+            + (f" ({res['rss_growth_mb']['recorder.unsplit']:+.2f} MB)" if "recorder.unsplit" in growth else ""),
+        }
+        out["split_files_complete_and_continuous"] = {
+            "ok": rf["files"] == rf["complete"] > 1 and rf["boundary_missing"] == rf["boundary_repeated"] == 0,
+            "detail": f"{rf['complete']}/{rf['files']} complete, {rf['boundary_missing']} missing and "
+            f"{rf['boundary_repeated']} repeated across boundaries",
+        }
     for kind in ("embedding", "caption"):
         f = res[f"{kind}_p99_flatness"]
         out[f"{kind}_p99_flat_within_20pct"] = {
@@ -194,11 +281,12 @@ def verdicts(res: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def render(res: dict[str, Any]) -> str:
     lines = [f"soak {res['minutes']} min after {res['warm_up_s']:.0f} s warm-up, RSS every {res['sample_s']:.0f} s"]
-    lines.append(f"{'process':16s} {'RSS first MB':>12s} {'max MB':>8s} {'last MB':>8s} {'growth':>8s}")
+    lines.append(f"{'process':16s} {'RSS first MB':>12s} {'max MB':>8s} {'last MB':>8s} {'growth':>8s} {'MB':>6s}")
     for name, r in res["rss_mb"].items():
-        g = res["rss_growth"][name]
+        g, mb = res["rss_growth"][name], res.get("rss_growth_mb", {}).get(name)
         lines.append(
-            f"{name:16s} {r['first']:12.1f} {r['max']:8.1f} {r['last']:8.1f} {'-' if g is None else f'{g:+.1%}':>8s}"
+            f"{name:16s} {r['first']:12.1f} {r['max']:8.1f} {r['last']:8.1f} {'-' if g is None else f'{g:+.2%}':>8s}"
+            f" {'-' if mb is None else f'{mb:+.2f}':>6s}"
         )
     lines.append(
         f"{'bucket from min':>15s} {'emb n':>6s} {'p50 ms':>7s} {'p99 ms':>7s} | {'cap n':>5s} {'p50 ms':>7s} {'p99 ms':>7s}"
@@ -219,6 +307,13 @@ def render(res: dict[str, Any]) -> str:
     )
     lines.append(f"dropped (stats/ counters over the span): {res['dropped'] or 'none'}")
     lines.append(f"missing by seq at the observer: {res['missing_by_seq'] or 'none'}")
+    rf = res.get("recorder_files") or {}
+    if rf:
+        lines.append(
+            f"recorder {' '.join(res['recorder_split']) or 'unsplit'}: {rf['files']} files, {rf['complete']} complete "
+            f"for the official mcap reader, {rf['messages']} messages, across file boundaries "
+            f"{rf['boundary_missing']} missing and {rf['boundary_repeated']} repeated by seq"
+        )
     for name, v in res["verdicts"].items():
         lines.append(f"[{'  ok' if v['ok'] else 'MISS'}] {name}: {v['detail']}")
     return "\n".join(lines)
@@ -262,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--png", type=Path, default=None)
     p.add_argument("--strict", action="store_true", help="a missed target fails too")
+    p.add_argument("--split-duration", type=float, default=None, help="the recorder's --split-duration (seconds)")
+    p.add_argument("--split-size", default=None, help="the recorder's --split-size (e.g. 64MB)")
     p.add_argument("--replot", type=Path, default=None, help="draw --png from this result JSON, run nothing")
     opts = p.parse_args(argv)
     if opts.replot is not None:

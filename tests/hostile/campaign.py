@@ -648,7 +648,7 @@ class Campaign:
     # -- RPC --------------------------------------------------------------------------------------------
 
     def _endpoint(self, target: str) -> str:
-        from perception.nodes.encoder import encoder_endpoint
+        from perception.nodes.workers import encoder_endpoint
 
         return self.bus.endpoint("rpc") if target == "world" else encoder_endpoint(self.app)
 

@@ -38,7 +38,9 @@ from tests.nodes.conftest import interrupt, pipeline_config, popen_perception, w
 from tests.skills.skillkit import PLANTED, SCRIPT, UNRELATED, write_session
 from tests.support import REPO, child_env, perception_child, short_tmp, wait_line
 
-TOOLS = {"now", "cameras", "history", "search", "ask", "watch", "unwatch", "watches"}
+TOOLS = {"now", "cameras", "history", "search", "ask", "watch", "unwatch", "watches"} | {
+    "recall", "last_seen", "what_was_at", "watch_durations", "segment", "memory"  # the world's store (tests/memory)
+}  # fmt: skip
 THRESHOLD = 0.9  # the planted phrase's windows score 1.0; the unrelated one is checked to stay below
 REPLAY_CAM = "rec0"
 
@@ -179,6 +181,9 @@ async def test_no_pipeline_tools_listed_and_errors_are_fast(bare_config, pipelin
         for (err, text, took), tool in zip(await asyncio.gather(*(timed(*kv) for kv in calls.items())), calls):
             assert err and "no perception pipeline answers on ipc://" in text and "perception up" in text, text
             assert took < 3.0, f"{tool} took {took:.1f}s"
+        for bad in (1e300, -1e300):  # was an OverflowError: the agent saw "Error executing tool history" only
+            err, text = await c.call("history", since_s=bad)
+            assert err and f"time {bad!r} is not a number of seconds within" in text, text
         from mcp.shared.exceptions import MCPError
 
         with pytest.raises(MCPError, match="no perception pipeline answers"):

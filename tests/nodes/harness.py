@@ -19,8 +19,8 @@ from bus.pubsub import Publisher, Subscriber
 from bus.rpc import RpcServer
 from bus.security import EndpointInUseError, refuse_live_ipc
 from perception.config import AppConfig
-from perception.nodes.encoder import encoder_endpoint
 from perception.nodes.text_embeddings import embed_result, embed_texts_param
+from perception.nodes.workers import encoder_endpoint
 
 from .conftest import pipeline_config
 

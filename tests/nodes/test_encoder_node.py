@@ -11,7 +11,8 @@ import pytest
 
 from bus.rpc import RpcClient, RpcError
 from perception.messages import Embedding, Frame
-from perception.nodes.encoder import EncoderNode, encoder_endpoint
+from perception.nodes.encoder import EncoderNode
+from perception.nodes.workers import encoder_endpoint
 
 from .harness import collect, node_config, running
 

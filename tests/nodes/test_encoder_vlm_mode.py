@@ -17,8 +17,8 @@ from bus.pubsub import Subscriber
 from bus.rpc import RpcClient, RpcError
 from perception.config import AppConfig, load_config
 from perception.messages import Caption
-from perception.nodes.encoder import encoder_endpoint
 from perception.nodes.models import ModelUnavailableError, resolve_vlm_checkpoint, vlm_preflight
+from perception.nodes.workers import encoder_endpoint
 
 from .conftest import interrupt, perception, pipeline_config, popen_perception, short_tmp, write_config
 

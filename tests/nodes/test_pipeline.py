@@ -10,6 +10,7 @@ that `ask` gets colours right; with the random development model those two are s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -242,6 +243,37 @@ async def test_a_killed_node_is_restarted_and_the_pipeline_keeps_publishing(pipe
         await asyncio.sleep(0.2)
     enc = await latest_stats(pipeline.config, "encoder")
     assert enc["uptime_s"] > after["uptime_s"]  # the encoder was not restarted with it
+
+
+def spares(pipeline) -> list[psutil.Process]:
+    out = []
+    for child in psutil.Process(pipeline.proc.pid).children():
+        with contextlib.suppress(psutil.Error):
+            if child.name() == "spare:encoder":
+                out.append(child)
+    return out
+
+
+async def test_a_killed_encoder_is_replaced_by_its_waiting_spare(pipeline):
+    """supervisor.spares (default: encoder): a spare process waits with its model loaded; a killed encoder's
+    place goes to it (same pid), and a new spare is started once it is ready."""
+    deadline = time.monotonic() + 120
+    while not spares(pipeline):
+        assert time.monotonic() < deadline, "no spare:encoder process"
+        await asyncio.sleep(0.2)
+    (spare,) = spares(pipeline)
+    pipeline.record_children()
+    before = await latest_stats(pipeline.config, "encoder")
+    os.kill(int(before["pid"]), signal.SIGKILL)
+    after = await latest_stats(
+        pipeline.config, "encoder", timeout=120, where=lambda c: int(c["pid"]) != int(before["pid"]) and c["ready"]
+    )
+    assert int(after["pid"]) == spare.pid  # the spare took over, no cold start
+    while not spares(pipeline):  # the next spare, once the new encoder is ready
+        assert time.monotonic() < deadline + 120, "no new spare after the take-over"
+        await asyncio.sleep(0.2)
+    assert spares(pipeline)[0].pid not in (spare.pid, int(before["pid"]))
+    pipeline.record_children()  # the Ctrl-C test below checks none of them is left
 
 
 async def test_a_second_pipeline_on_the_same_runtime_dir_is_refused_before_it_starts_anything(pipeline):

@@ -25,6 +25,7 @@ from perception.nodes.sources import (
     source_shorthand,
     with_source,
 )
+from perception.ros2.cameras import RosbagCameraConfig, RosbagSource
 
 CAMERA = TypeAdapter(AnyCameraConfig)
 
@@ -37,6 +38,7 @@ def test_each_kind_gets_its_reader_from_its_config_class():
         "synthetic": (SyntheticCameraConfig, SyntheticSource),
         "file": (FileCameraConfig, FileSource),
         "opencv": (OpenCVCameraConfig, OpenCVSource),
+        "rosbag": (RosbagCameraConfig, RosbagSource),
     }
 
 

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from bus.rpc import RpcClient, RpcError
-from perception.nodes.encoder import encoder_endpoint
 from perception.nodes.events import EventsNode
 from perception.nodes.text_embeddings import (
     MAX_EMBED_CHARS,
@@ -19,6 +18,7 @@ from perception.nodes.text_embeddings import (
     embeddings_of,
     fetch_text_embeddings,
 )
+from perception.nodes.workers import encoder_endpoint
 
 from .harness import embed, embed_server, node_config, running
 

@@ -8,9 +8,8 @@ import itertools
 import pytest
 
 from perception.config import AppConfig
-from perception.nodes.encoder import encoder_endpoint, encoder_endpoints
 from perception.nodes.launcher import processes
-from perception.nodes.workers import Liveness, WorkerPlan, holders, worker_index
+from perception.nodes.workers import Liveness, WorkerPlan, encoder_endpoint, encoder_endpoints, holders, worker_index
 
 CAMS = tuple(f"cam{i}" for i in range(8))
 

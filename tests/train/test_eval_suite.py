@@ -4,14 +4,24 @@ holds distractors; and the shipped checkpoint clears a sanity bar on a small hel
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from perception.cli import main
 from perception.data.vocab import TRAIN_COMBOS
-from perception.eval.suite import DISTRACTOR_SEED, ClipBatch, SuiteConfig, clip_tasks, evaluate, retrieval
+from perception.eval.suite import (
+    DISTRACTOR_SEED,
+    ClipBatch,
+    SuiteConfig,
+    clip_tasks,
+    embed_streams,
+    evaluate,
+    retrieval,
+)
 from perception.model import VLJepa, preset_config
 from tests.train.conftest import SMALL_MODEL
 
@@ -35,8 +45,17 @@ def random_model_dir(tmp_path_factory) -> Path:
 def test_eval_of_a_random_model_has_every_metric_with_an_interval(random_model_dir, tmp_path):
     torch.set_num_threads(1)
     model = VLJepa.load(random_model_dir, device="cpu")
-    result = evaluate(model, split="val", cfg=TINY_SUITE, plot=tmp_path / "curve.png")
+    cached = replace(TINY_SUITE, cache_dir=str(tmp_path / "cache"))
+    result = evaluate(model, split="val", cfg=cached, plot=tmp_path / "curve.png")
     assert result["split"] == "val"
+    op = result["operating_point"]
+    assert op["all"]["streams"] + op["streams_without_annotation"] == 2
+    assert [r["rate_hz"] for r in op["all"]["online"]["rows"]] == [0.25, 0.35, 0.5]
+    assert len(list((tmp_path / "cache").rglob("*.npz"))) == 2  # one entry per stream
+    again = embed_streams(model, "val", cached)  # read back from the cache: the same arrays
+    first = embed_streams(model, "val", TINY_SUITE)
+    for a, b in zip(again.embs, first.embs, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
     for key in ("classification_top1", "retrieval_r1", "vqa_accuracy", "caption_slot_accuracy"):
         assert is_estimate(result[key]) and 0.0 <= result[key]["value"] <= 1.0, (key, result[key])
     assert is_estimate(result["caption_cider"]) and result["caption_cider"]["n"] == 12

@@ -13,8 +13,8 @@ from perception.config import REPO_ROOT
 from perception.eval.compare import CompareConfig, compare, plot, summary_table
 from perception.model import VLJepa, preset_config
 from perception.model.vlm import TokenVLM
-from perception.train.config import load_train_config
-from perception.train.frozen import FeaturePool, FrozenTrainConfig, make_learner, train_learner
+from perception.train.config import FrozenTrainConfig, load_train_config
+from perception.train.frozen import FeaturePool, make_learner, train_learner
 from tests.support import SMALL_MODEL, with_sections
 
 MODEL = with_sections(SMALL_MODEL, {"y_decoder": {"max_tokens": 12}})

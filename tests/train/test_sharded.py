@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 import torch
 import yaml
@@ -20,8 +21,9 @@ from perception.data.shards import write_shards
 from perception.data.video_io import write_clip_set
 from perception.model import VLJepa
 from perception.model.tiny_real import tiny_real_model_section, write_tiny_pretrained
+from perception.train.config import ShardedTrainConfig
 from perception.train.sample_streams import StreamLayoutError
-from perception.train.sharded import ShardedTrainConfig, ShardedTrainer, train_sharded
+from perception.train.sharded import ShardedTrainer, train_sharded
 from tests.support import child_env
 
 SAMPLES = 24  # 4 clips x (1 caption + 5 questions), in 8 shards of 3: 4 streams x 2 shards, 6 samples each
@@ -153,6 +155,21 @@ def test_cached_x_encoder_features_equal_the_live_ones_bitwise(setup, tmp_path):
         assert all("features" in it and "video" not in it for it in items)
         for it, s_v in zip(items, trainer.encode(items), strict=True):
             assert s_v.dtype == live[it["key"]].dtype and torch.equal(s_v, live[it["key"]])
+    del micro
+
+
+def test_data_loader_workers_are_not_forked_from_the_threaded_trainer(setup, tmp_path):
+    """A fork of a threaded trainer can copy a lock held by another thread: its workers then hang on a
+    futex. The recipe's workers come from a forkserver: not children of this process, not fork-started."""
+    cfg = ShardedTrainConfig.model_validate(base_config(setup["dirs"], setup["shards"]))  # 1 worker
+    trainer = ShardedTrainer(cfg, tmp_path / "run")
+    micro = trainer.batches()
+    assert len(next(micro)) == 8  # the workers ran and delivered
+    workers = micro.items._workers  # the DataLoader iterator's worker processes
+    assert len(workers) == 1
+    for w in workers:
+        assert w._start_method in ("forkserver", "spawn")
+        assert psutil.Process(w.pid).ppid() != os.getpid()  # forked by the server, not by this process
     del micro
 
 

@@ -13,8 +13,9 @@ from perception.config import ConfigError
 from perception.model import VLJepa
 from perception.train.batches import StepBatches, stage2_rows
 from perception.train.config import Stage2Config, Stage3Config, load_train_config
-from perception.train.loop import TRAINER_STATE, ResumeError, Trainer, segment_mean_embeddings, train
+from perception.train.loop import TRAINER_STATE, Trainer, segment_mean_embeddings, train
 from perception.train.schedule import cosine_lr
+from perception.train.state import ResumeError
 from tests.support import small_random_checkpoint
 
 
