@@ -125,7 +125,7 @@ class DecoderNode(Node):
         now = time.time_ns()
         for req, said in zip(batch, texts):
             latency_ms = (now - req.t_capture_ns) / 1e6
-            repeat = _same(self.last_text.get(req.cam), text)
+            repeat = _same(self.last_text.get(req.cam), said.text)
             try:
                 self.publish(
                     Caption(
@@ -149,7 +149,7 @@ class DecoderNode(Node):
             self.latency.add(latency_ms)
             self.counters["decodes"] += 1
             self.counters["captions_repeated"] += repeat
-            self.last_text[req.cam] = text
+            self.last_text[req.cam] = said.text
 
 
 def _same(previous: str | None, text: str) -> bool:
