@@ -466,6 +466,20 @@ def check_complete(path: str | Path) -> None:
             ) from exc
 
 
+def check_intact(path: str | Path) -> None:
+    """`check_complete`, and every chunk read and its CRC checked (one full pass, as `perception info`):
+    for commands that must refuse a damaged file before they start (test, replay), not fail halfway."""
+    check_complete(path)
+    result = ScanResult()
+    for _ in scan(path, result):
+        pass
+    if result.damage or not result.complete:
+        raise RecordingError(
+            f"{path} is damaged ({result.damage or 'no footer'}); `perception record --recover {path} "
+            "FIXED.mcap` keeps every readable chunk"
+        )
+
+
 def _read_chunk(f: IO[bytes], index: ChunkIndex) -> Chunk:
     if index.chunk_length > MCAP_MAX_RECORD_BYTES:
         raise RecordingError(f"a chunk of {_mib(index.chunk_length)}, over the {_mib(MCAP_MAX_RECORD_BYTES)} limit")
@@ -695,6 +709,7 @@ __all__ = [
     "iter_messages",
     "recover",
     "check_complete",
+    "check_intact",
     "load_metadata",
     "metadata_records",
     "read_summary",

@@ -95,3 +95,29 @@ def test_a_chunk_that_fails_its_crc_is_flagged_and_recover_keeps_the_chunks_afte
     assert res.skipped_chunks == 1 and res.messages == 35, res
     got = [m.seq for m in iter_messages(tmp_path / "fixed.mcap")]
     assert got == [*range(10), *range(15, 40)]  # chunk 2 (seq 10-14) lost, everything after it kept
+
+
+def test_test_view_and_replay_refuse_a_file_that_fails_its_crc(tmp_path):
+    """Issue 34: such a file ran through `perception test` and printed `differences: 9` with no warning;
+    now test, replay and view refuse it with exit 2, naming the damage and --recover, as `info` flags it."""
+    import subprocess
+    import sys
+
+    from tests.support import REPO, child_env
+
+    path = tmp_path / "crc.mcap"
+    write_flushed(path, n=40, every=5)
+    corrupt_chunk(path, 2)
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(f"bus: {{runtime_dir: {tmp_path}}}\n")
+    for args in (
+        ["test", str(path)],
+        ["replay", str(path), "--config", str(cfg)],
+        ["view", str(path), "--save", str(tmp_path / "x.rrd")],
+    ):
+        out = subprocess.run(
+            [sys.executable, "-m", "perception.cli", *args], cwd=REPO, env=child_env(), capture_output=True,
+            text=True, timeout=180,
+        )  # fmt: skip
+        assert out.returncode == 2, (args, out.stderr[-2000:])
+        assert "is damaged" in out.stderr and "CRC" in out.stderr and "--recover" in out.stderr, out.stderr[-2000:]
