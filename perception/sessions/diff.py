@@ -199,7 +199,13 @@ def trim_edges(base: Perceived, cand: Perceived) -> int:
     out, and so is everything before the first segment boundary both runs share (per camera): the
     segments, captions and watch crossings up to it were decided on frames only one run saw. At the end,
     where the recording stopped before the live run's last outputs, what ends past the common stretch is
-    left out. A recording from its first frame (`perception up --record`) loses nothing here.
+    left out, and so is what ends after the baseline's last segment (the offline run flushes its open
+    segment where the recording stopped; the live one had not closed it). A recording from its first
+    frame to its last caption (`perception up --record`) loses nothing here.
+
+    Not covered: the online segmenter's noise estimate accumulates over all the frames it saw, so in a
+    recording attached mid-stream a boundary soon after the first shared one can still differ (the offline
+    run has less history); it is reported as a difference.
     """
     if not cand.embeddings or not base.embeddings:
         return 0
@@ -210,8 +216,16 @@ def trim_edges(base: Perceived, cand: Perceived) -> int:
         common = sorted(ends[0] & ends[1])
         start[cam] = common[0] if common else lo  # none shared: only what began before the recording is cut
 
+    # the end: the baseline holds segments up to where its recording stopped; past its last segment end it
+    # knows nothing (the live run went on unrecorded) while the offline run flushes its open segment there
+    last = {cam: max(e.end_ns for e in base.segments if e.cam == cam) for cam in {e.cam for e in base.segments}}
+
     def keep(cam: str, start_ns: int, end_ns: int) -> bool:
-        return edges.inside(cam, start_ns, end_ns) and start_ns >= start.get(cam, start_ns)
+        return (
+            edges.inside(cam, start_ns, end_ns)
+            and start_ns >= start.get(cam, start_ns)
+            and end_ns <= last.get(cam, end_ns)
+        )
 
     cut = 0
     for p in (base, cand):

@@ -193,3 +193,20 @@ def test_a_recording_from_its_first_frame_loses_nothing_at_its_start():
     b = windows(perceived("b", segments=[segment(0, 3), segment(3, 5)]), 0, 4)
     diff = compare("s.mcap", a, b)
     assert diff.edge_excluded == 0 and len(diff.boundaries.lost) == 1 and len(diff.boundaries.gained) == 1
+
+
+def test_the_offline_runs_flush_where_the_recording_stopped_is_not_a_difference():
+    """The live run's last segment was still open when its recording stopped (all its windows recorded);
+    the offline run closes it at the recording's end: that last boundary is the edge, not a change."""
+    live = windows(perceived("live", segments=[segment(0, 4), segment(4, 8)], captions=[caption(4, 8, "x")]), 0, 11)
+    offline = windows(
+        perceived(
+            "offline",
+            segments=[segment(0, 4), segment(4, 8), segment(8, 12)],
+            captions=[caption(4, 8, "x"), caption(8, 12, "y")],
+        ),
+        0,
+        11,
+    )
+    diff = compare("s.mcap", live, offline)
+    assert diff.differences == 0 and diff.edge_excluded == 2, diff.as_dict()
