@@ -13,14 +13,29 @@ import time
 import structlog
 
 _configured = False
+_min_level = logging.INFO  # read by `_drop_below_level` at each call, so a later level reaches every logger
+_METHOD_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "msg": logging.INFO, "warning": logging.WARNING}
+_METHOD_LEVELS |= {"warn": logging.WARNING, "error": logging.ERROR, "exception": logging.ERROR}
+_METHOD_LEVELS |= {"critical": logging.CRITICAL, "fatal": logging.CRITICAL}
+
+
+def _drop_below_level(_logger: object, method: str, event: dict) -> dict:
+    if _METHOD_LEVELS.get(method, logging.INFO) < _min_level:
+        raise structlog.DropEvent
+    return event
 
 
 def configure_logging(level: str | None = None, json: bool | None = None) -> None:
-    """Idempotent. Logs go to stderr so that CLI output on stdout stays machine-readable."""
-    global _configured
+    """Logs go to stderr so that CLI output on stdout stays machine-readable. Configured once; a later
+    call with an explicit `level` (the CLI's --log-level, after module-level loggers were made at import)
+    still sets the level for every logger, those already made included."""
+    global _configured, _min_level
+    if level is not None:
+        _min_level = getattr(logging, level.upper(), logging.INFO)
     if _configured:
         return
     level_name = (level or os.environ.get("PERCEPTION_LOG_LEVEL", "INFO")).upper()
+    _min_level = getattr(logging, level_name, logging.INFO)
     if json is None:
         json = not sys.stderr.isatty()
     renderer = (
@@ -28,6 +43,7 @@ def configure_logging(level: str | None = None, json: bool | None = None) -> Non
     )
     structlog.configure(
         processors=[
+            _drop_below_level,
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -35,7 +51,8 @@ def configure_logging(level: str | None = None, json: bool | None = None) -> Non
             structlog.processors.format_exc_info,
             renderer,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level_name, logging.INFO)),
+        # DEBUG here: the level is `_drop_below_level`'s, which a later --log-level can still change
+        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )

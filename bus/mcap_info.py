@@ -121,7 +121,7 @@ def describe(path: str | Path) -> RecordingInfo:
         info.resets = seqs.resets.get(topic, 0)
     return RecordingInfo(
         path=str(path),
-        complete=result.complete,
+        complete=result.complete and not result.damage,  # a footer after a skipped bad chunk: not whole
         damage=result.damage,
         messages=messages,
         start_ns=start,

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import heapq
 import io
+import itertools
 import json
 import struct
 import zlib
@@ -235,8 +236,9 @@ class ScanResult:
     channels: dict[int, Channel] = field(default_factory=dict)
     metadata: list[Metadata] = field(default_factory=list)
     complete: bool = False  # footer reached
-    damage: str | None = None  # why the scan stopped early, if it did
+    damage: str | None = None  # the first damage met: a chunk skipped, or why the scan stopped early
     bad_messages: int = 0  # messages on our channels whose data does not follow the layout
+    skipped_chunks: int = 0  # chunks read whole whose content is bad (CRC, compression, limits): left out
 
 
 def _open(path: str | Path) -> IO[bytes]:
@@ -346,9 +348,11 @@ def _records(f: IO[bytes], *, skip_magic: bool = False) -> Iterator:
 def scan(path: str | Path, result: ScanResult | None = None) -> Iterator[tuple[Channel, Message]]:
     """Every readable message in file order, even from a truncated file (a recorder killed mid-write).
 
-    Stops at the first record that cannot be read (a partly written chunk, a bad CRC, a chunk over the
-    limits of bus/reader_limits.py) and notes why in `result.damage`; records before it are all returned.
-    Channels and metadata are collected in `result`.
+    A chunk read whole whose content is bad (a CRC mismatch, a compression error, over the limits of
+    bus/reader_limits.py) is skipped and counted in `result.skipped_chunks`, and the scan goes on: the
+    chunks after it are kept. It stops at the first record that cannot be read at all (a partly written
+    chunk at the end, bad magic). The first damage is noted in `result.damage`. Channels and metadata are
+    collected in `result`.
     """
     result = result if result is not None else ScanResult()
     with _open(path) as f:
@@ -357,7 +361,13 @@ def scan(path: str | Path, result: ScanResult | None = None) -> Iterator[tuple[C
             try:
                 record = next(records)
                 inner = chunk_records(record) if isinstance(record, Chunk) else iter([record])
-                for rec in inner:
+                try:
+                    first = next(inner, None)  # a chunk inflates (and checks its CRC) before its first record
+                except Exception as exc:  # this chunk only: its length was intact, the next one can be read
+                    result.damage = result.damage or f"{type(exc).__name__}: {exc}"[:300]
+                    result.skipped_chunks += 1
+                    continue
+                for rec in itertools.chain([first] if first is not None else [], inner):
                     if isinstance(rec, Channel):
                         result.channels[rec.id] = rec
                     elif isinstance(rec, Metadata):
@@ -370,8 +380,8 @@ def scan(path: str | Path, result: ScanResult | None = None) -> Iterator[tuple[C
                         result.complete = True
             except StopIteration:
                 break
-            except Exception as exc:  # EOF mid-record, bad magic, CRC mismatch, zstd error, a limit...
-                result.damage = f"{type(exc).__name__}: {exc}"[:300]
+            except Exception as exc:  # EOF mid-record, bad magic, a record over a limit...
+                result.damage = result.damage or f"{type(exc).__name__}: {exc}"[:300]
                 break
         if result.damage and "magic" in result.damage.lower() and not result.channels:
             raise RecordingError(f"{path} is not an MCAP file ({result.damage})")
@@ -448,10 +458,26 @@ def check_complete(path: str | Path) -> None:
         try:
             read_summary(f)
         except Exception as exc:
+            if "magic" in f"{type(exc).__name__} {exc}".lower():  # random bytes: nothing to recover
+                raise RecordingError(f"{path} is not an MCAP file ({type(exc).__name__})") from exc
             raise RecordingError(
                 f"{path} is incomplete or damaged ({type(exc).__name__}: {str(exc)[:160]}); if its recorder was "
                 f"killed, run `perception record --recover {path} FIXED.mcap` first"
             ) from exc
+
+
+def check_intact(path: str | Path) -> None:
+    """`check_complete`, and every chunk read and its CRC checked (one full pass, as `perception info`):
+    for commands that must refuse a damaged file before they start (test, replay), not fail halfway."""
+    check_complete(path)
+    result = ScanResult()
+    for _ in scan(path, result):
+        pass
+    if result.damage or not result.complete:
+        raise RecordingError(
+            f"{path} is damaged ({result.damage or 'no footer'}); `perception record --recover {path} "
+            "FIXED.mcap` keeps every readable chunk"
+        )
 
 
 def _read_chunk(f: IO[bytes], index: ChunkIndex) -> Chunk:
@@ -521,8 +547,13 @@ def iter_messages(
             found = _indexed_messages(f, summary, wanted, start_ns)
         else:
             found = ((c, m) for c, m in scan(path) if m.channel_id in wanted and m.log_time >= (start_ns or 0))
-        for channel, message in found:
-            yield to_stored(channel, message)
+        try:
+            for channel, message in found:
+                yield to_stored(channel, message)
+        except RecordingError as exc:  # a chunk that fails its CRC, say: name the file and the way out
+            raise RecordingError(
+                f"{path} is damaged ({exc}); `perception record --recover {path} FIXED.mcap` keeps every readable chunk"
+            ) from exc
 
 
 def metadata_records(path: str | Path) -> list[Metadata]:
@@ -560,6 +591,7 @@ class RecoverResult:
     complete: bool  # the input already had a footer
     damage: str | None
     gaps: dict[str, int]
+    skipped_chunks: int = 0  # unreadable chunks left out; those after them are kept
 
 
 class SeqTracker:
@@ -643,6 +675,7 @@ def recover(broken: str | Path, fixed: str | Path, *, compression: str = "zstd")
                 "input_complete": result.complete,
                 "damage": result.damage or "",
                 "unreadable_messages": result.bad_messages,
+                "skipped_chunks": result.skipped_chunks,
                 "gaps": seqs.gaps,
                 "resets": seqs.resets,
             },
@@ -654,7 +687,9 @@ def recover(broken: str | Path, fixed: str | Path, *, compression: str = "zstd")
     finally:
         writer.close()
     log.info("recovered recording", src=str(broken), dst=str(fixed), messages=writer.messages, damage=result.damage)
-    return RecoverResult(writer.messages, len(result.channels), result.complete, result.damage, seqs.gaps)
+    return RecoverResult(
+        writer.messages, len(result.channels), result.complete, result.damage, seqs.gaps, result.skipped_chunks
+    )
 
 
 def load_metadata(path: str | Path) -> dict[str, dict[str, str]]:
@@ -677,6 +712,7 @@ __all__ = [
     "iter_messages",
     "recover",
     "check_complete",
+    "check_intact",
     "load_metadata",
     "metadata_records",
     "read_summary",

@@ -78,6 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
         config_help = getattr(module, "CONFIG_HELP", "YAML config (default: configs/tiny-cpu.yaml)")
         p.add_argument("--config", default=None, help=config_help)
         p.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING, ERROR")
+        p.add_argument(
+            "--library-output",
+            action="store_true",
+            help=f"show third-party progress bars and FutureWarnings (hidden by default; or {LIBRARY_OUTPUT_ENV}=1)",
+        )
         if module is None:
             p.set_defaults(_missing=module_name)
             continue
@@ -95,8 +100,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+LIBRARY_OUTPUT_ENV = "PERCEPTION_LIBRARY_OUTPUT"
+QUIET_LIBRARIES = {  # set in this process's environment, so every node it starts inherits them
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # transformers' "Loading weights" bars
+    "TRANSFORMERS_VERBOSITY": "error",
+    "PYTHONWARNINGS": "ignore::FutureWarning",
+}
+
+
+def quiet_libraries() -> None:
+    """Hide third-party progress bars and FutureWarnings (stderr is for our logs) unless asked to show them."""
+    import warnings
+
+    for key, value in QUIET_LIBRARIES.items():
+        os.environ.setdefault(key, value)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.library_output:
+        os.environ[LIBRARY_OUTPUT_ENV] = "1"
+    if os.environ.get(LIBRARY_OUTPUT_ENV) != "1":
+        quiet_libraries()
     configure_logging(level=args.log_level)
     if getattr(args, "_missing", None):
         print(f"perception {args.command}: not available in this build ({args._missing})", file=sys.stderr)

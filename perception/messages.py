@@ -138,6 +138,9 @@ class Caption(Message):
     # True: `text` is the nearest phrase of a phrase bank (a model without a trained Y-decoder), not decoded
     retrieved: bool = False
     score: float | None = None  # retrieved: cosine between the segment's embedding and the phrase
+    # True: the same text as this camera's previous caption, a continuation of it and not news (a robot
+    # that wants news skips these; the decoder counts them as `captions_repeated` on stats/decoder)
+    repeat: bool = False
 
     def __str__(self) -> str:
         return f"Caption({self.cam} {self.start_s:.2f}-{self.end_s:.2f}s {self.text!r})"

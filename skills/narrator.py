@@ -40,6 +40,9 @@ class Narrator(Skill):
         return cls(config, speak=args.speak, camera=args.camera, rpc_timeout=args.rpc_timeout)
 
     async def on_caption(self, caption: Caption) -> None:
+        if caption.repeat:  # the same as the previous caption: nothing new to say
+            self.counters["captions_repeated"] += 1
+            return
         print(caption_line(caption), file=self.out, flush=True)
         self.counters["captions"] += 1
         if self.espeak:

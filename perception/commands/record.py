@@ -114,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
                         "channels": res.channels,
                         "input_complete": res.complete,
                         "damage": res.damage,
+                        "skipped_chunks": res.skipped_chunks,
                         "gaps": res.gaps,
                     }
                 )

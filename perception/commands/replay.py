@@ -8,7 +8,7 @@ import json
 import signal
 import sys
 
-from bus.mcapfile import RecordingError, check_complete
+from bus.mcapfile import RecordingError, check_intact
 from bus.replay import Replayer
 from bus.runtime import run_until_stopped
 from perception.config import ConfigError, load_config
@@ -43,7 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config)
-        check_complete(args.input)
+        check_intact(args.input)  # every chunk's CRC, before anything is published
         replayer = Replayer(
             config.bus,
             args.input,

@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from bus.logs import get_logger
-    from bus.mcapfile import RecordingError
+    from bus.mcapfile import RecordingError, check_intact
     from perception.commands.outputs import output_error
     from perception.config import ConfigError, load_config, stored_config
     from perception.nodes.launcher import model_problems
@@ -116,6 +116,8 @@ def run(args: argparse.Namespace) -> int:
     for session in sessions:
         try:
             bag = is_ros_bag(session)
+            if not bag:
+                check_intact(session)  # a chunk failing its CRC is refused as `info` flags it, not diffed
             recorded = Perceived(session) if bag else read_perceived(session)
             if configured is not None:
                 config = configured

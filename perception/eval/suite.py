@@ -235,8 +235,11 @@ def embed_streams(model: VLJepa, split: str, cfg: SuiteConfig) -> EvalStreams:
     return out
 
 
-def selective_task(model: VLJepa, split: str, data: EvalStreams, cfg: SuiteConfig, plot) -> dict[str, Any]:
-    streams, ambiguous = [], 0
+def scorable_streams(data: EvalStreams) -> tuple[list[Stream], int, list[int]]:
+    """(streams with their annotations, ambiguous segments excluded, seeds of streams skipped): a stream
+    whose segments are all ambiguous or outside the embedded span has no annotation to score it by; it is
+    skipped and counted, so any seed evaluates."""
+    streams, ambiguous, skipped = [], 0, []
     for st, embs, times in zip(data.streams, data.embs, data.times, strict=True):
         inside = [s for s in st.segments if times[0] <= (s.start_s + s.end_s) / 2 <= times[-1]]
         ambiguous += sum(s.ambiguous for s in inside)
@@ -245,7 +248,37 @@ def selective_task(model: VLJepa, split: str, data: EvalStreams, cfg: SuiteConfi
             for s in inside
             if not s.ambiguous
         ]
+        if not anns:
+            skipped.append(st.seed)
+            log.warning("stream skipped: no scorable annotation", seed=st.seed, segments=len(st.segments))
+            continue
         streams.append(Stream(embs=embs, times=times, annotations=anns))
+    return streams, ambiguous, skipped
+
+
+def selective_task(model: VLJepa, split: str, data: EvalStreams, cfg: SuiteConfig, plot) -> dict[str, Any]:
+    """The selective-decoding curve over the streams that can be scored (`scorable_streams`); the skipped
+    ones are counted in `streams.skipped_no_annotation`."""
+    streams, ambiguous, skipped = scorable_streams(data)
+    counts = {
+        "count": len(streams),
+        "seeds": list(cfg.seeds),
+        "skipped_no_annotation": len(skipped),
+        "skipped_stream_seeds": skipped,
+        "step_s": cfg.step_s,
+        "window_s": cfg.window_s,
+        "ambiguous_excluded": ambiguous,
+    }
+    if not streams:  # nothing to score: every figure n/a, the reason in the report
+        return {
+            "streams": {**counts, "annotations": 0},
+            "headline": None,
+            "reduction": {},
+            "null_reduction": {},
+            "area_ratio": {},
+            "perfect_segmentation_bound": None,
+            "note": "no stream had a scorable annotation (all segments ambiguous or outside the embedded span)",
+        }
 
     def decode(embs: np.ndarray) -> list[str]:
         out: list[str] = []
@@ -256,13 +289,9 @@ def selective_task(model: VLJepa, split: str, data: EvalStreams, cfg: SuiteConfi
     result = selective_decoding_curve(streams, decode, resamples=cfg.resamples)
     d = result.to_dict()
     d["streams"] = {
-        "count": len(streams),
-        "seeds": list(cfg.seeds),
+        **counts,
         "seconds": round(float(np.mean([s.times[-1] - s.times[0] for s in streams])), 1),
-        "step_s": cfg.step_s,
-        "window_s": cfg.window_s,
         "annotations": sum(len(s.annotations) for s in streams),
-        "ambiguous_excluded": ambiguous,
     }
     if plot:
         plot_curve(result, plot, title=f"Selective decoding, ShapesWorld {split} streams ({len(streams)})")
@@ -326,8 +355,9 @@ def described_task(
         ambiguous += r.ambiguous
         captions += r.captions
         mentioned += r.mentioned
+    described = bootstrap_mean(np.asarray(values, float), groups, cfg.resamples).to_dict() if values else None
     return {
-        "stream_segments_described": bootstrap_mean(np.asarray(values, float), groups, cfg.resamples).to_dict(),
+        "stream_segments_described": described,  # None: no stream had a segment to score
         "stream_segments": {
             "scored": len(values),
             "ambiguous_excluded": ambiguous,
@@ -391,6 +421,9 @@ def summary_table(result: dict[str, Any]) -> str:
     if sel.get("oracle"):
         rows.append(("oracle (true segments) CIDEr", _fmt(sel["oracle"]["cider"])))
     rows.append(("perfect-segmentation bound", _fmt(sel["perfect_segmentation_bound"])))
+    skipped = sel["streams"].get("skipped_no_annotation", 0)
+    if skipped:
+        rows.append(("streams skipped (no annotation)", f"{skipped} of {skipped + sel['streams']['count']}"))
     w = max(len(k) for k, _ in rows)
     table = "\n".join(f"{k:<{w}}  {v}" for k, v in rows)
     if "operating_point" in result:

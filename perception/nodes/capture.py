@@ -55,6 +55,7 @@ class CaptureNode(Node):
     async def _camera_loop(self, cam: CameraConfig) -> None:
         backoff = cam.retry_initial_s
         offset = 0  # frame indices keep increasing across reconnects and loops
+        t_offset = 0.0  # and so do stream seconds: a looping file's second pass starts after its first
         while True:
             src = make_source(cam)
             try:
@@ -70,7 +71,7 @@ class CaptureNode(Node):
                 continue
             self.log.info("source connected", camera=cam.name, source=cam.describe(), fps=src.fps)
             try:
-                offset = await self._stream(cam, src, offset)
+                offset, t_offset = await self._stream(cam, src, offset, t_offset)
                 backoff = cam.retry_initial_s
             except SourceUnavailableError as exc:
                 self.counters[f"{cam.name}.source_errors"] += 1
@@ -84,8 +85,9 @@ class CaptureNode(Node):
                 self.log.info("source ended", camera=cam.name, frames=offset)
                 await asyncio.Event().wait()  # stay up (idle) until stopped
 
-    async def _stream(self, cam: CameraConfig, src: Source, offset: int) -> int:
-        """Publish frames until the source ends; returns the next frame index offset."""
+    async def _stream(self, cam: CameraConfig, src: Source, offset: int, t_offset: float) -> tuple[int, float]:
+        """Publish frames until the source ends; returns the next frame index and stream-seconds offsets
+        (frame `i` of this pass goes out as `offset + i` at `t_offset + its time in the source`)."""
         fps = src.fps
         feed = self.feed(src)
         t0_mono = time.monotonic()
@@ -94,6 +96,7 @@ class CaptureNode(Node):
         segments = list(src.stream.segments) if synthetic else []
         next_segment = 0
         last_index = offset - 1
+        last_s = -1.0 / fps  # the source time of the last frame read
         while True:
             if synthetic and cam.realtime:
                 due = int((time.monotonic() - t0_mono) * fps)  # the frame a live camera shows now
@@ -104,8 +107,9 @@ class CaptureNode(Node):
             item = src.read(want) if synthetic else await asyncio.to_thread(src.read, want)
             self._drain(cam, src)
             if item is None:
-                return last_index + 1
+                return last_index + 1, t_offset + last_s + 1.0 / fps
             last_index = offset + item.index
+            last_s = item.stream_s
             if not want.pixels:  # a frame no window uses: consumed, never converted, not paced
                 self.counters[f"{cam.name}.frames_unsent"] += 1
                 continue
@@ -124,8 +128,8 @@ class CaptureNode(Node):
                     GroundTruthSegment(
                         cam=cam.name,
                         segment_id=next_segment,
-                        start_s=seg.start_s,
-                        end_s=seg.end_s,
+                        start_s=t_offset + seg.start_s,
+                        end_s=t_offset + seg.end_s,
                         t0_ns=t0_wall_ns,
                         text=seg.caption,
                         slots=list(seg.slots),
@@ -137,7 +141,11 @@ class CaptureNode(Node):
             for output, image in (("frames", small), ("full", item.full)):
                 if image is not None:
                     frame = Frame(
-                        cam=cam.name, index=last_index, t_capture_ns=t_ns, stream_s=item.stream_s, image=image
+                        cam=cam.name,
+                        index=last_index,
+                        t_capture_ns=t_ns,
+                        stream_s=t_offset + item.stream_s,
+                        image=image,
                     )
                     self.publish(frame, output=output)
             if item.image is not None:

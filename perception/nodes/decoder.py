@@ -7,6 +7,10 @@ batching are `DecodeQueue` (perception/nodes/decode_queue.py).
 Anyone on the bus can publish a DecodeRequest, so one is checked before it is queued (a float embedding
 of the model's shape [D], finite) and rejected, counted, otherwise; and a batch whose decode fails anyway
 is decoded again one request at a time, so only the bad request is lost, never its batch-mates.
+
+A caption whose text says what the camera's previous one said is not news: it goes out marked
+`repeat=True` (a continuation of the previous caption, now up to its `end_s`) and is counted as
+`captions_repeated`; `perception up` does not print it, and a subscriber that wants news skips it.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from bus.bounded import BoundedDict
 from bus.component import Output, on
 from perception.messages import Caption, DecodeRequest
 from perception.nodes.decode_queue import DecodeQueue
@@ -27,6 +32,7 @@ if TYPE_CHECKING:  # torch loads when the node runs, not when it is imported
     from perception.model.phrase_bank import Description
 
 MAX_PENDING = 256
+MAX_CAMERAS = 1024  # cameras whose last caption text is kept (names come from requests: bounded)
 
 
 class DecoderNode(Node):
@@ -42,7 +48,8 @@ class DecoderNode(Node):
         self.decoding = False  # a batch is in hand (`busy`)
         self.latency = LatencyWindow()
         self.dim = int(self.model.cfg.embed_dim)
-        for key in ("rejected", "decodes", "batches", "batches_split"):
+        self.last_text: BoundedDict[str, str] = BoundedDict(MAX_CAMERAS)  # cam -> its previous caption's text
+        for key in ("rejected", "decodes", "batches", "batches_split", "captions_repeated"):
             self.counters[key] += 0
 
     def background(self) -> list:
@@ -118,6 +125,7 @@ class DecoderNode(Node):
         now = time.time_ns()
         for req, said in zip(batch, texts):
             latency_ms = (now - req.t_capture_ns) / 1e6
+            repeat = _same(self.last_text.get(req.cam), said.text)
             try:
                 self.publish(
                     Caption(
@@ -132,6 +140,7 @@ class DecoderNode(Node):
                         end_s=req.end_s,
                         t_capture_ns=req.t_capture_ns,
                         latency_ms=round(latency_ms, 2),
+                        repeat=repeat,
                     )
                 )
             except Exception as exc:  # e.g. fields the codec cannot encode: this caption only, not the worker
@@ -139,6 +148,13 @@ class DecoderNode(Node):
                 continue
             self.latency.add(latency_ms)
             self.counters["decodes"] += 1
+            self.counters["captions_repeated"] += repeat
+            self.last_text[req.cam] = said.text
+
+
+def _same(previous: str | None, text: str) -> bool:
+    """Whether `text` says what `previous` said (case and spacing aside)."""
+    return previous is not None and " ".join(previous.lower().split()) == " ".join(text.lower().split())
 
 
 NODE = DecoderNode

@@ -600,6 +600,8 @@ class Launcher:
                     if msg.counters.get("ready") and msg.node in self._ready:
                         self._ready[msg.node].set()
                 elif isinstance(msg, (Caption, Event)):
+                    if isinstance(msg, Caption) and msg.repeat and not self.json_lines:
+                        continue  # the previous caption goes on: not news (JSON lines keep it, marked)
                     line = to_json(env.topic, msg) if self.json_lines else format_line(msg)
                     print(line, file=self.out, flush=True)
                     self.printed += 1

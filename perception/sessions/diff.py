@@ -111,6 +111,7 @@ class SessionDiff:
     drift: Drift
     latency: dict[str, dict[str, float | None]]  # baseline / candidate: live latencies (None offline)
     run: dict[str, Any] | None = None  # the offline run's own figures
+    edge_excluded: int = 0  # windows, segments, captions and crossings cut by the recording's edges
 
     @property
     def differences(self) -> int:
@@ -159,10 +160,92 @@ class SessionDiff:
         return out
 
 
+@dataclass(frozen=True)
+class Edges:
+    """Per camera, the stretch both runs saw whole, where the recording cut one of them: `lo`, the
+    candidate's first window start (the recording's first frame), when the live baseline has windows
+    before it; `hi`, the baseline's last window end, when the candidate has windows past it (the recording
+    stopped before the live run's last outputs). Absent: no edge on that side."""
+
+    lo: dict[str, int]
+    hi: dict[str, int]
+
+    @classmethod
+    def of(cls, base: Perceived, cand: Perceived) -> Edges:
+        lo, hi = {}, {}
+        for cam in {k.cam for k in cand.embeddings}:
+            base_spans = [k for k in base.embeddings if k.cam == cam]
+            if not base_spans:
+                continue
+            first = min(k.start_ns for k in cand.embeddings if k.cam == cam)
+            if min(k.start_ns for k in base_spans) < first:
+                lo[cam] = first
+            base_end = max(k.end_ns for k in base_spans)
+            if max(k.end_ns for k in cand.embeddings if k.cam == cam) > base_end:
+                hi[cam] = base_end
+        return cls(lo, hi)
+
+    def inside(self, cam: str, start_ns: int, end_ns: int) -> bool:
+        """Whether [start_ns, end_ns] lies within what both runs saw (not cut by the recording's edges)."""
+        return start_ns >= self.lo.get(cam, start_ns) and end_ns <= self.hi.get(cam, end_ns)
+
+
+def trim_edges(base: Perceived, cand: Perceived) -> int:
+    """Leave out of both sides what the recording's start or end cut; returns how many items.
+
+    A recording attached to a running pipeline (`perception record`) starts mid-segment: the live run
+    (`base`) has windows with frames before the recording's first one, and its segmenter and watches had
+    history the offline run never sees. Then windows outside both runs' common stretch (`Edges`) are left
+    out, and so is everything before the first segment boundary both runs share (per camera): the
+    segments, captions and watch crossings up to it were decided on frames only one run saw. At the end,
+    where the recording stopped before the live run's last outputs, what ends past the common stretch is
+    left out, and so is what ends after the baseline's last segment (the offline run flushes its open
+    segment where the recording stopped; the live one had not closed it). A recording from its first
+    frame to its last caption (`perception up --record`) loses nothing here.
+
+    Not covered: the online segmenter's noise estimate accumulates over all the frames it saw, so in a
+    recording attached mid-stream a boundary soon after the first shared one can still differ (the offline
+    run has less history); it is reported as a difference.
+    """
+    if not cand.embeddings or not base.embeddings:
+        return 0
+    edges = Edges.of(base, cand)
+    start = {}  # cam -> capture ns from which segments, captions and crossings are compared
+    for cam, lo in edges.lo.items():  # only where the live run saw frames before the recording's first
+        ends = [{e.end_ns for e in p.segments if e.cam == cam and e.end_ns > lo} for p in (base, cand)]
+        common = sorted(ends[0] & ends[1])
+        start[cam] = common[0] if common else lo  # none shared: only what began before the recording is cut
+
+    # the end: the baseline holds segments up to where its recording stopped; past its last segment end it
+    # knows nothing (the live run went on unrecorded) while the offline run flushes its open segment there
+    last = {cam: max(e.end_ns for e in base.segments if e.cam == cam) for cam in {e.cam for e in base.segments}}
+
+    def keep(cam: str, start_ns: int, end_ns: int) -> bool:
+        return (
+            edges.inside(cam, start_ns, end_ns)
+            and start_ns >= start.get(cam, start_ns)
+            and end_ns <= last.get(cam, end_ns)
+        )
+
+    cut = 0
+    for p in (base, cand):
+        kept = {k: v for k, v in p.embeddings.items() if edges.inside(k.cam, k.start_ns, k.end_ns)}
+        segments = [e for e in p.segments if keep(e.cam, e.start_ns, e.end_ns)]
+        captions = [c for c in p.captions if keep(c.cam, c.start_ns, c.end_ns)]
+        watches = [e for e in p.watches if keep(e.cam, e.end_ns, e.end_ns)]
+        cut += len(p.embeddings) - len(kept) + len(p.segments) - len(segments)
+        cut += len(p.captions) - len(captions) + len(p.watches) - len(watches)
+        p.embeddings, p.segments, p.captions, p.watches = kept, segments, captions, watches
+        p.windows = {k: v for k, v in p.windows.items() if k in kept}
+    return cut
+
+
 def compare(session: str, base: Perceived, cand: Perceived, *, tolerance_s: float = 0.5) -> SessionDiff:
-    """`cand` against `base`, both over the frames of `session`."""
+    """`cand` against `base`, both over the frames of `session`. What the recording's edges cut is left out
+    of both sides first (`trim_edges`; counted in `edge_excluded`): it is not a difference."""
     for cam, t0 in cand.t0_ns.items():
         base.t0_ns.setdefault(cam, t0)  # one origin per camera for both sides' seconds
+    edge_excluded = trim_edges(base, cand)
     return SessionDiff(
         session=session,
         baseline=str(base.path),
@@ -173,6 +256,7 @@ def compare(session: str, base: Perceived, cand: Perceived, *, tolerance_s: floa
         drift=compare_embeddings(base, cand),
         latency={"baseline": base.latency(), "candidate": cand.latency()},
         run=cand.run,
+        edge_excluded=edge_excluded,
     )
 
 

@@ -29,13 +29,23 @@ def git_revision() -> str:
         return "unknown"
 
 
+def recorded_model_id(config: AppConfig) -> str:
+    """The id of the model the session ran, as its encoder reports it (`tiny@tiny:cd02a9f3`: the
+    checkpoint actually loaded, default one included), not the config's spelling of it."""
+    from perception.nodes.models import ModelUnavailableError, model_id
+
+    try:
+        return model_id(config.model)
+    except ModelUnavailableError:  # recorded anyway: say what the config asked for
+        return config.model.checkpoint or f"preset:{config.model.preset}"
+
+
 def session_metadata(config: AppConfig) -> dict[str, Any]:
     """What a recording should say about the session that made it (MCAP "session" metadata record)."""
-    model = config.model
     return {
         "config": config.model_dump(mode="json"),
         "config_name": config.name,
-        "model_id": model.checkpoint or f"preset:{model.preset}",
+        "model_id": recorded_model_id(config),
         "git_revision": git_revision(),
         "host": socket.gethostname(),
         "pid": os.getpid(),

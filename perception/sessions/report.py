@@ -17,7 +17,8 @@ def format_report(d: SessionDiff, thresholds: Thresholds) -> str:
         f"session   {d.session}",
         f"baseline  {d.baseline}",
         f"candidate {d.candidate}",
-        f"differences: {d.differences}",
+        f"differences: {d.differences}"
+        + (f" ({d.edge_excluded} items cut by the recording's start or end not compared)" if d.edge_excluded else ""),
         (
             f"boundaries: {b.baseline} -> {b.candidate}, matched {b.matched} within {b.tolerance_s} s "
             f"(exact {b.exact}), precision {b.precision:.3f} recall {b.recall:.3f}, "

@@ -7,6 +7,7 @@ import asyncio
 import socket
 
 import numpy as np
+import pytest
 import structlog.testing
 
 from perception.data.stream import ShapesStream
@@ -101,3 +102,24 @@ async def test_a_stream_that_refuses_is_reported_and_retried(runtime_dir, random
     assert len(reports) >= 3
     assert "cannot open video" in reports[0]["error"] and "Connection refused" in reports[0]["error"]
     assert [x["retry_in_s"] for x in reports[:3]] == [0.1, 0.2, 0.4]  # exponential backoff, capped
+
+
+async def test_a_looping_file_keeps_its_stream_seconds_increasing(runtime_dir, random_checkpoint):
+    """Issue 34: a looping file printed `[cam0 18.53- 9.20s]` (a caption ending before it started): each
+    pass restarted the stream seconds at 0 while frame indices went on. Now the second pass follows the
+    first in both."""
+    clip = runtime_dir / "clip.mp4"
+    write_video(clip, [np.full((32, 32, 3), 8 * i, dtype=np.uint8) for i in range(10)], fps=10.0)
+    config = node_config(
+        runtime_dir,
+        random_checkpoint,
+        cameras=[{"name": "cam0", "type": "file", "path": str(clip), "loop": True, "realtime": False}],
+        encoder={"frame_step": 1, "stride_frames": 1},
+    )
+    async with running(CaptureNode, config, ["frames/"]) as (node, pub, sub):
+        envs = await collect(sub, "frames/", 25, timeout=30)
+    frames = [e.msg for e in envs]  # a `latest` topic: the first few may be gone before we subscribed
+    assert frames[-1].index - frames[0].index >= 10  # across at least one loop
+    times = [f.stream_s for f in frames]
+    assert all(b > a for a, b in zip(times, times[1:])), times
+    assert [f.stream_s for f in frames] == pytest.approx([f.index / 10.0 for f in frames])  # 10 fps throughout

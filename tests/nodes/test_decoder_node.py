@@ -79,3 +79,21 @@ async def test_a_failed_setup_is_one_error_not_a_second_one_in_teardown(runtime_
                 await DecoderNode(config).run()
     assert "broken" in str(err.value) or "json" in str(err.value).lower()
     assert not [x for x in logs if x["event"] == "teardown failed"], logs
+
+
+async def test_a_caption_that_repeats_the_previous_one_is_marked_and_counted(runtime_dir, random_checkpoint):
+    """Issue 34: a default run printed "the blue triangle is moving to the left" three times in a row. A
+    caption whose text is the camera's previous one is now marked `repeat` (a continuation, not news) and
+    counted on stats/decoder; per camera, so another camera's first caption is news."""
+    config = node_config(runtime_dir, random_checkpoint, decoder={"max_batch": 1})
+    async with running(DecoderNode, config, ["captions/"]) as (node, pub, sub):
+        dim = node.dim
+        same = good(dim, 1)
+        for segment_id, cam, emb in [(1, "cam0", same), (2, "cam0", same), (3, "cam0", same), (1, "cam1", same)]:
+            pub.publish_nowait(f"decode/{cam}", request(segment_id, emb, cam=cam))
+        captions = sorted((c.msg for c in await collect(sub, "captions/", 4, timeout=60)), key=lambda c: c.cam)
+    by = {(c.cam, c.segment_id): c for c in captions}
+    assert len({c.text for c in captions}) == 1  # one embedding, one text
+    assert [by["cam0", i].repeat for i in (1, 2, 3)] == [False, True, True]
+    assert by["cam1", 1].repeat is False
+    assert node.counters["captions_repeated"] == 2

@@ -113,6 +113,8 @@ def test_shipped_configs_validate(name, tmp_path, monkeypatch):
             "model.weights.y_encoder",
         }
         assert all(msg.startswith("MissingWeightsError: ") for _, msg in missing)
+    if name == "tiny-cpu.yaml":  # issue 34: its watch phrase fired on shapes the shipped model cannot tell apart
+        assert config.pipeline.events.watch == []
     if name == "two-host.yaml":
         assert config.bus.curve.enabled and config.bus.endpoint("pub").startswith("tcp://")
         assert "capture" not in config.pipeline.nodes  # the robot host runs capture

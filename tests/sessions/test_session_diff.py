@@ -124,3 +124,89 @@ def test_test_help_says_the_default_config_is_the_recordings_own():
     )  # fmt: skip
     text = " ".join(out.stdout.split())
     assert "default: the config stored in each recording" in text and "configs/tiny-cpu.yaml" not in text, text
+
+
+def windows(p: Perceived, first: int, last: int) -> Perceived:
+    """One-second windows [k, k+1] s for k in first..last, each with the same embedding on both sides."""
+    for k in range(first, last + 1):
+        p.embeddings[Span("cam0", T0 + k * S, T0 + (k + 1) * S)] = np.full(4, k + 10, np.float32)
+    return p
+
+
+def test_windows_and_segments_cut_by_a_recordings_edges_are_not_differences():
+    """Issue 34: a recording attached to a running pipeline did not compare equal to itself: a boundary
+    lost at 0.13 s (a segment begun before the recording), one gained at the end (the offline run's last
+    segment, flushed where the recording stopped), windows only in the baseline (frames before it). The
+    live run here saw frames from -3 s; the recording holds 0-28 s, the live outputs recorded reach 26 s."""
+    live = windows(
+        perceived(
+            "live",
+            segments=[segment(-5, 0.13), segment(0.13, 10), segment(10, 20), segment(20, 25)],
+            captions=[caption(-5, 0.13, "a"), caption(0.13, 10, "b"), caption(10, 20, "c"), caption(20, 25, "d")],
+            watches=[watch(0.5, False), watch(12, True)],
+        ),
+        -3,
+        25,
+    )
+    offline = windows(
+        perceived(
+            "offline",
+            segments=[segment(0, 10), segment(10, 20), segment(20, 25), segment(25, 28)],
+            captions=[caption(0, 10, "b'"), caption(10, 20, "c"), caption(20, 25, "d"), caption(25, 28, "e")],
+            watches=[watch(12, True)],
+        ),
+        0,
+        27,
+    )
+    diff = compare("s.mcap", live, offline)
+    assert diff.differences == 0 and not diff.crossed(Thresholds(exact=True)), diff.as_dict()
+    assert diff.drift.matched == 26 and diff.boundaries.exact == 2  # 0-26 s windows; ends at 20 and 25 s
+    assert diff.edge_excluded > 0
+
+    # a real change in the middle is still one
+    changed = windows(
+        perceived(
+            "offline",
+            segments=[segment(0, 10), segment(10, 15), segment(15, 25), segment(25, 28)],
+            captions=[caption(0, 10, "b'"), caption(10, 15, "c"), caption(15, 25, "d"), caption(25, 28, "e")],
+            watches=[watch(12, True)],
+        ),
+        0,
+        27,
+    )
+    live2 = windows(
+        perceived(
+            "live",
+            segments=[segment(-5, 0.13), segment(0.13, 10), segment(10, 20), segment(20, 25)],
+            captions=[caption(-5, 0.13, "a"), caption(0.13, 10, "b"), caption(10, 20, "c"), caption(20, 25, "d")],
+            watches=[watch(0.5, False), watch(12, True)],
+        ),
+        -3,
+        25,
+    )
+    assert compare("s.mcap", live2, changed).crossed(Thresholds(exact=True))
+
+
+def test_a_recording_from_its_first_frame_loses_nothing_at_its_start():
+    both = [segment(0, 2), segment(2, 5)]
+    a = windows(perceived("a", segments=both), 0, 4)
+    b = windows(perceived("b", segments=[segment(0, 3), segment(3, 5)]), 0, 4)
+    diff = compare("s.mcap", a, b)
+    assert diff.edge_excluded == 0 and len(diff.boundaries.lost) == 1 and len(diff.boundaries.gained) == 1
+
+
+def test_the_offline_runs_flush_where_the_recording_stopped_is_not_a_difference():
+    """The live run's last segment was still open when its recording stopped (all its windows recorded);
+    the offline run closes it at the recording's end: that last boundary is the edge, not a change."""
+    live = windows(perceived("live", segments=[segment(0, 4), segment(4, 8)], captions=[caption(4, 8, "x")]), 0, 11)
+    offline = windows(
+        perceived(
+            "offline",
+            segments=[segment(0, 4), segment(4, 8), segment(8, 12)],
+            captions=[caption(4, 8, "x"), caption(8, 12, "y")],
+        ),
+        0,
+        11,
+    )
+    diff = compare("s.mcap", live, offline)
+    assert diff.differences == 0 and diff.edge_excluded == 2, diff.as_dict()

@@ -117,9 +117,11 @@ def docs_test_snippet() -> str:
     return re.search(r"## Test one \(`perception.testing`\).*?```python\n(.*?)```", text, re.S).group(1)
 
 
-async def test_docs_harness_snippet_passes(tmp_path):
-    """The skill-author's test in docs/skills.md, run on the docs' own skill: the harness in public use."""
+async def test_docs_harness_snippet_passes(tmp_path, monkeypatch):
+    """The skill-author's test in docs/skills.md, run on the docs' own skill: the harness in public use. It
+    is self-contained: it imports the skill from red_spotter.py beside it and marks itself asyncio."""
+    (tmp_path / "red_spotter.py").write_text(docs_snippet())
+    monkeypatch.syspath_prepend(str(tmp_path))
     namespace: dict = {}
-    exec(compile(docs_snippet(), "red_spotter.py", "exec"), namespace)
     exec(compile(docs_test_snippet(), "test_red_spotter.py", "exec"), namespace)
     await namespace["test_red_spotter_alerts_on_red_only"]()
