@@ -144,8 +144,8 @@ class RosbagSource(Source):
             except BagError:
                 bag.close()
                 raise
-        except BagError as exc:
-            raise SourceUnavailableError(str(exc)) from exc
+        except BagError as exc:  # a file does not mend itself: not retried
+            raise SourceUnavailableError(str(exc), permanent=True) from exc
         duration = bag.duration_s()
         if image.count > 1 and duration > 0:
             self._fps = (image.count - 1) / duration  # the bag's rate (the bag may hold other topics longer)
@@ -182,7 +182,7 @@ class RosbagSource(Source):
                 self.last_stamp_ns = t_ns
                 return SourceFrame(image, i, max(0.0, (t_ns - self._t0_ns) / 1e9), full)
         except BagError as exc:
-            raise SourceUnavailableError(str(exc)) from exc
+            raise SourceUnavailableError(str(exc), permanent=True) from exc
         return None
 
     def _pose(self, topic: str, msgtype: str, msg: Any) -> None:

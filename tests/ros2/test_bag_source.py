@@ -12,7 +12,7 @@ import pytest
 
 from perception.messages import Pose
 from perception.nodes.feed import Want
-from perception.nodes.sources import make_source, source_shorthand
+from perception.nodes.sources import SourceUnavailableError, make_source, source_shorthand
 from perception.ros2.cameras import RosbagCameraConfig
 from perception.ros2.sample_bags import BagSpec, write_bag, write_split_bag
 
@@ -180,3 +180,12 @@ def test_up_with_a_wrong_bag_topic_is_one_line_and_exit_2(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert "has no topic /nope; its topics: /camera/image_raw (sensor_msgs/msg/Image)" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_bag_without_the_topic_is_a_permanent_source_error(tmp_path):
+    """The capture node retries only what may come back; a bag file does not grow the topic it lacks."""
+    bag = write_bag(tmp_path / "bag", frames(2))
+    source = make_source(RosbagCameraConfig(path=str(bag), topic="/nope"))
+    with pytest.raises(SourceUnavailableError, match="has no topic /nope") as err:
+        source.connect()
+    assert err.value.permanent
