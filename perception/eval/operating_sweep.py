@@ -24,7 +24,7 @@ import torch
 from bus.logs import get_logger
 from perception.commands.evaluate import DEFAULT_CACHE
 from perception.eval.events_sweep import floats
-from perception.eval.operating_point import OPERATING_RATES_HZ, decode_cache, operating_point_report
+from perception.eval.operating_point import OPERATING_RATES_HZ, decode_cache, operating_point_report, summary_lines
 from perception.eval.stream_captions import service_segmenter
 from perception.eval.suite import SuiteConfig, embed_streams, scored_streams, stream_decoder
 from perception.model import VLJepa
@@ -33,7 +33,9 @@ from perception.nodes.segmenter import segment_steps
 log = get_logger("eval.operating_sweep")
 
 
-def sweep(model: VLJepa, split: str, grid: dict[str, list[float]], cfg: SuiteConfig) -> list[dict]:
+def sweep(
+    model: VLJepa, split: str, grid: dict[str, list[float]], cfg: SuiteConfig, methods: tuple[str, ...] = ("online",)
+) -> list[dict]:
     data = embed_streams(model, split, cfg)
     streams, sets, _ = scored_streams(data)
     decode = stream_decoder(model, cfg)
@@ -53,7 +55,7 @@ def sweep(model: VLJepa, split: str, grid: dict[str, list[float]], cfg: SuiteCon
             seed_sets=sets,
             online=seg_cfg,
             resamples=cfg.resamples,
-            methods=("online",),
+            methods=methods,
             cache=cache,
         )
         online = report["all"]["online"]
@@ -66,6 +68,7 @@ def sweep(model: VLJepa, split: str, grid: dict[str, list[float]], cfg: SuiteCon
                 "rows": online["rows"],
                 "reference_cider": report["all"]["reference_cider"],
                 "sets_overlap": report["sets_overlap"]["online"],
+                "report": report,
             }
         )
         head = online["headline"]
@@ -88,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--confirm", type=floats, default=[2])
     p.add_argument("--min-len-s", type=floats, default=[0.5])
     p.add_argument("--config", default=None, help="service config whose other events settings to keep")
+    p.add_argument("--methods", default="online", help="online (the grid), or online,offline,uniform (a report)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--resamples", type=int, default=500)
     p.add_argument("--cache", default=str(DEFAULT_CACHE))
@@ -104,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         cache_dir=args.cache,
     )
     grid = {"window": args.window, "confirm": args.confirm, "min_len_s": args.min_len_s}
-    rows = sweep(model, args.split, grid, cfg)
+    rows = sweep(model, args.split, grid, cfg, tuple(args.methods.split(",")))
     out = {
         "checkpoint": args.checkpoint,
         "split": args.split,
@@ -120,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         head = "none" if r["headline"] is None else f"{r['headline']['reduction']:.2f}x"
         cells = ", ".join(f"{x['rate_hz']:g}Hz {x['diff']['value']:+.3f}" for x in r["rows"])
         print(f"{json.dumps(r['setting'])}: headline {head}, mean paired diff {r['mean_diff']:+.3f}, {cells}")
+        print("\n".join(summary_lines(r["report"])))
     return 0
 
 
