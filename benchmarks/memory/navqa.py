@@ -2,7 +2,7 @@
 8 h and 24 h of stream time; spatial, temporal and descriptive questions with ground truth are answered
 through the memory's queries (perception/memory/queries.py, the tools' code path) by fixed templates, no LLM.
 
-    python -m benchmarks.memory.navqa --hours 1 8 24 --questions 100 --json docs/bench_navqa.json
+    python -m benchmarks.memory.navqa --hours 1 8 24 --questions 100 --json docs/data/bench_navqa.json
 
 What is simulated, and what is not: 12 places on a 40 m grid each hold one ShapesWorld thing (colour +
 shape) that is swapped for an absent one every 2 h; the robot visits each place for 60 s (20 s between

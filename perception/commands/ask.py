@@ -32,16 +32,15 @@ def parse_choices(text: str | None) -> list[str] | None:
 
 
 async def ask(config, question: str, choices: list[str] | None, camera: str | None, timeout: float) -> dict:
-    from bus.rpc import RpcClient
+    from perception.world_client import WorldClient
 
-    params = {"question": question, "choices": choices, "camera": camera}
-    async with RpcClient(config.bus, timeout=timeout, retries=0) as client:
-        return await client.call("ask", params)
+    async with WorldClient(config.bus, timeout=timeout, retries=0) as world:
+        return await world.ask(question, choices, camera)
 
 
 def run(args: argparse.Namespace) -> int:
     from bus.config import where_looked
-    from bus.rpc import RpcError, RpcTimeout
+    from perception.world_client import RpcError, WorldUnavailable
 
     try:
         config = load_config(args.config)
@@ -51,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         result = asyncio.run(ask(config, args.question, choices, args.camera, args.timeout))
-    except RpcTimeout:
+    except WorldUnavailable:
         print(
             f"perception ask: no answer from the pipeline on {config.bus.endpoint('rpc')} "
             f"within {args.timeout}s (is `perception up` running with this config and --name?); "

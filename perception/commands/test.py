@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     from bus.mcapfile import RecordingError, check_intact
     from perception.commands.outputs import output_error
     from perception.config import ConfigError, load_config, stored_config
-    from perception.nodes.launcher import model_problems
+    from perception.nodes.preflight import model_problems
     from perception.ros2.bag import BagError, bag_path
     from perception.ros2.bag_info import is_ros_bag
     from perception.sessions.diff import Thresholds, compare

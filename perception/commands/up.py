@@ -63,7 +63,8 @@ def probe_sources(config) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     from perception.commands.outputs import output_error
-    from perception.nodes.launcher import Launcher, prepare_config
+    from perception.nodes.launcher import Launcher
+    from perception.nodes.preflight import prepare_config
 
     if (rc := output_error("up", args.record, [args.config_path or args.config, args.source], "--record")) is not None:
         return rc

@@ -1,5 +1,5 @@
 """`perception now | history | search TEXT | watch PHRASE | unwatch ID | watches`: the world node's RPC
-methods on the command line (the same ones MCP tools and skills/world.py's WorldClient call).
+methods on the command line (through perception/world_client.py's WorldClient, as MCP tools and skills do).
 
 Each prints the world's answer as one JSON object on stdout and exits 0; no pipeline answering is one line
 on stderr saying where it looked, exit 1; an error the world returns (an unknown camera, a bad argument)
@@ -77,15 +77,15 @@ def params_of(method: str, args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def call(config, method: str, params: dict[str, Any], timeout: float) -> Any:
-    from bus.rpc import RpcClient
+    from perception.world_client import WorldClient
 
-    async with RpcClient(config.bus, timeout=timeout, retries=0) as client:
-        return await client.call(method, params)
+    async with WorldClient(config.bus, timeout=timeout, retries=0) as world:
+        return await world.call(method, params)
 
 
 def _run(method: str, args: argparse.Namespace) -> int:
     from bus.config import where_looked
-    from bus.rpc import RpcError, RpcTimeout
+    from perception.world_client import RpcError, WorldUnavailable
 
     try:
         config = load_config(args.config)
@@ -95,7 +95,7 @@ def _run(method: str, args: argparse.Namespace) -> int:
     timeout = args.timeout or (15.0 if method in MODEL_METHODS else 3.0)
     try:
         result = asyncio.run(call(config, method, params_of(method, args), timeout))
-    except RpcTimeout:
+    except WorldUnavailable:
         endpoint = config.bus.endpoint("rpc")
         print(
             f"perception {method}: no perception pipeline answers on {endpoint} within {timeout:g}s "

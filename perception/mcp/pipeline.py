@@ -1,9 +1,10 @@
 """The bus side of `perception mcp`: world RPC calls that never hang, a feed of captions and events, and
 compact views of the world's records.
 
-`Pipeline.call(method, params)` goes to the world node on `bus.rpc` with a bounded timeout and raises
-`PipelineError` (code + a message an agent can act on) for everything that can go wrong: no pipeline, an
-unknown camera, a bad request, a busy or missing model, an RPC method the running world does not have.
+`Pipeline.call(method, params)` goes to the world node through perception's one `WorldClient`
+(perception/world_client.py) with a bounded timeout and raises `PipelineError` (code + a message an
+agent can act on) for everything that can go wrong: no pipeline, an unknown camera, a bad request, a
+busy or missing model, an RPC method the running world does not have.
 Model calls (`ask`, `search`) get a longer budget; so that they too fail fast when nothing runs, they
 are preceded by a cheap `now` whenever nothing answered in the last `PROBE_FRESH_S`.
 
@@ -33,8 +34,8 @@ from bus.bounded import BoundedDict
 from bus.config import BusConfig, where_looked
 from bus.logs import RateLimited, get_logger
 from bus.pubsub import BusNotReady, Subscriber
-from bus.rpc import RpcClient, RpcError, RpcTimeout
 from perception.messages import Caption, Event
+from perception.world_client import RpcError, WorldClient, WorldUnavailable
 
 PROBE_FRESH_S = 5.0  # a model call skips the liveness probe when the world answered this recently
 MAX_CAMERAS = 64  # cameras whose latest caption the feed keeps (names come from publishers)
@@ -212,21 +213,16 @@ def view_event(msg: Event | Caption, now_ns: int) -> dict[str, Any]:
 
 
 class Pipeline:
-    """The world node's RPC methods with bounded timeouts; every failure is a `PipelineError`."""
+    """MCP's policy over the one `WorldClient`: bounded timeouts, a liveness probe before model calls, and
+    every failure a `PipelineError` an agent can act on."""
 
     def __init__(self, config: BusConfig, *, timeout: float = 3.0, model_timeout: float = 15.0) -> None:
         self.config = config
-        self.endpoint = config.endpoint("rpc")
+        self.world = WorldClient(config, timeout=timeout, retries=0)
+        self.endpoint = self.world.endpoint
         self.timeout = timeout
         self.model_timeout = max(model_timeout, timeout)
-        self._rpc: RpcClient | None = None
         self._answered = -math.inf  # monotonic time of the last reply
-
-    @property
-    def rpc(self) -> RpcClient:
-        if self._rpc is None:  # made on the running loop
-            self._rpc = RpcClient(self.config, timeout=self.timeout, retries=0)
-        return self._rpc
 
     def no_pipeline(self, within: float) -> PipelineError:
         return PipelineError(
@@ -237,15 +233,14 @@ class Pipeline:
 
     async def call(self, method: str, params: dict[str, Any] | None = None, *, model: bool = False) -> Any:
         """The world's result for `method`; `model=True` for calls that run the model (longer budget)."""
-        params = {k: v for k, v in (params or {}).items() if v is not None}
         timeout = self.timeout
         if model:
             if time.monotonic() - self._answered > PROBE_FRESH_S:
                 await self.call("now", {})  # fails in `timeout` when nothing runs
             timeout = self.model_timeout
         try:
-            result = await self.rpc.call(method, params, timeout=timeout, retries=0)
-        except RpcTimeout:
+            result = await self.world.call(method, params, timeout=timeout)
+        except WorldUnavailable:
             if model:
                 raise PipelineError(
                     "timeout",
@@ -279,9 +274,7 @@ class Pipeline:
         return PipelineError(code, f"{method} failed: {code}: {message}")
 
     def close(self) -> None:
-        if self._rpc is not None:
-            self._rpc.close()
-            self._rpc = None
+        self.world.close()
 
 
 # -- the bus feed ------------------------------------------------------------------------------------

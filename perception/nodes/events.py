@@ -58,13 +58,14 @@ from collections.abc import Sequence
 import numpy as np
 
 from bus.component import Output, on
-from bus.rpc import RpcClient, RpcError, RpcTimeout
+from bus.rpc import RpcClient
 from perception.messages import DecodeRequest, Embedding, Event, WatchList
 from perception.nodes.runtime import Node
 from perception.nodes.segments import SegmentStream, SegmentTracker, StreamStart, Vocabulary
 from perception.nodes.text_embeddings import fetch_text_embeddings
 from perception.nodes.watches import Watch, runtime_watches
 from perception.nodes.workers import encoder_endpoints
+from perception.world_client import RpcError, WorldClient, WorldUnavailable
 
 WATCHES_ASK_S = 1.0  # the world's `watches`, asked once at start
 WORLD_SRC = "world"  # the world node's name on the bus: the `src` of the WatchList it publishes
@@ -210,13 +211,12 @@ class EventsNode(Node):
 
     async def _ask_world(self) -> None:
         """The runtime watches as the world has them now; a world that is not up is no failure."""
-        async with RpcClient(self.config.bus, timeout=WATCHES_ASK_S, retries=0) as world:
+        async with WorldClient(self.config.bus, timeout=WATCHES_ASK_S, retries=0) as world:
             try:
-                result = await world.call("watches", {})
-                items = result["watches"]
+                items = await world.watches()
                 if type(items) is not list:
                     raise TypeError("'watches' is not a list")
-            except (RpcTimeout, RpcError, KeyError, TypeError) as exc:
+            except (WorldUnavailable, RpcError, KeyError, TypeError) as exc:
                 self.log.info("no watch list from the world yet; waiting for its broadcast", error=str(exc)[:200])
                 return
         await self._apply(self._runtime_of(items))

