@@ -17,8 +17,7 @@ def test_shipped_configs_validate(name):
 
 @pytest.mark.parametrize("name", TRAIN_CONFIGS)
 def test_shipped_training_configs_validate(name):
-    from perception.train.config import FrozenTrainConfig, ShardedTrainConfig, load_train_config
-    from perception.train.text_decoder import TextDecoderConfig
+    from perception.train.config import FrozenTrainConfig, ShardedTrainConfig, TextDecoderConfig, load_train_config
 
     cfg = load_train_config(CONFIG_DIR / name)
     if isinstance(cfg, ShardedTrainConfig):  # users' shards: the model section must name a real preset

@@ -16,9 +16,9 @@ import json
 import numpy as np
 
 from perception.memory.config import MemoryConfig
+from perception.memory.open import open_store
 from perception.memory.pgserver import private_postgres
 from perception.memory.records import Batch, CaptionRow, Place, SegmentRow, WatchRow, WindowRow, unit
-from perception.memory.store import open_store
 
 S = 10**9
 T0 = 1_790_000_000 * S

@@ -31,9 +31,9 @@ from pathlib import Path
 import numpy as np
 
 from perception.data.vocab import ACTIONS, COLOUR_NAMES, SHAPES, canonical_caption
+from perception.memory.open import open_store
 from perception.memory.queries import MemoryQueries
 from perception.memory.records import Batch, CaptionRow, Place, SegmentRow, unit
-from perception.memory.store import open_store
 
 S = 10**9
 T0 = 1_790_000_000 * S

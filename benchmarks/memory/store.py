@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from perception.memory.open import open_store
 from perception.memory.pgserver import private_postgres
 from perception.memory.records import Batch, Near, Place, Query, SegmentRow
-from perception.memory.store import open_store
 
 S = 10**9
 T0 = 1_790_000_000 * S

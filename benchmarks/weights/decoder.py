@@ -29,7 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from benchmarks.cameras.gpu import imported_model
-    from perception.train.text_decoder import load_text_decoder_config, train_text_decoder
+    from perception.train.config import load_text_decoder_config
+    from perception.train.text_decoder import train_text_decoder
 
     if not a.tiny and not torch.cuda.is_available():
         print("benchmarks.weights.decoder needs a CUDA GPU (or --tiny for a CPU smoke run)")

@@ -69,9 +69,8 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"perception train: {exc}", file=sys.stderr)
         return 2
-    from perception.train.config import FrozenTrainConfig, ShardedTrainConfig
+    from perception.train.config import FrozenTrainConfig, ShardedTrainConfig, TextDecoderConfig
     from perception.train.frozen import train_frozen
-    from perception.train.text_decoder import TextDecoderConfig
 
     if isinstance(cfg, TextDecoderConfig):  # a `recipe: text-decoder` file without --stage decoder
         return _run_text_decoder(args)
@@ -129,7 +128,8 @@ def _run_text_decoder(args: argparse.Namespace) -> int:
     from perception.commands.outputs import output_error
     from perception.model import CheckpointError
     from perception.model.phrase_bank import PhraseBankError
-    from perception.train.text_decoder import load_text_decoder_config, train_text_decoder
+    from perception.train.config import load_text_decoder_config
+    from perception.train.text_decoder import train_text_decoder
 
     inputs = [args.config, args.checkpoint, args.texts]
     if (rc := output_error("train", args.out, inputs, "--out", directory=True)) is not None:

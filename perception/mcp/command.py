@@ -133,7 +133,8 @@ def run(args: argparse.Namespace) -> int:
 
     store = None
     if args.store is not None:
-        from perception.memory.store import StoreError, open_store
+        from perception.memory.open import open_store
+        from perception.memory.store import StoreError
 
         try:
             mem = config.pipeline.world.memory

@@ -22,6 +22,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import Field
 
 from perception.mcp.pipeline import PipelineError, epoch_ns, iso
+from perception.mcp.version import package_version
 from perception.memory.embed import LocalEmbedder
 from perception.memory.queries import MemoryQueries, QueryError
 
@@ -229,10 +230,8 @@ class StoreBackend:
 
 
 def build_store_server(backend: StoreBackend) -> MCPServer:
-    from perception.mcp.server import _version
-
     server = MCPServer(
-        "perception-memory", title="Robot memory", instructions=STORE_INSTRUCTIONS, version=_version(),
+        "perception-memory", title="Robot memory", instructions=STORE_INSTRUCTIONS, version=package_version(),
         log_level="WARNING",
     )  # fmt: skip
     add_memory_tools(server, backend.call)

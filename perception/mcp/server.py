@@ -57,6 +57,7 @@ from perception.mcp.pipeline import (
     view_record,
     view_watch,
 )
+from perception.mcp.version import package_version
 from perception.messages import Caption, Event
 
 CAPTIONS_LATEST = "perception://captions/latest"
@@ -221,7 +222,7 @@ def build_server(pipeline: Pipeline, feed: BusFeed) -> tuple[MCPServer, Notifier
         "perception",
         title="VL-JEPA perception",
         instructions=INSTRUCTIONS,
-        version=_version(),
+        version=package_version(),
         log_level="WARNING",
         subscriptions=subscriptions,
     )
@@ -446,15 +447,6 @@ def build_server(pipeline: Pipeline, feed: BusFeed) -> tuple[MCPServer, Notifier
     lowlevel.add_request_handler("logging/setLevel", types.SetLevelRequestParams, on_set_level)
     lowlevel.add_notification_handler("notifications/initialized", types.NotificationParams, on_initialized)
     return server, notifier
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("vljepa-perception")
-    except PackageNotFoundError:
-        return "0"
 
 
 # -- transports ---------------------------------------------------------------------------------------

@@ -185,8 +185,9 @@ def import_file(store: Any, path: Path, robot: str) -> tuple[int, int]:
 
 def run(args: argparse.Namespace) -> int:
     from perception.config import ConfigError, load_config
+    from perception.memory.open import open_store
     from perception.memory.queries import QueryError
-    from perception.memory.store import StoreError, open_store
+    from perception.memory.store import StoreError
 
     def fail(msg: str) -> int:
         print(f"perception memory: {msg}", file=sys.stderr)

@@ -14,10 +14,11 @@ import numpy as np
 
 from bus.rpc import RpcError
 from perception.memory.config import MemoryConfig
+from perception.memory.open import open_store
 from perception.memory.pose import PoseTrack, check_pose
 from perception.memory.queries import Embed, MemoryQueries, QueryError
 from perception.memory.records import Batch, CaptionRow, Place, SegmentRow, WatchRow, WindowRow, unit
-from perception.memory.store import MemoryStore, StoreError, StoreUnavailable, open_store, redact
+from perception.memory.store import MemoryStore, StoreError, StoreUnavailable, redact
 from perception.memory.writer import MemoryWriter
 from perception.messages import Embedding, Pose
 

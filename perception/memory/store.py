@@ -11,7 +11,6 @@ so a query means the same on a laptop and on a fleet's server; tests run both ag
 
 from __future__ import annotations
 
-import os
 import stat
 from pathlib import Path
 from typing import Any, Protocol
@@ -64,24 +63,3 @@ def read_password_file(path: str) -> str:
             f"the password file {p} is readable by others (mode {stat.S_IMODE(st.st_mode):o}); chmod 600 it"
         )
     return p.read_text().strip()
-
-
-def open_store(
-    url: str, dim: int | None, *, password_file: str | None = None, create: bool = True, ef_search: int = 100
-) -> MemoryStore:
-    """The store at `url`: `postgresql://...` (TLS and other libpq options pass through in the query string;
-    the password from `password_file`, else $PGPASSWORD / ~/.pgpass as libpq does), `sqlite:///path`, or a
-    path. `create=False` (queries only) refuses a SQLite file that does not exist instead of making one."""
-    if url.startswith(("postgresql://", "postgres://")):
-        from perception.memory.postgres_store import PostgresStore
-
-        password = read_password_file(password_file) if password_file else None
-        return PostgresStore(url, dim, password=password, ef_search=ef_search)
-    path = os.path.expanduser(url.removeprefix("sqlite://") if url.startswith("sqlite://") else url)
-    if "://" in path:
-        raise StoreError(f"unknown store URL {redact(url)!r}: use postgresql://... or a SQLite file path")
-    if not create and not os.path.exists(path):
-        raise StoreError(f"no memory store at {path}")
-    from perception.memory.sqlite_store import SqliteStore
-
-    return SqliteStore(Path(path), dim)

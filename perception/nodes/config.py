@@ -13,9 +13,10 @@ from typing import ClassVar, Literal
 from pydantic import Field, field_validator, model_validator
 
 from perception.memory.config import MemoryConfig
+from perception.nodes.cameras import AnyCameraConfig
 from perception.nodes.sections import MAX_CAMERAS, MAX_SECONDS, NAME_PATTERN
 from perception.nodes.sections import Section as _Section
-from perception.nodes.sources import AnyCameraConfig, CameraConfig, SyntheticCameraConfig
+from perception.nodes.sources import CameraConfig, SyntheticCameraConfig
 from perception.ros2.config import Ros2OutConfig
 
 # ---------------------------------------------------------------------------------------------- bounds

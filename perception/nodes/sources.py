@@ -38,13 +38,12 @@ import collections
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, NamedTuple, TypeVar, Union
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple, TypeVar
 
-from pydantic import Field, ValidationError, ValidatorFunctionWrapHandler, WrapValidator
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic import Field
 
 from perception.nodes.feed import EVERYTHING, Want, scaled
-from perception.nodes.sections import MAX_SECONDS, NAME_PATTERN, Section, relocated
+from perception.nodes.sections import MAX_SECONDS, NAME_PATTERN, Section
 
 if TYPE_CHECKING:
     import numpy as np
@@ -414,7 +413,7 @@ class OpenCVSource(Source):
         super().close()
 
 
-# -- from the kinds: the config union, the reader, the start-up probe, the `--source` shorthand ------------
+# -- from the kinds: the reader, the start-up probe, the `--source` shorthand (the union: nodes/cameras.py) --
 
 
 def make_source(config: CameraConfig) -> Source:
@@ -472,86 +471,3 @@ def with_source(camera: dict[str, Any], text: str) -> dict[str, Any]:
     if camera.get("type", "synthetic") == new["type"]:
         return {**camera, **new}
     return {**{k: v for k, v in camera.items() if k in CameraConfig.model_fields}, **new}
-
-
-def _yaml_flow(fields: dict[str, Any]) -> str:
-    """`{type: file, path: clip.mp4}`: fields as a YAML flow mapping, strings quoted only where needed."""
-    import json
-
-    import yaml
-
-    def scalar(v: Any) -> str:
-        plain = isinstance(v, str) and not any(c in v for c in ":#,[]{}&*!|>'\"%@`") and v.strip() == v
-        return v if plain and yaml.safe_load(v) == v else json.dumps(v)
-
-    return "{" + ", ".join(f"{k}: {scalar(v)}" for k, v in fields.items()) + "}"
-
-
-def _validate_camera(data: Any, handler: ValidatorFunctionWrapHandler) -> CameraConfig:
-    """One camera: no `type` is synthetic; the old `source:` key fails at the camera's path with the typed
-    form to write (and what else of the camera would then be wrong); errors carry the camera's own path
-    (pydantic's would name the kind: `cameras.0.file.path`)."""
-    if not isinstance(data, dict):
-        return _at_camera(handler, data)
-    if "source" in data:
-        new = source_shorthand(str(data["source"]))
-        replaced = PydanticCustomError(
-            "source_replaced", "'source' is replaced by typed cameras; write {new}", {"new": _yaml_flow(new)}
-        )
-        errors = [InitErrorDetails(type=replaced, loc=(), input=data)]
-        try:
-            _at_camera(handler, {**{k: v for k, v in data.items() if k not in ("source", "type")}, **new})
-        except ValidationError as exc:
-            errors += [relocated(e, e["loc"]) for e in exc.errors()]
-        raise ValidationError.from_exception_data("CameraConfig", errors)
-    tag = data.get("type", "synthetic")
-    if not isinstance(tag, str) or tag not in CAMERA_KINDS:
-        raise PydanticCustomError(
-            "camera_type",
-            "unknown camera type {tag}; valid types: {types}",
-            {"tag": repr(tag), "types": ", ".join(CAMERA_KINDS)},
-        )
-    return _at_camera(handler, {**data, "type": tag})
-
-
-def _at_camera(handler: ValidatorFunctionWrapHandler, data: Any) -> CameraConfig:
-    """`handler(data)`, its errors at the camera's path rather than under the kind's name."""
-    try:
-        return handler(data)
-    except ValidationError as exc:
-        errors = exc.errors()
-        tagged = [bool(e["loc"]) and e["loc"][0] in CAMERA_KINDS for e in errors]
-        if not any(tagged):
-            raise
-        raise ValidationError.from_exception_data(
-            exc.title, [relocated(e, e["loc"][1:] if t else e["loc"]) for e, t in zip(errors, tagged, strict=True)]
-        ) from None
-
-
-# the ROS 2 kinds (rosbag, ros2) live beside the rest of the bridge; they register here, before the union
-import perception.ros2.cameras  # noqa: E402, F401
-
-
-def _hint_other_kinds_keys() -> None:
-    """A key of another kind (`size` on a file camera, as every camera had before types) fails with the
-    kinds that have it, through each kind's `renamed` hints."""
-    common = set(CameraConfig.model_fields)
-    for tag, kind in CAMERA_KINDS.items():
-        owners: dict[str, list[str]] = {}
-        for other, okind in CAMERA_KINDS.items():
-            for key in set(okind.config.model_fields) - common - set(kind.config.model_fields):
-                owners.setdefault(key, []).append(other)
-        hints = {
-            k: f"only cameras of type {' or '.join(v)} have {k!r}; this one is type {tag}" for k, v in owners.items()
-        }
-        kind.config.renamed = {**hints, **kind.config.renamed}
-
-
-_hint_other_kinds_keys()
-
-# `pipeline.cameras[]`: one of the kinds above, chosen by `type:`
-AnyCameraConfig = Annotated[
-    Union[tuple(kind.config for kind in CAMERA_KINDS.values())],  # noqa: UP007  built from the registry
-    Field(discriminator="type"),
-    WrapValidator(_validate_camera),
-]

@@ -14,64 +14,13 @@ import math
 import random
 import time
 from pathlib import Path
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict, Field
 
 from bus.logs import get_logger
 from perception.config import ConfigError
-from perception.train.config import MAX_BATCH, MAX_STEPS, MAX_THREADS
+from perception.train.config import TextDecoderConfig
 
 log = get_logger("train.text_decoder")
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "train-text-decoder.yaml"
 MAX_TEXT_CHARS = 500
-
-
-class DecoderSizes(BaseModel):
-    """The builtin decoder made for a checkpoint that has none (YDecoderConfig fields, bounded: a file sizes it)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    prefix_tokens: int = Field(8, ge=1, le=64)
-    hidden: int = Field(512, ge=8, le=8192)
-    layers: int = Field(4, ge=1, le=64)
-    heads: int = Field(8, ge=1, le=128)
-    intermediate: int = Field(1536, ge=8, le=65_536)
-    max_tokens: int = Field(32, ge=4, le=512)
-
-
-class TextDecoderConfig(BaseModel):
-    """configs/train-text-decoder.yaml."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-    recipe: Literal["text-decoder"] = "text-decoder"  # how load_train_config tells this file from the others
-    steps: int = Field(2000, ge=1, le=MAX_STEPS)
-    batch_size: int = Field(64, ge=1, le=MAX_BATCH)
-    lr: float = Field(5e-4, gt=0)
-    warmup_steps: int = Field(50, ge=0, le=MAX_STEPS)
-    min_lr_ratio: float = Field(0.05, ge=0, le=1)
-    weight_decay: float = Field(0.01, ge=0)
-    grad_clip: float = Field(1.0, gt=0)
-    embedding_noise: float = Field(0.1, ge=0, le=10)  # std of the jitter added to each unit S_Y (then renormalised)
-    time_budget_s: float | None = Field(None, gt=0)  # stop early when spent (the schedule follows it)
-    max_texts: int = Field(2_000_000, ge=1, le=100_000_000)  # lines read from --texts
-    seed: int = 0
-    device: str = "auto"
-    threads: int | None = Field(None, ge=1, le=MAX_THREADS)  # torch CPU threads; None: torch's default
-    dtype: str = "float32"  # the decoder trains in float32; the checkpoint is saved as trained
-    log_every: int = Field(50, ge=1, le=MAX_STEPS)
-    decoder: DecoderSizes = Field(default_factory=DecoderSizes)  # built when the checkpoint has no decoder
-
-
-def load_text_decoder_config(path: str | Path | None, overrides: dict | None = None) -> TextDecoderConfig:
-    """configs/train-text-decoder.yaml (or `path`, which must be a text-decoder recipe) with dotted overrides."""
-    from perception.train.config import load_train_config
-
-    cfg = load_train_config(path or DEFAULT_CONFIG, overrides=overrides)
-    if not isinstance(cfg, TextDecoderConfig):
-        raise ConfigError(f"{path}: not a text-decoder recipe (set `recipe: text-decoder`)")
-    return cfg
 
 
 def read_texts(path: str | Path, limit: int) -> list[str]:

@@ -11,9 +11,9 @@ import numpy as np
 
 from bus.logs import get_logger
 from perception.memory.config import MemoryConfig
+from perception.memory.open import open_store
 from perception.memory.pgserver import PgServer
 from perception.memory.records import Batch, Query, SegmentRow, unit
-from perception.memory.store import open_store
 from perception.memory.writer import MemoryWriter
 from tests.nodes.harness import bus_up
 from tests.support import child_env

@@ -10,8 +10,8 @@ import time
 
 import yaml
 
+from perception.memory.open import open_store
 from perception.memory.records import Batch, CaptionRow, Place, SegmentRow, WatchRow
-from perception.memory.store import open_store
 from tests.nodes.harness import embed
 from tests.support import REPO, child_env
 

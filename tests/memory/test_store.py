@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from perception.memory.config import MemoryConfig, WindowTier
+from perception.memory.open import open_store
 from perception.memory.records import Batch, CaptionRow, Near, Place, Query, SegmentRow, WatchRow, WindowRow, unit
-from perception.memory.store import StoreError, open_store
+from perception.memory.store import StoreError
 
 D = 16
 S = 1_000_000_000

@@ -9,10 +9,10 @@ from pydantic import TypeAdapter, ValidationError
 
 from perception.data.stream import ShapesStream
 from perception.data.video_io import write_video
+from perception.nodes.cameras import AnyCameraConfig
 from perception.nodes.feed import Feed, Want, centre_crop, scaled
 from perception.nodes.sources import (
     CAMERA_KINDS,
-    AnyCameraConfig,
     CameraConfig,
     FileCameraConfig,
     FileSource,
