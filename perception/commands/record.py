@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import re
 import sys
@@ -168,8 +169,14 @@ def run(args: argparse.Namespace) -> int:
         asyncio.run(run_until_stopped(job))
     except Exception as exc:  # BusNotReady, writer failures: say what failed, keep the file
         if not started and recorder.stats.messages == 0:
-            # nothing was recorded (no bus answered): leave no empty file behind to refuse the retry
-            (split_path(args.out, 0) if split else Path(args.out)).unlink(missing_ok=True)
+            # nothing was recorded: leave no empty file behind to refuse the retry (a read-only disk made none)
+            with contextlib.suppress(OSError):
+                (split_path(args.out, 0) if split else Path(args.out)).unlink(missing_ok=True)
+            if isinstance(exc, OSError) and not isinstance(
+                exc, TimeoutError
+            ):  # the disk (BusNotReady is a TimeoutError)
+                print(f"perception record: {exc}", file=sys.stderr)
+                return 1
             from bus.config import where_looked
 
             print(

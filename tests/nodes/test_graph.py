@@ -31,7 +31,6 @@ def test_the_default_graph_is_the_pipeline_with_its_message_types():
     assert [(n, o.topic) for n, o in graph.leaves()] == [
         ("capture", "frames_full/{cam}"),
         ("capture", "truth/{cam}"),
-        ("capture", "pose/{cam}"),
     ]
     assert graph.edges()[0].src == "capture"  # upstream first, the feedback edge last
     assert [e.src for e in graph.edges()][-1] == "world" and graph.depth()["world"] == 4
