@@ -114,3 +114,13 @@ async def wait_line(proc: asyncio.subprocess.Process, prefix: str, timeout: floa
                 raise AssertionError(f"child exited before printing {prefix!r}: {err[-3000:]}")
             if line.startswith(prefix):
                 return line
+
+
+def peak_rss_mb() -> float:
+    """This process image's peak RSS (VmHWM). Not getrusage's ru_maxrss: Linux keeps that across fork and
+    exec, so a child of a large pytest process would report its parent's size."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")

@@ -32,6 +32,7 @@ import numpy as np
 from benchmarks.bus.messages import Blob
 from bus.config import BusConfig
 from bus.pubsub import Publisher, Subscriber
+from tests.support import peak_rss_mb
 
 
 def frame(i: int, shape: tuple[int, ...]) -> np.ndarray:
@@ -104,8 +105,6 @@ def forge(args: argparse.Namespace) -> None:
 
 
 def victim(args: argparse.Namespace) -> None:
-    import resource
-
     import msgpack
 
     from bus import shm
@@ -124,7 +123,7 @@ def victim(args: argparse.Namespace) -> None:
     while line := _line():
         if line.startswith("touch"):
             total = int(np.asarray(msg.data, np.uint64).sum()) if msg is not None else -1
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            peak = peak_rss_mb()
             print("touched", total, round(peak, 1), flush=True)
 
 

@@ -25,7 +25,6 @@ import collections
 import itertools
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -71,7 +70,9 @@ class Tally:
         self.counts["accepted" if ok else "clear_errors"] += 1
 
     def result(self) -> dict:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        from tests.support import peak_rss_mb
+
+        peak = peak_rss_mb()
         return {
             "cases": self.counts["cases"],
             "clear_errors": self.counts["clear_errors"],
