@@ -121,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.library_output:
         os.environ[LIBRARY_OUTPUT_ENV] = "1"
+        for key, value in QUIET_LIBRARIES.items():  # a quiet parent's settings, inherited: the flag wins
+            if os.environ.get(key) == value:
+                del os.environ[key]
     if os.environ.get(LIBRARY_OUTPUT_ENV) != "1":
         quiet_libraries()
     configure_logging(level=args.log_level)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+from perception.cli import LIBRARY_OUTPUT_ENV, QUIET_LIBRARIES
 from tests.support import REPO, child_env
 
 from .conftest import pipeline_config, write_config
@@ -18,7 +19,9 @@ from .conftest import pipeline_config, write_config
 
 def up(path, *flags: str) -> subprocess.CompletedProcess:
     env = child_env()
-    env.pop("PERCEPTION_LOG_LEVEL", None)  # only the flag decides
+    # only the flags decide: an earlier in-process `main()` of this pytest run set the quiet variables here
+    for key in ("PERCEPTION_LOG_LEVEL", LIBRARY_OUTPUT_ENV, *QUIET_LIBRARIES):
+        env.pop(key, None)
     return subprocess.run(
         [sys.executable, "-m", "perception.cli", "up", str(path), "--duration", "3", *flags],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=240,
