@@ -15,6 +15,7 @@ from perception.nodes.feed import Want
 from perception.nodes.sources import SourceUnavailableError, make_source, source_shorthand
 from perception.ros2.cameras import RosbagCameraConfig
 from perception.ros2.sample_bags import BagSpec, write_bag, write_split_bag
+from tests.support import child_env
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -175,7 +176,7 @@ def test_up_with_a_wrong_bag_topic_is_one_line_and_exit_2(tmp_path):
         capture_output=True,
         text=True,
         timeout=120,
-        env={**__import__("os").environ, "PYTHONPATH": str(REPO)},
+        env=child_env(),
     )
     assert proc.returncode == 2, proc.stderr
     assert "has no topic /nope; its topics: /camera/image_raw (sensor_msgs/msg/Image)" in proc.stderr
